@@ -1,0 +1,91 @@
+"""The ``stockmon`` command: one entry point, subcommands imported only when used.
+
+User errors (bad flags, bad environment, bad spec) print one line and exit 2; a bug still shows a
+traceback, because hiding those helps nobody.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from stockmon import __version__
+from stockmon.errors import StockmonError, UsageError
+from stockmon.redaction import install_log_redaction, scrub
+
+# name -> (module with configure(parser) and a func default, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "spec": ("stockmon.spec.cli", "check, diff, show and render the machine-readable spec"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every usage error has the same one-line shape."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """Top-level parser; only the chosen subcommand's module is imported."""
+    epilog = "commands:\n" + "\n".join(f"  {n:<12} {h}" for n, (_, h) in COMMANDS.items())
+    parser = _Parser(
+        prog="stockmon",
+        description="Spec-driven contract testing and reference backend for KIS/Kiwoom market data.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stockmon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            importlib.import_module(module).configure(p)
+    return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command_of(args_list))
+        args = parser.parse_args(args_list)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        install_log_redaction()
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        code = func(args)
+        return int(code or 0)
+    except UsageError as exc:
+        print(f"stockmon: error: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    except StockmonError as exc:
+        print(f"stockmon: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
