@@ -49,7 +49,7 @@ def build_registry(docs: dict[str, dict[str, Any]]) -> Registry[Any]:
         (schema_uri(name), Resource.from_contents(doc, default_specification=DRAFT202012))
         for name, doc in docs.items()
     ]
-    return Registry().with_resources(resources_)  # type: ignore[no-any-return]
+    return Registry().with_resources(resources_)
 
 
 @functools.cache

@@ -102,7 +102,11 @@ def load_specs(roots: Roots, findings: list[Finding]) -> dict[str, Spec]:
             specs[version] = loader.load_spec_file(path, roots.spec)
         except SpecError as exc:
             findings.append(
-                Finding(f"spec/versions/{version}.yaml", str(exc), "fix the file so it matches spec/meta-schema.json")
+                Finding(
+                    f"spec/versions/{version}.yaml",
+                    str(exc),
+                    "fix the file so it matches spec/meta-schema.json",
+                )
             )
     return specs
 
@@ -114,7 +118,11 @@ def check_lock(roots: Roots, specs: Mapping[str, Spec], findings: list[Finding])
     for version, digest in lock.items():
         if version not in files:
             findings.append(
-                Finding(f"spec/versions/{version}.yaml", "released version was removed", "restore the file from git")
+                Finding(
+                    f"spec/versions/{version}.yaml",
+                    "released version was removed",
+                    "restore the file from git",
+                )
             )
             continue
         spec = specs.get(version)
@@ -122,8 +130,11 @@ def check_lock(roots: Roots, specs: Mapping[str, Spec], findings: list[Finding])
             continue
         if spec.status != "released":
             findings.append(
-                Finding(f"spec/versions/{version}.yaml", "released version was set back to draft",
-                        "restore 'status: released'; put changes in a new version")
+                Finding(
+                    f"spec/versions/{version}.yaml",
+                    "released version was set back to draft",
+                    "restore 'status: released'; put changes in a new version",
+                )
             )
         if spec.digest != digest:
             findings.append(
@@ -138,13 +149,19 @@ def check_lock(roots: Roots, specs: Mapping[str, Spec], findings: list[Finding])
     for version, spec in specs.items():
         if spec.status == "released" and version not in lock:
             findings.append(
-                Finding(f"spec/versions/{version}.yaml", "marked released but not in versions.lock",
-                        f"run 'stockmon spec release {version}'")
+                Finding(
+                    f"spec/versions/{version}.yaml",
+                    "marked released but not in versions.lock",
+                    f"run 'stockmon spec release {version}'",
+                )
             )
         if spec.based_on and spec.based_on not in specs:
             findings.append(
-                Finding(f"spec/versions/{version}.yaml", f"based_on {spec.based_on!r} does not exist",
-                        "name an existing version")
+                Finding(
+                    f"spec/versions/{version}.yaml",
+                    f"based_on {spec.based_on!r} does not exist",
+                    "name an existing version",
+                )
             )
 
 
@@ -171,47 +188,91 @@ def check_schemas(roots: Roots, findings: list[Finding]) -> dict[str, dict[str, 
     for name, doc in docs.items():
         where = f"schemas/{name}.json"
         if doc.get("$schema") != "https://json-schema.org/draft/2020-12/schema":
-            findings.append(Finding(where, "$schema is not JSON Schema 2020-12",
-                                    'set "$schema": "https://json-schema.org/draft/2020-12/schema"'))
+            findings.append(
+                Finding(
+                    where,
+                    "$schema is not JSON Schema 2020-12",
+                    'set "$schema": "https://json-schema.org/draft/2020-12/schema"',
+                )
+            )
             continue
         if doc.get("$id") != schema_pkg.schema_uri(name):
-            findings.append(Finding(where, f"$id is {doc.get('$id')!r}", f'set "$id": "{schema_pkg.schema_uri(name)}"'))
+            findings.append(
+                Finding(
+                    where,
+                    f"$id is {doc.get('$id')!r}",
+                    f'set "$id": "{schema_pkg.schema_uri(name)}"',
+                )
+            )
         try:
             jsonschema.Draft202012Validator.check_schema(doc)
         except jsonschema.SchemaError as exc:
-            findings.append(Finding(where, f"invalid JSON Schema: {exc.message}", "fix the schema keyword named"))
+            findings.append(
+                Finding(
+                    where, f"invalid JSON Schema: {exc.message}", "fix the schema keyword named"
+                )
+            )
             continue
         resolver = registry.resolver(base_uri=schema_pkg.schema_uri(name))
         for ref in set(_walk_refs(doc)):
             try:
                 resolver.lookup(ref)
             except Unresolvable:
-                findings.append(Finding(where, f"$ref {ref!r} does not resolve offline",
-                                        "point it at a schema in schemas/ (by its file name) or a local #/$defs"))
+                findings.append(
+                    Finding(
+                        where,
+                        f"$ref {ref!r} does not resolve offline",
+                        "point it at a schema in schemas/ (by its file name) or a local #/$defs",
+                    )
+                )
         validator = jsonschema.Draft202012Validator(doc, registry=registry)
         valid = doc.get("examples", [])
         invalid = doc.get("x-invalid-examples", [])
         if not valid or not invalid:
-            findings.append(Finding(where, "needs at least one valid ('examples') and one invalid ('x-invalid-examples') example",
-                                    "add labelled examples"))
+            findings.append(
+                Finding(
+                    where,
+                    "needs at least one valid ('examples') and one invalid ('x-invalid-examples') example",
+                    "add labelled examples",
+                )
+            )
         for i, example in enumerate(valid):
             errs = list(validator.iter_errors(example))
             if errs:
-                findings.append(Finding(f"{where} examples[{i}]", f"labelled valid but fails: {errs[0].message}",
-                                        "fix the example or the schema"))
+                findings.append(
+                    Finding(
+                        f"{where} examples[{i}]",
+                        f"labelled valid but fails: {errs[0].message}",
+                        "fix the example or the schema",
+                    )
+                )
         for i, item in enumerate(invalid):
             if not isinstance(item, dict) or "instance" not in item or "why" not in item:
-                findings.append(Finding(f"{where} x-invalid-examples[{i}]", "must be {\"why\": ..., \"instance\": ...}",
-                                        "label the invalid example"))
+                findings.append(
+                    Finding(
+                        f"{where} x-invalid-examples[{i}]",
+                        'must be {"why": ..., "instance": ...}',
+                        "label the invalid example",
+                    )
+                )
                 continue
             if validator.is_valid(item["instance"]):
-                findings.append(Finding(f"{where} x-invalid-examples[{i}]",
-                                        f"labelled invalid ({item['why']}) but validates", "tighten the schema or fix the example"))
+                findings.append(
+                    Finding(
+                        f"{where} x-invalid-examples[{i}]",
+                        f"labelled invalid ({item['why']}) but validates",
+                        "tighten the schema or fix the example",
+                    )
+                )
     return docs
 
 
-def check_clause_refs(specs: Mapping[str, Spec], docs: Mapping[str, dict[str, Any]], roots: Roots,
-                      findings: list[Finding]) -> None:
+def check_clause_refs(
+    specs: Mapping[str, Spec],
+    docs: Mapping[str, dict[str, Any]],
+    roots: Roots,
+    findings: list[Finding],
+) -> None:
     """Clauses cite existing schemas; example packets in clause values validate."""
     if not docs:
         return
@@ -220,23 +281,36 @@ def check_clause_refs(specs: Mapping[str, Spec], docs: Mapping[str, dict[str, An
         for clause in spec.clauses:
             for name in clause.schemas:
                 if name not in docs:
-                    findings.append(Finding(f"spec {version} clause {clause.id}", f"cites unknown schema {name!r}",
-                                            f"add schemas/{name}.json or fix the name"))
+                    findings.append(
+                        Finding(
+                            f"spec {version} clause {clause.id}",
+                            f"cites unknown schema {name!r}",
+                            f"add schemas/{name}.json or fix the name",
+                        )
+                    )
             packet = clause.values.get("packet")
             if packet is not None and clause.schemas and clause.schemas[0] in docs:
                 from stockmon.spec.model import thaw
 
-                validator = jsonschema.Draft202012Validator(docs[clause.schemas[0]], registry=registry)
+                validator = jsonschema.Draft202012Validator(
+                    docs[clause.schemas[0]], registry=registry
+                )
                 errs = list(validator.iter_errors(thaw(packet)))
                 if errs:
-                    findings.append(Finding(f"spec {version} clause {clause.id} values.packet",
-                                            f"does not validate against {clause.schemas[0]}: {errs[0].message}",
-                                            "fix the packet or the schema"))
+                    findings.append(
+                        Finding(
+                            f"spec {version} clause {clause.id} values.packet",
+                            f"does not validate against {clause.schemas[0]}: {errs[0].message}",
+                            "fix the packet or the schema",
+                        )
+                    )
 
 
 def generated_files(specs: Mapping[str, Spec], roots: Roots) -> dict[Path, str]:
     """Every generated file with the content it must have."""
-    out = {roots.spec / "docs" / f"SPEC-{v}.md": render.render_markdown(s) for v, s in specs.items()}
+    out = {
+        roots.spec / "docs" / f"SPEC-{v}.md": render.render_markdown(s) for v, s in specs.items()
+    }
     if roots.project is not None and specs:
         newest = specs[max(specs, key=loader.version_key)]
         out[roots.project / ".env.example"] = render.render_env_example(newest)
@@ -248,26 +322,41 @@ def check_generated(specs: Mapping[str, Spec], roots: Roots, findings: list[Find
     for path, content in generated_files(specs, roots).items():
         rel = path.relative_to(roots.project) if roots.project else path.name
         if not path.is_file():
-            findings.append(Finding(str(rel), "generated file is missing", "run 'stockmon spec render'"))
+            findings.append(
+                Finding(str(rel), "generated file is missing", "run 'stockmon spec render'")
+            )
         elif path.read_text(encoding="utf-8") != content:
-            findings.append(Finding(str(rel), "generated file is out of date", "run 'stockmon spec render'"))
+            findings.append(
+                Finding(str(rel), "generated file is out of date", "run 'stockmon spec render'")
+            )
 
 
-def check_coverage(specs: Mapping[str, Spec], check_index: Mapping[str, Sequence[str]],
-                   findings: list[Finding]) -> None:
+def check_coverage(
+    specs: Mapping[str, Spec], check_index: Mapping[str, Sequence[str]], findings: list[Finding]
+) -> None:
     """Every breakable clause has a check; every check cites clauses that exist somewhere."""
     all_ids = {cid for s in specs.values() for cid in s.clause_ids}
     covered = {cid for ids in check_index.values() for cid in ids}
     for check, ids in check_index.items():
         for cid in ids:
             if cid not in all_ids:
-                findings.append(Finding(f"conformance check {check}", f"cites unknown clause {cid}",
-                                        "fix the clause ID or add the clause to the spec"))
+                findings.append(
+                    Finding(
+                        f"conformance check {check}",
+                        f"cites unknown clause {cid}",
+                        "fix the clause ID or add the clause to the spec",
+                    )
+                )
     for version, spec in specs.items():
         for clause in spec.clauses:
             if clause.testability.breakable and clause.id not in covered:
-                findings.append(Finding(f"spec {version} clause {clause.id}", "no conformance check covers it",
-                                        "add a check tagged with this clause, or mark it not breakable with a reason"))
+                findings.append(
+                    Finding(
+                        f"spec {version} clause {clause.id}",
+                        "no conformance check covers it",
+                        "add a check tagged with this clause, or mark it not breakable with a reason",
+                    )
+                )
 
 
 def run_check(roots: Roots, check_index: Mapping[str, Sequence[str]] | None = None) -> Report:
@@ -313,11 +402,15 @@ def release(roots: Roots, version: str) -> str:
     if not text:
         raise SpecError(f"no spec version {version}")
     if "\nstatus: draft\n" in text:
-        path.write_text(text.replace("\nstatus: draft\n", "\nstatus: released\n", 1), encoding="utf-8")
+        path.write_text(
+            text.replace("\nstatus: draft\n", "\nstatus: released\n", 1), encoding="utf-8"
+        )
     spec = loader.load_spec_file(path, roots.spec)
     lock = read_lock(roots)
     if version in lock and lock[version] != spec.digest:
-        raise SpecError(f"version {version} is already released with another digest; add a new version instead")
+        raise SpecError(
+            f"version {version} is already released with another digest; add a new version instead"
+        )
     lock[version] = spec.digest
     write_lock(roots, lock)
     return spec.digest

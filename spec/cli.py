@@ -19,9 +19,15 @@ from stockmon.spec.model import thaw
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``spec`` sub-subcommands."""
     sub = parser.add_subparsers(dest="spec_command", metavar="ACTION", required=True)
-    p = sub.add_parser("check", help="validate specs, schemas, generated docs, lock and clause coverage")
-    p.add_argument("--root", type=Path, help="check this source tree instead of the installed package")
-    p.add_argument("--no-coverage", action="store_true", help="skip the conformance clause-coverage step")
+    p = sub.add_parser(
+        "check", help="validate specs, schemas, generated docs, lock and clause coverage"
+    )
+    p.add_argument(
+        "--root", type=Path, help="check this source tree instead of the installed package"
+    )
+    p.add_argument(
+        "--no-coverage", action="store_true", help="skip the conformance clause-coverage step"
+    )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("diff", help="clause-level changes between two versions")
     p.add_argument("old")
@@ -80,7 +86,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _version(v: str) -> str:
     loader.version_key(v)
     if v not in loader.available_versions():
-        raise UsageError(f"unknown spec version {v!r}; available: {', '.join(loader.available_versions())}")
+        raise UsageError(
+            f"unknown spec version {v!r}; available: {', '.join(loader.available_versions())}"
+        )
     return v
 
 
@@ -100,13 +108,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
     c = spec.clause(args.clause_id)
     if args.json:
-        print(json.dumps({"spec": spec.version, "id": c.id, "section": c.section,
-                          "title": {"en": c.title.en, "ko": c.title.ko},
-                          "text": {"en": c.text.en, "ko": c.text.ko}, "values": thaw(c.values),
-                          "schemas": list(c.schemas),
-                          "source": {"doc": c.source.doc, "ref": c.source.ref, "grade": c.source.grade},
-                          "breakable": c.testability.breakable, "reason": c.testability.reason},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "spec": spec.version,
+                    "id": c.id,
+                    "section": c.section,
+                    "title": {"en": c.title.en, "ko": c.title.ko},
+                    "text": {"en": c.text.en, "ko": c.text.ko},
+                    "values": thaw(c.values),
+                    "schemas": list(c.schemas),
+                    "source": {"doc": c.source.doc, "ref": c.source.ref, "grade": c.source.grade},
+                    "breakable": c.testability.breakable,
+                    "reason": c.testability.reason,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     print(f"{c.id} (spec {spec.version}, §{c.section}): {c.title.en} / {c.title.ko}")
     print(f"  en: {c.text.en}")

@@ -59,7 +59,16 @@ def diff_specs(old: Spec, new: Spec) -> SpecDiff:
             changed.append(ClauseChange(cid, values, text_changed, schemas))
     sections = [
         name
-        for name in ("environment", "endpoints", "rest", "markets", "codes", "layouts", "kiwoom_layouts", "mock_profile")
+        for name in (
+            "environment",
+            "endpoints",
+            "rest",
+            "markets",
+            "codes",
+            "layouts",
+            "kiwoom_layouts",
+            "mock_profile",
+        )
         if thaw(old.raw.get(name)) != thaw(new.raw.get(name))
     ]
     return SpecDiff(old.version, new.version, added, removed, changed, sections)

@@ -89,7 +89,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{path.name}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise SpecError(
+            f"{path.name}{where}: invalid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {path}") from None
     if not isinstance(data, dict):
@@ -199,7 +201,9 @@ def load_spec_file(path: Path, root: Path | None = None) -> Spec:
         shown = "; ".join(errors[:5]) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
         raise SpecError(f"{path.name}: {shown}")
     if data["version"] != path.stem:
-        raise SpecError(f"{path.name}: declares version {data['version']!r}; the file name must match")
+        raise SpecError(
+            f"{path.name}: declares version {data['version']!r}; the file name must match"
+        )
     return build_spec(data, canonical_digest(data))
 
 

@@ -1,6 +1,6 @@
 """Typed, immutable view of one spec version (built by :mod:`stockmon.spec.loader`).
 
-Consumers read normative values through :class:`Clause` getters (``clause.int("interval_s")``),
+Consumers read normative values through :class:`Clause` getters (``clause.integer("interval_s")``),
 which fail loudly with :class:`~stockmon.errors.SpecError` when the data has the wrong type, so a
 bad spec edit never becomes a silent default in the client, the mock or the checks.
 """
@@ -84,35 +84,35 @@ class Clause:
         """A raw (frozen) value; prefer the typed getters."""
         return self._get(key)
 
-    def int(self, key: str) -> int:
+    def integer(self, key: str) -> int:
         """An integer value (bool is rejected)."""
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, int):
             raise SpecError(f"clause {self.id}: value {key!r} must be an integer, got {v!r}")
         return v
 
-    def float(self, key: str) -> float:
+    def number(self, key: str) -> float:
         """A number value as float."""
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise SpecError(f"clause {self.id}: value {key!r} must be a number, got {v!r}")
         return float(v)
 
-    def str(self, key: str) -> str:
+    def string(self, key: str) -> str:
         """A string value."""
         v = self._get(key)
         if not isinstance(v, str):
             raise SpecError(f"clause {self.id}: value {key!r} must be a string, got {v!r}")
         return v
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         """A boolean value."""
         v = self._get(key)
         if not isinstance(v, bool):
             raise SpecError(f"clause {self.id}: value {key!r} must be a boolean, got {v!r}")
         return v
 
-    def strs(self, key: str) -> tuple[str, ...]:
+    def strings(self, key: str) -> tuple[str, ...]:
         """A list of strings."""
         v = self._get(key)
         if not isinstance(v, tuple) or not all(isinstance(x, str) for x in v):

@@ -36,7 +36,9 @@ def render_markdown(spec: Spec) -> str:
     out.append("|---|---|---|---|---|")
     for c in spec.clauses:
         brk = "yes" if c.testability.breakable else "no"
-        out.append(f"| [{c.id}](#{c.id.lower()}) | {c.section} | {c.title.en} | {c.title.ko} | {brk} |")
+        out.append(
+            f"| [{c.id}](#{c.id.lower()}) | {c.section} | {c.title.en} | {c.title.ko} | {brk} |"
+        )
     out.append("")
     for c in spec.clauses:
         out.append(f"### {c.id}")
@@ -87,7 +89,9 @@ def render_markdown(spec: Spec) -> str:
         out.append("| FID | Name | Type | Signed | Meaning |")
         out.append("|---|---|---|---|---|")
         for kf in klay.fields:
-            out.append(f"| {kf.fid} | {kf.name} | {kf.type} | {'yes' if kf.signed else ''} | {kf.meaning} |")
+            out.append(
+                f"| {kf.fid} | {kf.name} | {kf.type} | {'yes' if kf.signed else ''} | {kf.meaning} |"
+            )
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -101,7 +105,9 @@ def render_env_example(spec: Spec) -> str:
         "",
     ]
     for e in spec.environment:
-        flags = ", ".join(x for x in ("secret" if e.secret else "", "required" if e.required else "") if x)
+        flags = ", ".join(
+            x for x in ("secret" if e.secret else "", "required" if e.required else "") if x
+        )
         out.append(f"# {e.description}" + (f" [{flags}]" if flags else ""))
         out.append(f"{e.name}=")
         out.append("")

@@ -158,7 +158,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kis_ws_url=_url(env, "KIS_WS_URL", ep["kis"]["ws"]["prod"], ("ws", "wss")),
         kiwoom_app_key=_secret(env, "KIWOOM_APP_KEY"),
         kiwoom_app_secret=_secret(env, "KIWOOM_APP_SECRET"),
-        kiwoom_rest_url=_url(env, "KIWOOM_REST_URL", ep["kiwoom"]["rest"]["prod"], ("http", "https")),
+        kiwoom_rest_url=_url(
+            env, "KIWOOM_REST_URL", ep["kiwoom"]["rest"]["prod"], ("http", "https")
+        ),
         kiwoom_ws_url=_url(env, "KIWOOM_WS_URL", ep["kiwoom"]["ws"]["prod"], ("ws", "wss")),
         vite_api_key=_secret(env, "VITE_API_KEY"),
         redis_url=_secret(env, "REDIS_URL"),
