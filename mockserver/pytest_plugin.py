@@ -1,0 +1,1 @@
+"""pytest plugin (entry point ``pytest11``): ``kis_mock`` fixture. Filled in by the mock server work."""
