@@ -58,22 +58,25 @@ def _roots(root: Path | None) -> Roots:
     return Roots.source_tree(root)
 
 
-def conformance_index() -> Mapping[str, Sequence[str]] | None:
-    """Clause IDs per conformance check, if the conformance package provides its catalogue."""
+def conformance_index() -> tuple[Mapping[str, Sequence[str]] | None, Mapping[str, str]]:
+    """Clause IDs per conformance check and the pending list, if the conformance catalogue exists."""
     try:
         catalog = importlib.import_module("stockmon.conformance.catalog")
-    except ModuleNotFoundError:
-        return None
+    except ModuleNotFoundError as exc:
+        if exc.name != "stockmon.conformance.catalog":
+            raise
+        return None, {}
     index = catalog.clause_index()
-    assert isinstance(index, Mapping)
-    return index
+    pending = getattr(catalog, "pending_clauses", dict)()
+    assert isinstance(index, Mapping) and isinstance(pending, Mapping)
+    return index, pending
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the gate; exit 1 on any finding."""
     roots = _roots(args.root)
-    index = None if args.no_coverage else conformance_index()
-    report = run_check(roots, index)
+    index, pending = (None, {}) if args.no_coverage else conformance_index()
+    report = run_check(roots, index, pending)
     for f in report.findings:
         print(f"FAIL {f}", file=sys.stderr)
     for note in report.notes:
