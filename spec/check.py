@@ -357,7 +357,7 @@ def check_coverage(
                         "fix the clause ID or add the clause to the spec",
                     )
                 )
-    for cid, reason in pending.items():
+    for cid in pending:
         if cid in covered:
             findings.append(
                 Finding(
