@@ -75,7 +75,10 @@ def conformance_index() -> tuple[Mapping[str, Sequence[str]] | None, Mapping[str
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the gate; exit 1 on any finding."""
     roots = _roots(args.root)
-    index, pending = (None, {}) if args.no_coverage else conformance_index()
+    index: Mapping[str, Sequence[str]] | None = None
+    pending: Mapping[str, str] = {}
+    if not args.no_coverage:
+        index, pending = conformance_index()
     report = run_check(roots, index, pending)
     for f in report.findings:
         print(f"FAIL {f}", file=sys.stderr)
