@@ -67,7 +67,9 @@ def conformance_index() -> tuple[Mapping[str, Sequence[str]] | None, Mapping[str
             raise
         return None, {}
     index = catalog.clause_index()
-    pending = getattr(catalog, "pending_clauses", dict)()
+    pending: Mapping[str, str] = (
+        catalog.pending_clauses() if hasattr(catalog, "pending_clauses") else {}
+    )
     assert isinstance(index, Mapping) and isinstance(pending, Mapping)
     return index, pending
 
