@@ -5,8 +5,12 @@ ClientError (StockmonError)          root of everything the reference client rai
 ├── RemoteProtocolError               the peer sent something the spec does not allow
 │   └── FrameError                    a data frame that does not parse against its field layout
 ├── BrokerError                       the broker answered with an error body (code + message)
-│   └── AuthError                     an auth failure; ``retryable`` says whether a refresh can help
-└── NetworkError                      the connection failed (refused, reset, timeout)
+│   ├── AuthError                     an auth failure; ``retryable`` says whether a refresh can help
+│   └── TokenThrottledError           token issuance refused for now (EGW00133); wait ``retry_after``
+├── NetworkError                      the connection failed (refused, reset, timeout)
+└── CoordinationError                 the fleet's shared state (Redis cache, leases) cannot serve us
+    ├── CredentialUnavailableError    no valid token / approval key within the wait bound
+    └── LeaseLostError                a lease lapsed or was taken over before its holder was done
 """
 
 from __future__ import annotations
@@ -52,3 +56,25 @@ class AuthError(BrokerError):
 
 class NetworkError(ClientError):
     """The network failed underneath us."""
+
+
+class TokenThrottledError(BrokerError):
+    """The token endpoint throttled issuance (TOKEN-KIS-THROTTLE); retry after ``retry_after`` s."""
+
+    def __init__(
+        self, code: str, message: str, status: int | None = None, *, retry_after: float
+    ) -> None:
+        super().__init__(code, message, status)
+        self.retry_after = retry_after
+
+
+class CoordinationError(ClientError):
+    """The shared cache or a lease (Redis) could not be used; the message says what to check."""
+
+
+class CredentialUnavailableError(CoordinationError):
+    """No valid credential could be had within the wait bound (issuance failing, Redis down)."""
+
+
+class LeaseLostError(CoordinationError):
+    """A lease lapsed or changed hands before its holder finished what it guarded."""
