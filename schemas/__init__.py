@@ -86,3 +86,63 @@ def errors(name: str, instance: Any) -> list[str]:
 def is_valid(name: str, instance: Any) -> bool:
     """Whether ``instance`` validates against schema ``name``."""
     return bool(validator(name).is_valid(instance))
+
+
+# Keywords whose values are JSON instances, not subschemas: never rewritten by bundled().
+_INSTANCE_KEYWORDS = frozenset({"const", "enum", "default", "examples", "x-invalid-examples"})
+# Keywords that describe rather than constrain: kept beside an inlined $ref, not pushed into allOf.
+_ANNOTATION_KEYWORDS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$defs",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "x-invalid-examples",
+    }
+)
+# Keywords of a whole document dropped from an inlined target (it is no longer a resource).
+_RESOURCE_KEYWORDS = frozenset({"$schema", "$id", "$defs", "examples", "x-invalid-examples"})
+
+
+def bundled(name: str) -> dict[str, Any]:
+    """Schema ``name`` as one self-contained document: every ``$ref`` (also across files) inlined.
+
+    For tools that cannot resolve references through our offline registry (hypothesis-jsonschema,
+    AsyncAPI/OpenAPI generators). A ``$ref`` with constraining siblings becomes ``allOf``; a cycle
+    of references is a SpecError (none of the schemas is recursive).
+    """
+    docs, registry = _registry()
+    if name not in docs:
+        raise SpecError(f"unknown schema {name!r}; known: {', '.join(sorted(docs))}")
+    out = _inline(docs[name], registry.resolver(base_uri=schema_uri(name)), ())
+    assert isinstance(out, dict)
+    out.pop("$defs", None)
+    return out
+
+
+def _inline(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, resolver, trail) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return {
+            k: v if k in _INSTANCE_KEYWORDS else _inline(v, resolver, trail)
+            for k, v in node.items()
+        }
+    resolved = resolver.lookup(ref)
+    if id(resolved.contents) in trail:
+        raise SpecError(f"$ref cycle through {ref!r}; bundled() needs non-recursive schemas")
+    target = _inline(resolved.contents, resolved.resolver, (*trail, id(resolved.contents)))
+    if isinstance(target, dict):
+        target = {k: v for k, v in target.items() if k not in _RESOURCE_KEYWORDS}
+    siblings = {k: v for k, v in node.items() if k != "$ref"}
+    kept = {k: v for k, v in siblings.items() if k in _ANNOTATION_KEYWORDS}
+    rest = _inline({k: v for k, v in siblings.items() if k not in kept}, resolver, trail)
+    if not rest:
+        return {**target, **kept} if isinstance(target, dict) and kept else target
+    return {**kept, "allOf": [target, rest]}
