@@ -1,0 +1,769 @@
+"""Sans-I/O KIS WebSocket session: the protocol logic of the reference client, with no I/O at all.
+
+Theory of operation
+-------------------
+:class:`SessionCore` is a pure state machine in the style of h11 and aioquic. The shell feeds it
+*inputs*, each with the current spec time ``now`` — ``start``, ``connected``, ``text_received``,
+``closed``, ``subscribe``, ``unsubscribe``, ``reconnect``, ``stop`` and ``handle_timer`` — and
+after every input drains its *outputs*: text frames from :meth:`SessionCore.data_to_send`, typed
+events from :meth:`SessionCore.next_event` (see :mod:`stockmon.reference.events`), and the single
+deadline from :meth:`SessionCore.get_timer`. The core never reads a clock, sleeps, draws random
+numbers or touches a socket, so every policy below is unit-tested by calling methods with chosen
+``now`` values.
+
+Two state machines run side by side, each written out as one table so that a reader (and a test
+holding it against spec/) sees every legal move in one place:
+
+* the **connection** (:data:`CONNECTION_TRANSITIONS`): IDLE -> CONNECTING -> OPEN, and from OPEN
+  either the peer drops us (CLOSED: straight back to CONNECTING, i.e. reconnect) or we decide to
+  close (idle timeout, session in use, approval rejected, an external reconnect request: CLOSING,
+  then CONNECTING once the shell reports the socket fully closed). A new socket is requested only
+  from CONNECTING, which is entered only after ``closed`` — the core therefore can never ask for a
+  second socket while one is open (WS-SINGLE-SOCKET). STOP leads to SHUTTING_DOWN / STOPPED.
+* each **subscription** (:data:`SUBSCRIPTION_TRANSITIONS`): QUEUED (wanted, no socket) -> SUBSCRIBING
+  (request sent) -> ACTIVE (acknowledged); OVER_CAP when the session's registration cap is reached;
+  RESETTING while recovering from "already subscribed"; REJECTED when the broker refused it;
+  RELEASING while an unsubscribe is in flight; GONE when forgotten. A lost socket sends every
+  subscription back to QUEUED, and ``connected`` sends every QUEUED one again (resubscription).
+
+Policies, all with values read from the spec version in use (no number or code is written here):
+
+* KA-PING / KA-HEARTBEAT / KA-TIMERS: the ping packet is sent ``interval_s`` after the last one
+  (the *last-heartbeat* timer starts when the socket opens and is reset only by our own ping); the
+  socket is closed and reopened when nothing at all was received for ``idle_timeout_s``
+  (POL-IDLE-RECONNECT; the *last-inbound* timer is reset by every received frame, never by sending).
+* KA-SERVER-PINGPONG (1.1): a server PINGPONG (one that carries the server-only header fields) is
+  echoed back as text, verbatim, once. A PINGPONG without them, or identical to a text we sent
+  (our ping reflected, or our echo reflected), is never answered: no ping storm.
+* POL-ALREADY-SUBSCRIBED: on the already-subscribed code, release that key and subscribe it again,
+  in that order, for that key only. If the spec version has no release packet (1.0 lacks
+  PKT-UNSUBSCRIBE) the release is done locally (the registration is forgotten) and only the
+  subscribe is resent. If the broker answers "already subscribed" a second time in the same session
+  the key is taken as registered — believing the broker is the only loop-free choice.
+* WS-SESSION-LIMITS (1.1): never more than ``max_registrations`` registrations in flight or active;
+  the rest wait as OVER_CAP (reported once each) and are sent when a slot frees. The in-use code
+  closes the socket and asks for the next one no sooner than ``in_use_backoff_s``.
+* POL-AUTH-FAILED (1.1 ``ws_codes``): close, ask the shell for a new approval key, reconnect,
+  resubscribe.
+* ERR-WS-BODY: every error body becomes a :class:`~stockmon.reference.events.BrokerErrorReceived`
+  with a typed :class:`~stockmon.reference.errors.BrokerError` (``AuthError`` for the auth codes).
+
+Illegal calls (our own bugs, e.g. ``connected`` while a socket is open) raise
+:class:`~stockmon.reference.errors.LocalProtocolError`. Peer nonsense never raises: it becomes a
+:class:`~stockmon.reference.events.MalformedFrame` event and the session goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from stockmon.redaction import Secret
+from stockmon.reference.errors import (
+    AuthError,
+    BrokerError,
+    FrameError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from stockmon.reference.events import (
+    BrokerErrorReceived,
+    CloseSocket,
+    DataReceived,
+    Event,
+    MalformedFrame,
+    OpenSocket,
+    StatusChanged,
+)
+from stockmon.reference.frames import FrameParser
+from stockmon.settings import Subscription
+from stockmon.spec import Spec
+from stockmon.spec.model import thaw
+
+# How many of our own recent echo texts to remember, to recognise them if the server reflects them.
+_ECHO_MEMORY = 16
+# Characters of a bad frame kept in the MalformedFrame event (enough to recognise it in a log).
+_EXCERPT = 80
+# Name of the header field that carries the approval key (sheet §4.1; schema kis-ws-subscribe).
+_APPROVAL_HEADER = "approval_key"
+
+
+class ConnState(enum.Enum):
+    """States of the one WebSocket connection."""
+
+    IDLE = "idle"  # created, not started
+    CONNECTING = "connecting"  # a socket was requested (OpenSocket) and is not open yet
+    OPEN = "open"  # socket open: subscriptions, pings and timers run
+    CLOSING = "closing"  # we asked for the socket to close and will reconnect after
+    SHUTTING_DOWN = "shutting_down"  # we asked for the socket to close and will stay closed
+    STOPPED = "stopped"  # terminal
+
+
+class ConnEvent(enum.Enum):
+    """What can happen to the connection."""
+
+    START = "start"
+    CONNECTED = "connected"
+    CLOSED = "closed"  # socket fully closed, or the connection attempt failed
+    IDLE_TIMEOUT = "idle_timeout"  # POL-IDLE-RECONNECT
+    SESSION_IN_USE = "session_in_use"  # WS-SESSION-LIMITS in_use_code
+    APPROVAL_REJECTED = "approval_rejected"  # POL-AUTH-FAILED ws_codes
+    RECONNECT = "reconnect"  # the shell wants a fresh socket (e.g. the connect gate was lost)
+    STOP = "stop"
+
+
+_C, _E = ConnState, ConnEvent
+CONNECTION_TRANSITIONS: Mapping[tuple[ConnState, ConnEvent], ConnState] = MappingProxyType(
+    {
+        (_C.IDLE, _E.START): _C.CONNECTING,
+        (_C.IDLE, _E.RECONNECT): _C.IDLE,
+        (_C.IDLE, _E.STOP): _C.STOPPED,
+        (_C.CONNECTING, _E.CONNECTED): _C.OPEN,
+        (_C.CONNECTING, _E.CLOSED): _C.CONNECTING,  # attempt failed: ask again (shell backs off)
+        (_C.CONNECTING, _E.RECONNECT): _C.CONNECTING,
+        (_C.CONNECTING, _E.STOP): _C.STOPPED,
+        (_C.OPEN, _E.CLOSED): _C.CONNECTING,  # lost: the only allowed action is to reconnect
+        (_C.OPEN, _E.IDLE_TIMEOUT): _C.CLOSING,
+        (_C.OPEN, _E.SESSION_IN_USE): _C.CLOSING,
+        (_C.OPEN, _E.APPROVAL_REJECTED): _C.CLOSING,
+        (_C.OPEN, _E.RECONNECT): _C.CLOSING,
+        (_C.OPEN, _E.STOP): _C.SHUTTING_DOWN,
+        (_C.CLOSING, _E.CLOSED): _C.CONNECTING,  # close first, then open
+        (_C.CLOSING, _E.RECONNECT): _C.CLOSING,
+        (_C.CLOSING, _E.STOP): _C.SHUTTING_DOWN,
+        (_C.SHUTTING_DOWN, _E.CLOSED): _C.STOPPED,
+        (_C.SHUTTING_DOWN, _E.RECONNECT): _C.SHUTTING_DOWN,
+        (_C.SHUTTING_DOWN, _E.STOP): _C.SHUTTING_DOWN,
+        (_C.STOPPED, _E.CONNECTED): _C.SHUTTING_DOWN,  # a connect that finished after stop
+        (_C.STOPPED, _E.CLOSED): _C.STOPPED,
+        (_C.STOPPED, _E.RECONNECT): _C.STOPPED,
+        (_C.STOPPED, _E.STOP): _C.STOPPED,
+    }
+)
+
+
+class SubState(enum.Enum):
+    """States of one subscription (TR + key)."""
+
+    QUEUED = "queued"  # wanted; waits for a socket
+    OVER_CAP = "over_cap"  # wanted; the session's registration cap is reached
+    SUBSCRIBING = "subscribing"  # subscribe sent, no answer yet
+    RESETTING = "resetting"  # already-subscribed recovery: release (if any) and subscribe sent
+    ACTIVE = "active"  # acknowledged
+    REJECTED = "rejected"  # the broker refused it; retried on the next session
+    RELEASING = "releasing"  # unsubscribe sent, no answer yet
+    GONE = "gone"  # forgotten
+
+
+class SubEvent(enum.Enum):
+    """What can happen to a subscription."""
+
+    SEND = "send"  # local: subscribe packet queued
+    NO_ROOM = "no_room"  # local: cap reached
+    WANT = "want"  # local: subscribe() called again while releasing (subscribe packet queued)
+    RELEASE = "release"  # local: unsubscribe packet queued
+    RELEASE_LOCAL = "release_local"  # local: forgotten without a packet
+    SOCKET_LOST = "socket_lost"
+    ACK = "ack"  # peer: subscribe success
+    ALREADY = "already"  # peer: already subscribed
+    REFUSED = "refused"  # peer: any other error for this key
+    RELEASED = "released"  # peer: unsubscribe success or not-found
+
+
+_S, _V = SubState, SubEvent
+# Peer events (ACK, ALREADY, REFUSED, RELEASED) are defined for every state, so a late or stray
+# answer never raises; a missing local event is a bug and raises LocalProtocolError.
+SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = MappingProxyType(
+    {
+        (_S.QUEUED, _V.SEND): _S.SUBSCRIBING,
+        (_S.QUEUED, _V.NO_ROOM): _S.OVER_CAP,
+        (_S.QUEUED, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.QUEUED, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.OVER_CAP, _V.SEND): _S.SUBSCRIBING,
+        (_S.OVER_CAP, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.OVER_CAP, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.SUBSCRIBING, _V.ACK): _S.ACTIVE,
+        (_S.SUBSCRIBING, _V.ALREADY): _S.RESETTING,  # POL-ALREADY-SUBSCRIBED: release, subscribe
+        (_S.SUBSCRIBING, _V.REFUSED): _S.REJECTED,
+        (_S.SUBSCRIBING, _V.RELEASED): _S.SUBSCRIBING,  # stale answer to an earlier release
+        (_S.SUBSCRIBING, _V.RELEASE): _S.RELEASING,
+        (_S.SUBSCRIBING, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.SUBSCRIBING, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.RESETTING, _V.ACK): _S.ACTIVE,
+        (_S.RESETTING, _V.ALREADY): _S.ACTIVE,  # the broker insists: take it as registered
+        (_S.RESETTING, _V.RELEASED): _S.RESETTING,  # the answer to our own release
+        (_S.RESETTING, _V.REFUSED): _S.REJECTED,
+        (_S.RESETTING, _V.RELEASE): _S.RELEASING,
+        (_S.RESETTING, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.RESETTING, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.ACTIVE, _V.ACK): _S.ACTIVE,
+        (_S.ACTIVE, _V.ALREADY): _S.ACTIVE,
+        (_S.ACTIVE, _V.REFUSED): _S.ACTIVE,  # an error after the ack is reported, not believed
+        (_S.ACTIVE, _V.RELEASED): _S.ACTIVE,
+        (_S.ACTIVE, _V.RELEASE): _S.RELEASING,
+        (_S.ACTIVE, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.ACTIVE, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.REJECTED, _V.ACK): _S.ACTIVE,  # a late success wins
+        (_S.REJECTED, _V.ALREADY): _S.REJECTED,
+        (_S.REJECTED, _V.REFUSED): _S.REJECTED,
+        (_S.REJECTED, _V.RELEASED): _S.REJECTED,
+        (_S.REJECTED, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.REJECTED, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.RELEASING, _V.RELEASED): _S.GONE,
+        (_S.RELEASING, _V.ACK): _S.RELEASING,
+        (_S.RELEASING, _V.ALREADY): _S.RELEASING,
+        (_S.RELEASING, _V.REFUSED): _S.RELEASING,
+        (_S.RELEASING, _V.WANT): _S.RESETTING,  # release then subscribe are both on the wire
+        (_S.RELEASING, _V.SOCKET_LOST): _S.GONE,  # a closed session releases everything
+    }
+)
+
+# States that hold one of the session's registrations (sent and not answered, or acknowledged).
+REGISTERED_STATES = frozenset({_S.SUBSCRIBING, _S.RESETTING, _S.ACTIVE, _S.RELEASING})
+_PEER_EVENTS = frozenset({_V.ACK, _V.ALREADY, _V.REFUSED, _V.RELEASED})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """Every spec value the session needs, read once from one spec version."""
+
+    spec_version: str
+    ping_interval_s: float
+    ping_packet: Mapping[str, Any]
+    pingpong_tr_id: str
+    idle_timeout_s: float
+    subscribe_header: Mapping[str, str]
+    unsubscribe_header: Mapping[str, str] | None  # None: the version has no release packet
+    body_fields: tuple[str, str]
+    unsubscribe_codes: frozenset[str]
+    already_code: str
+    answer_server_ping: bool
+    server_ping_fields: frozenset[str]  # header fields only a server ping carries
+    max_registrations: int | None
+    over_limit_code: str | None
+    in_use_code: str | None
+    in_use_backoff_s: float
+    approval_codes: frozenset[str]
+    success_rt_cd: str
+    ws_codes: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> SessionRules:
+        """Read the clauses of ``spec``; errata clauses a version lacks switch their policy off."""
+        ping = spec.clause("KA-PING")
+        sub = spec.clause("PKT-SUBSCRIBE")
+        body_fields = sub.strings("body_fields")
+        if len(body_fields) != 2:
+            raise ValueError(f"PKT-SUBSCRIBE body_fields must name tr_id and tr_key: {body_fields}")
+        unsub_header: Mapping[str, str] | None = None
+        unsub_codes: frozenset[str] = frozenset()
+        if spec.has("PKT-UNSUBSCRIBE"):
+            unsub = spec.clause("PKT-UNSUBSCRIBE")
+            unsub_header = thaw(unsub.mapping("header"))
+            unsub_codes = frozenset({unsub.string("success_code"), unsub.string("not_found_code")})
+        answer = spec.has("KA-SERVER-PINGPONG")
+        server_fields: frozenset[str] = frozenset()
+        if answer:
+            spp = spec.clause("KA-SERVER-PINGPONG")
+            client_fields = set(thaw(ping.mapping("packet"))["header"])
+            server_fields = frozenset(spp.strings("server_packet_fields")) - client_fields
+        limits = spec.clause("WS-SESSION-LIMITS") if spec.has("WS-SESSION-LIMITS") else None
+        return cls(
+            spec_version=spec.version,
+            ping_interval_s=ping.number("interval_s"),
+            ping_packet=thaw(ping.mapping("packet")),
+            pingpong_tr_id=ping.string("tr_id"),
+            idle_timeout_s=spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s"),
+            subscribe_header=thaw(sub.mapping("header")),
+            unsubscribe_header=unsub_header,
+            body_fields=(body_fields[0], body_fields[1]),
+            unsubscribe_codes=unsub_codes,
+            already_code=spec.clause("POL-ALREADY-SUBSCRIBED").string("code"),
+            answer_server_ping=answer,
+            server_ping_fields=server_fields,
+            max_registrations=limits.integer("max_registrations") if limits else None,
+            over_limit_code=limits.string("over_limit_code") if limits else None,
+            in_use_code=limits.string("in_use_code") if limits else None,
+            in_use_backoff_s=limits.number("in_use_backoff_s") if limits else 0.0,
+            approval_codes=frozenset(spec.clause("POL-AUTH-FAILED").strings("ws_codes")),
+            # The WS acks share the REST success convention for rt_cd (protocol/kis.md §2.2).
+            success_rt_cd=spec.clause("ERR-REST-BODY").string("success_rt_cd"),
+            ws_codes=spec.codes.get("ws", MappingProxyType({})),
+        )
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters a shell may print or export."""
+
+    sessions: int = 0
+    pings_sent: int = 0
+    echoes_sent: int = 0
+    reflections: int = 0
+    frames: int = 0
+    records: int = 0
+    malformed: int = 0
+    broker_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Sub:
+    state: SubState
+    resets: int = 0  # already-subscribed recoveries in the current session
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class SessionCore:
+    """The KIS WebSocket session as a pure state machine (see the module docstring)."""
+
+    def __init__(self, spec: Spec, *, parser: FrameParser | None = None) -> None:
+        self.spec = spec
+        self.rules = r = SessionRules.from_spec(spec)
+        self.parser = parser or FrameParser(spec)
+        self.stats = SessionStats()
+        self.state = ConnState.IDLE
+        self._subs: dict[Subscription, _Sub] = {}
+        self._out: list[str] = []
+        self._events: deque[Event] = deque()
+        self._approval_key: Secret | None = None
+        self._last_heartbeat = 0.0
+        self._last_inbound = 0.0
+        self._opened_at = 0.0
+        self._next_open: OpenSocket | None = None
+        self._need_new_key = False
+        self._echoed: deque[str] = deque(maxlen=_ECHO_MEMORY)
+        self._ping_text = _compact(r.ping_packet)
+        self._is_data = self.parser.is_data
+        self._parse = self.parser.parse
+
+    # ------------------------------------------------------------------ outputs
+
+    def data_to_send(self) -> list[str]:
+        """Text frames to write, in order; the list is handed over (the core keeps none)."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next event for the shell, or None."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """Spec time of the next deadline (ping or idle timeout), None when no timer runs."""
+        if self.state is not ConnState.OPEN:
+            return None
+        r = self.rules
+        return min(self._last_heartbeat + r.ping_interval_s, self._last_inbound + r.idle_timeout_s)
+
+    @property
+    def subscriptions(self) -> Mapping[Subscription, SubState]:
+        """Every subscription the core knows about and its state."""
+        return MappingProxyType({s: v.state for s, v in self._subs.items()})
+
+    @property
+    def registrations(self) -> int:
+        """Registrations this session holds or has in flight (never above the cap)."""
+        return sum(1 for v in self._subs.values() if v.state in REGISTERED_STATES)
+
+    @property
+    def last_inbound(self) -> float:
+        """Spec time of the last received frame (KA-TIMERS last-inbound)."""
+        return self._last_inbound
+
+    @property
+    def last_heartbeat(self) -> float:
+        """Spec time of our last ping, or of the socket opening (KA-TIMERS last-heartbeat)."""
+        return self._last_heartbeat
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_approval_key(self, key: str | Secret) -> None:
+        """The approval key to put in subscribe/unsubscribe headers (set before ``connected``)."""
+        self._approval_key = key if isinstance(key, Secret) else Secret(key)
+
+    def start(self, now: float) -> None:
+        """Begin: ask the shell for the first socket."""
+        self._conn(ConnEvent.START)
+        self._request_open("startup")
+
+    def stop(self, now: float) -> None:
+        """Shut down: close the socket if one is open and never ask for another."""
+        before = self.state
+        self._conn(ConnEvent.STOP)
+        if before is ConnState.OPEN:
+            self._events.append(CloseSocket("shutdown"))
+        if self.state is ConnState.STOPPED and before is not ConnState.STOPPED:
+            self._status("stopped", "shutdown")
+
+    def reconnect(self, now: float, reason: str) -> None:
+        """Replace the socket (close, then open) for a reason outside the protocol."""
+        if self.state is ConnState.OPEN:
+            self._close_for_reconnect(ConnEvent.RECONNECT, reason, OpenSocket(reason))
+        else:
+            self._conn(ConnEvent.RECONNECT)
+
+    def connected(self, now: float) -> None:
+        """The socket the core asked for is open: start the timers and (re)subscribe everything."""
+        if self._approval_key is None and self.state is ConnState.CONNECTING:
+            raise LocalProtocolError("set_approval_key() must be called before connected()")
+        before = self.state
+        self._conn(ConnEvent.CONNECTED)
+        if before is ConnState.STOPPED:
+            self._events.append(CloseSocket("shutdown"))
+            return
+        self.stats.sessions += 1
+        self._need_new_key = False
+        self._opened_at = self._last_heartbeat = self._last_inbound = now
+        for sub in self._subs.values():
+            sub.resets = 0
+        self._status("connected", "session_open", detail=f"session {self.stats.sessions}")
+        self._fill_slots()
+
+    def closed(self, now: float, code: int | None = None) -> None:
+        """The socket is fully closed (or the attempt to open it failed)."""
+        before = self.state
+        self._conn(ConnEvent.CLOSED)
+        for s, sub in list(self._subs.items()):
+            self._sub_event(s, sub, SubEvent.SOCKET_LOST)
+        if before is ConnState.OPEN:
+            detail = f"close code {code}" if code is not None else "connection lost"
+            self._request_open("socket_closed", detail=detail)
+        elif before is ConnState.CLOSING:
+            pending = self._next_open or OpenSocket("reconnect")
+            self._next_open = None
+            self._events.append(pending)
+        elif before is ConnState.CONNECTING:
+            self._request_open("connect_failed", detail="the connection attempt failed")
+        elif before is ConnState.SHUTTING_DOWN:
+            self._status("stopped", "shutdown")
+
+    def subscribe(self, sub: Subscription, now: float) -> None:
+        """Want a subscription; sent now if a socket is open and the cap allows, else later."""
+        entry = self._subs.get(sub)
+        if entry is None:
+            entry = self._subs[sub] = _Sub(SubState.QUEUED)
+            if self.state is ConnState.OPEN:
+                self._fill_slots()
+        elif entry.state is SubState.RELEASING:
+            self._out.append(self._packet(sub, self.rules.subscribe_header))
+            self._sub_event(sub, entry, SubEvent.WANT)
+
+    def unsubscribe(self, sub: Subscription, now: float) -> None:
+        """Stop wanting a subscription; releases it on the wire when the spec version can."""
+        entry = self._subs.get(sub)
+        if entry is None or entry.state in (SubState.GONE, SubState.RELEASING):
+            return
+        r = self.rules
+        if (
+            entry.state in REGISTERED_STATES
+            and self.state is ConnState.OPEN
+            and r.unsubscribe_header is not None
+        ):
+            self._out.append(self._packet(sub, r.unsubscribe_header))
+            self._sub_event(sub, entry, SubEvent.RELEASE)
+            return
+        was_registered = entry.state in REGISTERED_STATES
+        self._sub_event(sub, entry, SubEvent.RELEASE_LOCAL)
+        detail = ""
+        if was_registered and self.state is ConnState.OPEN:
+            detail = f"spec {r.spec_version} has no release packet; forgotten locally"
+        self._status("unsubscribed", "local", sub, detail=detail)
+        self._fill_slots()
+
+    def handle_timer(self, now: float) -> None:
+        """Run whatever deadline has passed: the idle reconnect first, then the ping."""
+        if self.state is not ConnState.OPEN:
+            return
+        r = self.rules
+        if now >= self._last_inbound + r.idle_timeout_s:
+            silent = now - self._last_inbound
+            self._close_for_reconnect(
+                ConnEvent.IDLE_TIMEOUT,
+                "idle_timeout",
+                OpenSocket("idle_timeout"),
+                detail=f"no frame for {silent:g} s (limit {r.idle_timeout_s:g} s)",
+            )
+            return
+        if now >= self._last_heartbeat + r.ping_interval_s:
+            self._out.append(self._ping_text)
+            self._last_heartbeat = now
+            self.stats.pings_sent += 1
+
+    def text_received(self, text: str, now: float) -> None:
+        """One text frame from the peer: data, control answer, PINGPONG or nonsense."""
+        if self.state not in (ConnState.OPEN, ConnState.CLOSING, ConnState.SHUTTING_DOWN):
+            raise LocalProtocolError(f"text_received() in state {self.state.value}")
+        self._last_inbound = now
+        if self._is_data(text):
+            try:
+                frame = self._parse(text)
+            except FrameError as exc:
+                self._malformed(exc, text)
+                return
+            self.stats.frames += 1
+            self.stats.records += frame.count
+            self._events.append(DataReceived(frame))
+            return
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self._malformed(RemoteProtocolError("text frame is neither data nor JSON"), text)
+            return
+        if not isinstance(msg, dict):
+            self._malformed(RemoteProtocolError("JSON frame is not an object"), text)
+            return
+        header = msg.get("header")
+        header = header if isinstance(header, dict) else {}
+        if header.get("tr_id") == self.rules.pingpong_tr_id:
+            self._pingpong(text, msg, header)
+            return
+        body = msg.get("body")
+        if self.state is ConnState.OPEN and isinstance(body, dict):
+            self._control(header, body)
+
+    # ------------------------------------------------------------------ internals
+
+    def _conn(self, event: ConnEvent) -> None:
+        try:
+            self.state = CONNECTION_TRANSITIONS[self.state, event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{event.value} is not allowed in connection state {self.state.value}"
+            ) from None
+
+    def _sub_event(self, sub: Subscription, entry: _Sub, event: SubEvent) -> None:
+        new = SUBSCRIPTION_TRANSITIONS.get((entry.state, event))
+        if new is None:
+            if event in _PEER_EVENTS:
+                return
+            raise LocalProtocolError(f"{event.value} is not allowed for {sub} in {entry.state}")
+        entry.state = new
+        if new is SubState.GONE:
+            del self._subs[sub]
+
+    def _status(
+        self,
+        state: str,
+        reason: str,
+        sub: Subscription | None = None,
+        *,
+        code: str | None = None,
+        detail: str = "",
+        backoff_s: float | None = None,
+    ) -> None:
+        self._events.append(
+            StatusChanged(
+                state=state,
+                reason=reason,
+                tr_id=sub.tr_id if sub else None,
+                key=sub.tr_key if sub else None,
+                code=code,
+                detail=detail,
+                backoff_s=backoff_s,
+            )
+        )
+
+    def _request_open(self, reason: str, *, detail: str = "", min_delay_s: float = 0.0) -> None:
+        new_key = self._need_new_key
+        self._status(
+            "connecting" if reason == "startup" else "reconnecting",
+            reason,
+            detail=detail,
+            backoff_s=min_delay_s or None,
+        )
+        self._events.append(OpenSocket(reason, min_delay_s, new_key))
+
+    def _close_for_reconnect(
+        self,
+        event: ConnEvent,
+        reason: str,
+        then: OpenSocket,
+        *,
+        code: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self._conn(event)
+        self._next_open = then
+        self._status(
+            "reconnecting",
+            reason,
+            code=code,
+            detail=detail,
+            backoff_s=then.min_delay_s or None,
+        )
+        self._events.append(CloseSocket(reason))
+
+    def _packet(self, sub: Subscription, header: Mapping[str, str]) -> str:
+        if self._approval_key is None:
+            raise LocalProtocolError("no approval key: call set_approval_key() first")
+        f_tr, f_key = self.rules.body_fields
+        return _compact(
+            {
+                "header": {_APPROVAL_HEADER: self._approval_key.reveal(), **header},
+                "body": {"input": {f_tr: sub.tr_id, f_key: sub.tr_key}},
+            }
+        )
+
+    def _fill_slots(self) -> None:
+        """Send every waiting subscription that fits under the cap, in the order they were added."""
+        if self.state is not ConnState.OPEN:
+            return
+        cap = self.rules.max_registrations
+        used = self.registrations
+        for sub, entry in list(self._subs.items()):
+            if entry.state not in (SubState.QUEUED, SubState.OVER_CAP):
+                continue
+            if cap is not None and used >= cap:
+                if entry.state is SubState.QUEUED:
+                    self._sub_event(sub, entry, SubEvent.NO_ROOM)
+                    self._status(
+                        "over_cap",
+                        "session_limit",
+                        sub,
+                        detail=f"{cap} registrations per session (WS-SESSION-LIMITS); waiting",
+                    )
+                continue
+            self._out.append(self._packet(sub, self.rules.subscribe_header))
+            self._sub_event(sub, entry, SubEvent.SEND)
+            used += 1
+
+    def _malformed(self, error: RemoteProtocolError, text: str) -> None:
+        self.stats.malformed += 1
+        self._events.append(MalformedFrame(error, text[:_EXCERPT]))
+
+    def _pingpong(self, text: str, msg: dict[str, Any], header: dict[str, Any]) -> None:
+        r = self.rules
+        is_server_ping = (
+            r.answer_server_ping
+            and bool(r.server_ping_fields)
+            and all(f in header for f in r.server_ping_fields)
+            and "body" not in msg
+        )
+        if not is_server_ping or msg == r.ping_packet or text in self._echoed:
+            # our ping or our echo coming back, or a PINGPONG this version does not answer
+            self.stats.reflections += 1
+            return
+        if self.state is ConnState.OPEN:
+            self._out.append(text)
+            self._echoed.append(text)
+            self.stats.echoes_sent += 1
+
+    def _find(self, header: dict[str, Any]) -> tuple[Subscription, _Sub] | None:
+        tr_id, tr_key = header.get("tr_id"), header.get("tr_key")
+        if isinstance(tr_id, str) and isinstance(tr_key, str):
+            key = Subscription(tr_id, tr_key)
+            entry = self._subs.get(key)
+            if entry is not None:
+                return key, entry
+        if isinstance(tr_key, str) and tr_key:
+            for s, e in self._subs.items():
+                if s.tr_key == tr_key and e.state in REGISTERED_STATES:
+                    return s, e
+        return None
+
+    def _control(self, header: dict[str, Any], body: dict[str, Any]) -> None:
+        r = self.rules
+        code = body.get("msg_cd")
+        code = code if isinstance(code, str) else ""
+        message = body.get("msg1")
+        message = message if isinstance(message, str) else ""
+        rt_cd = body.get("rt_cd")
+        if not isinstance(rt_cd, str):
+            known = r.ws_codes.get(code)
+            rt_cd = known.get("rt_cd") if known else None
+        success = rt_cd == r.success_rt_cd
+        found = self._find(header)
+        sub = found[0] if found else None
+
+        if not success:
+            self.stats.broker_errors += 1
+            err: BrokerError
+            if code in r.approval_codes:
+                err = AuthError(code, message, retryable=True)
+            else:
+                err = BrokerError(code, message)
+            self._events.append(
+                BrokerErrorReceived(err, sub.tr_id if sub else None, sub.tr_key if sub else None)
+            )
+
+        if code and code == r.in_use_code:
+            self._close_for_reconnect(
+                ConnEvent.SESSION_IN_USE,
+                "session_in_use",
+                OpenSocket("session_in_use", min_delay_s=r.in_use_backoff_s),
+                code=code,
+                detail=f"{code} {message}".strip(),
+            )
+            return
+        if code and code in r.approval_codes:
+            self._need_new_key = True
+            self._close_for_reconnect(
+                ConnEvent.APPROVAL_REJECTED,
+                "auth_refresh",
+                OpenSocket("auth_refresh", new_approval_key=True),
+                code=code,
+                detail=f"{code} {message}: new approval key, reconnect, resubscribe".strip(),
+            )
+            return
+        if found is None:
+            return
+        key, entry = found
+        if code and code == r.already_code:
+            self._already_subscribed(key, entry, code)
+        elif code and code in r.unsubscribe_codes:
+            was = entry.state
+            self._sub_event(key, entry, SubEvent.RELEASED)
+            if was is SubState.RELEASING:
+                self._status("unsubscribed", "ack", key, code=code)
+                self._fill_slots()
+        elif success:
+            was = entry.state
+            self._sub_event(key, entry, SubEvent.ACK)
+            if was is not SubState.ACTIVE and entry.state is SubState.ACTIVE:
+                self._status("subscribed", "ack", key, code=code)
+        else:
+            was = entry.state
+            self._sub_event(key, entry, SubEvent.REFUSED)
+            if entry.state is SubState.REJECTED and was is not SubState.REJECTED:
+                over = code == r.over_limit_code
+                self._status(
+                    "over_cap" if over else "rejected",
+                    "server_limit" if over else "refused",
+                    key,
+                    code=code,
+                    detail=message,
+                )
+                self._fill_slots()
+
+    def _already_subscribed(self, key: Subscription, entry: _Sub, code: str) -> None:
+        r = self.rules
+        if entry.state is not SubState.SUBSCRIBING:
+            was = entry.state
+            self._sub_event(key, entry, SubEvent.ALREADY)
+            if was is SubState.RESETTING:
+                self._status(
+                    "subscribed",
+                    "already_subscribed",
+                    key,
+                    code=code,
+                    detail="the broker repeats it is registered; taken as registered",
+                )
+            return
+        entry.resets += 1
+        if r.unsubscribe_header is not None:
+            self._out.append(self._packet(key, r.unsubscribe_header))
+            detail = "force unsubscribe, then subscribe again"
+        else:
+            detail = (
+                f"spec {r.spec_version} has no release packet: forgotten locally, subscribe again"
+            )
+        self._out.append(self._packet(key, r.subscribe_header))
+        self._sub_event(key, entry, SubEvent.ALREADY)
+        self._status("resubscribing", "already_subscribed", key, code=code, detail=detail)
