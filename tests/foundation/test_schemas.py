@@ -64,9 +64,11 @@ def _labelled_invalid() -> list[Any]:
     cases = []
     for name, doc in sorted(DOCS.items()):
         for i, item in enumerate(doc.get("x-invalid-examples", [])):
-            cases.append(
-                pytest.param(name, item["why"], item["instance"], id=f"{name}:invalid[{i}]")
-            )
+            # A malformed entry is the gate's finding (test_spec_check); here it must not break
+            # collection of every other case.
+            if isinstance(item, dict) and "instance" in item:
+                why = str(item.get("why", "(no why given)"))
+                cases.append(pytest.param(name, why, item["instance"], id=f"{name}:invalid[{i}]"))
     return cases
 
 
