@@ -1,0 +1,84 @@
+"""Choosing the coordination backend from the settings (TOKEN-KIS-LOCK, DESIGN §4 "Redis").
+
+- ``REDIS_URL`` set: a Redis client with short, bounded timeouts and no hidden retries (the token
+  manager and the socket gate retry on their own schedule, and a lease holder must never block
+  past its validity on one command).
+- unset with ``STOCKMON_ENV=mock``: process-local leases and cache, announced by one warning line,
+  because then nothing coordinates two processes.
+- unset with ``STOCKMON_ENV=prod``: refused, because the spec makes the Redis lock mandatory.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from stockmon.errors import SettingsError
+from stockmon.redaction import Secret
+from stockmon.settings import Settings
+from stockmon.spec import Spec
+
+log = logging.getLogger(__name__)
+
+# Every Redis command is bounded: a lease holder must learn of an outage well within its TTL.
+COMMAND_TIMEOUT_S = 1.0
+CONNECT_TIMEOUT_S = 1.0
+
+LOCAL_FALLBACK_WARNING = (
+    "REDIS_URL is not set: using a process-local lock and token cache (STOCKMON_ENV=mock); "
+    "this is safe for a single process only"
+)
+
+
+def connect_redis(
+    url: Secret,
+    *,
+    command_timeout: float = COMMAND_TIMEOUT_S,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> Redis:
+    """An asyncio Redis client for ``url``; the URL (it may hold a password) never shows."""
+    try:
+        return Redis.from_url(
+            url.reveal(),
+            socket_timeout=command_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+    except ValueError:
+        raise SettingsError(
+            "REDIS_URL is not a valid Redis URL (expected redis://[:password@]host:port/db)"
+        ) from None
+
+
+def require_lock_backend(settings: Settings) -> bool:
+    """True when Redis is configured; False for the local fallback; SettingsError in prod.
+
+    Logs the one-line single-process warning when it falls back.
+    """
+    if settings.redis_url is not None:
+        return True
+    if settings.env == "prod" and lock_is_mandatory(settings.spec):
+        raise SettingsError(
+            "REDIS_URL is not set: the token refresh lock is mandatory in production "
+            "(TOKEN-KIS-LOCK); set REDIS_URL, or STOCKMON_ENV=mock for a single local process"
+        )
+    log.warning(LOCAL_FALLBACK_WARNING)
+    return False
+
+
+def lock_is_mandatory(spec: Spec) -> bool:
+    """Whether the spec version makes the Redis lock mandatory (TOKEN-KIS-LOCK)."""
+    return spec.clause("TOKEN-KIS-LOCK").flag("mandatory")
+
+
+__all__ = [
+    "COMMAND_TIMEOUT_S",
+    "LOCAL_FALLBACK_WARNING",
+    "connect_redis",
+    "lock_is_mandatory",
+    "require_lock_backend",
+]
