@@ -1,1 +1,47 @@
-"""pytest plugin (entry point ``pytest11``): ``kis_mock`` fixture. Filled in by the mock server work."""
+"""pytest plugin (entry point ``pytest11`` = ``stockmon_mock``): the ``kis_mock`` fixture.
+
+``kis_mock`` is an in-process KIS mock on free loopback ports, running on its own event loop in a
+background thread, so the same fixture serves sync and async tests. Configure it per test with
+``@pytest.mark.kis_mock(spec_version="1.0", time_scale=50, ...)`` (any MockConfig field), or
+override the ``kis_mock_config`` fixture. The yielded handle is a :class:`KisMock`: ``rest_url``,
+``ws_url``, ``app_key``, ``app_secret``, ``env()``, ``faults``, ``trace``, ``open_sockets()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from stockmon.mockserver import KisMock, MockConfig
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker so --strict-markers accepts it."""
+    config.addinivalue_line(
+        "markers", "kis_mock(**fields): MockConfig fields for the kis_mock fixture"
+    )
+
+
+@pytest.fixture
+def kis_mock_config(request: pytest.FixtureRequest) -> MockConfig:
+    """MockConfig for ``kis_mock``: defaults plus the fields of a ``kis_mock`` marker."""
+    from stockmon.mockserver import MockConfig
+
+    marker = request.node.get_closest_marker("kis_mock")
+    return MockConfig(**(dict(marker.kwargs) if marker else {}))
+
+
+@pytest.fixture
+def kis_mock(kis_mock_config: MockConfig) -> Iterator[KisMock]:
+    """A running KIS mock (free loopback ports), stopped after the test."""
+    from stockmon.mockserver import MockThread
+
+    thread = MockThread(kis_mock_config)
+    mock = thread.start()
+    try:
+        yield mock
+    finally:
+        thread.stop()

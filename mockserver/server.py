@@ -1,0 +1,564 @@
+"""KisMock: the running mock (REST on h11, WebSocket on ``websockets``), and MockThread.
+
+The asyncio shells own sockets and time; protocol decisions live in the sans-I/O parts
+(:mod:`~stockmon.mockserver.session`, :mod:`~stockmon.mockserver.rest`). Spec time is
+``(monotonic - start) * time_scale`` for every period, window and lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+
+from stockmon.mockserver.config import MockConfig
+from stockmon.mockserver.errors import MockConfigError, MockError
+from stockmon.mockserver.faults import Faults
+from stockmon.mockserver.httpserver import HttpServer
+from stockmon.mockserver.profile import Profile, load_profile
+from stockmon.mockserver.rest import HttpRequest, HttpResponse, RestApp, mask, parse_body
+from stockmon.mockserver.session import Close, Send, ServerSession
+from stockmon.mockserver.state import World
+from stockmon.mockserver.trace import Trace
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONTROL_PREFIX = "/_mock/"
+
+
+class _Connection(ServerConnection):
+    """websockets connection that reports RFC 6455 ping/pong frames to the session core."""
+
+    mock_hook: Any = None
+
+    def process_event(self, event: Any) -> None:
+        if (
+            isinstance(event, Frame)
+            and self.mock_hook is not None
+            and event.opcode in (Opcode.PONG, Opcode.PING)
+        ):
+            try:
+                self.mock_hook(event.opcode, bytes(event.data))
+            except Exception:  # the hook must never break the protocol machinery
+                log.exception("ping/pong hook failed")
+        super().process_event(event)
+
+
+@dataclass
+class _Live:
+    ws: ServerConnection
+    session: ServerSession
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed_by: str | None = None
+
+
+class KisMock:
+    """A running KIS mock: ``async with KisMock(config) as mock: ...``."""
+
+    def __init__(self, config: MockConfig | None = None, **overrides: Any) -> None:
+        config = config or MockConfig()
+        if overrides:
+            config = replace(config, **overrides)
+        self.config = config
+        self.profile: Profile = load_profile(config.spec_version)
+        self.trace = Trace(config.time_scale, config.trace_limit)
+        self.world = World(config, self.profile, self.trace)
+        self.world.wall0 = time.time()
+        self.rest = RestApp(self.world)
+        self.faults = Faults(self)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread_id: int | None = None
+        self._http = HttpServer(self._handle_http, lambda: self.world.next_conn_id("rest"))
+        self._ws_server: Server | None = None
+        self._live: dict[str, _Live] = {}
+        self.rest_port = 0
+        self.ws_port = 0
+        self._scenario: Any = None
+        self._started = False
+        self._bg: set[asyncio.Future[None]] = set()
+
+    # --- public surface ------------------------------------------------------------------
+    @property
+    def app_key(self) -> str:
+        """Test app key (36 chars)."""
+        return self.world.app_key
+
+    @property
+    def app_secret(self) -> str:
+        """Test app secret (180 chars)."""
+        return self.world.app_secret
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST side."""
+        return f"http://{_url_host(self.config.host)}:{self.rest_port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base URL of the WebSocket side."""
+        return f"ws://{_url_host(self.config.host)}:{self.ws_port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment an implementation needs to use this mock (DESIGN §4)."""
+        return {
+            "KIS_APP_KEY": self.app_key,
+            "KIS_APP_SECRET": self.app_secret,
+            "KIS_REST_URL": self.rest_url,
+            "KIS_WS_URL": self.ws_url,
+            "STOCKMON_ENV": "mock",
+            "STOCKMON_SPEC_VERSION": self.config.spec_version,
+            "STOCKMON_TIME_SCALE": f"{self.config.time_scale:g}",
+        }
+
+    def new_credentials(self) -> tuple[str, str]:
+        """Register another app key/secret pair (e.g. for a second, independent session)."""
+        return self.world.auth.new_credentials()
+
+    def now(self) -> float:
+        """Spec seconds since the mock started."""
+        return self.trace.now() * self.config.time_scale
+
+    def open_sockets(self) -> int:
+        """WebSocket sessions open right now."""
+        return len(self._live)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """A summary of every open session (for /_mock/state)."""
+        out = []
+        for conn, live in self._live.items():
+            s = live.session
+            out.append(
+                {
+                    "conn": conn,
+                    "state": s.state.value,
+                    "appkey_bound": s.appkey is not None,
+                    "registrations": [f"{a}:{b}" for a, b in s.registrations],
+                }
+            )
+        return out
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> KisMock:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind both listeners (and start the scenario, if any)."""
+        if self._started:
+            return
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread_id = threading.get_ident()
+        try:
+            self.rest_port = await self._http.start(self.config.host, self.config.rest_port)
+            self._ws_server = await serve(
+                self._handle_ws,
+                self.config.host,
+                self.config.ws_port,
+                process_request=self._ws_process_request,
+                ping_interval=None,  # keep-alive is the session core's PINGPONG, not library pings
+                max_size=self.config.ws_max_size,
+                compression=None,
+                create_connection=_Connection,
+                logger=logging.getLogger("stockmon.mockserver.ws"),
+            )
+        except OSError as exc:
+            await self._http.close()
+            raise MockConfigError(
+                f"cannot listen on {self.config.host}: {exc.strerror or exc}"
+            ) from None
+        self.ws_port = int(next(iter(self._ws_server.sockets)).getsockname()[1])
+        self._started = True
+        self.trace.record(
+            "mock",
+            "mock",
+            "event",
+            "mock_started",
+            rest_url=self.rest_url,
+            ws_url=self.ws_url,
+            spec_version=self.config.spec_version,
+            time_scale=self.config.time_scale,
+            seed=self.config.seed,
+        )
+        if self.config.scenario is not None:
+            from stockmon.mockserver.scenario import ScenarioRunner, load_scenario
+
+            self._scenario = ScenarioRunner(self, load_scenario(self.config.scenario))
+            self._scenario.start()
+
+    async def stop(self) -> None:
+        """Close every session and both listeners."""
+        if not self._started:
+            return
+        self._started = False
+        if self._scenario is not None:
+            self._scenario.stop()
+        if self._ws_server is not None:
+            self._ws_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws_server.wait_closed(), 5)
+        await self._http.close()
+        self.trace.record("mock", "mock", "event", "mock_stopped")
+
+    # --- spec time <-> loop time -----------------------------------------------------------
+    def _real_delay(self, spec_deadline: float) -> float:
+        return (spec_deadline - self.now()) / self.config.time_scale
+
+    # --- fault hooks (loop thread) -------------------------------------------------------
+    def wake_all(self) -> None:
+        """Let every session writer recompute its timer (after a fault changed state)."""
+        for live in self._live.values():
+            live.wake.set()
+
+    def drop(self, conn: str | None) -> int:
+        """Abort the TCP connection of one session or all."""
+        n = 0
+        for c, live in list(self._live.items()):
+            if conn is None or c == conn:
+                live.closed_by = "abrupt"
+                live.ws.transport.abort()
+                n += 1
+        return n
+
+    def close_sessions(self, code: int, reason: str, conn: str | None) -> int:
+        """Close one session or all with a close frame."""
+        n = 0
+        for c, live in list(self._live.items()):
+            if conn is None or c == conn:
+                live.closed_by = "server"
+                live.session.state = live.session.state.CLOSING
+                live.ws.mock_close = (code, reason)  # type: ignore[attr-defined]
+                task = asyncio.ensure_future(live.ws.close(code, reason))
+                self._bg.add(task)
+                task.add_done_callback(self._bg.discard)
+                n += 1
+        return n
+
+    def ping_all(self) -> int:
+        """Queue a server PINGPONG on every session."""
+        now = self.now()
+        for live in self._live.values():
+            live.session.server_ping_now(now)
+            live.wake.set()
+        return len(self._live)
+
+    # --- WebSocket shell -------------------------------------------------------------------
+    def _ws_process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self.world.faults.refuse_connections:
+            self.trace.record(
+                "ws", "mock", "event", "ws_refused", path=request.path, peer=_peer(ws), status=503
+            )
+            return ws.respond(503, "connections refused (mock fault)\n")
+        return None
+
+    async def _handle_ws(self, ws: ServerConnection) -> None:
+        conn = self.world.next_conn_id("ws")
+        now = self.now()
+        self.world.emit("ws_open", conn=conn)
+        session = ServerSession(self.world, conn, now)
+        live = _Live(ws, session)
+        self._live[conn] = live
+        path = ws.request.path if ws.request is not None else ""
+        self.trace.record("ws", conn, "event", "ws_open", path=path, peer=_peer(ws))
+
+        def hook(opcode: Opcode, data: bytes) -> None:
+            if opcode is Opcode.PONG:
+                session.receive_pong(data, self.now())
+            else:
+                session.receive_ping(data, self.now())
+            live.wake.set()
+
+        if isinstance(ws, _Connection):
+            ws.mock_hook = hook
+        writer = asyncio.create_task(self._writer(live))
+        try:
+            while True:
+                msg = await ws.recv()
+                now = self.now()
+                if isinstance(msg, str):
+                    session.receive_text(msg, now)
+                else:
+                    session.receive_binary(bytes(msg), now)
+                live.wake.set()
+        except ConnectionClosed:
+            pass
+        except Exception:  # never let one session's surprise reach the server
+            log.exception("session %s failed", conn)
+            live.closed_by = live.closed_by or "server"
+            ws.transport.abort()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            self._live.pop(conn, None)
+            by = live.closed_by
+            proto = ws.protocol
+            if by is None:
+                if proto.close_rcvd is not None and proto.close_rcvd_then_sent is not False:
+                    by = "client"
+                elif proto.close_sent is not None:
+                    by = "server"
+                else:
+                    by = "abrupt"
+            rcvd, sent = proto.close_rcvd, proto.close_sent
+            frame = rcvd if by == "client" else sent if sent is not None else rcvd
+            code = frame.code if frame is not None and by != "abrupt" else None
+            reason = frame.reason if frame is not None and by != "abrupt" else ""
+            self.trace.record("ws", conn, "event", "ws_close", code=code, reason=reason, by=by)
+            session.connection_lost(self.now(), abrupt=by == "abrupt")
+            self.world.emit("ws_close", conn=conn, by=by)
+
+    async def _writer(self, live: _Live) -> None:
+        session, ws, conn = live.session, live.ws, live.session.conn
+        record = self.trace.record
+        try:
+            while True:
+                deadline = session.get_timer()
+                if deadline is not None:
+                    delay = self._real_delay(deadline)
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(delay):
+                                await live.wake.wait()
+                else:
+                    await live.wake.wait()
+                live.wake.clear()
+                now = self.now()
+                deadline = session.get_timer()
+                if deadline is not None and now >= deadline:
+                    session.handle_timer(now)
+                for item in session.data_to_send():
+                    if isinstance(item, Send):
+                        await ws.send(item.text)
+                        record(
+                            "ws",
+                            conn,
+                            "out",
+                            "text",
+                            text=item.text,
+                            json=item.json,
+                            tr_id=item.tr_id,
+                            tr_type=None,
+                            tr_key=item.tr_key,
+                            msg_cd=item.msg_cd,
+                            frame=item.frame,
+                        )
+                    elif isinstance(item, Close):
+                        if item.abrupt:
+                            live.closed_by = "abrupt"
+                            ws.transport.abort()
+                        else:
+                            live.closed_by = "server"
+                            await ws.close(item.code, item.reason)
+                        return
+                if deadline is not None and now >= deadline:
+                    await asyncio.sleep(0)  # let the reader and other sessions run
+        except ConnectionClosed:
+            return
+
+    # --- REST shell ------------------------------------------------------------------------
+    async def _handle_http(self, req: HttpRequest) -> HttpResponse:
+        if req.path.startswith(CONTROL_PREFIX):
+            return self._control(req)
+        parsed, is_json = parse_body(req.body)
+        headers = {
+            k: ("***" if k in ("appsecret", "secretkey") and v else v)
+            for k, v in req.headers.items()
+        }
+        rec = self.trace.record(
+            "rest",
+            req.conn,
+            "in",
+            "request",
+            method=req.method,
+            path=req.path,
+            query=req.query,
+            headers=headers,
+            body=mask(parsed) if is_json else parsed,
+        )
+        resp = self.rest.handle(req, self.now())
+        if resp.delay_s > 0:
+            await asyncio.sleep(resp.delay_s / self.config.time_scale)
+        extra: dict[str, Any] = {}
+        if resp.token is not None:
+            extra["token"] = resp.token
+        self.trace.record(
+            "rest",
+            req.conn,
+            "out",
+            "response",
+            status=resp.status,
+            body=resp.body,
+            request_seq=rec["seq"],
+            **extra,
+        )
+        return resp
+
+    def _control(self, req: HttpRequest) -> HttpResponse:
+        sub = req.path[len(CONTROL_PREFIX) :]
+        if req.method == "GET" and sub == "trace":
+            since = req.query.get("since", "0")
+            try:
+                since_seq = int(since)
+            except ValueError:
+                return HttpResponse(400, {"error": f"since={since!r} is not an integer"})
+            return HttpResponse(
+                200,
+                None,
+                raw=self.trace.jsonl(since_seq).encode(),
+                content_type="application/x-ndjson; charset=utf-8",
+            )
+        if req.method == "GET" and sub == "state":
+            f = self.world.faults
+            return HttpResponse(
+                200,
+                {
+                    "spec_version": self.config.spec_version,
+                    "time_scale": self.config.time_scale,
+                    "t_spec": self.now(),
+                    "rest_url": self.rest_url,
+                    "ws_url": self.ws_url,
+                    "open_sockets": self.open_sockets(),
+                    "sessions": self.sessions(),
+                    "tokens_issued": self.world.auth.issued_count,
+                    "trace_records": self.trace.last_seq,
+                    "faults": {
+                        "subscribe_errors": [
+                            {"code": e.code, "tr_key": e.tr_key, "remaining": e.remaining}
+                            for e in f.subscribe_errors
+                        ],
+                        "rest_failures": f.rest_failures,
+                        "throttle_override": f.throttle_override,
+                        "rest_delay_s": f.rest_delay_s,
+                        "malformed_pending": len(f.malformed),
+                        "refuse_connections": f.refuse_connections,
+                        "stalled": self.world.stalled(self.now()),
+                    },
+                },
+            )
+        if req.method == "GET" and sub == "env":
+            return HttpResponse(200, self.env())
+        if req.method == "POST" and sub.startswith("faults/"):
+            name = sub[len("faults/") :]
+            parsed, _ = parse_body(req.body)
+            if parsed is None:
+                parsed = {}
+            if not isinstance(parsed, dict):
+                return HttpResponse(400, {"error": "the body must be a JSON object of parameters"})
+            try:
+                result = self.faults.apply(name, parsed)
+            except MockError as exc:
+                status = 404 if "unknown fault" in str(exc) else 400
+                return HttpResponse(status, {"error": str(exc)})
+            return HttpResponse(200, {"ok": True, "fault": name, "result": _jsonable(result)})
+        return HttpResponse(404, {"error": f"no control endpoint {req.method} {req.path}"})
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return value
+
+
+def _peer(ws: ServerConnection) -> str:
+    addr = ws.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - only for printing a reachable URL
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class MockThread:
+    """Runs a KisMock on its own event loop in a background thread (for synchronous users)."""
+
+    def __init__(self, config: MockConfig | None = None, **overrides: Any) -> None:
+        self._config = config
+        self._overrides = overrides
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._mock: KisMock | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def mock(self) -> KisMock:
+        """The running mock."""
+        if self._mock is None:
+            raise MockError("MockThread is not started")
+        return self._mock
+
+    def start(self, timeout_s: float = 10.0) -> KisMock:
+        """Start the thread and wait until both listeners are bound."""
+        self._thread = threading.Thread(target=self._run, name="stockmon-kis-mock", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise MockError("the mock did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self.mock
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            mock = KisMock(self._config, **self._overrides)
+            await mock.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._mock = mock
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await mock.stop()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
+        """Run a coroutine on the mock's loop and return its result."""
+        if self._loop is None:
+            coro.close()
+            raise MockError("MockThread is not started")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the mock and join the thread."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> KisMock:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,133 @@
+"""The recorder: every request, response and frame both ways, as the evidence the checks judge.
+
+Record shape (schemas/trace-record.json, contract in briefs/trace_contract.md): ``seq`` strictly
+increasing, ``t`` real seconds since mock start, ``t_spec`` = t * time_scale, ``channel``, ``conn``,
+``dir``, ``kind`` plus kind-specific keys. Appending is thread-safe (a MockThread's owner reads
+while the mock's loop writes); records are plain dicts and must not be mutated after recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+# How often wait_for looks at new records; short enough for tests, cheap for the loop.
+_POLL_S = 0.002
+
+
+class Trace:
+    """An append-only list of trace records (optionally only the newest ``limit``)."""
+
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        limit: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.time_scale = time_scale
+        self._monotonic = monotonic
+        self._t0 = monotonic()
+        self._lock = threading.Lock()
+        self._records: deque[Record] = deque(maxlen=limit)
+        self._seq = 0
+
+    def now(self) -> float:
+        """Real seconds since the trace (the mock) started."""
+        return self._monotonic() - self._t0
+
+    def record(self, channel: str, conn: str, dir_: str, kind: str, **extra: Any) -> Record:
+        """Append one record and return it (with its seq)."""
+        t = self._monotonic() - self._t0
+        rec: Record = {
+            "seq": 0,
+            "t": t,
+            "t_spec": t * self.time_scale,
+            "channel": channel,
+            "conn": conn,
+            "dir": dir_,
+            "kind": kind,
+        }
+        rec.update(extra)
+        with self._lock:
+            self._seq += 1
+            rec["seq"] = self._seq
+            self._records.append(rec)
+        return rec
+
+    def records(self, since_seq: int = 0) -> list[Record]:
+        """A snapshot of the records with seq > since_seq, oldest first."""
+        with self._lock:
+            if since_seq <= 0:
+                return list(self._records)
+            return [r for r in self._records if r["seq"] > since_seq]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the newest record (0 when empty); pass it as ``since_seq`` to see what follows."""
+        with self._lock:
+            return self._seq
+
+    def to_jsonl(self, path: str | Path) -> int:
+        """Write every record as one JSON line; returns the number written."""
+        recs = self.records()
+        with Path(path).open("w", encoding="utf-8") as fh:
+            for rec in recs:
+                fh.write(dumps(rec))
+                fh.write("\n")
+        return len(recs)
+
+    def jsonl(self, since_seq: int = 0) -> str:
+        """The records as JSONL text (for ``GET /_mock/trace``)."""
+        return "".join(dumps(r) + "\n" for r in self.records(since_seq))
+
+    async def wait_for(
+        self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
+    ) -> Record:
+        """The first record (seq > since_seq) that satisfies ``predicate``; TimeoutError if none.
+
+        Works from any event loop and thread: it polls the thread-safe snapshot.
+        """
+        deadline = time.monotonic() + timeout_s
+        cursor = since_seq
+        while True:
+            for rec in self.records(cursor):
+                cursor = rec["seq"]
+                if predicate(rec):
+                    return rec
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching trace record within {timeout_s} s")
+            await asyncio.sleep(_POLL_S)
+
+    def wait_for_sync(
+        self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
+    ) -> Record:
+        """Blocking twin of :meth:`wait_for` for synchronous callers (other threads only)."""
+        deadline = time.monotonic() + timeout_s
+        cursor = since_seq
+        while True:
+            for rec in self.records(cursor):
+                cursor = rec["seq"]
+                if predicate(rec):
+                    return rec
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching trace record within {timeout_s} s")
+            time.sleep(_POLL_S)
+
+
+def dumps(rec: Record) -> str:
+    """One record as compact JSON (non-JSON values become strings rather than failing)."""
+    return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), default=str)
