@@ -1,0 +1,162 @@
+"""``stockmon mock``: run the KIS mock on loopback and print how to point a client at it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+
+from stockmon.errors import UsageError
+from stockmon.spec import available_versions, latest_version
+
+# Trace records kept by a long-running CLI mock (the newest win); non-normative memory bound.
+CLI_TRACE_LIMIT = 200_000
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``stockmon mock``."""
+    from stockmon.mockserver.profile import load_profile
+
+    profile = load_profile()
+    parser.add_argument(
+        "--spec",
+        default=latest_version(),
+        choices=available_versions(),
+        help="behaviour profile (spec version); default %(default)s",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind; anything but loopback must be asked for (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rest-port",
+        type=int,
+        default=profile.default_rest_port,
+        help="KIS REST port, 0 = free port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-port",
+        type=int,
+        default=profile.default_ws_port,
+        help="KIS WebSocket port, 0 = free port (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulator and credential seed")
+    parser.add_argument("--scenario", metavar="FILE", help="scenario YAML (schemas/scenario.json)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="spec seconds per real second for every mock period (default 1)",
+    )
+    parser.add_argument(
+        "--symbols",
+        default=None,
+        help="comma-separated universe, e.g. 005930,DNASAAPL (any valid key works anyway)",
+    )
+    parser.add_argument(
+        "--tick-rate",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="data frames per spec second per registration",
+    )
+    parser.add_argument(
+        "--replay", metavar="JSONL", help="replay data frames from a recorded JSONL file"
+    )
+    parser.add_argument("--trace", metavar="FILE", help="write the trace as JSONL here on exit")
+    parser.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace) -> object:
+    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.profile import load_profile
+
+    extra: dict[str, object] = {}
+    if args.symbols:
+        profile = load_profile(args.spec)
+        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        bad = [s for s in symbols if profile.market_of_key(s) is None]
+        if bad:
+            raise UsageError(
+                f"--symbols: {', '.join(bad)} match no market key pattern (e.g. 005930, DNASAAPL)"
+            )
+        extra["symbols"] = symbols
+    if args.tick_rate is not None:
+        extra["tick_rate_hz"] = args.tick_rate
+    return MockConfig(
+        spec_version=args.spec,
+        host=args.host,
+        rest_port=args.rest_port,
+        ws_port=args.ws_port,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        scenario=args.scenario,
+        replay_path=args.replay,
+        trace_limit=CLI_TRACE_LIMIT,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C or SIGTERM; returns the exit code."""
+    from stockmon.mockserver.config import MockConfig
+
+    config = _config(args)
+    assert isinstance(config, MockConfig)
+    if config.scenario is not None:
+        from stockmon.mockserver.scenario import load_scenario
+
+        load_scenario(str(config.scenario))  # fail before binding anything
+    try:
+        return asyncio.run(_serve(config, args.trace))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(config: object, trace_path: str | None) -> int:
+    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.server import KisMock
+
+    assert isinstance(config, MockConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    mock = KisMock(config)
+    await mock.start()
+    try:
+        _banner(mock)
+        await stop.wait()
+    finally:
+        await mock.stop()
+        if trace_path:
+            n = mock.trace.to_jsonl(trace_path)
+            print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
+        print("stockmon mock: stopped", file=sys.stderr)
+    return 0
+
+
+def _banner(mock: object) -> None:
+    from stockmon.mockserver.server import KisMock
+
+    assert isinstance(mock, KisMock)
+    c = mock.config
+    lines = [
+        f"stockmon mock — KIS stand-in, spec {c.spec_version}, seed {c.seed}, time scale {c.time_scale:g}",
+        f"  KIS REST    {mock.rest_url}",
+        f"  KIS WS      {mock.ws_url}",
+        f"  control     {mock.rest_url}/_mock/state  (POST /_mock/faults/<name>, GET /_mock/trace)",
+        f"  app key     {mock.app_key}  ({len(mock.app_key)} chars, test credential)",
+        f"  app secret  {len(mock.app_secret)} chars, in the exports below",
+        "",
+        "# paste into your shell:",
+    ]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in mock.env().items()]
+    lines += ["", "Ctrl-C to stop."]
+    print("\n".join(lines), flush=True)
