@@ -94,9 +94,8 @@ class RedisConnectGate:
             lease is not None and not self._lost.is_set() and lease.remaining() > self.close_budget
         )
 
-    @property
     def lost(self) -> asyncio.Event:
-        """Set when permission is gone: close the socket now."""
+        """Set when permission is gone: close the socket now (cleared by :meth:`acquire`)."""
         return self._lost
 
     async def wait_lost(self) -> None:
@@ -104,7 +103,11 @@ class RedisConnectGate:
         await self._lost.wait()
 
     async def acquire(self) -> None:
-        """Wait (standby) until this replica holds the socket lease; then keep it renewed."""
+        """Wait (standby) until this replica holds the socket lease; then keep it renewed.
+
+        Implements :class:`~stockmon.reference.seams.ConnectGate` with :meth:`lost` and
+        :meth:`release`.
+        """
         if self._lease is not None:
             await self.release()
         waited_for: LeaseInfo | None = None
@@ -137,7 +140,7 @@ class RedisConnectGate:
                 )
             await asyncio.sleep(self.poll * (0.5 + self._rng.random() / 2))
         self._lease = lease
-        self._lost = asyncio.Event()
+        self._lost.clear()
         self.acquisitions += 1
         self._keeper = asyncio.get_running_loop().create_task(
             self._keep(lease), name="socket-lease-keeper"

@@ -18,6 +18,7 @@ from stockmon.clock import Clock
 from stockmon.reference.lease_gate import RedisConnectGate
 from stockmon.reference.redis_conn import connect_redis, require_lock_backend
 from stockmon.reference.rest import KisRestClient
+from stockmon.reference.token_approval import SharedApprovalKeyProvider
 from stockmon.reference.token_issuer import KisAuthClient
 from stockmon.reference.token_manager import (
     SharedCredential,
@@ -52,6 +53,10 @@ class KisContext:
     tokens: SharedCredential
     approval: SharedCredential
     rest: KisRestClient
+
+    def approval_provider(self) -> SharedApprovalKeyProvider:
+        """The fleet's approval key for the streaming shell (WS-APPROVAL-KEY)."""
+        return SharedApprovalKeyProvider(self.approval)
 
     def connect_gate(self, *, ttl: float | None = None) -> RedisConnectGate | None:
         """The fleet's socket gate (WS-SINGLE-SOCKET across replicas); None without Redis."""
