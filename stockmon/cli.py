@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spec": ("stockmon.spec.cli", "check, diff, show and render the machine-readable spec"),
     "mock": ("stockmon.mockserver.cli", "run the KIS mock server (REST + WebSocket) on loopback"),
     "quote": ("stockmon.reference.quote_cli", "print the current price of a KR code or US key"),
+    "stream": ("stockmon.reference.stream_cli", "stream KIS ticks and order books as JSON lines"),
 }
 
 
