@@ -1,0 +1,353 @@
+"""The asyncio shell around :class:`~stockmon.reference.session.SessionCore` (aioquic's protocol.py shape).
+
+The shell owns the I/O and nothing else: it opens and closes the one socket the core asks for, feeds
+every received frame and the time to the core, writes the frames the core queues, hands events to a
+sink and keeps exactly one ``loop.call_at`` timer armed at the core's next deadline.
+
+Time: the core lives in spec seconds. ``clock`` is a :class:`~stockmon.clock.ScaledClock` (scale 1
+in production, STOCKMON_TIME_SCALE otherwise); every spec duration becomes real time through
+``clock.to_real`` — the timer, the in-use back-off and the reconnect back-off alike.
+
+Single socket (WS-SINGLE-SOCKET): one task runs the connection loop, so there is at most one socket
+object at any time; a new one is opened only after the previous one is fully closed (its closing
+handshake done or timed out and its TCP connection gone) and after the core asked for it, which the
+core does only from CONNECTING. Between sockets the shell backs off: a jittered capped exponential
+delay from an injectable iterator (reset after a healthy session), but never less than the core's
+``min_delay_s``. The optional :class:`~stockmon.reference.seams.ConnectGate` is acquired before each
+socket and released after it closed; losing it closes the socket at once.
+
+Malformed frames are logged (rate-limited), counted and reported; the stream goes on. ``stop()`` (the
+CLI wires it to SIGINT/SIGTERM) closes the socket cleanly and makes :meth:`StreamClient.run` return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Protocol, TypeVar
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from stockmon.reference.backoff import HEALTHY_SESSION_S, BackoffFactory, jittered_backoff
+from stockmon.reference.errors import ClientError
+from stockmon.reference.events import (
+    CloseSocket,
+    DataReceived,
+    Event,
+    MalformedFrame,
+    OpenSocket,
+    StatusChanged,
+)
+from stockmon.reference.output import EventSink, safe_event
+from stockmon.reference.seams import ApprovalKeyProvider, ConnectGate, OpenGate
+from stockmon.reference.session import ConnState, SessionCore
+from stockmon.settings import Subscription
+from stockmon.spec import Spec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Real seconds allowed for the opening and the closing handshake. Not normative.
+OPEN_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 2.0
+# Largest inbound message; KIS frames are a few kB even with many records. Not normative.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# At most this many malformed-frame warnings per session reach the log (all are counted).
+_MALFORMED_LOG_LIMIT = 20
+_CLOSE = object()
+
+
+class ShellClock(Protocol):
+    """Spec time and its conversion to real seconds (ScaledClock)."""
+
+    def monotonic(self) -> float:
+        """Spec seconds."""
+        ...
+
+    def to_real(self, spec_seconds: float) -> float:
+        """Real seconds for a spec duration."""
+        ...
+
+
+class StreamClient:
+    """Runs one KIS market-data session forever (until :meth:`stop`), reconnecting as the core says."""
+
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        ws_url: str,
+        subscriptions: Iterable[Subscription],
+        approval: ApprovalKeyProvider,
+        clock: ShellClock,
+        sink: EventSink,
+        gate: ConnectGate | None = None,
+        backoff: BackoffFactory = jittered_backoff,
+    ) -> None:
+        self.core = SessionCore(spec)
+        self.ws_url = ws_url
+        self.approval = approval
+        self.clock = clock
+        self.sink = sink
+        self.gate: ConnectGate = gate or OpenGate()
+        self._backoff_factory = backoff
+        self._backoff = backoff()
+        self._subscriptions = tuple(subscriptions)
+        self._stop = asyncio.Event()
+        self._open_request: OpenSocket | None = None
+        self._outbox: asyncio.Queue[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._malformed_logged = 0
+        self.sockets_opened = 0
+        self.open_sockets = 0
+        self.max_open_sockets = 0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def malformed(self) -> int:
+        """Frames dropped as malformed (structure or value)."""
+        return self.core.stats.malformed
+
+    def stop(self) -> None:
+        """Ask for a clean shutdown (safe to call from a signal handler, more than once)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.core.stop(self.clock.monotonic())
+        self._pump()
+
+    async def run(self) -> None:
+        """Stream until :meth:`stop`; never raises for network or broker trouble."""
+        now = self.clock.monotonic()
+        for sub in self._subscriptions:
+            self.core.subscribe(sub, now)
+        self.core.start(now)
+        self._pump()
+        try:
+            while not self._stop.is_set():
+                request, self._open_request = self._open_request, None
+                if request is None:  # the core always asks for the next socket after a close
+                    break
+                await self._one_socket(request)
+        finally:
+            self._cancel_timer()
+            if self.core.state is not ConnState.STOPPED:
+                self.core.stop(self.clock.monotonic())
+            self._pump()
+            with contextlib.suppress(Exception):
+                self.sink.flush()
+
+    # ------------------------------------------------------------------ one socket
+
+    async def _one_socket(self, request: OpenSocket) -> None:
+        if request.reason != "startup":
+            delay = max(request.min_delay_s, next(self._backoff))
+            log.debug("next socket in %.3f spec s (%s)", delay, request.reason)
+            if not await self._sleep(self.clock.to_real(delay)):
+                return
+        acquired, _ = await self._until_stopped(self.gate.acquire())
+        if not acquired:
+            return
+        try:
+            ws = await self._open(request)
+            if ws is None:
+                return
+            opened_at = self.clock.monotonic()
+            try:
+                await self._serve(ws)
+            finally:
+                code = await self._finish(ws)
+            if self.clock.monotonic() - opened_at >= HEALTHY_SESSION_S:
+                self._backoff = self._backoff_factory()
+            self.core.closed(self.clock.monotonic(), code)
+            self._pump()
+        finally:
+            try:
+                await self.gate.release()
+            except Exception as exc:  # a store outage must not stop the stream
+                log.warning("connect gate release failed: %s", type(exc).__name__)
+
+    async def _open(self, request: OpenSocket) -> ClientConnection | None:
+        """Approval key, then the socket; on failure tell the core (it asks again) and return None."""
+        try:
+            got_key, key = await self._until_stopped(
+                self.approval.approval_key(force_new=request.new_approval_key)
+            )
+            if not got_key or key is None:
+                return None
+            self.core.set_approval_key(key)
+            _, ws = await self._until_stopped(
+                connect(
+                    self.ws_url,
+                    ping_interval=None,  # keep-alive is the core's PINGPONG, not RFC 6455 pings
+                    open_timeout=OPEN_TIMEOUT_S,
+                    close_timeout=CLOSE_TIMEOUT_S,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,
+                )
+            )
+        except (ClientError, OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            reason = "approval_failed" if isinstance(exc, ClientError) else "connect_failed"
+            safe_event(self.sink, StatusChanged("error", reason, detail=_describe(exc)))
+            self.core.closed(self.clock.monotonic(), None)
+            self._pump()
+            return None
+        if ws is None:
+            return None
+        self.sockets_opened += 1
+        self.open_sockets += 1
+        self.max_open_sockets = max(self.max_open_sockets, self.open_sockets)
+        self._outbox = asyncio.Queue()
+        self._malformed_logged = 0
+        self.core.connected(self.clock.monotonic())
+        self._pump()
+        return ws
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """Read until the socket closes; a writer task sends in order; a watcher guards the gate."""
+        assert self._outbox is not None
+        writer = asyncio.create_task(self._write(ws, self._outbox))
+        watcher = asyncio.create_task(self._watch_gate())
+        text_received, monotonic = self.core.text_received, self.clock.monotonic
+        try:
+            async for message in ws:
+                text = (
+                    message
+                    if isinstance(message, str)
+                    else message.decode("utf-8", errors="replace")
+                )
+                text_received(text, monotonic())
+                self._pump()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            watcher.cancel()
+            writer.cancel()
+            await asyncio.gather(writer, watcher, return_exceptions=True)
+
+    async def _write(self, ws: ClientConnection, outbox: asyncio.Queue[object]) -> None:
+        while True:
+            item = await outbox.get()
+            if item is _CLOSE:
+                await ws.close()
+                return
+            assert isinstance(item, str)
+            try:
+                await ws.send(item)
+            except websockets.ConnectionClosed:
+                return
+
+    async def _watch_gate(self) -> None:
+        await self.gate.lost().wait()
+        log.warning("connect permission lost: closing the socket")
+        self.core.reconnect(self.clock.monotonic(), "connect_gate_lost")
+        self._pump()
+
+    async def _finish(self, ws: ClientConnection) -> int | None:
+        """Make sure the socket is fully closed; returns its close code."""
+        with contextlib.suppress(Exception):
+            await ws.close()
+        with contextlib.suppress(Exception):
+            await ws.wait_closed()
+        self._outbox = None
+        self.open_sockets -= 1
+        return ws.close_code
+
+    # ------------------------------------------------------------------ core plumbing
+
+    def _pump(self) -> None:
+        """Flush the core's outputs: frames to the writer, events to the sink, re-arm the timer."""
+        core = self.core
+        out = core.data_to_send()
+        if out:
+            if self._outbox is not None:
+                for text in out:
+                    self._outbox.put_nowait(text)
+            else:
+                log.debug("dropped %d frame(s) queued with no socket open", len(out))
+        sink = self.sink
+        handled = False
+        while (ev := core.next_event()) is not None:
+            handled = True
+            if type(ev) is DataReceived:
+                safe_event(sink, ev)
+            else:
+                self._control_event(ev)
+        if handled:
+            sink.flush()
+        deadline = core.get_timer()
+        if deadline != self._timer_at:
+            self._arm(deadline)
+
+    def _control_event(self, ev: Event) -> None:
+        if isinstance(ev, OpenSocket):
+            self._open_request = ev
+        elif isinstance(ev, CloseSocket):
+            if self._outbox is not None:
+                self._outbox.put_nowait(_CLOSE)
+        else:
+            if isinstance(ev, MalformedFrame) and self._malformed_logged < _MALFORMED_LOG_LIMIT:
+                self._malformed_logged += 1
+                log.warning("dropped a malformed frame: %s (%r)", ev.error, ev.excerpt)
+            safe_event(self.sink, ev)
+
+    def _arm(self, deadline: float | None) -> None:
+        self._cancel_timer()
+        self._timer_at = deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timer(self.clock.monotonic())
+        self._pump()
+
+    # ------------------------------------------------------------------ waiting
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped first; True if the full time passed."""
+        if seconds <= 0:
+            return not self._stop.is_set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return not self._stop.is_set()
+
+    async def _until_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await ``aw`` unless stop() comes first: ``(True, result)`` or ``(False, None)``."""
+        task = asyncio.ensure_future(aw)
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            return True, task.result()
+        task.cancel()
+        result: T | None = None
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            result = await task
+        # a connection that completed while we were cancelling is closed, never used
+        if isinstance(result, ClientConnection):
+            with contextlib.suppress(Exception):
+                await result.close()
+        return False, None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,119 @@
+"""``stockmon stream``: the reference client on the command line (the IUT contract of DESIGN §5).
+
+Reads every setting from the environment (DESIGN §4), streams the subscriptions of
+STOCKMON_SUBSCRIPTIONS from KIS and prints one JSON event per line (schema ``event``) when stdout is
+not a terminal, a compact live table when it is. SIGINT and SIGTERM stop it cleanly (exit 0). A
+missing or malformed variable is a one-line error (exit 2) before anything is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+import httpx
+
+from stockmon.clock import ScaledClock
+from stockmon.errors import UsageError
+from stockmon.reference.approval import DirectApprovalKeyProvider
+from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
+from stockmon.reference.seams import ApprovalKeyProvider, ConnectGate, OpenGate
+from stockmon.reference.shell import StreamClient
+from stockmon.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``stockmon stream``."""
+    parser.add_argument(
+        "--format",
+        choices=("auto", "json", "table"),
+        default="auto",
+        help="json lines, a live table, or auto (table on a terminal, json otherwise)",
+    )
+    parser.set_defaults(func=run)
+
+
+def build_seams(
+    settings: Settings, http: httpx.AsyncClient
+) -> tuple[ApprovalKeyProvider, ConnectGate]:
+    """The approval-key source and the connect gate for this process.
+
+    Single-process defaults: approval keys fetched directly, a gate that always grants. This is the
+    one place where a fleet set-up (REDIS_URL) plugs in shared keys and a fleet-wide socket lease.
+    """
+    app_key, app_secret = settings.require_kis()
+    provider = DirectApprovalKeyProvider(
+        client=http,
+        rest_url=settings.kis_rest_url,
+        app_key=app_key,
+        app_secret=app_secret,
+        spec=settings.spec,
+    )
+    return provider, OpenGate()
+
+
+def _check(settings: Settings) -> None:
+    settings.require_kis()
+    if settings.broker == "kiwoom":
+        raise UsageError(
+            "STOCKMON_BROKER=kiwoom: 'stockmon stream' speaks KIS only; use kis (or auto)"
+        )
+    if not settings.subscriptions:
+        raise UsageError(
+            "STOCKMON_SUBSCRIPTIONS is empty: set TR_ID:KEY pairs, e.g. H0STCNT0:005930,HDFSCNT0:DNASAAPL"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of the subcommand; returns the exit code."""
+    settings = load_settings()
+    _check(settings)
+    if settings.broker == "auto":
+        print(
+            "stockmon stream: STOCKMON_BROKER=auto streams from KIS; Kiwoom failover is not implemented",
+            file=sys.stderr,
+        )
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "table" if sys.stdout.isatty() else "json"
+    try:
+        return asyncio.run(_main(settings, fmt))
+    except BrokenPipeError:
+        # the reader went away: nothing left to say, and nothing to say it to
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+async def _main(settings: Settings, fmt: str) -> int:
+    clock = ScaledClock(settings.time_scale)
+    sink: EventSink = LiveTable(sys.stdout) if fmt == "table" else JsonLinesSink(sys.stdout)
+    async with httpx.AsyncClient() as http:
+        approval, gate = build_seams(settings, http)
+        client = StreamClient(
+            spec=settings.spec,
+            ws_url=settings.kis_ws_url,
+            subscriptions=settings.subscriptions,
+            approval=approval,
+            clock=clock,
+            sink=sink,
+            gate=gate,
+        )
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, client.stop)
+        try:
+            await client.run()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+    return 0
