@@ -115,6 +115,13 @@ def bundled(name: str) -> dict[str, Any]:
     of references is a SpecError (none of the schemas is recursive).
     """
     docs, registry = _registry()
+    return bundle_from(docs, registry, name)
+
+
+def bundle_from(
+    docs: dict[str, dict[str, Any]], registry: Registry[Any], name: str
+) -> dict[str, Any]:
+    """:func:`bundled` over an explicit set of documents (e.g. a source tree being checked)."""
     if name not in docs:
         raise SpecError(f"unknown schema {name!r}; known: {', '.join(sorted(docs))}")
     out = _inline(docs[name], registry.resolver(base_uri=schema_uri(name)), ())

@@ -21,7 +21,7 @@ from referencing.exceptions import Unresolvable
 
 from stockmon import schemas as schema_pkg
 from stockmon.errors import SpecError
-from stockmon.spec import loader, render
+from stockmon.spec import export, loader, render
 from stockmon.spec.model import Spec
 
 LOCK_NAME = "versions.lock"
@@ -311,6 +311,21 @@ def generated_files(specs: Mapping[str, Spec], roots: Roots) -> dict[Path, str]:
     out = {
         roots.spec / "docs" / f"SPEC-{v}.md": render.render_markdown(s) for v, s in specs.items()
     }
+    try:
+        docs = schema_pkg.load_documents(roots.schemas)
+    except SpecError:
+        docs = {}
+    if docs:
+        for v, s in specs.items():
+            try:
+                out[roots.spec / "docs" / f"openapi-{v}.json"] = export.dump(
+                    export.openapi(s, docs)
+                )
+                out[roots.spec / "docs" / f"asyncapi-{v}.json"] = export.dump(
+                    export.asyncapi(s, docs)
+                )
+            except (SpecError, KeyError, Unresolvable):
+                continue  # a broken schema is reported by check_schemas; do not double-report here
     if roots.project is not None and specs:
         newest = specs[max(specs, key=loader.version_key)]
         out[roots.project / ".env.example"] = render.render_env_example(newest)
