@@ -88,9 +88,9 @@ def sub(approval: str, tr_id: str, key: str, tr_type: str = "1", custtype: str =
     )
 
 
-async def recv_control(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+async def recv_control(ws: ClientConnection, timeout_s: float = 5.0) -> dict[str, Any]:
     """The next JSON control frame (skipping data frames and PINGPONGs)."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(timeout_s):
         while True:
             msg = await ws.recv()
             assert isinstance(msg, str)
@@ -102,9 +102,9 @@ async def recv_control(ws: ClientConnection, timeout: float = 5.0) -> dict[str, 
             return dict(obj)
 
 
-async def recv_matching(ws: ClientConnection, pred: Any, timeout: float = 5.0) -> str:
+async def recv_matching(ws: ClientConnection, pred: Any, timeout_s: float = 5.0) -> str:
     """The next raw text frame for which ``pred(text)`` holds."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(timeout_s):
         while True:
             msg = await ws.recv()
             assert isinstance(msg, str)

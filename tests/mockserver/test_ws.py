@@ -41,7 +41,7 @@ async def test_subscribe_ack_and_data_frames(client: httpx.AsyncClient, mock: Ki
         seen: set[str] = set()
         while len(seen) < 4:
             frame = await recv_matching(ws, lambda m: m[:1] == "0")
-            enc, tr_id, count, payload = frame.split("|", 3)
+            _enc, tr_id, count, payload = frame.split("|", 3)
             fields = payload.split("^")
             n = len(S11.layout(tr_id).fields)
             assert len(fields) == int(count) * n
@@ -206,7 +206,7 @@ async def test_unknown_approval_key_gets_opsp0011(mock: KisMock) -> None:
 async def test_server_pingpong_on_profile_period(mock: KisMock) -> None:
     """1.1: the server sends {"header":{"tr_id":"PINGPONG","datetime":...}} every period."""
     async with connect(mock.ws_url) as ws:
-        msg = await recv_matching(ws, lambda m: PING in m, timeout=5)
+        msg = await recv_matching(ws, lambda m: PING in m, timeout_s=5)
         obj = json.loads(msg)
         assert schema_errors("kis-ws-server-pingpong", obj) == []
         await ws.send(msg)  # answer, so the session is kept
