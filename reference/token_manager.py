@@ -84,8 +84,8 @@ class Tuning:
 
     lease_ttl: float = 10.0  # refresh lease: longer than one issuance call, short enough to heal
     write_margin: float = 0.5  # lease validity kept back after the HTTP call for the fenced write
-    poll_base: float = 0.02  # waiters' first poll of the shared cache
-    poll_cap: float = 1.0  # waiters' longest poll interval
+    poll_base: float = 0.01  # waiters' first poll of the shared cache
+    poll_cap: float = 0.1  # waiters' longest poll: a refresh takes one HTTP call, so keep it short
     background_retry: float = 0.25  # STALE: pause between two background attempts of a process
     store_backoff_base: float = 0.25  # store outage: first retry
     store_backoff_cap: float = 5.0  # store outage: longest retry interval

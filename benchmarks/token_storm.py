@@ -1,0 +1,327 @@
+"""Token storm at expiry: P processes x T tasks need a token at the same instant (TOKEN-KIS-LOCK).
+
+Setup per round: the fleet's token (seeded through the same code path, Redis cache) expires; every
+process already holds it in memory from a warm-up call. At "go" every task of every process calls
+``quote`` once. Exactly one token request must reach the mock per round; the other callers wait
+for it (in-process single flight, cross-process polling of the Redis cache with jittered backoff).
+
+Baseline, same run, same procedure: one process with one task (its first call at expiry pays one
+issuance plus the quote). Extra latency of the storm's callers = their latency minus the baseline
+median. Also reported: a warm quote (valid token in memory) as the floor.
+
+Time is compressed (mock time_scale = STOCKMON_TIME_SCALE) so a token expires within a second.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+WORKER = r"""
+import asyncio, json, sys, time
+from stockmon.reference.errors import ClientError
+from stockmon.reference.quote import fetch_quote
+from stockmon.reference.rest_context import open_kis
+from stockmon.settings import load_settings
+
+async def main(tasks):
+    loop = asyncio.get_running_loop()
+    async with open_kis(load_settings()) as kis:
+        print("ready", flush=True)
+        while True:
+            cmd = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            if cmd in ("", "quit"):
+                return
+            n = 1 if cmd == "warm" else tasks
+            t0 = time.perf_counter()
+            async def one(i):
+                token_ms = None
+                try:
+                    await kis.tokens.get()
+                    token_ms = (time.perf_counter() - t0) * 1000
+                    await fetch_quote(kis.rest, "005930" if i % 2 == 0 else "DNASAAPL")
+                    return (time.perf_counter() - t0) * 1000, token_ms, None
+                except ClientError as exc:
+                    return (time.perf_counter() - t0) * 1000, token_ms, f"{type(exc).__name__}: {exc}"
+            res = await asyncio.gather(*(one(i) for i in range(n)))
+            print(json.dumps({"ms": [r[0] for r in res], "token_ms": [r[1] for r in res if r[1]],
+                              "errors": [r[2] for r in res if r[2]],
+                              "issued": kis.tokens.issued}), flush=True)
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Redis:
+    """A private, throw-away redis-server."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="token-storm-redis-")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        """redis:// URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        """Stop and clean up."""
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Worker:
+    """One fleet process speaking the line protocol of WORKER."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, env: dict[str, str], tasks: int) -> Worker:
+        """Spawn and wait for ``ready``."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            str(tasks),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise SystemExit(f"worker failed to start: {line!r}")
+        return cls(proc)
+
+    async def send(self, cmd: str) -> None:
+        """Write one command."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(cmd.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def result(self) -> dict[str, Any]:
+        """Read one JSON reply."""
+        assert self.proc.stdout is not None
+        return dict(json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 120)))
+
+    async def close(self) -> None:
+        """Ask to quit, then make sure."""
+        try:
+            await self.send("quit")
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50/p99/max in ms, rounded."""
+    return {
+        "p50": round(pct(values, 0.5), 2),
+        "p99": round(pct(values, 0.99), 2),
+        "max": round(max(values), 2),
+        "n": len(values),
+    }
+
+
+async def storm(
+    mock: Any, redis_url: str, env: dict[str, str], processes: int, tasks: int, rounds: int
+) -> dict[str, Any]:
+    """Run ``rounds`` storms with P x T callers; latencies and token requests per round."""
+    from stockmon.reference.rest_context import open_kis
+    from stockmon.settings import load_settings
+
+    settings = load_settings({k: v for k, v in env.items() if k in mock.env() or k == "REDIS_URL"})
+    token_path = settings.spec.rest["kis"]["token"]["path"]
+    workers = await asyncio.gather(*(Worker.start(env, tasks) for _ in range(processes)))
+    latencies: list[float] = []
+    token_waits: list[float] = []
+    warm: list[float] = []
+    per_round: list[int] = []
+    throttled = 0
+    errors: list[str] = []
+    try:
+        for n in range(rounds + 1):  # round 0 warms every process up (imports, connections)
+            # Seed the fleet's token (the previous round's has expired), warm every process.
+            async with open_kis(settings) as seed:
+                cred = await seed.tokens.get()
+            for w in workers:
+                await w.send("warm")
+            for w in workers:
+                r = await w.result()
+                if n:
+                    warm.extend(r["ms"])
+                errors.extend(r["errors"])
+            # Wait past the token's expiry (and the issuance throttle window).
+            await asyncio.sleep(max(0.0, cred.expires_at - time.time()) + 0.05)
+            mark = mock.trace.last_seq
+            for w in workers:
+                await w.send("go")
+            for w in workers:
+                r = await w.result()
+                if n:
+                    latencies.extend(r["ms"])
+                    token_waits.extend(r["token_ms"])
+                errors.extend(r["errors"])
+            reqs = [
+                r
+                for r in mock.trace.records(mark)
+                if r["kind"] == "request" and r["path"] == token_path
+            ]
+            per_round.append(len(reqs))
+            seqs = {r["seq"] for r in reqs}
+            throttled += sum(
+                1
+                for r in mock.trace.records(mark)
+                if r["kind"] == "response" and r.get("request_seq") in seqs and r["status"] != 200
+            )
+    finally:
+        await asyncio.gather(*(w.close() for w in workers))
+    return {
+        "latencies": latencies,
+        "token_waits": token_waits,
+        "warm": warm,
+        "token_requests_per_round": per_round,
+        "throttled_responses": throttled,
+        "errors": errors,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Baseline then storm, in one run against one mock and one Redis."""
+    from stockmon.mockserver import KisMock, MockConfig
+    from stockmon.spec import load_spec
+
+    spec = load_spec()
+    window = spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
+    # FRESH for 1 s of real time (the warm-up calls), then STALE for the window (nobody calls),
+    # then expired: the storm starts.
+    validity = window + 1.0 * args.scale
+    redis = Redis()
+    try:
+        config = MockConfig(
+            time_scale=args.scale,
+            token_validity_s=validity,
+            token_reuse_window_s=0,
+            symbols=("005930", "DNASAAPL"),
+        )
+        async with KisMock(config) as mock:
+            base_env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("KIS_", "KIWOOM_", "STOCKMON_", "REDIS_"))
+            }
+            env = {**base_env, **mock.env(), "REDIS_URL": redis.url}
+            baseline = await storm(mock, redis.url, env, 1, 1, args.baseline_rounds)
+            redis_flush(redis)
+            fleet = await storm(mock, redis.url, env, args.processes, args.tasks, args.rounds)
+    finally:
+        redis.close()
+    base = summary(baseline["latencies"])
+    st = summary(fleet["latencies"])
+    base_tok = summary(baseline["token_waits"])
+    st_tok = summary(fleet["token_waits"])
+    return {
+        "benchmark": "token_storm",
+        "processes": args.processes,
+        "tasks_per_process": args.tasks,
+        "rounds": args.rounds,
+        "time_scale": args.scale,
+        "token_requests_per_round": fleet["token_requests_per_round"],
+        "token_requests_ok": all(n == 1 for n in fleet["token_requests_per_round"]),
+        "throttled_responses": fleet["throttled_responses"] + baseline["throttled_responses"],
+        "failed_calls": len(fleet["errors"]) + len(baseline["errors"]),
+        "baseline_single_caller_ms": base,
+        "storm_callers_ms": st,
+        "extra_latency_of_waiting_callers_ms": {
+            "p50": round(st["p50"] - base["p50"], 2),
+            "p99": round(st["p99"] - base["p50"], 2),
+        },
+        "ratio_to_baseline": {
+            "p50": round(st["p50"] / base["p50"], 2),
+            "p99": round(st["p99"] / base["p50"], 2),
+        },
+        "time_to_token_ms": {
+            "baseline_single_caller": base_tok,
+            "storm_callers": st_tok,
+            "extra_p50": round(st_tok["p50"] - base_tok["p50"], 2),
+            "extra_p99": round(st_tok["p99"] - base_tok["p50"], 2),
+        },
+        "warm_quote_ms": summary(fleet["warm"]),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "errors_sample": (fleet["errors"] + baseline["errors"])[:5],
+    }
+
+
+def redis_flush(redis: Redis) -> None:
+    """Empty the server between baseline and storm (fresh versions, no leftover throttle)."""
+    with socket.create_connection(("127.0.0.1", redis.port), 2) as s:
+        s.sendall(b"FLUSHALL\r\n")
+        s.recv(16)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline-rounds", type=int, default=10)
+    parser.add_argument("--scale", type=float, default=5000.0, help="spec seconds per real second")
+    ns = parser.parse_args()
+    print(json.dumps(asyncio.run(main(ns)), indent=2))
