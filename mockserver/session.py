@@ -143,8 +143,7 @@ class ServerSession:
                 self._next_data = max(self._next_data, self.world.faults.stall_until)
             else:
                 rounds = min(MAX_CATCH_UP, int((now - self._next_data) / self._interval) + 1)
-                for _ in range(rounds):
-                    self._emit_data(now)
+                self._emit_data(now, rounds)
                 self._next_data += rounds * self._interval
                 if self._next_data < now - self._interval:
                     self._next_data = now + self._interval
@@ -381,23 +380,24 @@ class ServerSession:
         if self._next_data is None and self._interval is not None:
             self._next_data = now + self._interval
 
-    def _emit_data(self, now: float) -> None:
+    def _emit_data(self, now: float, rounds: int) -> None:
         world = self.world
         wall = world.wall(now)
         s = self.settings
-        for tr_id, tr_key in list(self.registrations):
-            text: str | None = None
-            if world.replay is not None:
-                text = world.replay.next_frame(tr_id, tr_key)
-            if text is None:
-                n = world.sim.records_in_frame(
-                    self._rng, s.max_records_per_frame, s.multi_record_probability
-                )
-                text = world.sim.frame(tr_id, tr_key, n, wall)
-            bad = world.faults.take_malformed()
-            if bad is not None:
-                text = self._corrupt(text, bad)
-            self._out.append(Send(text, "data", None, tr_id, tr_key))
+        sim, replay, faults, rng, out = world.sim, world.replay, world.faults, self._rng, self._out
+        max_records, prob = s.max_records_per_frame, s.multi_record_probability
+        regs = list(self.registrations)
+        for _ in range(rounds):
+            for tr_id, tr_key in regs:
+                text: str | None = None
+                if replay is not None:
+                    text = replay.next_frame(tr_id, tr_key)
+                if text is None:
+                    n = sim.records_in_frame(rng, max_records, prob) if max_records > 1 else 1
+                    text = sim.frame(tr_id, tr_key, n, wall)
+                if faults.malformed:
+                    text = self._corrupt(text, faults.malformed.popleft())
+                out.append(Send(text, "data", None, tr_id, tr_key))
 
     def _corrupt(self, text: str, kind: str) -> str:
         p = self.profile

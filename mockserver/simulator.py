@@ -95,6 +95,9 @@ class MarketSimulator:
         self._kst = _zone(str(kr["timezone"]), 9)
         self._ny = _zone(str(us["timezone"]), -5)
         self._instruments: dict[str, Instrument] = {}
+        self._time_sec = -1
+        self._plans: dict[str, list[tuple[str, str]]] = {}
+        self._time_cache = ("", "", "", "")
         for key in symbols:
             if profile.market_of_key(key) is not None:
                 self.instrument(key)
@@ -191,6 +194,22 @@ class MarketSimulator:
             inst.low, inst.low_hms = price, hms
         inst.steps += 1
 
+    def level1(self, inst: Instrument) -> tuple[int, int]:
+        """Best ask and best bid around the last price (best ask > best bid, inside the limits)."""
+        last = inst.last
+        if inst.market == "KR":
+            assert inst.upper is not None
+            ask1 = self.up(last)
+            if ask1 > inst.upper:
+                return inst.upper, self.down(inst.upper)
+            return ask1, last
+        tick = max(1, last // 4000)
+        return last + tick, last
+
+    def _qty(self, rng: random.Random) -> int:
+        lo, hi = _BOOK_LEVELS_QTY
+        return lo + int(rng.random() * (hi - lo))
+
     def book(self, inst: Instrument) -> tuple[list[int], list[int], list[int], list[int]]:
         """Ten ask and bid levels (prices, quantities), best first; 0 beyond the daily limits."""
         rng = inst.rng
@@ -213,15 +232,26 @@ class MarketSimulator:
             asks = [bid1 + tick * (i + 1) for i in range(10)]
             bids = [bid1 - tick * i for i in range(10)]
             bids = [p if p > 0 else 0 for p in bids]
-        lo, hi = _BOOK_LEVELS_QTY
-        ask_q = [rng.randint(lo, hi) if p else 0 for p in asks]
-        bid_q = [rng.randint(lo, hi) if p else 0 for p in bids]
+        qty = self._qty
+        ask_q = [qty(rng) if p else 0 for p in asks]
+        bid_q = [qty(rng) if p else 0 for p in bids]
         return asks, ask_q, bids, bid_q
 
     # --- records --------------------------------------------------------------------------
-    def _times(self, wall: float) -> tuple[datetime, datetime]:
-        utc = datetime.fromtimestamp(wall, UTC)
-        return utc.astimezone(self._kst), utc.astimezone(self._ny)
+    def _times(self, wall: float) -> tuple[str, str, str, str]:
+        """(KST date, KST HHMMSS, NY date, NY HHMMSS), cached per wall second."""
+        sec = int(wall)
+        if sec != self._time_sec:
+            utc = datetime.fromtimestamp(sec, UTC)
+            kst, ny = utc.astimezone(self._kst), utc.astimezone(self._ny)
+            self._time_cache = (
+                kst.strftime("%Y%m%d"),
+                kst.strftime("%H%M%S"),
+                ny.strftime("%Y%m%d"),
+                ny.strftime("%H%M%S"),
+            )
+            self._time_sec = sec
+        return self._time_cache
 
     def _usd(self, cents: int) -> str:
         return f"{cents / 100:.{self._us_decimals}f}"
@@ -237,10 +267,17 @@ class MarketSimulator:
 
     def tick_values(self, inst: Instrument, wall: float) -> dict[str, str]:
         """Values of one trade record by field name (after one step)."""
-        kst, ny = self._times(wall)
-        hms = kst.strftime("%H%M%S")
+        kdate, hms, ndate, nhms = self._times(wall)
         self.step(inst, hms)
-        asks, ask_q, bids, bid_q = self.book(inst)
+        ask1, bid1 = self.level1(inst)
+        rng = inst.rng
+        ask_q1, bid_q1 = self._qty(rng), self._qty(rng)
+        # Book totals drift slowly instead of summing ten levels on every trade.
+        tot_ask = inst.extra.get("tot_ask", ask_q1 * 10) + int((rng.random() - 0.5) * 200)
+        tot_bid = inst.extra.get("tot_bid", bid_q1 * 10) + int((rng.random() - 0.5) * 200)
+        inst.extra["tot_ask"], inst.extra["tot_bid"] = max(ask_q1, tot_ask), max(bid_q1, tot_bid)
+        asks, ask_q, bids, bid_q = [ask1], [ask_q1], [bid1], [bid_q1]
+        sum_ask, sum_bid = inst.extra["tot_ask"], inst.extra["tot_bid"]
         diff = inst.last - inst.prev_close
         rate = f"{diff * 100 / inst.prev_close:.2f}"
         strength = f"{inst.buy_qty * 100 / max(1, inst.sell_qty):.2f}"
@@ -280,13 +317,13 @@ class MarketSimulator:
                 "LWPR_HOUR": inst.low_hms,
                 "LWPR_VRSS_PRPR_SIGN": _cmp_sign(inst.last, inst.low),
                 "LWPR_VRSS_PRPR": str(inst.last - inst.low),
-                "BSOP_DATE": kst.strftime("%Y%m%d"),
+                "BSOP_DATE": kdate,
                 "NEW_MKOP_CLS_CODE": "20",
                 "TRHT_YN": "N",
                 "ASKP_RSQN1": str(ask_q[0]),
                 "BIDP_RSQN1": str(bid_q[0]),
-                "TOTAL_ASKP_RSQN": str(sum(ask_q)),
-                "TOTAL_BIDP_RSQN": str(sum(bid_q)),
+                "TOTAL_ASKP_RSQN": str(sum_ask),
+                "TOTAL_BIDP_RSQN": str(sum_bid),
                 "VOL_TNRT": "0.01",
                 "PRDY_SMNS_HOUR_ACML_VOL": str(inst.cum_vol),
                 "PRDY_SMNS_HOUR_ACML_VOL_RATE": "100.00",
@@ -298,10 +335,10 @@ class MarketSimulator:
             "RSYM": inst.key,
             "SYMB": inst.symbol,
             "ZDIV": str(self._us_decimals),
-            "TYMD": ny.strftime("%Y%m%d"),
-            "XYMD": ny.strftime("%Y%m%d"),
-            "XHMS": ny.strftime("%H%M%S"),
-            "KYMD": kst.strftime("%Y%m%d"),
+            "TYMD": ndate,
+            "XYMD": ndate,
+            "XHMS": nhms,
+            "KYMD": kdate,
             "KHMS": hms,
             "OPEN": self._usd(inst.open),
             "HIGH": self._usd(inst.high),
@@ -325,8 +362,7 @@ class MarketSimulator:
 
     def book_values(self, inst: Instrument, wall: float, layout: Layout) -> dict[str, str]:
         """Values of one order-book record by field name (the book moves one step too)."""
-        kst, ny = self._times(wall)
-        hms = kst.strftime("%H%M%S")
+        kdate, hms, ndate, nhms = self._times(wall)
         self.step(inst, hms)
         asks, ask_q, bids, bid_q = self.book(inst)
         fmt = str if inst.market == "KR" else self._usd
@@ -360,9 +396,9 @@ class MarketSimulator:
                 {
                     "SYMB": inst.symbol,
                     "ZDIV": str(self._us_decimals),
-                    "XYMD": ny.strftime("%Y%m%d"),
-                    "XHMS": ny.strftime("%H%M%S"),
-                    "KYMD": kst.strftime("%Y%m%d"),
+                    "XYMD": ndate,
+                    "XHMS": nhms,
+                    "KYMD": kdate,
                     "BVOL": str(sum(bid_q)),
                     "AVOL": str(sum(ask_q)),
                 }
@@ -377,7 +413,11 @@ class MarketSimulator:
             values = self.tick_values(inst, wall)
         else:
             values = self.book_values(inst, wall, layout)
-        return [values.get(f.name, _NEUTRAL[f.type]) for f in layout.fields]
+        plan = self._plans.get(tr_id)
+        if plan is None:
+            plan = self._plans[tr_id] = [(f.name, _NEUTRAL[f.type]) for f in layout.fields]
+        get = values.get
+        return [get(name, neutral) for name, neutral in plan]
 
     def frame(self, tr_id: str, key: str, n_records: int, wall: float) -> str:
         """A plain data frame ``0|TR|NNN|f^f^...`` holding ``n_records`` records of one key."""

@@ -35,7 +35,7 @@ class Trace:
         self._monotonic = monotonic
         self._t0 = monotonic()
         self._lock = threading.Lock()
-        self._records: deque[Record] = deque(maxlen=limit)
+        self._records: deque[Record | tuple[Any, ...]] = deque(maxlen=limit)
         self._seq = 0
 
     def now(self) -> float:
@@ -61,12 +61,55 @@ class Trace:
             self._records.append(rec)
         return rec
 
+    def record_text_out(
+        self,
+        channel: str,
+        conn: str,
+        text: str,
+        json_: Any,
+        tr_id: str | None,
+        tr_key: str | None,
+        msg_cd: str | None,
+        frame: str,
+    ) -> None:
+        """Fast path for outbound text frames (tens of thousands per second): stored compactly,
+        turned into the same dict as :meth:`record` when read."""
+        t = self._monotonic() - self._t0
+        with self._lock:
+            self._seq += 1
+            self._records.append(
+                (self._seq, t, channel, conn, text, json_, tr_id, tr_key, msg_cd, frame)
+            )
+
+    def _dict(self, entry: Record | tuple[Any, ...]) -> Record:
+        if isinstance(entry, dict):
+            return entry
+        seq, t, channel, conn, text, json_, tr_id, tr_key, msg_cd, frame = entry
+        return {
+            "seq": seq,
+            "t": t,
+            "t_spec": t * self.time_scale,
+            "channel": channel,
+            "conn": conn,
+            "dir": "out",
+            "kind": "text",
+            "text": text,
+            "json": json_,
+            "tr_id": tr_id,
+            "tr_type": None,
+            "tr_key": tr_key,
+            "msg_cd": msg_cd,
+            "frame": frame,
+        }
+
     def records(self, since_seq: int = 0) -> list[Record]:
         """A snapshot of the records with seq > since_seq, oldest first."""
         with self._lock:
             if since_seq <= 0:
-                return list(self._records)
-            return [r for r in self._records if r["seq"] > since_seq]
+                raw = list(self._records)
+            else:
+                raw = [r for r in self._records if _seq_of(r) > since_seq]
+        return [self._dict(r) for r in raw]
 
     def __len__(self) -> int:
         with self._lock:
@@ -126,6 +169,10 @@ class Trace:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no matching trace record within {timeout_s} s")
             time.sleep(_POLL_S)
+
+
+def _seq_of(entry: Record | tuple[Any, ...]) -> int:
+    return int(entry["seq"] if isinstance(entry, dict) else entry[0])
 
 
 def dumps(rec: Record) -> str:
