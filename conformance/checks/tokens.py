@@ -1,0 +1,219 @@
+"""The bearer token: its request and use (TOKEN-KIS-BEARER), its refresh inside the window
+(TOKEN-KIS-REFRESH) from the announced expiry (TOKEN-KIS-EXPIRY, 1.1), one issuance per refresh
+across a fleet (TOKEN-KIS-LOCK) and the issuance throttle waited out (TOKEN-KIS-THROTTLE, 1.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.evidence import Evidence, Record
+from stockmon.conformance.protocol import (
+    authorization_of,
+    issued_token,
+    quote_paths,
+    rest_path,
+    slack,
+)
+from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.schemas import errors as schema_errors
+
+
+def _token_requests(ev: Evidence) -> list[Record]:
+    return ev.requests(rest_path(ev.spec, "token"))
+
+
+def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
+    """(request, response, announced expiry in spec seconds) of the first successful issuance."""
+    for req in _token_requests(ev):
+        resp = ev.response_to(req)
+        if issued_token(resp) is None or resp is None:
+            continue
+        body = resp.get("body")
+        expires_in = body.get("expires_in") if isinstance(body, Mapping) else None
+        if not isinstance(expires_in, int | float):
+            raise HarnessError("the mock's token response has no expires_in")
+        return req, resp, float(resp["t_spec"]) + float(expires_in)
+    return None
+
+
+@check("TOKEN-KIS-BEARER")
+def token_request_matches_schema(ev: Evidence) -> Verdict:
+    """The client gets its bearer token from the token endpoint with the spec's request body."""
+    reqs = _token_requests(ev)
+    if not reqs:
+        return failed(
+            f"the target never requested an access token (POST {rest_path(ev.spec, 'token')})",
+            expected="a bearer token obtained at start and kept valid (KIS REST/WS auth)",
+            evidence=ev.requests()[:3],
+        )
+    for req in reqs:
+        errs = schema_errors("kis-token-request", req.get("body"))
+        if errs:
+            return failed(
+                f"the token request body is malformed: {errs[0]}",
+                expected="schema kis-token-request (grant_type client_credentials, appkey, appsecret)",
+                evidence=[req],
+            )
+    return passed(f"{len(reqs)} token request(s), all valid against kis-token-request")
+
+
+@check("TOKEN-KIS-BEARER")
+def bearer_token_on_authenticated_requests(ev: Evidence) -> Verdict:
+    """Authenticated REST requests carry 'authorization: Bearer <a token the server issued>'."""
+    token_type = ev.spec.clause("TOKEN-KIS-BEARER").string("token_type")
+    issued: dict[str, int] = {}
+    checked = 0
+    for rec in ev.records:
+        if rec.get("kind") == "response":
+            tok = issued_token(rec)
+            if tok is not None and rec.get("token") is not None:
+                issued.setdefault(tok, int(rec["seq"]))
+        if rec.get("kind") != "request" or rec.get("path") not in quote_paths(ev.spec):
+            continue
+        checked += 1
+        auth = authorization_of(rec, ev.spec) or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != token_type.lower() or value.strip() not in issued:
+            return failed(
+                f"an authenticated request carried authorization {auth[:16]!r}…",
+                expected=f"authorization: {token_type} <the access token the server issued>",
+                evidence=[rec],
+            )
+    if checked == 0:
+        return passed("not exercised: the target made no authenticated REST request")
+    return passed(f"{checked} authenticated request(s), each with an issued {token_type} token")
+
+
+@check("TOKEN-KIS-REFRESH")
+def token_refreshed_inside_window(ev: Evidence) -> Verdict:
+    """The token is refreshed inside the window before its expiry, and not before the window."""
+    window = ev.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
+    tol = slack(ev)
+    first = _first_issue(ev)
+    if first is None:
+        return failed("the target never obtained a token", expected="a token, then its refresh")
+    _req, resp, expiry = first
+    opens = expiry - window
+    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
+    stop = ev.marks.get("end", ev.end_t_spec)
+    if nxt is None:
+        if stop < expiry:
+            raise HarnessError(
+                f"the scenario ended at {stop:.0f} s, before the token expired at {expiry:.0f} s"
+            )
+        return failed(
+            f"no refresh before the token expired at {expiry:.0f} s",
+            expected=f"a new token requested between {opens:.0f} s and {expiry:.0f} s "
+            f"({window:g} s before expiry)",
+            evidence=[resp],
+        )
+    t = float(nxt["t_spec"])
+    if t < opens - tol:
+        return failed(
+            f"the token was refreshed {expiry - t:.0f} s before it expired",
+            expected=f"refresh inside the last {window:g} s (±{tol:g}) before expiry, not earlier",
+            evidence=[resp, nxt],
+        )
+    if t > expiry:
+        return failed(
+            f"the token was refreshed {t - expiry:.0f} s after it had expired",
+            expected=f"refresh during the {window:g} s before expiry",
+            evidence=[resp, nxt],
+        )
+    return passed(f"refreshed {expiry - t:.0f} s before expiry (window {window:g} s)")
+
+
+@check("TOKEN-KIS-EXPIRY")
+def expiry_taken_from_token_response(ev: Evidence) -> Verdict:
+    """The client believes the expiry the server announced (expires_in), not an assumed 24 h."""
+    tol = slack(ev)
+    first = _first_issue(ev)
+    if first is None:
+        return failed("the target never obtained a token", expected="a token, then its refresh")
+    _, resp, expiry = first
+    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
+    stop = ev.marks.get("end", ev.end_t_spec)
+    if nxt is None and stop < expiry + tol:
+        raise HarnessError("the scenario ended before the announced expiry")
+    if nxt is None or float(nxt["t_spec"]) > expiry + tol:
+        raw = resp.get("body")
+        body: Mapping[str, object] = raw if isinstance(raw, Mapping) else {}
+        return failed(
+            "the target still had not refreshed when the announced expiry passed",
+            expected=f"expiry from expires_in={body.get('expires_in')} / "
+            f"access_token_token_expired={body.get('access_token_token_expired')}, never assumed",
+            evidence=[resp, *([nxt] if nxt is not None else [])],
+        )
+    return passed("refreshed before the expiry the token response announced")
+
+
+@check("TOKEN-KIS-LOCK")
+def one_token_request_per_refresh_across_processes(ev: Evidence) -> Verdict:
+    """Processes sharing Redis issue one token between them, at start and at each refresh."""
+    window = ev.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
+    per = ev.spec.clause("TOKEN-KIS-LOCK").integer("issuances_per_fleet_refresh")
+    tol = slack(ev)
+    reqs = _token_requests(ev)
+    first = _first_issue(ev)
+    if first is None:
+        return failed("the fleet never obtained a token", expected="one token for all processes")
+    _, _, expiry = first
+    opens = expiry - window - tol
+    start = [r for r in reqs if float(r["t_spec"]) < opens]
+    if len(start) > per:
+        return failed(
+            f"{len(start)} token requests at start from {len(ev.targets)} processes",
+            expected=f"{per} token request for the whole fleet (refresh under the Redis lock)",
+            evidence=start[:4],
+        )
+    refresh = [r for r in reqs if opens <= float(r["t_spec"]) <= expiry + tol]
+    if len(refresh) > per:
+        return failed(
+            f"{len(refresh)} token requests in the refresh window from {len(ev.targets)} processes",
+            expected=f"{per} refresh for the whole fleet (under the Redis lock)",
+            evidence=refresh[:4],
+        )
+    return passed(
+        f"{len(start)} request at start, {len(refresh)} in the refresh window, for {len(ev.targets)} processes"
+    )
+
+
+@check("TOKEN-KIS-THROTTLE")
+def throttled_token_request_waited_out(ev: Evidence) -> Verdict:
+    """After the issuance throttle answers, the client waits the minute out instead of hammering."""
+    clause = ev.spec.clause("TOKEN-KIS-THROTTLE")
+    interval = clause.number("min_interval_s")
+    status = clause.integer("http_status")
+    code = clause.string("error_code")
+    tol = slack(ev)
+    reqs = _token_requests(ev)
+    last_ok: float | None = None
+    throttled = 0
+    for i, req in enumerate(reqs):
+        resp = ev.response_to(req)
+        if resp is None:
+            continue
+        if issued_token(resp) is not None:
+            last_ok = float(req["t_spec"])
+            continue
+        body = resp.get("body")
+        if (
+            resp.get("status") != status
+            or not isinstance(body, Mapping)
+            or body.get("error_code") != code
+        ):
+            continue
+        throttled += 1
+        if last_ok is None or i + 1 >= len(reqs):
+            continue
+        nxt = reqs[i + 1]
+        if float(nxt["t_spec"]) < last_ok + interval - tol:
+            return failed(
+                f"after {code} the target asked again {float(nxt['t_spec']) - float(req['t_spec']):.1f} s later",
+                expected=f"wait until {interval:g} s after the last issuance before asking again",
+                evidence=[req, resp, nxt],
+            )
+    if throttled == 0:
+        return passed("not exercised: the target never hit the issuance throttle")
+    return passed(f"{throttled} throttled answer(s), each waited out")

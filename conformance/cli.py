@@ -1,0 +1,150 @@
+"""``stockmon conformance``: run the conformance suite against a target and gate on the verdict.
+
+Exit status: 0 conformant, 1 non-conformant (the report names each broken clause and shows the
+trace), 2 the harness could not judge (bad flag, unknown spec version, a target command that does
+not run, a target that never starts, a port or redis-server problem) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from stockmon.conformance.errors import ConfigError
+from stockmon.conformance.runner import DEFAULT_JOBS, ScenarioResult, SuiteOptions, run_suite
+from stockmon.spec import latest_version
+
+
+def default_target() -> list[str]:
+    """The reference client's stream command, run with this interpreter."""
+    return [sys.executable, "-m", "stockmon.cli", "stream"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``conformance`` flags."""
+    parser.add_argument(
+        "--target",
+        metavar="COMMAND",
+        help="the implementation under test, one shell-quoted command "
+        "(default: the reference client, 'stockmon stream')",
+    )
+    parser.add_argument(
+        "--spec",
+        dest="spec_version",
+        metavar="VERSION",
+        help="spec version to judge against (default: newest)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="multiply every scenario's time scale by N (< 1 gives a slow target more real time)",
+    )
+    parser.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="PATTERN",
+        help="select checks by name, clause ID or scenario (pytest-like: 'KA-PING or stall and not fleet')",
+    )
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write a Markdown report")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"scenarios run at once (default {DEFAULT_JOBS})",
+    )
+    parser.add_argument(
+        "--trace-dir", type=Path, metavar="DIR", help="keep every scenario's mock trace (JSONL)"
+    )
+    parser.add_argument(
+        "--details", action="store_true", help="list every check's verdict, not only failures"
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list scenarios and checks for the spec version, run nothing",
+    )
+    parser.set_defaults(func=run)
+
+
+def _progress(res: ScenarioResult) -> None:
+    bad = [r for r in res.results if not r.verdict.ok]
+    state = "ok" if not bad else ("ERROR" if res.error is not None else f"{len(bad)} failed")
+    print(
+        f"  scenario {res.scenario.name:<20} {state:<10} {res.wall_s:5.1f} s (time scale {res.time_scale:g})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite; print the table; write the reports; return the gate's exit status."""
+    from stockmon.conformance import catalog
+    from stockmon.conformance.report import render_markdown, render_terminal, write_junit
+
+    version = args.spec_version or latest_version()
+    if args.target is not None:
+        try:
+            target = shlex.split(args.target)
+        except ValueError as exc:
+            raise ConfigError(f"--target: {exc}") from None
+    else:
+        target = default_target()
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if args.list:
+        return _list(version, args.keyword)
+    options = SuiteOptions(
+        target=tuple(target),
+        spec_version=version,
+        time_scale_factor=args.time_scale,
+        keyword=args.keyword,
+        jobs=args.jobs,
+        trace_dir=args.trace_dir,
+    )
+    print(
+        f"stockmon conformance: spec {version}, target {shlex.join(target)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    result = run_suite(options, catalog.SCENARIOS, progress=_progress)
+    pending = catalog.pending_clauses()
+    sys.stdout.write(render_terminal(result, pending, verbose=args.details))
+    if args.junit:
+        write_junit(result, args.junit, pending)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(render_markdown(result, pending), encoding="utf-8")
+    code = result.exit_code
+    if code == 2:
+        first = result.errors[0] if result.errors else None
+        reason = (
+            str(first)
+            if first
+            else next(
+                (r.verdict.summary for r in result.results if not r.verdict.ok), "harness error"
+            )
+        )
+        print(f"stockmon conformance: not judged: {reason.splitlines()[0]}", file=sys.stderr)
+    elif code == 1:
+        broken = sorted({c for r in result.results if not r.verdict.ok for c in r.check.clauses})
+        print(f"stockmon conformance: non-conformant: {', '.join(broken)}", file=sys.stderr)
+    return code
+
+
+def _list(version: str, keyword: str | None) -> int:
+    from stockmon.conformance import catalog
+    from stockmon.conformance.runner import selected
+    from stockmon.spec import load_spec
+
+    spec = load_spec(version)
+    for sc, checks in selected(catalog.SCENARIOS, spec, keyword):
+        print(f"{sc.name} (time scale {sc.time_scale:g}): {sc.doc}")
+        for c in checks:
+            print(f"    {c.name:<52} {', '.join(c.clauses)}")
+    return 0

@@ -1,0 +1,119 @@
+"""A private ``redis-server`` for the scenarios that need one (token lock, socket lease).
+
+The suite never touches a Redis it did not start: each scenario gets a fresh server on a free
+loopback port, no persistence, a password (so a target that prints its ``REDIS_URL`` leaks a
+canary the secret check looks for), and a temporary directory removed afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from stockmon.conformance.errors import ResourceError
+
+# Non-normative: how long a fresh redis-server may take to answer PING on a loaded machine.
+_START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """One redis-server process owned by the harness; use as a context manager."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ResourceError(
+                "redis-server is not installed but a selected scenario needs Redis "
+                "(apt-get install redis-server, or deselect it with -k 'not fleet')"
+            )
+        self._binary = binary
+        self.port = free_port()
+        self.password = "canary-redis-" + secrets.token_hex(12)
+        self._dir = tempfile.mkdtemp(prefix="stockmon-conformance-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL handed to targets (carries the password)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server and wait until it answers an authenticated PING."""
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--requirepass",
+                self.password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        auth = f"AUTH {self.password}\r\nPING\r\n".encode()
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(
+                    errors="replace"
+                )
+                raise ResourceError(
+                    f"redis-server exited at start (port {self.port}): {err.strip()[-200:]}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(auth)
+                    data = b""
+                    while b"PONG" not in data and len(data) < 64:
+                        chunk = s.recv(64)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if b"PONG" in data:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ResourceError(
+            f"redis-server did not answer on port {self.port} within {_START_TIMEOUT_S} s"
+        )
+
+    def stop(self) -> None:
+        """Kill the server and remove its directory."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            if self._proc.stderr:
+                self._proc.stderr.close()
+            self._proc = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,505 @@
+"""The black-box runner: a fresh mock (and Redis) per scenario, the target as subprocesses, verdicts.
+
+For each selected scenario: start the KIS mock in-process on free loopback ports (``MockThread``,
+fresh state), a private ``redis-server`` if the scenario needs one, then run the scenario's script,
+which starts the target(s) with the environment of DESIGN §5 and injects faults at spec times.
+At the end the targets get SIGTERM, the mock stops, and the checks judge the trace and the output.
+Scenarios run concurrently (each has its own mock, ports and processes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stockmon.conformance.errors import (
+    CheckCrashed,
+    CheckFailure,
+    ConfigError,
+    HarnessError,
+    ResourceError,
+    TargetStartError,
+)
+from stockmon.conformance.evidence import Evidence, Record
+from stockmon.conformance.redis_server import PrivateRedis
+from stockmon.conformance.registry import (
+    Check,
+    KeywordExpression,
+    Outcome,
+    Verdict,
+    errored,
+    failed,
+)
+from stockmon.conformance.scenario import Scenario
+from stockmon.conformance.target import TargetProcess
+from stockmon.spec import Spec, available_versions, load_spec
+
+# Non-normative: how often a script's waits look at the trace (real seconds).
+_POLL_S = 0.02
+# Non-normative: the most scenarios run at once by default (each is a mock thread + a process).
+DEFAULT_JOBS = 4
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """What to run: the target command, the spec version, the selection and the pacing."""
+
+    target: tuple[str, ...]
+    spec_version: str
+    time_scale_factor: float = 1.0
+    keyword: str | None = None
+    jobs: int = DEFAULT_JOBS
+    trace_dir: Path | None = None
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict in one scenario."""
+
+    check: Check
+    scenario: str
+    verdict: Verdict
+    wall_s: float
+
+
+@dataclass
+class ScenarioResult:
+    """Everything one scenario run produced."""
+
+    scenario: Scenario
+    results: list[CheckResult]
+    wall_s: float
+    time_scale: float
+    error: HarnessError | None = None
+    notes: list[str] = field(default_factory=list)
+    evidence: Evidence | None = None
+
+
+@dataclass
+class SuiteResult:
+    """A whole run against one spec version."""
+
+    spec_version: str
+    target: tuple[str, ...]
+    scenarios: list[ScenarioResult]
+    wall_s: float
+
+    @property
+    def results(self) -> list[CheckResult]:
+        """Every check result, scenario by scenario."""
+        return [r for s in self.scenarios for r in s.results]
+
+    @property
+    def errors(self) -> list[HarnessError]:
+        """Harness errors (the run proves nothing where they happened)."""
+        return [s.error for s in self.scenarios if s.error is not None]
+
+    @property
+    def exit_code(self) -> int:
+        """0 conformant, 1 non-conformant, 2 the harness could not judge."""
+        outcomes = {r.verdict.outcome for r in self.results}
+        if self.errors or Outcome.ERROR in outcomes:
+            return 2
+        if Outcome.FAIL in outcomes:
+            return 1
+        return 0
+
+    def clause_verdicts(self) -> dict[str, tuple[Outcome, list[CheckResult]]]:
+        """Clause -> worst outcome over its checks, and the checks (ERROR beats FAIL beats PASS)."""
+        rank = {Outcome.PASS: 0, Outcome.FAIL: 1, Outcome.ERROR: 2}
+        table: dict[str, tuple[Outcome, list[CheckResult]]] = {}
+        for r in self.results:
+            for clause in r.check.clauses:
+                outcome, items = table.get(clause, (Outcome.PASS, []))
+                items.append(r)
+                worst = outcome if rank[outcome] >= rank[r.verdict.outcome] else r.verdict.outcome
+                table[clause] = (worst, items)
+        return table
+
+
+# ------------------------------------------------------------------------------------ selection
+def selected(
+    scenarios: Sequence[Scenario], spec: Spec, keyword: str | None
+) -> list[tuple[Scenario, tuple[Check, ...]]]:
+    """The scenarios to run for a spec version, each with the checks of it that are selected."""
+    expr = KeywordExpression(keyword) if keyword else None
+    out = []
+    for sc in scenarios:
+        if not sc.applies_to(spec):
+            continue
+        checks = tuple(
+            c
+            for c in sc.check_objects()
+            if c.applies_to(spec) and (expr is None or expr.matches((*c.keywords(), sc.name)))
+        )
+        if checks:
+            out.append((sc, checks))
+    return out
+
+
+def resolve_target(argv: Sequence[str]) -> tuple[str, ...]:
+    """Check that the target command can be executed before any scenario starts."""
+    if not argv:
+        raise ConfigError("--target: empty command")
+    exe = argv[0]
+    if os.sep in exe:
+        if not Path(exe).is_file():
+            raise ConfigError(f"--target: {exe!r} does not exist")
+        if not os.access(exe, os.X_OK):
+            raise ConfigError(f"--target: {exe!r} is not executable")
+    elif shutil.which(exe) is None:
+        raise ConfigError(f"--target: command {exe!r} not found on PATH")
+    return tuple(argv)
+
+
+def spec_variables() -> frozenset[str]:
+    """Every environment variable any spec version declares (never inherited by a target)."""
+    return frozenset(e.name for v in available_versions() for e in load_spec(v).environment)
+
+
+# ------------------------------------------------------------------------------------ one scenario
+class ScenarioRun:
+    """Runs one scenario: the Driver its script talks to, then the checks."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        checks: tuple[Check, ...],
+        spec: Spec,
+        options: SuiteOptions,
+    ) -> None:
+        self.scenario = scenario
+        self.checks = checks
+        self.spec = spec
+        self.options = options
+        self.time_scale = scenario.time_scale * options.time_scale_factor
+        self.subscriptions = tuple(scenario.subscriptions(spec))
+        self._thread: Any = None
+        self._targets: list[TargetProcess] = []
+        self._env: dict[str, str] = {}
+        self._records: list[Record] = []
+        self._last_seq = 0
+        self._marks: dict[str, float] = {}
+        self._notes: list[str] = []
+        self._secrets: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # --- Driver -----------------------------------------------------------------------------
+    def now(self) -> float:
+        """Spec seconds since the mock started."""
+        return float(self._thread.mock.trace.now()) * self.time_scale
+
+    def _real_now(self) -> float:
+        return float(self._thread.mock.trace.now())
+
+    def start(self, index: int | None = None) -> None:
+        """Start target ``index`` (or every target not started yet)."""
+        indexes = range(self.scenario.targets) if index is None else [index]
+        for i in indexes:
+            if any(t.index == i for t in self._targets):
+                continue
+            proc = TargetProcess(i, self.options.target, self._env, self._real_now)
+            self.mark(f"start{i}")
+            proc.start()
+            self._targets.append(proc)
+
+    def alive(self) -> int:
+        """Targets still running."""
+        return sum(1 for t in self._targets if t.alive())
+
+    def records(self) -> Sequence[Record]:
+        """The trace so far (fetched incrementally)."""
+        with self._lock:
+            new = self._thread.mock.trace.records(self._last_seq)
+            if new:
+                self._records.extend(new)
+                self._last_seq = int(new[-1]["seq"])
+            return self._records
+
+    def sleep(self, spec_s: float) -> None:
+        """Let spec time pass; returns early once every started target has exited."""
+        self.sleep_until(self.now() + spec_s)
+
+    def sleep_until(self, t_spec: float) -> None:
+        """Sleep until the mock's spec clock reads ``t_spec`` (early if all targets exited)."""
+        while True:
+            left = (t_spec - self.now()) / self.time_scale
+            if left <= 0 or (self._targets and self.alive() == 0):
+                return
+            time.sleep(min(left, _POLL_S * 5))
+
+    def wait_until(
+        self, predicate: Callable[[Sequence[Record]], bool], timeout_s: float, label: str
+    ) -> bool:
+        """Poll until the predicate holds on the trace; False (and a note) after the timeout."""
+        deadline = self.now() + timeout_s
+        while True:
+            if predicate(self.records()):
+                return True
+            if self.now() >= deadline:
+                self.note(f"waited {timeout_s:g} spec s for {label}: did not happen")
+                return False
+            if self._targets and self.alive() == 0:
+                self.note(f"every target exited while waiting for {label}")
+                return False
+            time.sleep(_POLL_S)
+
+    def fault(self, name: str, **params: Any) -> None:
+        """Inject a fault through the mock's fault API on its own loop."""
+        mock = self._thread.mock
+        fn = getattr(mock.faults, name, None)
+        if fn is None:
+            raise HarnessError(f"the mock has no fault {name!r} (scenario {self.scenario.name})")
+        try:
+            result = fn(**params)  # the fault API is thread-safe: it runs on the mock's loop
+            if inspect.isawaitable(result):
+                self._thread.call(result)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise HarnessError(
+                f"fault {name}({params}) failed in scenario {self.scenario.name}: {exc}"
+            ) from exc
+
+    def mark(self, name: str) -> float:
+        """Remember the current spec time under a name."""
+        t = self.now()
+        self._marks[name] = t
+        return t
+
+    def note(self, text: str) -> None:
+        """A remark for the report."""
+        self._notes.append(text)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def _mock_config(self) -> Any:
+        from stockmon.mockserver import MockConfig
+
+        overrides = dict(self.scenario.mock(self.spec))
+        overrides.setdefault("seed", self.options.seed)
+        try:
+            return MockConfig(
+                spec_version=self.spec.version, time_scale=self.time_scale, **overrides
+            )
+        except Exception as exc:
+            raise HarnessError(
+                f"scenario {self.scenario.name}: bad mock configuration: {exc}"
+            ) from exc
+
+    def _build_env(self, mock_env: Mapping[str, str], redis: PrivateRedis | None) -> None:
+        strip = spec_variables()
+        env = {k: v for k, v in os.environ.items() if k not in strip}
+        env.update(mock_env)
+        env["STOCKMON_SUBSCRIPTIONS"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
+        env["STOCKMON_TIME_SCALE"] = repr(self.time_scale)
+        env["STOCKMON_SPEC_VERSION"] = self.spec.version
+        env["STOCKMON_ENV"] = "mock"
+        env["STOCKMON_BROKER"] = "kis"
+        # Python targets block-buffer a pipe; events must arrive as they happen.
+        env["PYTHONUNBUFFERED"] = "1"
+        # Canaries: secrets the target has no use for must not be printed either (CRED-ENV).
+        for name in self.spec.secret_variables:
+            if name not in env and name != "REDIS_URL":
+                env[name] = f"canary-{name.lower().replace('_', '-')}-{secrets.token_hex(10)}"
+        if redis is not None:
+            env["REDIS_URL"] = redis.url
+        env.update(self.scenario.extra_env(self.spec))
+        for name in self.scenario.drop_env:
+            env.pop(name, None)
+        self._env = env
+        self._secrets = {
+            name: env[name]
+            for name in self.spec.secret_variables
+            if env.get(name) and name != "REDIS_URL"
+        }
+        if redis is not None and "REDIS_URL" in env:
+            self._secrets["REDIS_URL password"] = redis.password
+
+    def execute(self) -> ScenarioResult:
+        """Run the scenario and judge it; harness errors end up in the result, not raised."""
+        started = time.monotonic()
+        try:
+            evidence = self._run()
+        except ConfigError:
+            raise
+        except HarnessError as exc:
+            return self._errored(exc, time.monotonic() - started)
+        except Exception as exc:  # a bug in a scenario script must not hide the other scenarios
+            crash = CheckCrashed(
+                f"scenario {self.scenario.name} crashed: {type(exc).__name__}: {exc}\n"
+                + traceback.format_exc(limit=6)
+            )
+            return self._errored(crash, time.monotonic() - started)
+        wall = time.monotonic() - started
+        results = [
+            CheckResult(c, self.scenario.name, self._judge(c, evidence), wall) for c in self.checks
+        ]
+        return ScenarioResult(
+            self.scenario, results, wall, self.time_scale, None, list(self._notes), evidence
+        )
+
+    def _errored(self, exc: HarnessError, wall: float) -> ScenarioResult:
+        verdict = errored(str(exc))
+        results = [CheckResult(c, self.scenario.name, verdict, wall) for c in self.checks]
+        return ScenarioResult(self.scenario, results, wall, self.time_scale, exc, list(self._notes))
+
+    def _run(self) -> Evidence:
+        from stockmon.mockserver import MockThread
+
+        config = self._mock_config()
+        redis: PrivateRedis | None = None
+        try:
+            self._thread = MockThread(config)
+            self._thread.start()
+        except OSError as exc:
+            raise ResourceError(f"the mock could not start: {exc}") from exc
+        try:
+            if self.scenario.redis:
+                redis = PrivateRedis()
+                redis.start()
+            self._build_env(self._thread.mock.env(), redis)
+            try:
+                self.scenario.script(self)
+            finally:
+                self.mark("end")
+                for t in self._targets:
+                    t.stop()
+            records = tuple(self.records())
+            runs = tuple(t.result(self.time_scale) for t in self._targets)
+            end_t_spec = self.now()
+            if self.options.trace_dir is not None:
+                self._dump(records)
+        finally:
+            try:
+                self._thread.stop()
+            finally:
+                if redis is not None:
+                    redis.stop()
+        self._check_started(records, runs)
+        mock = self._thread.mock
+        return Evidence(
+            scenario=self.scenario.name,
+            spec=self.spec,
+            time_scale=self.time_scale,
+            records=records,
+            targets=runs,
+            subscriptions=self.subscriptions,
+            secrets=dict(self._secrets),
+            marks=dict(self._marks),
+            mock=self._mock_facts(mock, config),
+            end_t_spec=end_t_spec,
+            notes=tuple(self._notes),
+        )
+
+    def _mock_facts(self, mock: Any, config: Any) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "app_key": mock.app_key,
+            "ws_url": mock.ws_url,
+            "rest_url": mock.rest_url,
+        }
+        world = getattr(mock, "world", None)
+        settings = getattr(world, "session_settings", None)
+        if settings is not None:
+            facts["server_pingpong_period_s"] = settings.server_pingpong_period_s
+            facts["unanswered_pingpong_grace_s"] = settings.unanswered_pingpong_grace_s
+            facts["reflect_client_ping"] = settings.reflect_client_ping
+        auth = getattr(world, "auth", None)
+        if auth is not None:
+            facts["token_validity_s"] = auth.validity_s
+            facts["token_throttle"] = auth.throttle
+        return facts
+
+    def _check_started(self, records: Sequence[Record], runs: Sequence[Any]) -> None:
+        """A target that exited before it ever talked to the mock could not start."""
+        if self.scenario.expect_exit or not runs:
+            return
+        contacted = any(r.get("dir") == "in" or (r.get("kind") == "ws_open") for r in records)
+        for run in runs:
+            if run.exited_by_itself and not contacted:
+                raise TargetStartError(
+                    f"target exited with status {run.returncode} before contacting the mock "
+                    f"(scenario {self.scenario.name})",
+                    run.stderr_tail(),
+                )
+
+    def _dump(self, records: Sequence[Record]) -> None:
+        from stockmon.mockserver.trace import dumps
+
+        assert self.options.trace_dir is not None
+        self.options.trace_dir.mkdir(parents=True, exist_ok=True)
+        path = self.options.trace_dir / f"{self.spec.version}-{self.scenario.name}.jsonl"
+        with path.open("w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(dumps(dict(r)) + "\n")
+
+    def _judge(self, check: Check, evidence: Evidence) -> Verdict:
+        try:
+            verdict = check.func(evidence)
+        except CheckFailure as exc:
+            return failed(exc.message, expected=exc.expected, evidence=exc.evidence)
+        except HarnessError as exc:
+            return errored(str(exc))
+        except Exception as exc:  # a bug in a check must not hide the other verdicts
+            tb = traceback.format_exc(limit=4)
+            return errored(f"check {check.name} crashed: {type(exc).__name__}: {exc}\n{tb}")
+        if not isinstance(verdict, Verdict):
+            return errored(f"check {check.name} returned {type(verdict).__name__}, not a Verdict")
+        return verdict
+
+
+# ------------------------------------------------------------------------------------ the suite
+def run_suite(
+    options: SuiteOptions,
+    scenarios: Sequence[Scenario],
+    progress: Callable[[ScenarioResult], None] | None = None,
+) -> SuiteResult:
+    """Run every selected scenario (concurrently) against the target; never raises for the
+    target's behaviour, only for configuration errors (:class:`ConfigError`)."""
+    if options.spec_version not in available_versions():
+        raise ConfigError(
+            f"--spec {options.spec_version!r} is unknown; available: {', '.join(available_versions())}"
+        )
+    if not options.time_scale_factor > 0:
+        raise ConfigError("--time-scale must be a positive number")
+    spec = load_spec(options.spec_version)
+    resolve_target(options.target)
+    plan = selected(scenarios, spec, options.keyword)
+    if not plan:
+        raise ConfigError(
+            f"-k {options.keyword!r} selects no check for spec {spec.version}"
+            if options.keyword
+            else f"no scenario applies to spec {spec.version}"
+        )
+    if any(sc.redis for sc, _ in plan) and shutil.which("redis-server") is None:
+        names = ", ".join(sc.name for sc, _ in plan if sc.redis)
+        raise ConfigError(
+            f"redis-server is not installed but scenario(s) {names} need it "
+            "(install redis-server, or deselect them with -k)"
+        )
+    plan.sort(key=lambda item: -item[0].weight)
+    started = time.monotonic()
+    results: list[ScenarioResult] = []
+    jobs = max(1, min(options.jobs, len(plan)))
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="scenario") as pool:
+        futures = [
+            pool.submit(ScenarioRun(sc, checks, spec, options).execute) for sc, checks in plan
+        ]
+        for fut in futures:
+            res = fut.result()
+            results.append(res)
+            if progress is not None:
+                progress(res)
+    order = {sc.name: i for i, sc in enumerate(scenarios)}
+    results.sort(key=lambda r: order.get(r.scenario.name, 0))
+    return SuiteResult(spec.version, options.target, results, time.monotonic() - started)
