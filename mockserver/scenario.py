@@ -40,6 +40,15 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
             raise ScenarioError(
                 f"scenario {where} is not valid YAML: {exc}".splitlines()[0]
             ) from None
+    if isinstance(data, dict) and isinstance(data.get("steps"), list):
+        # YAML 1.1 reads a bare `on:` key as the boolean true; give it its name back.
+        data = dict(data)
+        data["steps"] = [
+            {("on" if k is True else k): v for k, v in step.items()}
+            if isinstance(step, dict)
+            else step
+            for step in data["steps"]
+        ]
     errs = schema_errors("scenario", data)
     if errs:
         raise ScenarioError(f"scenario {where} breaks schemas/scenario.json: {errs[0]}")

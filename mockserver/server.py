@@ -163,6 +163,11 @@ class KisMock:
             return
         self.loop = asyncio.get_running_loop()
         self.loop_thread_id = threading.get_ident()
+        scenario = None
+        if self.config.scenario is not None:
+            from stockmon.mockserver.scenario import load_scenario
+
+            scenario = load_scenario(self.config.scenario)  # a bad file fails before binding
         try:
             self.rest_port = await self._http.start(self.config.host, self.config.rest_port)
             self._ws_server = await serve(
@@ -194,10 +199,10 @@ class KisMock:
             time_scale=self.config.time_scale,
             seed=self.config.seed,
         )
-        if self.config.scenario is not None:
-            from stockmon.mockserver.scenario import ScenarioRunner, load_scenario
+        if scenario is not None:
+            from stockmon.mockserver.scenario import ScenarioRunner
 
-            self._scenario = ScenarioRunner(self, load_scenario(self.config.scenario))
+            self._scenario = ScenarioRunner(self, scenario)
             self._scenario.start()
 
     async def stop(self) -> None:
