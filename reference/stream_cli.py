@@ -22,6 +22,7 @@ from stockmon.clock import ScaledClock
 from stockmon.errors import UsageError
 from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
+from stockmon.reference.redis_seams import stream_seams
 from stockmon.reference.seams import ApprovalKeyProvider, ConnectGate, OpenGate
 from stockmon.reference.shell import StreamClient
 from stockmon.settings import Settings, load_settings
@@ -96,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
 async def _main(settings: Settings, fmt: str) -> int:
     clock = ScaledClock(settings.time_scale)
     sink: EventSink = LiveTable(sys.stdout) if fmt == "table" else JsonLinesSink(sys.stdout)
-    async with httpx.AsyncClient() as http:
-        approval, gate = build_seams(settings, http)
+    async with (
+        httpx.AsyncClient() as http,
+        stream_seams(settings, http, sink, build_seams) as (approval, gate),
+    ):
         client = StreamClient(
             spec=settings.spec,
             ws_url=settings.kis_ws_url,
