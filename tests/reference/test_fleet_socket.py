@@ -108,12 +108,12 @@ def max_concurrent(mock: KisMock) -> int:
     return best
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(predicate: Any, limit_s: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms; fail naming ``what`` after ``limit_s`` seconds."""
+    deadline = time.monotonic() + limit_s
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {limit_s} s waiting for {what}")
         await asyncio.sleep(0.02)
 
 
@@ -143,9 +143,7 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
             )
             first = holder_of(replicas)
             others = [r for r in replicas if r is not first]
-            await until(
-                lambda: all("standby" in r.states() for r in others), 10, "standby events"
-            )
+            await until(lambda: all("standby" in r.states() for r in others), 10, "standby events")
             for r in others:
                 detail = next(e["detail"] for e in r.events if e.get("state") == "standby")
                 assert first.name_suffix in detail
