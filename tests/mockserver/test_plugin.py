@@ -1,0 +1,53 @@
+"""The pytest plugin: kis_mock works for sync and async tests and takes a marker config."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from stockmon.mockserver import KisMock
+
+from .support import KIS, code, recv_control, sub
+
+
+def test_kis_mock_sync(kis_mock: KisMock) -> None:
+    """A synchronous test gets a running mock on free ports; faults work from this thread."""
+    r = httpx.post(
+        kis_mock.rest_url + KIS["token"]["path"],
+        json={
+            "grant_type": "client_credentials",
+            "appkey": kis_mock.app_key,
+            "appsecret": kis_mock.app_secret,
+        },
+    )
+    assert r.status_code == 200
+    kis_mock.faults.revoke_tokens()
+    assert (
+        kis_mock.trace.wait_for_sync(lambda rec: rec["kind"] == "fault")["name"] == "revoke_tokens"
+    )
+    assert kis_mock.env()["KIS_REST_URL"] == kis_mock.rest_url
+
+
+async def test_kis_mock_async(kis_mock: KisMock) -> None:
+    """An async test can use the same fixture (the mock runs on its own loop thread)."""
+    async with httpx.AsyncClient(base_url=kis_mock.rest_url) as c:
+        r = await c.post(
+            KIS["approval"]["path"],
+            json={
+                "grant_type": "client_credentials",
+                "appkey": kis_mock.app_key,
+                "secretkey": kis_mock.app_secret,
+            },
+        )
+        ak = r.json()["approval_key"]
+    async with connect(kis_mock.ws_url) as ws:
+        await ws.send(sub(ak, "H0STCNT0", "005930"))
+        assert (await recv_control(ws))["body"]["msg_cd"] == code("subscribed")
+    await kis_mock.trace.wait_for(lambda rec: rec["kind"] == "ws_close")
+
+
+@pytest.mark.kis_mock(spec_version="1.0", time_scale=5)
+def test_kis_mock_marker(kis_mock: KisMock) -> None:
+    """@pytest.mark.kis_mock(...) configures the fixture."""
+    assert kis_mock.config.spec_version == "1.0" and kis_mock.config.time_scale == 5
