@@ -9,8 +9,10 @@ closes its socket while its lease is still valid in Redis, and no other replica 
 one yet — never two sockets, as long as the limits in lease.py hold (single Redis node, no server
 clock jumps, a holder that is not frozen).
 
-Lease and timings are in real seconds (they are about processes and Redis, not the spec); the
-defaults renew every 0.75 s and let a standby take over within about 4 s of a holder's death.
+Lease and timings are in real seconds (they are about processes and Redis, not the spec).
+``close_budget`` must cover the shell's worst-case close (its close timeout) plus reaction time;
+``stockmon stream`` uses a 5 s lease, renewed every 0.5 s, closed 2.5 s before it could lapse, so a
+standby takes over within about 5.5 s of a holder's death (redis_seams.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Everything a command needs to act as one member of a fleet towards KIS, built from the settings.
 
 ``open_kis(settings)`` wires the coordination backend (redis_conn.py), the shared token and
-approval-key managers, the REST client and the socket gate, and closes them all on exit. The
-CLI commands (``stockmon quote``, ``stockmon stream``) use it; tests and benchmarks too.
+approval-key managers and the REST client, and closes them all on exit. ``stockmon quote`` uses
+it, and so do the tests and benchmarks (``stockmon stream`` opens its seams in redis_seams.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import httpx
 from redis.asyncio import Redis
 
 from stockmon.clock import Clock
-from stockmon.reference.lease_gate import RedisConnectGate
 from stockmon.reference.redis_conn import connect_redis, require_lock_backend
 from stockmon.reference.rest import KisRestClient
 from stockmon.reference.token_approval import SharedApprovalKeyProvider
@@ -29,7 +28,6 @@ from stockmon.reference.token_manager import (
 )
 from stockmon.reference.token_state import TokenPolicy
 from stockmon.reference.token_store import (
-    SOCKET,
     CredentialStore,
     LocalCredentialStore,
     RedisCredentialStore,
@@ -41,7 +39,7 @@ from stockmon.spec import Spec
 
 @dataclass
 class KisContext:
-    """The wired parts; attributes are public on purpose (tests and the stream command use them)."""
+    """The wired parts; attributes are public on purpose (tests and benchmarks use them)."""
 
     settings: Settings
     spec: Spec
@@ -57,15 +55,6 @@ class KisContext:
     def approval_provider(self) -> SharedApprovalKeyProvider:
         """The fleet's approval key for the streaming shell (WS-APPROVAL-KEY)."""
         return SharedApprovalKeyProvider(self.approval)
-
-    def connect_gate(self, *, ttl: float | None = None) -> RedisConnectGate | None:
-        """The fleet's socket gate (WS-SINGLE-SOCKET across replicas); None without Redis."""
-        if self.redis is None or not isinstance(self.store, RedisCredentialStore):
-            return None
-        key = self.store.key(SOCKET, "lease")
-        if ttl is None:
-            return RedisConnectGate(self.redis, key, self.holder)
-        return RedisConnectGate(self.redis, key, self.holder, ttl=ttl)
 
 
 @asynccontextmanager

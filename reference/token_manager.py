@@ -24,7 +24,14 @@ satisfies it without a second issuance.
 Redis outages: a still-valid credential keeps being used; the store is retried with jittered
 backoff; the outage is logged once when it starts and once when it ends. Without a valid
 credential and without the store, callers get :class:`CredentialUnavailableError` after
-``max_wait`` — the lock is mandatory (TOKEN-KIS-LOCK), so no process issues unguarded.
+``outage_wait`` — the lock is mandatory (TOKEN-KIS-LOCK), so no process issues unguarded.
+
+Limits (lease.py says more): the guarantee "one issuance per refresh" holds for one Redis node
+whose clock does not jump. A failover to a replica that missed the lease, a restart without
+persistence in the middle of a refresh, or a server clock jump can let a second process refresh;
+the broker's issuance throttle then answers EGW00133, which is waited out, and the fenced write
+keeps the cache consistent (versions only grow). A process frozen past its lease gets its HTTP
+answer too late to publish it: it keeps that token for itself only.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ class Tuning:
     store_backoff_base: float = 0.25  # store outage: first retry
     store_backoff_cap: float = 5.0  # store outage: longest retry interval
     max_wait: float | None = None  # INVALID callers; None = throttle window + 3 leases + 5 s
+    outage_wait: float = 10.0  # INVALID callers while the store is unreachable (lock mandatory)
 
     def wait_bound(self, policy: TokenPolicy) -> float:
         """How long an INVALID caller may wait before CredentialUnavailableError."""
@@ -290,7 +298,10 @@ class SharedCredential:
             if self.state() is not TokenState.INVALID:
                 assert self._local is not None
                 return self._local
-            left = deadline - self._monotonic()
+            limit = deadline
+            if self._outage.started is not None:
+                limit = min(limit, self._outage.started + self.tuning.outage_wait)
+            left = limit - self._monotonic()
             if left <= 0:
                 raise CredentialUnavailableError(self._unavailable_reason())
             task = self._task if self._task is not None else self._start_task(blocking=True)
@@ -300,12 +311,13 @@ class SharedCredential:
                 continue
 
     def _unavailable_reason(self) -> str:
-        bound = self.tuning.wait_bound(self.policy)
         if self._outage.started is not None:
             return (
-                f"no valid {self.kind} after {bound:.1f} s: the {self.store.backend} store is "
-                "unreachable and the refresh lock is mandatory (TOKEN-KIS-LOCK); check REDIS_URL"
+                f"no valid {self.kind}: the {self.store.backend} store has been unreachable for "
+                f"{self._monotonic() - self._outage.started:.1f} s and the refresh lock is "
+                "mandatory (TOKEN-KIS-LOCK); check REDIS_URL"
             )
+        bound = self.tuning.wait_bound(self.policy)
         return f"no valid {self.kind} after {bound:.1f} s (issuance failing or throttled)"
 
     def _satisfied(self, blocking: bool) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -16,12 +15,15 @@ from typing import Any
 
 import pytest
 from fleet_support import PYTHON, client_env, subprocess_env
+from redis.asyncio import Redis
 
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.redis_seams import SOCKET_LEASE_TTL_S, SOCKET_POLL_S, SOCKET_RENEW_S
 
 pytestmark = pytest.mark.slow
 REPLICAS = 3
+CANARY_KEY = "PS" + "FLEETCANARY" * 3 + "x"
+CANARY_SECRET = "FLEETSECRETCANARY" * 10 + "abcdefghij"
 LEASE_STATES = ("lease_acquired", "lease_lost", "lease_released", "standby")
 
 
@@ -130,7 +132,10 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
     redis_server: Any,
 ) -> None:
     """One socket at every moment; SIGKILL -> takeover within TTL; Redis down -> holder closes in time."""
-    async with KisMock(MockConfig(symbols=("005930",), tick_rate_hz=4.0)) as mock:
+    config = MockConfig(
+        symbols=("005930",), tick_rate_hz=4.0, app_key=CANARY_KEY, app_secret=CANARY_SECRET
+    )
+    async with KisMock(config) as mock:
         env = client_env(mock, redis_server.url, STOCKMON_SUBSCRIPTIONS="H0STCNT0:005930")
         replicas = [await start_replica(env) for _ in range(REPLICAS)]
         try:
@@ -182,6 +187,7 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
             await until(lambda: mock.open_sockets() == 1, 20, "recovery after the outage")
             await asyncio.sleep(1.0)
             assert mock.open_sockets() == 1
+            await assert_no_canary_in_redis(redis_server.url)
         finally:
             for r in replicas:
                 if r.proc.returncode is None:
@@ -200,4 +206,25 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
     for r in survivors:
         assert r.proc.returncode == 0, r.stderr.decode()[-3000:]
         assert not [e for e in r.events if e.get("type") == "garbage"]
-    assert os.environ.get("KIS_APP_SECRET") is None  # the conftest kept our own environment clean
+    for r in replicas:
+        text = json.dumps(r.events) + r.stderr.decode(errors="replace")
+        assert CANARY_KEY not in text and CANARY_SECRET not in text
+
+
+async def assert_no_canary_in_redis(url: str) -> None:
+    """Neither the app key nor the secret is in any Redis key or value."""
+    redis = Redis.from_url(url)
+    try:
+        keys = await redis.keys("*")
+        assert keys
+        for key in keys:
+            values = [key]
+            kind = await redis.type(key)
+            if kind == b"hash":
+                values.extend((await redis.hgetall(key)).values())
+            elif kind == b"string":
+                values.append(await redis.get(key))
+            for v in values:
+                assert CANARY_KEY.encode() not in v and CANARY_SECRET.encode() not in v
+    finally:
+        await redis.aclose()

@@ -183,3 +183,23 @@ def test_error_bodies_are_typed() -> None:
         error_from_body(500, {"rt_cd": "1", "msg_cd": "EGW00123", "msg1": "expired"}, old),
         AuthError,
     )
+
+
+# --- WS-APPROVAL-KEY: shared like the token ---------------------------------------------------
+
+
+async def test_approval_key_is_shared_and_replaced_once(mock: KisMock, redis_url: str) -> None:
+    """Two processes: one approval request; after a rejection, one more, seen by both."""
+    path = SPEC.clause("WS-APPROVAL-KEY").string("path")
+    async with (
+        open_kis(settings_for(mock, redis_url), holder="a") as a,
+        open_kis(settings_for(mock, redis_url), holder="b") as b,
+    ):
+        pa, pb = a.approval_provider(), b.approval_provider()
+        ka, kb = await pa.approval_key(), await pb.approval_key()
+        assert ka == kb
+        assert len(records(mock, "request", path=path)) == 1
+        new_a = await pa.approval_key(force_new=True)  # OPSP0011 seen by a
+        new_b = await pb.approval_key(force_new=True)  # and by b, for the same old key
+    assert new_a == new_b != ka
+    assert len(records(mock, "request", path=path)) == 2

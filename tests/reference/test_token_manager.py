@@ -270,7 +270,7 @@ async def test_no_token_and_no_redis_is_a_clear_bounded_error(
 ) -> None:
     """Without a valid token and without the mandatory lock, callers get a clear error in time."""
     issuer = FakeIssuer()
-    tuning = Tuning(lease_ttl=1.0, store_backoff_base=0.05, store_backoff_cap=0.1, max_wait=0.5)
+    tuning = Tuning(lease_ttl=1.0, store_backoff_base=0.05, store_backoff_cap=0.1, outage_wait=0.5)
     (m,) = fleet(clients, issuer, FakeClock(), 1, tuning=tuning)
     redis_server.stop()  # type: ignore[attr-defined]
     with pytest.raises(CredentialUnavailableError, match="TOKEN-KIS-LOCK"):
