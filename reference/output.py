@@ -134,7 +134,7 @@ class JsonLinesSink:
             self._write("".join(lines))
             self.lines += len(lines)
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
-            self._write(json.dumps(status_object(ev), ensure_ascii=False) + "\n")
+            self._write(json.dumps(status_object(ev), ensure_ascii=False, separators=(",", ":")) + "\n")
             self.lines += 1
 
     def flush(self) -> None:
