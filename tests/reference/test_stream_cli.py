@@ -1,0 +1,165 @@
+"""``stockmon stream`` as a subprocess: the IUT contract of DESIGN §5 end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stockmon.mockserver import KisMock, MockConfig
+from stockmon.schemas import errors as schema_errors
+
+STOCKMON = str(Path(sys.executable).with_name("stockmon"))
+SUBS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL,H0STASP0:000660"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, **extra}
+
+
+async def _stream_until(
+    mock: KisMock, sig: int, *, min_data: int = 6
+) -> tuple[int, list[str], str]:
+    env = _env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
+    proc = await asyncio.create_subprocess_exec(
+        STOCKMON,
+        "stream",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    data = 0
+    try:
+        while data < min_data:
+            raw = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert raw, "stdout closed early"
+            line = raw.decode()
+            lines.append(line)
+            if json.loads(line)["type"] != "status":
+                data += 1
+    finally:
+        proc.send_signal(sig)
+    rest, err = await asyncio.wait_for(proc.communicate(), 20)
+    lines += rest.decode().splitlines(keepends=True)
+    assert proc.returncode is not None
+    return proc.returncode, lines, err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_streams_json_lines_and_exits_cleanly_on_signal(sig: int) -> None:
+    """JSON lines valid against schema event, flushed live; the signal gives exit 0, no traceback."""
+    async with KisMock(MockConfig(time_scale=50.0, tick_rate_hz=2.0)) as mock:
+        code, lines, err = await _stream_until(mock, sig)
+        assert code == 0, err
+        assert "Traceback" not in err
+        events = [json.loads(line, parse_float=Decimal) for line in lines]
+        for e in events:
+            assert schema_errors("event", json.loads(json.dumps(e, default=float))) == [], e
+        assert {e["tr_id"] for e in events if e["type"] == "tick"} >= {"H0STCNT0", "HDFSCNT0"}
+        assert any(e["type"] == "orderbook" for e in events)
+        assert [e["state"] for e in events if e["type"] == "status"][:2] == [
+            "connecting",
+            "connected",
+        ]
+        # the socket was closed by the client, cleanly
+        await mock.trace.wait_for(lambda r: r["kind"] == "ws_close", timeout_s=5)
+        closes = [r for r in mock.trace.records() if r["kind"] == "ws_close"]
+        assert closes and closes[0]["by"] == "client"
+
+
+async def test_printed_prices_equal_the_mock_frames() -> None:
+    """Every printed tick price/volume is exactly the number in a data frame the mock sent."""
+    async with KisMock(MockConfig(time_scale=50.0, tick_rate_hz=2.0)) as mock:
+        _, lines, _ = await _stream_until(mock, signal.SIGTERM, min_data=10)
+        sent: set[tuple[str, str, Any, Any]] = set()
+        spec = mock.profile.spec
+        for r in mock.trace.records():
+            if r["kind"] != "text" or r["dir"] != "out" or r.get("frame") != "data":
+                continue
+            _, tr_id, count, payload = r["text"].split("|", 3)
+            layout = spec.layout(tr_id)
+            if layout.kind != "tick":
+                continue
+            fields = payload.split("^")
+            width = len(layout.fields)
+            for i in range(int(count)):
+                rec = fields[i * width : (i + 1) * width]
+                sent.add(
+                    (
+                        tr_id,
+                        rec[layout.index(layout.role("key"))],
+                        Decimal(rec[layout.index(layout.role("price"))]),
+                        int(rec[layout.index(layout.role("volume"))]),
+                    )
+                )
+        ticks = [json.loads(line, parse_float=Decimal) for line in lines]
+        printed = [
+            (e["tr_id"], e["key"], Decimal(e["price"]), e["volume"])
+            for e in ticks
+            if e["type"] == "tick"
+        ]
+        assert printed
+        assert set(printed) <= sent
+
+
+async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
+    """Without KIS_APP_KEY: exit 2, one line on stderr naming it, and the mock sees nothing."""
+    async with KisMock(MockConfig(time_scale=50.0)) as mock:
+        env = _env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
+        del env["KIS_APP_KEY"]
+        proc = await asyncio.create_subprocess_exec(
+            STOCKMON,
+            "stream",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 2
+        assert out == b""
+        text = err.decode()
+        assert len(text.strip().splitlines()) == 1 and "KIS_APP_KEY" in text
+        await asyncio.sleep(0.2)
+        assert not [r for r in mock.trace.records() if r["kind"] in ("request", "ws_open")]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"STOCKMON_SUBSCRIPTIONS": ""}, "STOCKMON_SUBSCRIPTIONS"),
+        ({"STOCKMON_SUBSCRIPTIONS": "H0STCNT0:nope!"}, "STOCKMON_SUBSCRIPTIONS"),
+        ({"STOCKMON_TIME_SCALE": "fast"}, "STOCKMON_TIME_SCALE"),
+        ({"STOCKMON_BROKER": "kiwoom"}, "STOCKMON_BROKER"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(change: dict[str, str], needle: str) -> None:
+    """A malformed or unusable variable: exit 2 with one line naming it, no traceback."""
+    env = _env(
+        {
+            "KIS_APP_KEY": "k" * 36,
+            "KIS_APP_SECRET": "s" * 180,
+            "KIS_WS_URL": "ws://127.0.0.1:9",
+            "KIS_REST_URL": "http://127.0.0.1:9",
+            "STOCKMON_SUBSCRIPTIONS": SUBS,
+            **change,
+        }
+    )
+    proc = subprocess.run(
+        [STOCKMON, "stream"], env=env, capture_output=True, timeout=30, check=False
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
