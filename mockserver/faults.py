@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stockmon.errors import SpecError
 from stockmon.mockserver.errors import MockConfigError
 from stockmon.mockserver.state import SubscribeError
 
@@ -102,7 +103,10 @@ class Faults:
         """
         if code is None:
             code = self._mock.profile.ws_code("already_subscribed").code
-        self._mock.profile.spec.ws_code(code)
+        try:
+            self._mock.profile.spec.ws_code(code)
+        except SpecError as exc:
+            raise MockConfigError(str(exc)) from None
         if count < 1:
             raise MockConfigError("count must be >= 1")
 
@@ -116,7 +120,10 @@ class Faults:
     def fail_rest(self, n: int = 1, code: str | None = None) -> None:
         """The next ``n`` authenticated REST calls fail with ``code`` (default: profile auth code)."""
         if code is not None:
-            self._mock.profile.rest_msg(code)
+            try:
+                self._mock.profile.rest_msg(code)
+            except SpecError as exc:
+                raise MockConfigError(str(exc)) from None
         if n < 0:
             raise MockConfigError("n must be >= 0")
 
