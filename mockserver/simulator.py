@@ -164,7 +164,7 @@ class MarketSimulator:
     def step(self, inst: Instrument, hms: str) -> None:
         """One trade: move the price, add volume, keep every invariant."""
         rng = inst.rng
-        move = _MOVES[rng.randrange(len(_MOVES))]
+        move = _MOVES[int(rng.random() * len(_MOVES))]
         price = inst.last
         if inst.market == "KR":
             assert inst.upper is not None and inst.lower is not None
