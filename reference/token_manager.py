@@ -94,6 +94,8 @@ class Tuning:
     poll_base: float = 0.01  # waiters' first poll of the shared cache
     poll_cap: float = 0.1  # waiters' longest poll: a refresh takes one HTTP call, so keep it short
     background_retry: float = 0.25  # STALE: pause between two background attempts of a process
+    retry_base: float = 0.25  # failed issuance (network, 5xx): first pause before trying again
+    retry_cap: float = 5.0  # failed issuance: longest pause
     store_backoff_base: float = 0.25  # store outage: first retry
     store_backoff_cap: float = 5.0  # store outage: longest retry interval
     max_wait: float | None = None  # INVALID callers; None = throttle window + 3 leases + 5 s
@@ -337,6 +339,7 @@ class SharedCredential:
         """One background attempt (STALE), or attempts until a usable credential (INVALID)."""
         deadline = self._monotonic() + self.tuning.wait_bound(self.policy)
         polls = backoff_delays(self.tuning.poll_base, self.tuning.poll_cap, self._rng)
+        retries = backoff_delays(self.tuning.retry_base, self.tuning.retry_cap, self._rng)
         while True:
             outcome, wait = await self._attempt(blocking)
             if outcome is _Outcome.DONE or not blocking:
@@ -351,6 +354,8 @@ class SharedCredential:
                 delay = wait + self._rng.random() * self.tuning.poll_base * 4
             elif outcome is _Outcome.STORE_DOWN:
                 delay = max(self._outage.retry_at - self._monotonic(), self.tuning.poll_base)
+            elif outcome is _Outcome.FAILED:
+                delay = next(retries)  # the broker is failing: do not hammer it
             else:
                 delay = next(polls)
             await asyncio.sleep(min(delay, left))

@@ -8,8 +8,9 @@ lives in one slot (the scripts touch several)::
                                                        refresh_after, version
     stockmon:{<env>:kis:<digest>}:<kind>:version       counter behind ``version`` (never expires)
     stockmon:{<env>:kis:<digest>}:<kind>:lease         refresh lease (see lease.py), TTL always
+    stockmon:{<env>:kis:<digest>}:<kind>:lease:epoch   fencing counter of that lease (never expires)
     stockmon:{<env>:kis:<digest>}:<kind>:throttle      present while issuance must wait (TTL)
-    stockmon:{<env>:kis:<digest>}:socket:lease         the market-data socket lease
+    stockmon:{<env>:kis:<digest>}:socket:lease         the market-data socket lease (+ :epoch)
 
 ``<kind>`` is ``token`` (REST access token) or ``approval`` (WebSocket approval key). The cache
 hash is the only place a credential value is stored; it expires with the credential.

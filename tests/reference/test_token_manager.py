@@ -23,7 +23,12 @@ from token_support import (
 
 from stockmon.clock import FakeClock
 from stockmon.redaction import Secret
-from stockmon.reference.errors import AuthError, CredentialUnavailableError, TokenThrottledError
+from stockmon.reference.errors import (
+    AuthError,
+    CredentialUnavailableError,
+    NetworkError,
+    TokenThrottledError,
+)
 from stockmon.reference.redis_conn import connect_redis
 from stockmon.reference.token_manager import SharedCredential, Tuning
 from stockmon.reference.token_state import TokenState
@@ -231,7 +236,19 @@ async def test_issuance_slower_than_the_lease_is_cut_off(clients: Callable[[], R
     (m,) = fleet(clients, issuer, FakeClock(), 1)
     cred = await m.get()
     assert cred.value.reveal() == "tok-0001-0123456789abcdef"
-    assert issuer.calls[1] - issuer.calls[0] < 1.0
+    assert issuer.calls[1] - issuer.calls[0] < m.tuning.lease_ttl + m.tuning.retry_cap
+
+
+async def test_failing_issuance_backs_off(clients: Callable[[], Redis]) -> None:
+    """A broker that keeps failing is retried with growing, jittered pauses, not hammered."""
+    issuer = FakeIssuer()
+    issuer.script.extend(NetworkError("connection refused") for _ in range(4))
+    (m,) = fleet(clients, issuer, FakeClock(), 1)
+    await m.get()
+    gaps = [b - a for a, b in zip(issuer.calls, issuer.calls[1:], strict=False)]
+    assert len(gaps) == 4
+    assert gaps[0] >= m.tuning.retry_base / 2 * 0.9
+    assert gaps[3] >= m.tuning.retry_cap / 2 * 0.9
 
 
 # --- Redis outage: keep the valid token, back off, log once, recover ---------------------------
