@@ -38,7 +38,10 @@ def _own_pings(ev: Evidence, conn: str) -> list[Packet]:
 
 
 def _client_closed(ev: Evidence, sock: Socket) -> bool:
-    """Closed by the client (a close frame, or a TCP drop the harness did not inject)."""
+    """Closed by the client of its own accord (a close frame, or a TCP drop the harness did not
+    inject), before the harness asked it to stop."""
+    if sock.close_t is not None and sock.close_t >= ev.marks.get("end", ev.end_t_spec):
+        return False
     if sock.closed_by == "client":
         return True
     if sock.closed_by == "abrupt" and sock.close_t is not None:

@@ -150,32 +150,63 @@ def expiry_taken_from_token_response(ev: Evidence) -> Verdict:
 
 @check("TOKEN-KIS-LOCK")
 def one_token_request_per_refresh_across_processes(ev: Evidence) -> Verdict:
-    """Processes sharing Redis issue one token between them, at start and at each refresh."""
-    window = ev.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
+    """Processes sharing Redis issue one credential between them, at start and at each refresh.
+
+    Requests are grouped by the moment a *new* token became available: every request made before
+    that moment (and after the previous one) competed for the same issuance, and under the lock
+    only one process makes it. Answers of the issuance throttle do not count (TOKEN-KIS-THROTTLE
+    judges them). The WS approval key, a credential of the same kind, is fetched once per fleet.
+    """
     per = ev.spec.clause("TOKEN-KIS-LOCK").integer("issuances_per_fleet_refresh")
-    tol = slack(ev)
-    reqs = _token_requests(ev)
-    first = _first_issue(ev)
-    if first is None:
-        return failed("the fleet never obtained a token", expected="one token for all processes")
-    _, _, expiry = first
-    opens = expiry - window - tol
-    start = [r for r in reqs if float(r["t_spec"]) < opens]
-    if len(start) > per:
+    n = len(ev.targets)
+    approvals = ev.requests(rest_path(ev.spec, "approval"))
+    if len(approvals) > per:
         return failed(
-            f"{len(start)} token requests at start from {len(ev.targets)} processes",
-            expected=f"{per} token request for the whole fleet (refresh under the Redis lock)",
-            evidence=start[:4],
+            f"{len(approvals)} approval-key requests from {n} processes",
+            expected=f"{per} approval-key issuance for the whole fleet (under the Redis lock)",
+            evidence=approvals[:4],
         )
-    refresh = [r for r in reqs if opens <= float(r["t_spec"]) <= expiry + tol]
-    if len(refresh) > per:
+    reqs = [r for r in _token_requests(ev) if not _throttled(ev, ev.response_to(r))]
+    if not reqs and not approvals:
         return failed(
-            f"{len(refresh)} token requests in the refresh window from {len(ev.targets)} processes",
-            expected=f"{per} refresh for the whole fleet (under the Redis lock)",
-            evidence=refresh[:4],
+            "the fleet never obtained a credential", expected="one credential for all processes"
         )
+    seen: set[str] = set()
+    boundaries: list[float] = []
+    for r in reqs:
+        tok = issued_token(ev.response_to(r))
+        if tok is not None and tok not in seen:
+            seen.add(tok)
+            resp = ev.response_to(r)
+            assert resp is not None
+            boundaries.append(float(resp["t_spec"]))
+    epochs: list[list[Record]] = [[] for _ in range(len(boundaries) + 1)]
+    for r in reqs:
+        t = float(r["t_spec"])
+        epochs[sum(1 for b in boundaries if b < t)].append(r)
+    for i, group in enumerate(epochs):
+        if len(group) > per:
+            when = "at start" if i == 0 else f"for refresh {i}"
+            return failed(
+                f"{len(group)} token requests {when} from {n} processes, before a new token was out",
+                expected=f"{per} token request per refresh for the whole fleet (under the Redis lock)",
+                evidence=group[:4],
+            )
     return passed(
-        f"{len(start)} request at start, {len(refresh)} in the refresh window, for {len(ev.targets)} processes"
+        f"{len(reqs)} token request(s) for {len(boundaries)} issuance(s) and "
+        f"{len(approvals)} approval-key request(s), for {n} processes"
+    )
+
+
+def _throttled(ev: Evidence, resp: Record | None) -> bool:
+    clause = ev.spec.clause("TOKEN-KIS-THROTTLE") if ev.spec.has("TOKEN-KIS-THROTTLE") else None
+    if clause is None or resp is None:
+        return False
+    body = resp.get("body")
+    return (
+        resp.get("status") == clause.integer("http_status")
+        and isinstance(body, Mapping)
+        and body.get("error_code") == clause.string("error_code")
     )
 
 
