@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import ClassVar, TypeAlias
+from operator import itemgetter
+from typing import ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
 from stockmon.spec import Layout, Spec, available_versions, load_spec
@@ -127,6 +128,11 @@ class Record:
     # name -> (position, converter); position of the key and time roles
     _by_name: ClassVar[Mapping[str, tuple[int, Converter]]]
     _converters: ClassVar[tuple[Converter, ...]]
+    _names: ClassVar[tuple[str, ...]]
+    _int_names: ClassVar[tuple[str, ...]]
+    _dec_names: ClassVar[tuple[str, ...]]
+    _int_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
+    _dec_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _i_key: ClassVar[int]
     _i_time: ClassVar[int]
 
@@ -165,14 +171,31 @@ class Record:
 
     def to_dict(self) -> dict[str, Value]:
         """Every field, converted (validates the whole record)."""
-        out: dict[str, Value] = {}
+        cls = type(self)
+        o = self._o
+        values = self._f[o : o + len(cls._names)]
+        out: dict[str, Value] = dict(zip(cls._names, values, strict=True))
+        try:
+            # one C-level pass per type instead of a Python call per field
+            ints: list[int] = list(map(int, cls._int_get(values)))
+            out.update(zip(cls._int_names, ints, strict=True))
+            decimals = list(map(Decimal, cls._dec_get(values)))
+        except (ValueError, InvalidOperation):
+            self._raise_first_bad()
+        for d in decimals:
+            if not d.is_finite() or abs(d.adjusted()) > _MAX_DECIMAL_EXPONENT:
+                self._raise_first_bad()
+        out.update(zip(cls._dec_names, decimals, strict=True))
+        return out
+
+    def _raise_first_bad(self) -> NoReturn:
         f, o = self._f, self._o
-        for i, (name, conv) in enumerate(zip(self.layout.names, self._converters, strict=True)):
+        for i, conv in enumerate(self._converters):
             try:
-                out[name] = conv(f[o + i])
+                conv(f[o + i])
             except (ValueError, InvalidOperation):
                 raise _bad_value(self, i) from None
-        return out
+        raise AssertionError("no bad field found")  # pragma: no cover
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key} @{self.time}>"
@@ -271,6 +294,17 @@ _BASES: Mapping[tuple[str, str], type[Record]] = {
 }
 
 
+def _getter(indices: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """A C-level picker of several positions that always returns a tuple."""
+    if not indices:
+        return lambda values: ()
+    if len(indices) == 1:
+        (only,) = indices
+        return lambda values: (values[only],)
+    getter = itemgetter(*indices)
+    return cast(Callable[[list[str]], tuple[str, ...]], getter)
+
+
 def record_class(layout: Layout) -> type[Record]:
     """Build the record class of one layout: positions of every role precomputed."""
     base = _BASES.get((layout.kind, layout.market))
@@ -283,6 +317,15 @@ def record_class(layout: Layout) -> type[Record]:
         "layout": layout,
         "_by_name": {f.name: (i, converters[i]) for i, f in enumerate(layout.fields)},
         "_converters": converters,
+        "_names": layout.names,
+        "_int_names": tuple(f.name for f in layout.fields if f.type == "int"),
+        "_dec_names": tuple(f.name for f in layout.fields if f.type == "decimal"),
+        "_int_get": staticmethod(
+            _getter([i for i, f in enumerate(layout.fields) if f.type == "int"])
+        ),
+        "_dec_get": staticmethod(
+            _getter([i for i, f in enumerate(layout.fields) if f.type == "decimal"])
+        ),
         "_i_key": layout.index(layout.role("key")),
         "_i_time": layout.index(layout.role("time")),
     }
