@@ -206,6 +206,36 @@ class SharedCredential:
             return self._local
         return await self._wait_valid()
 
+    async def keep_fresh(self, *, idle_poll: float = 1.0) -> None:
+        """Refresh inside the window even when nobody asks (a stream's REST use is rare).
+
+        Runs until cancelled. It wakes at the start of the refresh window (plus a jitter of up to
+        2 % of the window, so a fleet does not wake as one) and lets :meth:`get` do the work, so a
+        fleet still issues once: the process that wins the lease refreshes, the others adopt the
+        result. Nothing is issued before somebody needed a credential once.
+        """
+        failures = backoff_delays(self.tuning.retry_base, self.tuning.retry_cap, self._rng)
+        while True:
+            with contextlib.suppress(_StoreDown):
+                await self._sync()
+            cred = self._local
+            if cred is None:
+                await asyncio.sleep(idle_poll)
+                continue
+            jitter = self._rng.random() * 0.02 * self.policy.refresh_window
+            due = max(cred.expires_at - self.policy.refresh_window, cred.refresh_after) + jitter
+            wait = due - self._clock.wall()
+            if wait > 0 and self.state() is not TokenState.INVALID:
+                await asyncio.sleep(min(wait, idle_poll * 60))
+                continue
+            try:
+                await self.get()
+            except ClientError as exc:
+                log.warning("keeping the %s fresh failed: %s", self.kind, _describe(exc))
+                await asyncio.sleep(next(failures))
+                continue
+            await asyncio.sleep(self.tuning.background_retry * (0.5 + self._rng.random()))
+
     async def aclose(self) -> None:
         """Stop a refresh in flight (its lease is released on the way out)."""
         task, self._task = self._task, None
