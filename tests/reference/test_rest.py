@@ -9,9 +9,12 @@ from fleet_support import quote_paths, records, responses_to, settings_for, toke
 
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.errors import AuthError, BrokerError, TokenThrottledError
+from stockmon.reference.events import StatusChanged
 from stockmon.reference.quote import fetch_quote
 from stockmon.reference.rest_context import open_kis
 from stockmon.reference.rest_errors import RestErrorRules, error_from_body
+from stockmon.reference.rest_snapshot import snapshot_quotes
+from stockmon.settings import Subscription
 from stockmon.spec import load_spec
 
 SPEC = load_spec("1.1")
@@ -203,3 +206,25 @@ async def test_approval_key_is_shared_and_replaced_once(mock: KisMock, redis_url
         new_b = await pb.approval_key(force_new=True)  # and by b, for the same old key
     assert new_a == new_b != ka
     assert len(records(mock, "request", path=path)) == 2
+
+
+# --- the stream's REST snapshot -------------------------------------------------------------
+
+
+async def test_snapshot_quotes_every_key_once_and_reports_errors(
+    mock: KisMock, redis_url: str
+) -> None:
+    """Each distinct key is quoted once; a broker error becomes a status event with its code."""
+    subs = [
+        Subscription("H0STCNT0", "005930"),
+        Subscription("H0STASP0", "005930"),
+        Subscription("HDFSCNT0", "DNASAAPL"),
+    ]
+    events: list[StatusChanged] = []
+    async with open_kis(settings_for(mock, redis_url)) as kis:
+        assert await snapshot_quotes(kis.rest, subs, events.append) == 2
+        assert events == []
+        assert len(quote_requests(mock)) == 2
+        mock.faults.fail_rest(1, code="EGW00201")
+        assert await snapshot_quotes(kis.rest, subs, events.append) == 1
+    assert [(e.state, e.code, e.key) for e in events] == [("error", "EGW00201", "005930")]

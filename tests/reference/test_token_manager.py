@@ -329,3 +329,44 @@ async def test_redis_holds_the_token_only_in_the_cache_fields(
             assert all(token not in v for f, v in fields.items() if f != "value")
         elif kind == b"string":
             assert token not in (await client.get(key)).decode()
+
+
+# --- keep_fresh: the refresh happens inside the window even without callers -----------------
+
+
+async def test_keeper_refreshes_inside_the_window_once_per_fleet(
+    clients: Callable[[], Redis],
+) -> None:
+    """Three idle processes run the keeper: at the window one refresh, adopted by all, none before."""
+    clock = FakeClock()
+    issuer = FakeIssuer()
+    managers = fleet(clients, issuer, clock, 3)
+    await gather_tokens(managers, 1)
+    keepers = [asyncio.create_task(m.keep_fresh(idle_poll=0.02)) for m in managers]
+    try:
+        await asyncio.sleep(0.3)
+        assert issuer.issued == 1, "nothing is refreshed before the window"
+        clock.advance((VALIDITY - WINDOW) / SCALE + 0.5)
+        for _ in range(200):
+            if all(m.current is not None and m.current.version == 2 for m in managers):
+                break
+            await asyncio.sleep(0.02)
+        assert issuer.issued == 2
+        assert all(m.state() is TokenState.FRESH for m in managers)
+    finally:
+        for k in keepers:
+            k.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
+
+
+async def test_keeper_issues_nothing_before_anybody_needed_a_token(
+    clients: Callable[[], Redis],
+) -> None:
+    """A keeper with no credential yet waits; it never issues on its own."""
+    issuer = FakeIssuer()
+    (m,) = fleet(clients, issuer, FakeClock(), 1)
+    keeper = asyncio.create_task(m.keep_fresh(idle_poll=0.01))
+    await asyncio.sleep(0.2)
+    keeper.cancel()
+    await asyncio.gather(keeper, return_exceptions=True)
+    assert issuer.issued == 0
