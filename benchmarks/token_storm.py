@@ -282,6 +282,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "tasks_per_process": args.tasks,
         "rounds": args.rounds,
         "time_scale": args.scale,
+        "warmup_rounds": 1,  # round 0 of token_requests_per_round; its latencies are discarded
         "token_requests_per_round": fleet["token_requests_per_round"],
         "token_requests_ok": all(n == 1 for n in fleet["token_requests_per_round"]),
         "throttled_responses": fleet["throttled_responses"] + baseline["throttled_responses"],
