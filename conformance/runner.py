@@ -459,13 +459,9 @@ class ScenarioRun:
 
 
 # ------------------------------------------------------------------------------------ the suite
-def run_suite(
-    options: SuiteOptions,
-    scenarios: Sequence[Scenario],
-    progress: Callable[[ScenarioResult], None] | None = None,
-) -> SuiteResult:
-    """Run every selected scenario (concurrently) against the target; never raises for the
-    target's behaviour, only for configuration errors (:class:`ConfigError`)."""
+def plan(options: SuiteOptions, scenarios: Sequence[Scenario]) -> list[ScenarioRun]:
+    """Validate the options and build one run per selected scenario (longest first); raises
+    :class:`ConfigError` for a bad version, target, selection or a missing redis-server."""
     if options.spec_version not in available_versions():
         raise ConfigError(
             f"--spec {options.spec_version!r} is unknown; available: {', '.join(available_versions())}"
@@ -474,32 +470,51 @@ def run_suite(
         raise ConfigError("--time-scale must be a positive number")
     spec = load_spec(options.spec_version)
     resolve_target(options.target)
-    plan = selected(scenarios, spec, options.keyword)
-    if not plan:
+    chosen = selected(scenarios, spec, options.keyword)
+    if not chosen:
         raise ConfigError(
             f"-k {options.keyword!r} selects no check for spec {spec.version}"
             if options.keyword
             else f"no scenario applies to spec {spec.version}"
         )
-    if any(sc.redis for sc, _ in plan) and shutil.which("redis-server") is None:
-        names = ", ".join(sc.name for sc, _ in plan if sc.redis)
+    if any(sc.redis for sc, _ in chosen) and shutil.which("redis-server") is None:
+        names = ", ".join(sc.name for sc, _ in chosen if sc.redis)
         raise ConfigError(
             f"redis-server is not installed but scenario(s) {names} need it "
             "(install redis-server, or deselect them with -k)"
         )
-    plan.sort(key=lambda item: -item[0].weight)
+    chosen.sort(key=lambda item: -item[0].weight)
+    return [ScenarioRun(sc, checks, spec, options) for sc, checks in chosen]
+
+
+def assemble(
+    options: SuiteOptions,
+    scenarios: Sequence[Scenario],
+    results: Sequence[ScenarioResult],
+    wall_s: float,
+) -> SuiteResult:
+    """The suite result of finished scenario runs, in catalogue order."""
+    order = {sc.name: i for i, sc in enumerate(scenarios)}
+    ordered = sorted(results, key=lambda r: order.get(r.scenario.name, 0))
+    return SuiteResult(options.spec_version, options.target, ordered, wall_s)
+
+
+def run_suite(
+    options: SuiteOptions,
+    scenarios: Sequence[Scenario],
+    progress: Callable[[ScenarioResult], None] | None = None,
+) -> SuiteResult:
+    """Run every selected scenario (concurrently) against the target; never raises for the
+    target's behaviour, only for configuration errors (:class:`ConfigError`)."""
+    runs = plan(options, scenarios)
     started = time.monotonic()
     results: list[ScenarioResult] = []
-    jobs = max(1, min(options.jobs, len(plan)))
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="scenario") as pool:
-        futures = [
-            pool.submit(ScenarioRun(sc, checks, spec, options).execute) for sc, checks in plan
-        ]
-        for fut in futures:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(options.jobs, len(runs))), thread_name_prefix="scenario"
+    ) as pool:
+        for fut in [pool.submit(run.execute) for run in runs]:
             res = fut.result()
             results.append(res)
             if progress is not None:
                 progress(res)
-    order = {sc.name: i for i, sc in enumerate(scenarios)}
-    results.sort(key=lambda r: order.get(r.scenario.name, 0))
-    return SuiteResult(spec.version, options.target, results, time.monotonic() - started)
+    return assemble(options, scenarios, results, time.monotonic() - started)

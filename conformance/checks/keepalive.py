@@ -21,7 +21,7 @@ from stockmon.spec.model import thaw
 # Non-normative: a client ping sent sooner than this fraction of the ping interval after a
 # reflection of its own ping is an answer to that reflection (a timer ping comes a whole interval
 # after the previous one, and the reflection follows a ping within milliseconds).
-_ANSWER_FRACTION = 0.5
+_ANSWER_FRACTION = 0.25
 
 
 def _interval(ev: Evidence) -> float:

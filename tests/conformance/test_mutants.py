@@ -1,0 +1,159 @@
+"""The suite can fail: each mutant fails on exactly the clauses it breaks; correct targets pass.
+
+A mutant is the standalone minimal client (targets/minimal_client.py, no stockmon code) with one
+behaviour switched off spec (``--mutant NAME``). Each case runs only the scenarios that exercise the
+broken behaviour (``-k``) and asserts the set of failing clauses among the checks that ran. All
+selected runs share one pool of scenario workers, so the whole matrix costs a few minutes of wall
+time on two cores, not the sum of its scenarios.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stockmon.conformance.catalog import SCENARIOS
+from stockmon.conformance.registry import Outcome
+from stockmon.conformance.report import render_terminal
+from stockmon.conformance.runner import ScenarioResult, SuiteOptions, SuiteResult, assemble, plan
+
+MINIMAL = (sys.executable, str(Path(__file__).resolve().parent / "targets" / "minimal_client.py"))
+REFERENCE = (sys.executable, "-m", "stockmon.cli", "stream")
+# Scenarios run at once across every case: enough to finish in minutes, few enough that one
+# real second of timing slack is never eaten by scheduling on two cores.
+WORKERS = 5
+
+
+@dataclass(frozen=True)
+class Case:
+    """A target, the scenarios that judge it, and the clauses it must fail per spec version."""
+
+    name: str
+    target: tuple[str, ...]
+    select: str | None
+    breaks: Mapping[str, frozenset[str]]
+
+    def options(self, version: str) -> SuiteOptions:
+        """Suite options of this case for one spec version."""
+        return SuiteOptions(target=self.target, spec_version=version, keyword=self.select)
+
+
+def mutant(name: str, select: str, **breaks: set[str]) -> Case:
+    """A case for ``minimal_client.py --mutant name``; ``breaks`` maps 'v1_0'/'v1_1' to clauses."""
+    return Case(
+        name,
+        (*MINIMAL, "--mutant", name),
+        select,
+        {k[1:].replace("_", "."): frozenset(v) for k, v in breaks.items()},
+    )
+
+
+NONE: set[str] = set()
+CASES: tuple[Case, ...] = (
+    # keep-alive
+    mutant("ping-period", "steady", v1_0={"KA-PING"}),
+    mutant("ping-packet", "steady", v1_1={"KA-PING"}),
+    mutant("no-ping", "steady", v1_0={"KA-PING"}),
+    mutant("echo-reflection", "steady", v1_0={"KA-PING", "KA-HEARTBEAT"}, v1_1={"KA-PING", "KA-HEARTBEAT", "KA-SERVER-PINGPONG"}),
+    mutant("ignore-server-ping", "steady", v1_0=NONE, v1_1={"KA-SERVER-PINGPONG"}),
+    mutant("pong-frame", "steady", v1_1={"KA-SERVER-PINGPONG"}),
+    mutant("require-reflection", "no-reflection", v1_0={"KA-HEARTBEAT"}),
+    # idle and reconnects
+    mutant("no-idle-reconnect", "stall", v1_1={"POL-IDLE-RECONNECT", "KA-TIMERS"}),
+    mutant("idle-on-send", "stall", v1_0={"POL-IDLE-RECONNECT", "KA-TIMERS"}),
+    mutant("idle-data-only", "quiet", v1_1={"KA-TIMERS"}),
+    mutant("open-before-close", "stall", v1_1={"POL-IDLE-RECONNECT", "WS-SINGLE-SOCKET"}),
+    mutant("drop-subscriptions", "stall", v1_0={"POL-IDLE-RECONNECT"}),
+    # packets and data
+    mutant("custtype-b", "steady or subscribe-errors", v1_0={"PKT-SUBSCRIBE"}, v1_1={"PKT-SUBSCRIBE", "PKT-UNSUBSCRIBE"}),
+    mutant("misparse", "steady", v1_0={"PKT-DATA"}),
+    mutant("first-record-only", "steady", v1_0=NONE, v1_1={"PKT-DATA-FRAME"}),
+    mutant("ignore-us", "steady", v1_1={"WS-PRIMARY-CHANNEL"}),
+    # error policies
+    mutant("opsp0002-no-release", "subscribe-errors", v1_0={"POL-ALREADY-SUBSCRIBED"}),
+    mutant("ignore-errors", "subscribe-errors or rest-error", v1_1={"ERR-WS-BODY", "ERR-REST-BODY"}),
+    mutant("no-auth-retry", "auth-failure", v1_0={"POL-AUTH-FAILED"}),
+    mutant("retry-forever", "auth-persistent", v1_1={"POL-AUTH-FAILED"}),
+    mutant("approval-no-renew", "approval-invalid", v1_1={"POL-AUTH-FAILED"}),
+    # session limits
+    mutant("over-limit", "registration-limit", v1_1={"WS-SESSION-LIMITS"}),
+    mutant("no-in-use-backoff", "in-use", v1_1={"WS-SESSION-LIMITS"}),
+    # tokens
+    mutant("hammer-throttle", "auth-failure", v1_1={"TOKEN-KIS-THROTTLE"}),
+    mutant("assume-24h", "token-refresh", v1_0={"TOKEN-KIS-REFRESH"}, v1_1={"TOKEN-KIS-REFRESH", "TOKEN-KIS-EXPIRY"}),
+    mutant("early-refresh", "token-refresh", v1_1={"TOKEN-KIS-REFRESH"}),
+    mutant("no-lock", "fleet", v1_0={"TOKEN-KIS-LOCK"}),
+    mutant("no-socket-lease", "fleet", v1_1={"WS-SINGLE-SOCKET"}),
+    # credentials
+    mutant("print-secret", "steady", v1_1={"CRED-ENV"}),
+    mutant("no-credential-check", "missing-credential", v1_0={"CRED-ENV"}),
+    # correct targets: the whole suite, nothing broken
+    Case("minimal", MINIMAL, None, {"1.0": frozenset(), "1.1": frozenset()}),
+)
+
+PARAMS = [pytest.param(c, v, id=f"{c.name}-{v}") for c in CASES for v in c.breaks]
+
+
+class Matrix:
+    """Runs the selected cases' scenarios in one shared pool; each test waits for its own case."""
+
+    def __init__(self, wanted: list[tuple[Case, str]]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="matrix")
+        self._jobs: dict[tuple[str, str], tuple[SuiteOptions, list[Future[ScenarioResult]], float]] = {}
+        self._lock = threading.Lock()
+        runs = []
+        for case, version in wanted:
+            opts = case.options(version)
+            futures: list[Future[ScenarioResult]] = []
+            self._jobs[(case.name, version)] = (opts, futures, time.monotonic())
+            runs.extend((run, futures) for run in plan(opts, SCENARIOS))
+        runs.sort(key=lambda item: -item[0].scenario.weight)
+        for run, futures in runs:
+            futures.append(self._pool.submit(run.execute))
+
+    def result(self, case: Case, version: str) -> SuiteResult:
+        """The assembled suite result of one case (blocks until its scenarios are done)."""
+        opts, futures, started = self._jobs[(case.name, version)]
+        results = [f.result() for f in futures]
+        return assemble(opts, SCENARIOS, results, time.monotonic() - started)
+
+    def close(self) -> None:
+        """Wait for every run (processes must not outlive the session)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def matrix(request: pytest.FixtureRequest) -> Matrix:
+    """Start every case selected in this session at once; tests then collect their own."""
+    wanted = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and item.module is sys.modules[__name__]:
+            params = callspec.params
+            if "case" in params:
+                wanted.append((params["case"], params["version"]))
+    m = Matrix(wanted)
+    request.addfinalizer(m.close)
+    return m
+
+
+def _failing(result: SuiteResult) -> set[str]:
+    return {c for r in result.results if r.verdict.outcome is Outcome.FAIL for c in r.check.clauses}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "version"), PARAMS)
+def test_suite_fails_exactly_the_clauses_the_target_breaks(matrix: Matrix, case: Case, version: str) -> None:
+    """The checks that ran fail on exactly the mutant's clauses (none for a correct target)."""
+    result = matrix.result(case, version)
+    report = render_terminal(result, {}, verbose=True)
+    errors = [r for r in result.results if r.verdict.outcome is Outcome.ERROR]
+    assert not errors, report
+    assert _failing(result) == set(case.breaks[version]), report
