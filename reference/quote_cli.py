@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from decimal import Decimal
 
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(quote_all(settings, keys, bool(args.json)))
     except BrokenPipeError:
-        sys.stderr.close()
+        # The reader went away (``| head``): nothing left to say, and nobody to say it to.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

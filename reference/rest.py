@@ -83,15 +83,12 @@ class KisRestClient:
     ) -> Mapping[str, Any]:
         """One logical request: send, and on an auth failure refresh and retry (bounded)."""
         cred = await self.tokens.get()
-        first: AuthError | None = None
         for attempt in range(self._rules.max_retries + 1):
             try:
                 return await self._send(method, path, tr_id, params, body, cred)
             except AuthError as exc:
                 if not exc.retryable:
                     raise
-                if first is None:
-                    first = exc
                 if attempt == self._rules.max_retries:
                     raise AuthError(
                         exc.code,
