@@ -373,9 +373,11 @@ def _limit_script(d: Driver) -> None:
 
 def _missing_credential_script(d: Driver) -> None:
     d.start()
-    deadline = d.now() + 20 * d.time_scale
-    while d.alive() and d.now() < deadline:
-        d.sleep(0.1 * d.time_scale)
+    contact = _seen(lambda r: r.get("dir") == "in" or r.get("kind") == "ws_open")
+    deadline = d.now() + 8 * d.time_scale
+    while d.alive() and d.now() < deadline and not contact(d.records()):
+        d.sleep(0.05 * d.time_scale)
+    _settle(d)
 
 
 # ------------------------------------------------------------------------------ the catalogue
