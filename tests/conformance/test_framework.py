@@ -31,8 +31,16 @@ class Trace:
         self.records: list[dict[str, Any]] = []
 
     def add(self, t: float, conn: str, dir_: str, kind: str, **extra: Any) -> dict[str, Any]:
-        rec = {"seq": len(self.records) + 1, "t": t / 10, "t_spec": t, "channel": "ws", "conn": conn,
-               "dir": dir_, "kind": kind, **extra}
+        rec = {
+            "seq": len(self.records) + 1,
+            "t": t / 10,
+            "t_spec": t,
+            "channel": "ws",
+            "conn": conn,
+            "dir": dir_,
+            "kind": kind,
+            **extra,
+        }
         self.records.append(rec)
         return rec
 
@@ -48,9 +56,16 @@ class Trace:
     def evidence(self, end: float, **marks: float) -> Evidence:
         run = TargetRun(0, ("t",), 0.0, end / 10, None, False, True, (), (), (), "")
         return Evidence(
-            scenario="unit", spec=SPEC, time_scale=10.0, records=tuple(self.records), targets=(run,),
-            subscriptions=(("H0STCNT0", "005930"),), secrets={}, marks={"end": end, **marks},
-            mock={}, end_t_spec=end,
+            scenario="unit",
+            spec=SPEC,
+            time_scale=10.0,
+            records=tuple(self.records),
+            targets=(run,),
+            subscriptions=(("H0STCNT0", "005930"),),
+            secrets={},
+            marks={"end": end, **marks},
+            mock={},
+            end_t_spec=end,
         )
 
 
@@ -69,7 +84,9 @@ PING = {"header": {"tr_id": "PINGPONG"}}
         ("TOKEN and LOCK", ["one_token", "TOKEN-KIS-LOCK"], True),
     ],
 )
-def test_keyword_expression_matches_like_pytest(expr: str, words: list[str], expected: bool) -> None:
+def test_keyword_expression_matches_like_pytest(
+    expr: str, words: list[str], expected: bool
+) -> None:
     """-k words are case-insensitive substrings combined with and/or/not and parentheses."""
     assert KeywordExpression(expr).matches(words) is expected
 
@@ -123,7 +140,13 @@ def test_parse_frame_splits_multi_record_frames_by_layout() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["0|H0STCNT0|003|a^b", "1|H0STCNT0|001|x", "0|NOPE0000|001|a", '{"header":{}}', "0|H0STCNT0|1|a"],
+    [
+        "0|H0STCNT0|003|a^b",
+        "1|H0STCNT0|001|x",
+        "0|NOPE0000|001|a",
+        '{"header":{}}',
+        "0|H0STCNT0|1|a",
+    ],
 )
 def test_parse_frame_refuses_malformed_frames(text: str) -> None:
     """Wrong counts, unknown TRs, encrypted or JSON frames are not data the judge can compare."""
@@ -135,8 +158,17 @@ def test_event_matches_by_layout_roles() -> None:
     fields = _record(
         "HDFSCNT0", {"RSYM": "DNASAAPL", "KHMS": "093015", "LAST": "187.2300", "EVOL": "12"}
     )
-    rec = SentRecord(1.0, 1, "HDFSCNT0", dict(zip(SPEC.layout("HDFSCNT0").names, fields, strict=True)), 1)
-    good = {"type": "tick", "tr_id": "HDFSCNT0", "key": "DNASAAPL", "time": "09:30:15", "price": 187.23, "volume": 12}
+    rec = SentRecord(
+        1.0, 1, "HDFSCNT0", dict(zip(SPEC.layout("HDFSCNT0").names, fields, strict=True)), 1
+    )
+    good = {
+        "type": "tick",
+        "tr_id": "HDFSCNT0",
+        "key": "DNASAAPL",
+        "time": "09:30:15",
+        "price": 187.23,
+        "volume": 12,
+    }
     assert event_matches(SPEC, good, rec)
     assert not event_matches(SPEC, {**good, "price": 187.24}, rec)
     assert not event_matches(SPEC, {**good, "key": "DNASMSFT"}, rec)
@@ -245,8 +277,10 @@ def _suite() -> SuiteResult:
         registered(sockets.never_two_sockets_open), sc.name, sockets.never_two_sockets_open(ev), 3.0
     )
     good = CheckResult(
-        registered(keepalive.pings_match_the_spec_packet), sc.name,
-        keepalive.pings_match_the_spec_packet(ev), 3.0,
+        registered(keepalive.pings_match_the_spec_packet),
+        sc.name,
+        keepalive.pings_match_the_spec_packet(ev),
+        3.0,
     )
     return SuiteResult("1.1", ("my-target",), [ScenarioResult(sc, [good, bad], 3.0, 10.0)], 3.5)
 
@@ -265,15 +299,20 @@ def test_junit_has_clause_ids_in_names_and_properties(tmp_path: Path) -> None:
     """JUnit XML: one testcase per check, clause IDs in the name and as properties, skips for the rest."""
     path = tmp_path / "junit.xml"
     write_junit(_suite(), path, catalog.pending_clauses())
-    root = ET.parse(path).getroot()
+    root = ET.parse(path).getroot()  # noqa: S314 - our own file
     cases = root.findall(".//testcase")
     names = [c.get("name") for c in cases]
     assert "[WS-SINGLE-SOCKET] never_two_sockets_open" in names
     failing = next(c for c in cases if c.get("name") == "[WS-SINGLE-SOCKET] never_two_sockets_open")
     assert failing.find("failure") is not None
-    assert [p.get("value") for p in failing.findall("./properties/property[@name='clause']")] == ["WS-SINGLE-SOCKET"]
+    assert [p.get("value") for p in failing.findall("./properties/property[@name='clause']")] == [
+        "WS-SINGLE-SOCKET"
+    ]
     skipped = [c for c in cases if c.find("skipped") is not None]
-    assert {c.find("./properties/property").get("value") for c in skipped} >= {"TEST-MOCKED", "KIWOOM-PROTOCOL"}
+    assert {c.find("./properties/property").get("value") for c in skipped} >= {
+        "TEST-MOCKED",
+        "KIWOOM-PROTOCOL",
+    }
 
 
 def test_markdown_report_has_table_and_failure_sections() -> None:
