@@ -74,3 +74,20 @@ def test_wheel_in_clean_venv_runs_spec_check(tmp_path: Path) -> None:
         check=False,
     )
     assert imp.returncode != 0
+
+
+def test_every_subpackage_is_declared() -> None:
+    """Each folder with an __init__.py is listed in pyproject's packages, or a wheel would lack it."""
+    import tomllib
+
+    declared = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = set()
+    for top, pkg in [("stockmon", "stockmon"), ("spec", "stockmon.spec"), ("schemas", "stockmon.schemas"),
+                     ("reference", "stockmon.reference"), ("mockserver", "stockmon.mockserver"),
+                     ("conformance", "stockmon.conformance")]:  # fmt: skip
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top)
+            found.add(".".join([pkg, *rel.parts]))
+    assert found - declared == set()

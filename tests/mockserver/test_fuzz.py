@@ -118,7 +118,8 @@ def test_huge_frame_closed_with_reason(running: Any) -> None:
             assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
     asyncio.run(go())
-    assert any(r["kind"] == "ws_close" and r["code"] == 1009 for r in mock.trace.records())
+    # The server records the close after the client has seen it: wait for the record, do not race it.
+    mock.trace.wait_for_sync(lambda r: r["kind"] == "ws_close" and r["code"] == 1009, timeout_s=5)
 
 
 def test_wrong_types_get_matching_codes(running: Any) -> None:

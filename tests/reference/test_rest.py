@@ -157,15 +157,20 @@ async def test_bad_app_secret_fails_fast(mock: KisMock, redis_url: str) -> None:
 # --- TOKEN-KIS-THROTTLE ---------------------------------------------------------------------
 
 
-async def test_throttle_answer_is_waited_out(mock: KisMock) -> None:
+async def test_throttle_answer_is_waited_out() -> None:
     """A client that does not share the fleet's cache gets EGW00133 once, then waits it out."""
     interval = SPEC.clause("TOKEN-KIS-THROTTLE").number("min_interval_s")
-    async with open_kis(settings_for(mock)) as first:  # process-local store
-        await fetch_quote(first.rest, "005930")
-    async with open_kis(settings_for(mock)) as outsider:
-        await fetch_quote(outsider.rest, "005930")
-    reqs = token_requests(mock)
-    statuses = [r["status"] for r in responses_to(mock, reqs)]
+    # A slower clock than the module's: the second client must ask inside the throttle window
+    # even on a loaded machine (60 spec seconds = 1.5 s here, not 60 ms).
+    scale = interval / 1.5
+    async with KisMock(MockConfig(time_scale=scale)) as mock:
+        env = {"STOCKMON_TIME_SCALE": str(scale)}
+        async with open_kis(settings_for(mock, **env)) as first:  # process-local store
+            await fetch_quote(first.rest, "005930")
+        async with open_kis(settings_for(mock, **env)) as outsider:
+            await fetch_quote(outsider.rest, "005930")
+        reqs = token_requests(mock)
+        statuses = [r["status"] for r in responses_to(mock, reqs)]
     assert statuses == [200, SPEC.clause("TOKEN-KIS-THROTTLE").integer("http_status"), 200]
     assert reqs[2]["t_spec"] - reqs[1]["t_spec"] >= interval * 0.95
 
