@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mock": ("stockmon.mockserver.cli", "run the KIS mock server (REST + WebSocket) on loopback"),
     "quote": ("stockmon.reference.quote_cli", "print the current price of a KR code or US key"),
     "stream": ("stockmon.reference.stream_cli", "stream KIS ticks and order books as JSON lines"),
-    "conformance": ("stockmon.conformance.cli", "judge an implementation against the spec (CI gate)"),
+    "conformance": (
+        "stockmon.conformance.cli",
+        "judge an implementation against the spec (CI gate)",
+    ),
 }
 
 
