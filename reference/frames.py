@@ -28,13 +28,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
-from typing import ClassVar, NoReturn, TypeAlias, cast
+from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
 from stockmon.spec import Layout, Spec, available_versions, load_spec
 
 Value: TypeAlias = int | Decimal | str
 Level: TypeAlias = tuple[int | Decimal, int]
+TickRow: TypeAlias = tuple[str, str, int | Decimal, int]
+BookRow: TypeAlias = tuple[str, str, list[Level], list[Level]]
 Converter: TypeAlias = Callable[[str], Value]
 
 # |exponent| beyond this is not a price or a quantity; refusing it keeps every value printable as a
@@ -131,6 +133,8 @@ class Record:
     _names: ClassVar[tuple[str, ...]]
     _int_names: ClassVar[tuple[str, ...]]
     _dec_names: ClassVar[tuple[str, ...]]
+    # (fields, count) -> the typed rows of ticks() / books(), compiled per TR by record_class()
+    _rows: ClassVar[Callable[[list[str], int], list[Any]]]
     _int_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _dec_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _i_key: ClassVar[int]
@@ -208,6 +212,7 @@ class TickRecord(Record):
     kind: ClassVar[str] = "tick"
     _i_price: ClassVar[int]
     _i_volume: ClassVar[int]
+    _price_conv: ClassVar[Callable[[str], int | Decimal]]
 
     @property
     def price(self) -> int | Decimal:
@@ -227,6 +232,7 @@ class OrderbookRecord(Record):
     kind: ClassVar[str] = "orderbook"
     _i_asks: ClassVar[tuple[tuple[int, int], ...]]
     _i_bids: ClassVar[tuple[tuple[int, int], ...]]
+    _price_conv: ClassVar[Callable[[str], int | Decimal]]
 
     def _price_at(self, index: int) -> int | Decimal:
         raise NotImplementedError
@@ -330,6 +336,8 @@ def record_class(layout: Layout) -> type[Record]:
         "_i_time": layout.index(layout.role("time")),
     }
     if layout.kind == "tick":
+        price_field = layout.fields[layout.index(layout.role("price"))]
+        attrs["_price_conv"] = _CONVERTERS[price_field.type]
         attrs["_i_price"] = layout.index(layout.role("price"))
         attrs["_i_volume"] = layout.index(layout.role("volume"))
     else:
@@ -340,9 +348,46 @@ def record_class(layout: Layout) -> type[Record]:
                 for p, q in zip(layout.role_list(prices), layout.role_list(quantities), strict=True)
             )
 
+        first_ask = layout.fields[layout.index(layout.role_list("ask_prices")[0])]
+        attrs["_price_conv"] = _CONVERTERS[first_ask.type]
         attrs["_i_asks"] = pairs("ask_prices", "ask_quantities")
         attrs["_i_bids"] = pairs("bid_prices", "bid_quantities")
+    attrs["_rows"] = staticmethod(_compile_rows(attrs, len(layout.fields), layout.kind))
     return type(f"{layout.tr_id}Record", (base,), attrs)
+
+
+def _compile_rows(
+    attrs: Mapping[str, Any], width: int, kind: str
+) -> Callable[[list[str], int], list[Any]]:
+    """The hot-path row builder of one TR, positions bound as closure constants."""
+    conv = attrs["_price_conv"]
+    ik, it = attrs["_i_key"], attrs["_i_time"]
+    if kind == "tick":
+        ip, iv = attrs["_i_price"], attrs["_i_volume"]
+
+        def ticks(f: list[str], count: int) -> list[Any]:
+            if count == 1:
+                return [(f[ik], f[it], conv(f[ip]), int(f[iv]))]
+            return [
+                (f[o + ik], f[o + it], conv(f[o + ip]), int(f[o + iv]))
+                for o in range(0, count * width, width)
+            ]
+
+        return ticks
+    asks, bids = attrs["_i_asks"], attrs["_i_bids"]
+
+    def books(f: list[str], count: int) -> list[Any]:
+        return [
+            (
+                f[o + ik],
+                f[o + it],
+                [(conv(f[o + p]), int(f[o + q])) for p, q in asks],
+                [(conv(f[o + p]), int(f[o + q])) for p, q in bids],
+            )
+            for o in range(0, count * width, width)
+        ]
+
+    return books
 
 
 class Frame:
@@ -363,6 +408,34 @@ class Frame:
         width = len(cls.layout.fields)
         fields = self.fields
         return [cls(fields, i) for i in range(0, self.count * width, width)]
+
+    def ticks(self) -> list[TickRow]:
+        """``(key, time, price, volume)`` of every record of a tick frame, typed.
+
+        The hot path of the client: no record objects, one precompiled comprehension per TR; a bad
+        value raises FrameError naming the field, exactly as the record properties do.
+        """
+        try:
+            return self.record_type._rows(self.fields, self.count)
+        except (ValueError, InvalidOperation):
+            self._raise_bad()
+        except AttributeError:
+            raise TypeError(f"{self.tr_id} frames are not ticks") from None
+
+    def books(self) -> list[BookRow]:
+        """``(key, time, asks, bids)`` of every record of an order-book frame, typed."""
+        try:
+            return self.record_type._rows(self.fields, self.count)
+        except (ValueError, InvalidOperation):
+            self._raise_bad()
+
+    def _raise_bad(self) -> NoReturn:
+        for rec in self.records:
+            if isinstance(rec, TickRecord):
+                _ = rec.price, rec.volume
+            elif isinstance(rec, OrderbookRecord):
+                _ = rec.asks, rec.bids
+        raise AssertionError("no bad value found")  # pragma: no cover
 
     def validate(self) -> Frame:
         """Convert every field of every record now; FrameError on the first bad one."""
@@ -385,10 +458,14 @@ class FrameParser:
             for tr_id, layout in spec.layouts.items()
             if (layout.kind, layout.market) in _BASES
         }
-        self._widths = {tr_id: len(cls.layout.fields) for tr_id, cls in self._types.items()}
+        self._entries = {tr_id: (cls, len(cls.layout.fields)) for tr_id, cls in self._types.items()}
         self._sep = g.part_separator
         self._fsep = g.field_separator
+        self._plain = g.plain_flag
         self._digits = g.count_digits
+        # Every valid count text ("001" ...) mapped to its value: one dict lookup validates and
+        # converts it (a zero count is not valid: a frame carries at least one record).
+        self._counts = {f"{n:0{g.count_digits}d}": n for n in range(1, 10**g.count_digits)}
 
     @property
     def record_types(self) -> Mapping[str, type[Record]]:
@@ -408,21 +485,21 @@ class FrameParser:
         if len(parts) != 4:
             raise FrameError(f"data frame has {len(parts)} of 4 parts: {text[:60]!r}")
         flag, tr_id, count_text, payload = parts
-        if flag != self.grammar.plain_flag:
+        if flag != self._plain:
             if flag == self.grammar.encrypted_flag:
                 raise FrameError(f"encrypted data frame for {tr_id[:20]!r}: no key for it")
             raise FrameError(f"data frame flag {flag[:10]!r} is neither plain nor encrypted")
-        record_type = self._types.get(tr_id)
-        if record_type is None:
+        entry = self._entries.get(tr_id)
+        if entry is None:
             raise FrameError(f"data frame for {tr_id[:20]!r}, a TR without a field layout")
-        if not (len(count_text) == self._digits and count_text.isascii() and count_text.isdigit()):
+        count = self._counts.get(count_text)
+        if count is None:
             raise FrameError(
-                f"{tr_id} record count {count_text[:10]!r} is not {self._digits} digits"
+                f"{tr_id} record count {count_text[:10]!r} is not {self._digits} digits (> 0)"
             )
-        count = int(count_text)
         fields = payload.split(self._fsep)
-        width = self._widths[tr_id]
-        if count == 0 or len(fields) != count * width:
+        record_type, width = entry
+        if len(fields) != count * width:
             raise FrameError(
                 f"{tr_id} frame says {count} record(s) of {width} fields "
                 f"but carries {len(fields)} fields"

@@ -88,35 +88,48 @@ def _levels(levels: list[Level]) -> str:
     return "[" + ",".join([f"[{p},{q}]" for p, q in levels]) + "]"
 
 
-def _tick_lines(frame: Frame) -> list[str]:
-    head = f'{{"type":"tick","source":"{SOURCE}","tr_id":{_js(frame.tr_id)},"key":'
-    out = []
-    for rec in frame.records:
-        assert isinstance(rec, TickRecord)
-        out.append(
-            f'{head}{_js(rec.key)},"time":{_js(rec.time)},'
-            f'"price":{rec.price},"volume":{rec.volume}}}\n'
-        )
-    return out
+_ENCODERS: dict[type[Record], Callable[[Frame], str]] = {}
 
 
-def _book_lines(frame: Frame) -> list[str]:
-    head = f'{{"type":"orderbook","source":"{SOURCE}","tr_id":{_js(frame.tr_id)},"key":'
-    out = []
-    for rec in frame.records:
-        assert isinstance(rec, OrderbookRecord)
-        out.append(
-            f'{head}{_js(rec.key)},"time":{_js(rec.time)},'
-            f'"asks":{_levels(rec.asks)},"bids":{_levels(rec.bids)}}}\n'
+def _encoder(record_type: type[Record]) -> Callable[[Frame], str]:
+    """The line encoder of one TR: constant parts preformatted once."""
+    head = (
+        f'{{"type":"{record_type.kind}","source":"{SOURCE}","tr_id":{_js(record_type.tr_id)},"key":'
+    )
+    if record_type.kind == "tick":
+
+        def ticks(frame: Frame) -> str:
+            return "".join(
+                [
+                    f'{head}{_js(k)},"time":{_js(t)},"price":{p},"volume":{v}}}\n'
+                    for k, t, p, v in frame.ticks()
+                ]
+            )
+
+        return ticks
+
+    def books(frame: Frame) -> str:
+        return "".join(
+            [
+                f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
+                for k, t, a, b in frame.books()
+            ]
         )
-    return out
+
+    return books
+
+
+def frame_text(frame: Frame) -> str:
+    """The JSON lines of every record of a frame, joined; FrameError if a value is bad."""
+    enc = _ENCODERS.get(frame.record_type)
+    if enc is None:
+        enc = _ENCODERS[frame.record_type] = _encoder(frame.record_type)
+    return enc(frame)
 
 
 def frame_lines(frame: Frame) -> list[str]:
-    """JSON lines of every record of a frame; FrameError (nothing returned) if a value is bad."""
-    if frame.record_type.kind == "tick":
-        return _tick_lines(frame)
-    return _book_lines(frame)
+    """The JSON lines of a frame, one string per record (newline included)."""
+    return frame_text(frame).splitlines(keepends=True)
 
 
 class JsonLinesSink:
@@ -130,11 +143,13 @@ class JsonLinesSink:
     def event(self, ev: Event) -> None:
         """Write the line(s) of one event; a data frame is written whole or not at all."""
         if type(ev) is DataReceived:
-            lines = frame_lines(ev.frame)
-            self._write("".join(lines))
-            self.lines += len(lines)
+            frame = ev.frame
+            self._write(frame_text(frame))
+            self.lines += frame.count
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
-            self._write(json.dumps(status_object(ev), ensure_ascii=False, separators=(",", ":")) + "\n")
+            self._write(
+                json.dumps(status_object(ev), ensure_ascii=False, separators=(",", ":")) + "\n"
+            )
             self.lines += 1
 
     def flush(self) -> None:

@@ -225,6 +225,8 @@ SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = Mapping
 
 # States that hold one of the session's registrations (sent and not answered, or acknowledged).
 REGISTERED_STATES = frozenset({_S.SUBSCRIBING, _S.RESETTING, _S.ACTIVE, _S.RELEASING})
+# Connection states in which frames may still arrive (a closing socket delivers what is in flight).
+_RECEIVING = frozenset({_C.OPEN, _C.CLOSING, _C.SHUTTING_DOWN})
 _PEER_EVENTS = frozenset({_V.ACK, _V.ALREADY, _V.REFUSED, _V.RELEASED})
 
 
@@ -341,13 +343,16 @@ class SessionCore:
         self._need_new_key = False
         self._echoed: deque[str] = deque(maxlen=_ECHO_MEMORY)
         self._ping_text = _compact(r.ping_packet)
-        self._is_data = self.parser.is_data
+        grammar = self.parser.grammar
+        self._data_flags = (grammar.plain_flag, grammar.encrypted_flag)
         self._parse = self.parser.parse
 
     # ------------------------------------------------------------------ outputs
 
     def data_to_send(self) -> list[str]:
         """Text frames to write, in order; the list is handed over (the core keeps none)."""
+        if not self._out:
+            return []
         out, self._out = self._out, []
         return out
 
@@ -498,17 +503,18 @@ class SessionCore:
 
     def text_received(self, text: str, now: float) -> None:
         """One text frame from the peer: data, control answer, PINGPONG or nonsense."""
-        if self.state not in (ConnState.OPEN, ConnState.CLOSING, ConnState.SHUTTING_DOWN):
+        if self.state not in _RECEIVING:
             raise LocalProtocolError(f"text_received() in state {self.state.value}")
         self._last_inbound = now
-        if self._is_data(text):
+        if text[:1] in self._data_flags:  # the hot path: keep it short
             try:
                 frame = self._parse(text)
             except FrameError as exc:
                 self._malformed(exc, text)
                 return
-            self.stats.frames += 1
-            self.stats.records += frame.count
+            stats = self.stats
+            stats.frames += 1
+            stats.records += frame.count
             self._events.append(DataReceived(frame))
             return
         try:

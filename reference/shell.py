@@ -32,7 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from stockmon.reference.backoff import HEALTHY_SESSION_S, BackoffFactory, jittered_backoff
-from stockmon.reference.errors import ClientError
+from stockmon.reference.errors import ClientError, FrameError
 from stockmon.reference.events import (
     CloseSocket,
     DataReceived,
@@ -102,6 +102,8 @@ class StreamClient:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._malformed_logged = 0
+        self._flush_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sockets_opened = 0
         self.open_sockets = 0
         self.max_open_sockets = 0
@@ -123,6 +125,7 @@ class StreamClient:
 
     async def run(self) -> None:
         """Stream until :meth:`stop`; never raises for network or broker trouble."""
+        self._loop = asyncio.get_running_loop()
         now = self.clock.monotonic()
         for sub in self._subscriptions:
             self.core.subscribe(sub, now)
@@ -261,9 +264,16 @@ class StreamClient:
     # ------------------------------------------------------------------ core plumbing
 
     def _pump(self) -> None:
-        """Flush the core's outputs: frames to the writer, events to the sink, re-arm the timer."""
+        """Flush the core's outputs: frames to the writer, events to the sink, re-arm the timer.
+
+        This runs once per received frame, so it does the least it can: the timer is re-armed only
+        after something other than data happened. Data only ever moves the idle deadline later,
+        and a timer that fires early is harmless (the core does nothing and the timer is re-armed).
+        The sink is flushed once the loop is idle (see :meth:`_flush_soon`).
+        """
         core = self.core
         out = core.data_to_send()
+        changed = bool(out)
         if out:
             if self._outbox is not None:
                 for text in out:
@@ -275,14 +285,37 @@ class StreamClient:
         while (ev := core.next_event()) is not None:
             handled = True
             if type(ev) is DataReceived:
-                safe_event(sink, ev)
+                try:
+                    sink.event(ev)
+                except FrameError as exc:
+                    self._bad_value(exc)
             else:
+                changed = True
                 self._control_event(ev)
         if handled:
-            sink.flush()
-        deadline = core.get_timer()
-        if deadline != self._timer_at:
-            self._arm(deadline)
+            self._flush_soon()
+        if changed or self._timer_at is None:
+            deadline = core.get_timer()
+            if deadline != self._timer_at:
+                self._arm(deadline)
+
+    def _flush_soon(self) -> None:
+        """Flush the sink as soon as the loop is idle: every line is out before the client waits
+        for the next frame, without one system call per frame when frames queue up."""
+        if not self._flush_pending and self._loop is not None:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self.sink.flush()
+
+    def _bad_value(self, exc: FrameError) -> None:
+        self.core.stats.malformed += 1
+        if self._malformed_logged < _MALFORMED_LOG_LIMIT:
+            self._malformed_logged += 1
+            log.warning("dropped a data frame with a bad value: %s", exc)
+        safe_event(self.sink, MalformedFrame(exc))
 
     def _control_event(self, ev: Event) -> None:
         if isinstance(ev, OpenSocket):

@@ -142,7 +142,7 @@ def _good(n: int = 1) -> str:
         ("0|H0STCNI0|001|x", "layout"),
         ("0|H0STCNT0|01|" + _good().split("|", 3)[3], "digits"),
         ("0|H0STCNT0|0a1|" + _good().split("|", 3)[3], "digits"),
-        ("0|H0STCNT0|000|", "carries"),
+        ("0|H0STCNT0|000|", "count"),
         ("0|H0STCNT0|002|" + _good().split("|", 3)[3], "carries"),
         (_good() + "^extra", "carries"),
     ],
