@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 import httpx
 
@@ -25,9 +26,12 @@ from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
 from stockmon.reference.redis_seams import stream_seams
 from stockmon.reference.seams import ApprovalKeyProvider, ConnectGate, OpenGate
 from stockmon.reference.shell import StreamClient
-from stockmon.settings import Settings, load_settings
+from stockmon.settings import Settings, load_settings, parse_subscriptions
 
 log = logging.getLogger(__name__)
+
+# What to stream when STOCKMON_SUBSCRIPTIONS is unset: one KR and one US tick. Not normative.
+DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -66,16 +70,21 @@ def _check(settings: Settings) -> None:
         raise UsageError(
             "STOCKMON_BROKER=kiwoom: 'stockmon stream' speaks KIS only; use kis (or auto)"
         )
-    if not settings.subscriptions:
-        raise UsageError(
-            "STOCKMON_SUBSCRIPTIONS is empty: set TR_ID:KEY pairs, e.g. H0STCNT0:005930,HDFSCNT0:DNASAAPL"
-        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand; returns the exit code."""
     settings = load_settings()
     _check(settings)
+    if not settings.subscriptions:
+        # `stockmon mock` exports no subscriptions: stream something useful rather than nothing
+        settings = replace(
+            settings, subscriptions=parse_subscriptions(DEFAULT_SUBSCRIPTIONS, settings.spec)
+        )
+        print(
+            f"stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; streaming {DEFAULT_SUBSCRIPTIONS}",
+            file=sys.stderr,
+        )
     if settings.broker == "auto":
         print(
             "stockmon stream: STOCKMON_BROKER=auto streams from KIS; Kiwoom failover is not implemented",

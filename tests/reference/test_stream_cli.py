@@ -29,9 +29,9 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 async def _stream_until(
-    mock: KisMock, sig: int, *, min_data: int = 6
+    mock: KisMock, sig: int, *, min_data: int = 6, subs: str | None = SUBS
 ) -> tuple[int, list[str], str]:
-    env = _env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
+    env = _env({**mock.env(), **({"STOCKMON_SUBSCRIPTIONS": subs} if subs is not None else {})})
     proc = await asyncio.create_subprocess_exec(
         STOCKMON,
         "stream",
@@ -78,6 +78,33 @@ async def test_streams_json_lines_and_exits_cleanly_on_signal(sig: int) -> None:
         await mock.trace.wait_for(lambda r: r["kind"] == "ws_close", timeout_s=5)
         closes = [r for r in mock.trace.records() if r["kind"] == "ws_close"]
         assert closes and closes[0]["by"] == "client"
+
+
+async def test_without_subscriptions_a_kr_and_a_us_tick_are_streamed() -> None:
+    """With only the mock's exports, ticks for a KR and a US key are printed, and stderr says why."""
+    async with KisMock(MockConfig(time_scale=50.0, tick_rate_hz=2.0)) as mock:
+        code, lines, err = await _stream_until(mock, signal.SIGINT, subs=None)
+        assert code == 0
+        assert "STOCKMON_SUBSCRIPTIONS is not set" in err
+        ticks = {json.loads(line)["key"] for line in lines if json.loads(line)["type"] == "tick"}
+        assert ticks == {"005930", "DNASAAPL"}
+
+
+async def test_secrets_never_reach_stdout_or_stderr() -> None:
+    """The app key, the app secret and the approval key appear in no output line (canaries)."""
+    async with KisMock(MockConfig(time_scale=50.0, tick_rate_hz=2.0)) as mock:
+        _, lines, err = await _stream_until(mock, signal.SIGTERM)
+        approval_keys = [
+            r["body"]["approval_key"]
+            for r in mock.trace.records()
+            if r["kind"] == "response"
+            and isinstance(r.get("body"), dict)
+            and "approval_key" in r["body"]
+        ]
+        assert approval_keys
+        text = "".join(lines) + err
+        for secret in (mock.app_key, mock.app_secret, *approval_keys):
+            assert secret not in text
 
 
 async def test_printed_prices_equal_the_mock_frames() -> None:
@@ -139,7 +166,6 @@ async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        ({"STOCKMON_SUBSCRIPTIONS": ""}, "STOCKMON_SUBSCRIPTIONS"),
         ({"STOCKMON_SUBSCRIPTIONS": "H0STCNT0:nope!"}, "STOCKMON_SUBSCRIPTIONS"),
         ({"STOCKMON_TIME_SCALE": "fast"}, "STOCKMON_TIME_SCALE"),
         ({"STOCKMON_BROKER": "kiwoom"}, "STOCKMON_BROKER"),
