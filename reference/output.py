@@ -172,7 +172,7 @@ class LiveTable:
         self._status = "starting"
         self._interval = min_interval_s
         self._monotonic = monotonic
-        self._last_draw = 0.0
+        self._last_draw = float("-inf")
         self._dirty = False
 
     def event(self, ev: Event) -> None:
