@@ -86,6 +86,7 @@ class StreamClient:
         sink: EventSink,
         gate: ConnectGate | None = None,
         backoff: BackoffFactory = jittered_backoff,
+        healthy_after_s: float = HEALTHY_SESSION_S,
     ) -> None:
         self.core = SessionCore(spec)
         self.ws_url = ws_url
@@ -94,6 +95,7 @@ class StreamClient:
         self.sink = sink
         self.gate: ConnectGate = gate or OpenGate()
         self._backoff_factory = backoff
+        self._healthy_after = healthy_after_s
         self._backoff = backoff()
         self._subscriptions = tuple(subscriptions)
         self._stop = asyncio.Event()
@@ -165,7 +167,7 @@ class StreamClient:
                 await self._serve(ws)
             finally:
                 code = await self._finish(ws)
-            if self.clock.monotonic() - opened_at >= HEALTHY_SESSION_S:
+            if self.clock.monotonic() - opened_at >= self._healthy_after:
                 self._backoff = self._backoff_factory()
             self.core.closed(self.clock.monotonic(), code)
             self._pump()

@@ -9,7 +9,7 @@ import asyncio
 import io
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +22,9 @@ from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.redaction import Secret
 from stockmon.reference.approval import DirectApprovalKeyProvider
-from stockmon.reference.backoff import jittered_backoff
+from stockmon.reference.backoff import BackoffFactory, jittered_backoff
 from stockmon.reference.output import JsonLinesSink
+from stockmon.reference.seams import ConnectGate
 from stockmon.reference.shell import StreamClient
 from stockmon.schemas import errors as schema_errors
 from stockmon.settings import Subscription
@@ -141,7 +142,13 @@ def expected_events(spec: Spec, records: list[dict[str, Any]]) -> list[dict[str,
 
 
 async def start_run(
-    mock: KisMock, subs: tuple[Subscription, ...] = SUBS, *, spec_version: str = "1.1"
+    mock: KisMock,
+    subs: tuple[Subscription, ...] = SUBS,
+    *,
+    spec_version: str = "1.1",
+    gate: ConnectGate | None = None,
+    backoff: BackoffFactory | None = None,
+    healthy_after_s: float = 60.0,
 ) -> Run:
     http = httpx.AsyncClient()
     out = io.StringIO()
@@ -159,7 +166,9 @@ async def start_run(
         ),
         clock=ScaledClock(mock.config.time_scale),
         sink=JsonLinesSink(out),
-        backoff=lambda: jittered_backoff(initial_s=0.2, max_s=2.0),
+        backoff=backoff or (lambda: jittered_backoff(initial_s=0.2, max_s=2.0)),
+        gate=gate,
+        healthy_after_s=healthy_after_s,
     )
     run = Run(mock, client, out, http)
     run.task = asyncio.create_task(client.run())
@@ -435,3 +444,109 @@ async def test_appkey_in_use_backs_off_and_never_opens_a_second_socket() -> None
             await r.stop()
             await r.http.aclose()
             await http.aclose()
+
+
+# ---------------------------------------------------------------- seams: ConnectGate, back-off
+
+
+class RecordingGate:
+    """A ConnectGate the test opens, closes and revokes by hand; it logs every call."""
+
+    def __init__(self) -> None:
+        self.allow = asyncio.Event()
+        self.allow.set()
+        self._lost = asyncio.Event()
+        self.log: list[str] = []
+
+    async def acquire(self) -> None:
+        await self.allow.wait()
+        self._lost.clear()
+        self.log.append("acquire")
+
+    def lost(self) -> asyncio.Event:
+        return self._lost
+
+    async def release(self) -> None:
+        self.log.append("release")
+
+
+async def test_connect_gate_loss_closes_waits_and_reopens() -> None:
+    """Permission lost: the socket closes at once, is released, and no socket opens until re-granted."""
+    gate = RecordingGate()
+    async with KisMock(MockConfig(time_scale=SCALE, tick_rate_hz=0.5)) as mock:
+        r = await start_run(mock, gate=gate)
+        try:
+            await r.until(lambda: len(subscribes(r)) == len(SUBS))
+            gate.allow.clear()
+            gate.lost().set()
+            await r.until(lambda: len(r.trace("ws_close")) == 1, what="close on loss")
+            assert r.trace("ws_close")[0]["by"] == "client"
+            await r.until(lambda: gate.log == ["acquire", "release"], what="release after close")
+            await asyncio.sleep(0.5)
+            assert len(r.trace("ws_open")) == 1, "a socket opened without permission"
+            gate.allow.set()
+            await r.until(lambda: len(r.trace("ws_open")) == 2, what="reopen after grant")
+            second = r.trace("ws_open")[1]["conn"]
+            await r.until(lambda: len(subscribes(r, second)) == len(SUBS), what="resubscribe")
+            assert gate.log == ["acquire", "release", "acquire"]
+            assert any(s["reason"] == "connect_gate_lost" for s in r.statuses())
+        finally:
+            await r.stop()
+            await r.http.aclose()
+        assert gate.log[-1] == "release"
+
+
+async def test_backoff_starts_over_only_after_a_healthy_session() -> None:
+    """A session that lasted healthy_after_s resets the back-off; a short one does not."""
+    made: list[int] = []
+
+    def factory() -> Iterator[float]:
+        made.append(1)
+        return jittered_backoff(initial_s=0.2, max_s=2.0)
+
+    async with KisMock(MockConfig(time_scale=SCALE, tick_rate_hz=0.5)) as mock:
+        # healthy after 100 spec s = 0.5 real s at SCALE
+        r = await start_run(mock, backoff=factory, healthy_after_s=100.0)
+        try:
+            await r.until(lambda: len(subscribes(r)) == len(SUBS))
+            await asyncio.sleep(0.8)
+            mock.faults.drop_socket()
+            await r.until(lambda: len(r.trace("ws_open")) == 2, what="reconnect")
+            assert len(made) == 2, "the long session did not reset the back-off"
+            mock.faults.drop_socket()
+            await r.until(lambda: len(r.trace("ws_open")) == 3, what="second reconnect")
+            assert len(made) == 2, "a short session reset the back-off"
+        finally:
+            await r.stop()
+            await r.http.aclose()
+
+
+# ---------------------------------------------------------------- spec 1.0
+
+
+async def test_spec_1_0_streams_and_resubscribes_without_a_release_packet() -> None:
+    """Under 1.0: values stream; already-subscribed resends the subscribe only (no tr_type 2)."""
+    async with KisMock(MockConfig(spec_version="1.0", time_scale=SCALE, tick_rate_hz=0.5)) as mock:
+        r = await start_run(mock, spec_version="1.0")
+        try:
+            await r.until(lambda: len(subscribes(r)) == len(SUBS))
+            already = code(r.spec, "POL-ALREADY-SUBSCRIBED", "code")
+            mock.faults.next_subscribe_error(code=already, tr_key="005930")
+            mock.faults.drop_socket()
+            await r.until(lambda: len(r.trace("ws_open")) == 2)
+            second = r.trace("ws_open")[1]["conn"]
+            await r.until(lambda: len(subscribes(r, second)) >= len(SUBS) + 1, what="recovery")
+            await asyncio.sleep(0.2)
+            kr = [k for k, _, key in subscribes(r, second) if key == "005930"]
+            assert kr == ["subscribe", "subscribe"]
+            await r.until(lambda: r.client.core.stats.frames > 4, what="data")
+        finally:
+            await r.stop()
+            await r.http.aclose()
+        printed = [e for e in r.events() if e["type"] != "status"]
+        assert (
+            printed
+            == expected_events(
+                r.spec if r.spec.has("PKT-DATA-FRAME") else load_spec("1.1"), mock.trace.records()
+            )[: len(printed)]
+        )
