@@ -1,19 +1,26 @@
-"""stockmon.mockserver: a faithful, misbehaving-on-cue KIS stand-in (REST + WebSocket).
+"""stockmon.mockserver: faithful, misbehaving-on-cue KIS and Kiwoom stand-ins (REST + WebSocket).
 
 Public API (briefs/trace_contract.md): :class:`KisMock`, :class:`MockConfig`, :class:`MockThread`;
-``mock.faults`` (:class:`Faults`), ``mock.trace`` (:class:`Trace`). Never imports
+``mock.faults`` (:class:`Faults`), ``mock.trace`` (:class:`Trace`). Kiwoom: :class:`KiwoomMock`,
+:class:`KiwoomMockConfig`, :class:`KiwoomMockThread`, :func:`kiwoom_beside` (a Kiwoom mock sharing
+a KIS mock's trace, simulator and clock). Never imports
 ``stockmon.reference``: the judge shares nothing with the judged but the spec.
 """
 
 from stockmon.mockserver.config import MockConfig
 from stockmon.mockserver.errors import MockConfigError, MockError, ReplayError, ScenarioError
 from stockmon.mockserver.faults import Faults
+from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
+from stockmon.mockserver.kiwoom_server import KiwoomMock, KiwoomMockThread, kiwoom_beside
 from stockmon.mockserver.server import KisMock, MockThread
 from stockmon.mockserver.trace import Trace
 
 __all__ = [
     "Faults",
     "KisMock",
+    "KiwoomMock",
+    "KiwoomMockConfig",
+    "KiwoomMockThread",
     "MockConfig",
     "MockConfigError",
     "MockError",
@@ -21,4 +28,5 @@ __all__ = [
     "ReplayError",
     "ScenarioError",
     "Trace",
+    "kiwoom_beside",
 ]

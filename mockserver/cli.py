@@ -1,4 +1,7 @@
-"""``stockmon mock``: run the KIS mock on loopback and print how to point a client at it."""
+"""``stockmon mock``: run the KIS and Kiwoom mocks on loopback and print how to point a client at them.
+
+Both mocks run on one event loop and share one trace (``--trace`` writes both brokers' records, in
+one order), one market simulator and one clock."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from stockmon.spec import available_versions, latest_version
 
 # Trace records kept by a long-running CLI mock (the newest win); non-normative memory bound.
 CLI_TRACE_LIMIT = 200_000
+# The real Kiwoom REST side is https on 443, which needs root; the mock's default is its own choice.
+DEFAULT_KIWOOM_REST_PORT = 10443
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +49,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=profile.default_ws_port,
         help="KIS WebSocket port, 0 = free port (default %(default)s)",
     )
+    from stockmon.mockserver.kiwoom_config import ENVS
+    from stockmon.mockserver.kiwoom_profile import load_kiwoom_profile
+
+    parser.add_argument(
+        "--kiwoom-rest-port",
+        type=int,
+        default=DEFAULT_KIWOOM_REST_PORT,
+        help="Kiwoom REST port, 0 = free port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--kiwoom-ws-port",
+        type=int,
+        default=load_kiwoom_profile().default_ws_port,
+        help="Kiwoom WebSocket port, 0 = free port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--kiwoom-env",
+        choices=ENVS,
+        default=None,
+        help="Kiwoom LOGIN rule (TOKEN-KIWOOM-SESSION): prod requires a token, mock does not "
+        "(default: the spec's mock profile)",
+    )
+    parser.add_argument("--no-kiwoom", action="store_true", help="run the KIS mock only")
     parser.add_argument("--seed", type=int, default=1, help="simulator and credential seed")
     parser.add_argument("--scenario", metavar="FILE", help="scenario YAML (schemas/scenario.json)")
     parser.add_argument(
@@ -102,6 +130,27 @@ def _config(args: argparse.Namespace) -> object:
     )
 
 
+def _kiwoom_config(args: argparse.Namespace, config: object) -> object | None:
+    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
+
+    assert isinstance(config, MockConfig)
+    if args.no_kiwoom:
+        return None
+    return KiwoomMockConfig(
+        spec_version=config.spec_version,
+        host=config.host,
+        rest_port=args.kiwoom_rest_port,
+        ws_port=args.kiwoom_ws_port,
+        seed=config.seed,
+        time_scale=config.time_scale,
+        symbols=config.symbols,
+        env=args.kiwoom_env,
+        tick_rate_hz=config.tick_rate_hz,
+        scenario=config.scenario,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C or SIGTERM; returns the exit code."""
     from stockmon.mockserver.config import MockConfig
@@ -112,14 +161,17 @@ def run(args: argparse.Namespace) -> int:
         from stockmon.mockserver.scenario import load_scenario
 
         load_scenario(str(config.scenario))  # fail before binding anything
+    kiwoom = _kiwoom_config(args, config)
     try:
-        return asyncio.run(_serve(config, args.trace))
+        return asyncio.run(_serve(config, args.trace, kiwoom))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: object, trace_path: str | None) -> int:
+async def _serve(config: object, trace_path: str | None, kiwoom_config: object = None) -> int:
     from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
+    from stockmon.mockserver.kiwoom_server import KiwoomMock
     from stockmon.mockserver.server import KisMock
 
     assert isinstance(config, MockConfig)
@@ -130,10 +182,16 @@ async def _serve(config: object, trace_path: str | None) -> int:
             loop.add_signal_handler(sig, stop.set)
     mock = KisMock(config)
     await mock.start()
+    kiwoom: KiwoomMock | None = None
     try:
-        _banner(mock)
+        if isinstance(kiwoom_config, KiwoomMockConfig):
+            kiwoom = KiwoomMock(kiwoom_config, beside=mock)
+            await kiwoom.start()
+        _banner(mock, kiwoom)
         await stop.wait()
     finally:
+        if kiwoom is not None:
+            await kiwoom.stop()
         await mock.stop()
         if trace_path:
             n = mock.trace.to_jsonl(trace_path)
@@ -142,21 +200,31 @@ async def _serve(config: object, trace_path: str | None) -> int:
     return 0
 
 
-def _banner(mock: object) -> None:
+def _banner(mock: object, kiwoom: object = None) -> None:
+    from stockmon.mockserver.kiwoom_server import KiwoomMock
     from stockmon.mockserver.server import KisMock
 
     assert isinstance(mock, KisMock)
     c = mock.config
+    who = "KIS and Kiwoom stand-ins" if kiwoom is not None else "KIS stand-in"
     lines = [
-        f"stockmon mock — KIS stand-in, spec {c.spec_version}, seed {c.seed}, time scale {c.time_scale:g}",
+        f"stockmon mock — {who}, spec {c.spec_version}, seed {c.seed}, time scale {c.time_scale:g}",
         f"  KIS REST    {mock.rest_url}",
         f"  KIS WS      {mock.ws_url}",
         f"  control     {mock.rest_url}/_mock/state  (POST /_mock/faults/<name>, GET /_mock/trace)",
         f"  app key     {mock.app_key}  ({len(mock.app_key)} chars, test credential)",
         f"  app secret  {len(mock.app_secret)} chars, in the exports below",
-        "",
-        "# paste into your shell:",
     ]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in mock.env().items()]
+    env = dict(mock.env())
+    if isinstance(kiwoom, KiwoomMock):
+        lines += [
+            f"  Kiwoom REST {kiwoom.rest_url}  (env {kiwoom.env_name}: LOGIN token "
+            f"{'required' if kiwoom.world.settings.token_required else 'optional'})",
+            f"  Kiwoom WS   {kiwoom.ws_url}",
+            f"  control     {kiwoom.rest_url}/_mock/state  (Kiwoom faults under /_mock/faults/)",
+        ]
+        env.update(kiwoom.env())
+    lines += ["", "# paste into your shell (STOCKMON_BROKER=kiwoom or auto to use Kiwoom):"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines += ["", "Ctrl-C to stop."]
     print("\n".join(lines), flush=True)

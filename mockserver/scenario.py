@@ -19,6 +19,7 @@ from stockmon.mockserver.errors import ScenarioError
 from stockmon.schemas import errors as schema_errors
 
 if TYPE_CHECKING:
+    from stockmon.mockserver.kiwoom_server import KiwoomMock
     from stockmon.mockserver.server import KisMock
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,14 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
 class ScenarioRunner:
     """Applies a scenario's steps to a running mock (on the mock's loop)."""
 
-    def __init__(self, mock: KisMock, scenario: dict[str, Any]) -> None:
+    def __init__(
+        self, mock: KisMock | KiwoomMock, scenario: dict[str, Any], broker: str = "kis"
+    ) -> None:
         self.mock = mock
-        self.steps: list[dict[str, Any]] = list(scenario.get("steps", []))
+        # A step names the mock it applies to (``broker``, default kis); each mock runs its own.
+        self.steps: list[dict[str, Any]] = [
+            s for s in scenario.get("steps", []) if s.get("broker", "kis") == broker
+        ]
         self._counts: dict[int, int] = {}
         self._handles: list[asyncio.TimerHandle] = []
         self._stopped = False

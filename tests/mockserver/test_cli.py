@@ -21,7 +21,20 @@ def test_mock_cli_starts_prints_exports_and_stops(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [STOCKMON, "mock", "--rest-port", "0", "--ws-port", "0", "--trace", str(trace)],
+        [
+            STOCKMON,
+            "mock",
+            "--rest-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--kiwoom-rest-port",
+            "0",
+            "--kiwoom-ws-port",
+            "0",
+            "--trace",
+            str(trace),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,150 @@
+"""Kiwoom REST gateway logic without I/O: token issue (au10001), revoke (au10002), one quote (ka10001).
+
+``KiwoomRestApp.handle(request, now)`` returns an :class:`~stockmon.mockserver.rest.HttpResponse`;
+the HTTP shell records request and response in the trace. The answers keep Kiwoom's envelope
+(protocol/kiwoom.md §2.6): every body carries ``return_code`` and ``return_msg``, an error puts its
+documented 4-digit code in brackets, a bad token is **HTTP 200** and a throttle HTTP 429. Paths,
+field names and codes come from the Kiwoom profile (the spec).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from stockmon.mockserver.kiwoom_market import KiwoomMarket
+from stockmon.mockserver.kiwoom_profile import RestError
+from stockmon.mockserver.kiwoom_state import KiwoomWorld
+from stockmon.mockserver.rest import HttpRequest, HttpResponse, mask, parse_body
+
+# The documented token_type is lower case (the live server says "Bearer"; clients must not care).
+TOKEN_TYPE = "bearer"  # noqa: S105 - a token type, not a secret
+_CONT = {"cont-yn": "N", "next-key": ""}
+
+
+class KiwoomRestApp:
+    """The Kiwoom REST endpoints of the mock."""
+
+    def __init__(self, world: KiwoomWorld, market: KiwoomMarket) -> None:
+        self.world = world
+        self.market = market
+        p = self.p = world.profile
+        self._kst = timezone(timedelta(seconds=p.utc_offset_s))
+        self._routes: dict[tuple[str, str], Callable[[HttpRequest, Any, float], HttpResponse]] = {
+            ("POST", p.token_path): self._token,
+            ("POST", p.revoke_path): self._revoke,
+            (str(p.quote["method"]), str(p.quote["path"])): self._quote,
+        }
+
+    def handle(self, req: HttpRequest, now: float) -> HttpResponse:
+        """Answer one request (never raises for bad input)."""
+        route = self._routes.get((req.method, req.path))
+        if route is None:
+            known = any(path == req.path for _, path in self._routes)
+            err = self.p.rest_error("bad_request")
+            body = {
+                "return_code": err.return_code,
+                "return_msg": f"no {req.method} {req.path} here",
+            }
+            return HttpResponse(405 if known else 404, body)
+        parsed, _ = parse_body(req.body)
+        resp = route(req, parsed, now)
+        resp.delay_s = self.world.faults.take_rest_delay()
+        return resp
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _error(self, err: RestError, headers: dict[str, str] | None = None) -> HttpResponse:
+        return HttpResponse(err.status, err.body(), headers=dict(headers or {}))
+
+    def _violations(self, schema: str, parsed: Any, conn: str) -> None:
+        errs = self.world.validate(schema, parsed)
+        if errs:
+            self.world.record(
+                "rest",
+                conn,
+                "in",
+                "violation",
+                schema=schema,
+                errors=errs,
+                text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
+            )
+
+    def _ok(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
+        body.update({"return_code": self.p.success_return_code, "return_msg": self.p.success_msg})
+        return HttpResponse(200, body, headers=dict(headers or {}))
+
+    # --- endpoints --------------------------------------------------------------------------
+    def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
+        p = self.p
+        self._violations("kiwoom-token-request", body, req.conn)
+        body = body if isinstance(body, dict) else {}
+        appkey, secret = body.get("appkey"), body.get(p.secret_field)
+        self.world.emit("token_request", appkey=appkey)
+        if self.world.faults.throttle_override:
+            return self._error(p.rest_error("throttled"))
+        if not appkey or not secret:
+            return self._error(p.rest_error("missing_credentials"))
+        if body.get("grant_type") != p.grant_type:
+            return self._error(p.rest_error("bad_grant"))
+        if not self.world.auth.credentials_ok(appkey, secret):
+            return self._error(p.rest_error("bad_credentials"))
+        token = self.world.auth.issue(str(appkey), now)
+        expires_wall = self.world.wall(token.expires_at)
+        self.world.record(
+            "rest",
+            "mock",
+            "event",
+            "token_issued",
+            token_id=token.token_id,
+            expires_at_wall=expires_wall,
+            reused=False,
+        )
+        self.world.emit("token_issued", token_id=token.token_id, reused=False)
+        kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
+        resp = self._ok(
+            {
+                p.expires_field: kst.strftime(p.expires_format),
+                "token_type": TOKEN_TYPE,
+                p.token_field: token.value,
+            }
+        )
+        resp.token = token.value
+        return resp
+
+    def _revoke(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
+        p = self.p
+        body = body if isinstance(body, dict) else {}
+        appkey, secret = body.get("appkey"), body.get(p.secret_field)
+        if not appkey or not secret:
+            return self._error(p.rest_error("missing_credentials"))
+        if not self.world.auth.credentials_ok(appkey, secret):
+            return self._error(p.rest_error("bad_credentials"))
+        token = body.get(p.token_field)
+        if not isinstance(token, str) or not token:
+            return self._error(p.rest_error("revoke_without_token"))
+        if not self.world.auth.revoke(token):
+            return self._error(p.rest_error("invalid_token"))
+        return self._ok({})
+
+    def _quote(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
+        p = self.p
+        q = p.quote
+        h = p.header_names
+        api_id = req.headers.get(str(h["api_id"]), "")
+        echo = {str(h["api_id"]): api_id}
+        self.world.emit("rest_call", path=req.path, tr_id=api_id)
+        fail, code = self.world.faults.take_rest_failure()
+        if fail:
+            err = p.rest_error_by_code(code) if code else None
+            return self._error(err or p.rest_error("invalid_token"), echo)
+        scheme, _, value = req.headers.get(str(h["authorization"]), "").partition(" ")
+        if scheme.lower() != TOKEN_TYPE or self.world.auth.check(value.strip(), now) is None:
+            return self._error(p.rest_error("invalid_token"), echo)
+        if api_id != q["api_id"]:
+            return self._error(p.rest_error("bad_request"), echo)
+        item = body.get(str(q["key_field"])) if isinstance(body, dict) else None
+        if not isinstance(item, str) or not p.kr_key.match(item):
+            return self._error(p.rest_error("bad_request"), echo)
+        return self._ok(dict(self.market.quote(item)), {**echo, **_CONT})
