@@ -14,6 +14,7 @@ from typing import Any
 from stockmon.conformance.errors import HarnessError
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import (
+    Packet,
     ack_code,
     ack_target,
     acks,
@@ -27,30 +28,44 @@ from stockmon.conformance.protocol import (
     rest_path,
     slack,
     status_events,
+    subscribe_tr_type,
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 
 
+def _tr_type(p: Packet) -> object:
+    header = (p.obj or {}).get("header")
+    return header.get("tr_type") if isinstance(header, Mapping) else None
+
+
 @check("POL-ALREADY-SUBSCRIBED")
 def already_subscribed_key_released_then_resubscribed(ev: Evidence) -> Verdict:
-    """On 'already subscribed' the client releases that one key, then subscribes it again."""
+    """On 'already subscribed' the client releases that one key, then subscribes it again.
+
+    Any registration packet for the key that is not a subscribe counts as the release here (1.0
+    does not say how to release; PKT-UNSUBSCRIBE judges the release packet's shape where it can).
+    """
     code = ev.spec.clause("POL-ALREADY-SUBSCRIBED").string("code")
+    sub_type = subscribe_tr_type(ev.spec)
     hits = acks(ev, code=code)
     if not hits:
         raise HarnessError(f"the mock never answered {code} (the injected fault did not fire)")
     hit = hits[0]
     conn = str(hit["conn"])
     target = ack_target(hit)
-    after = [p for p in client_packets(ev, conn) if int(p.record["seq"]) > int(hit["seq"])]
-    release = next(
-        (p for p in after if p.kind == "release" and (p.tr_id, p.tr_key) == target), None
-    )
+    after = [
+        p
+        for p in client_packets(ev, conn)
+        if int(p.record["seq"]) > int(hit["seq"]) and p.kind in ("subscribe", "release")
+    ]
+    releases = [p for p in after if _tr_type(p) != sub_type]
+    subscribes = [p for p in after if _tr_type(p) == sub_type]
+    release = next((p for p in releases if (p.tr_id, p.tr_key) == target), None)
     early = next(
         (
             p
-            for p in after
-            if p.kind == "subscribe"
-            and (p.tr_id, p.tr_key) == target
+            for p in subscribes
+            if (p.tr_id, p.tr_key) == target
             and (release is None or int(p.record["seq"]) < int(release.record["seq"]))
         ),
         None,
@@ -67,7 +82,7 @@ def already_subscribed_key_released_then_resubscribed(ev: Evidence) -> Verdict:
             expected="force-unsubscribe that key, then retry the subscribe",
             evidence=[hit, *(p.record for p in after[:3])],
         )
-    others = [p for p in after if p.kind == "release" and (p.tr_id, p.tr_key) != target]
+    others = [p for p in releases if (p.tr_id, p.tr_key) != target]
     if others:
         return failed(
             f"the target also released {others[0].tr_id}:{others[0].tr_key}",
@@ -77,10 +92,8 @@ def already_subscribed_key_released_then_resubscribed(ev: Evidence) -> Verdict:
     retry = next(
         (
             p
-            for p in after
-            if p.kind == "subscribe"
-            and (p.tr_id, p.tr_key) == target
-            and int(p.record["seq"]) > int(release.record["seq"])
+            for p in subscribes
+            if (p.tr_id, p.tr_key) == target and int(p.record["seq"]) > int(release.record["seq"])
         ),
         None,
     )
