@@ -40,7 +40,9 @@ def make_frames(n_frames: int, per_frame: int, seed: int = 7) -> list[str]:
                 if f.name == "MKSC_SHRN_ISCD":
                     fields.append(rng.choice(("005930", "000660", "035720")))
                 elif f.name.endswith("HOUR"):
-                    fields.append(f"{rng.randrange(9, 16):02d}{rng.randrange(60):02d}{rng.randrange(60):02d}")
+                    fields.append(
+                        f"{rng.randrange(9, 16):02d}{rng.randrange(60):02d}{rng.randrange(60):02d}"
+                    )
                 elif f.type == "int":
                     fields.append(str(rng.randrange(1, 10_000_000)))
                 elif f.type == "decimal":

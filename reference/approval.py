@@ -16,19 +16,14 @@ import httpx
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, NetworkError
-from stockmon.spec import Spec, available_versions, load_spec
+from stockmon.reference.spec_facts import clause_or_newest
+from stockmon.spec import Spec
 
 _CLAUSE = "WS-APPROVAL-KEY"
 # Real seconds one approval request may take. Not normative.
 DEFAULT_TIMEOUT_S = 10.0
 # HTTP statuses that mean "your credentials are wrong" rather than "try again later".
 _AUTH_STATUSES = frozenset({httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN})
-
-
-def _clause_source(spec: Spec) -> Spec:
-    if spec.has(_CLAUSE):
-        return spec
-    return next(s for s in (load_spec(v) for v in reversed(available_versions())) if s.has(_CLAUSE))
 
 
 class DirectApprovalKeyProvider:
@@ -44,7 +39,7 @@ class DirectApprovalKeyProvider:
         spec: Spec,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        clause = _clause_source(spec).clause(_CLAUSE)
+        clause = clause_or_newest(spec, _CLAUSE)
         self._client = client
         self._url = rest_url.rstrip("/") + clause.string("path")
         self._secret_field = clause.string("secret_field")

@@ -31,7 +31,8 @@ from operator import itemgetter
 from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
-from stockmon.spec import Layout, Spec, available_versions, load_spec
+from stockmon.reference.spec_facts import clause_or_newest
+from stockmon.spec import Layout, Spec
 
 Value: TypeAlias = int | Decimal | str
 Level: TypeAlias = tuple[int | Decimal, int]
@@ -75,14 +76,7 @@ class FrameGrammar:
     @classmethod
     def from_spec(cls, spec: Spec) -> FrameGrammar:
         """Read PKT-DATA-FRAME, borrowing it from the newest version when ``spec`` lacks it."""
-        source = spec
-        if not spec.has(_GRAMMAR_CLAUSE):
-            source = next(
-                s
-                for s in (load_spec(v) for v in reversed(available_versions()))
-                if s.has(_GRAMMAR_CLAUSE)
-            )
-        c = source.clause(_GRAMMAR_CLAUSE)
+        c = clause_or_newest(spec, _GRAMMAR_CLAUSE)
         return cls(
             part_separator=c.string("part_separator"),
             field_separator=c.string("field_separator"),

@@ -36,10 +36,12 @@ Policies, all with values read from the spec version in use (no number or code i
   echoed back as text, verbatim, once. A PINGPONG without them, or identical to a text we sent
   (our ping reflected, or our echo reflected), is never answered: no ping storm.
 * POL-ALREADY-SUBSCRIBED: on the already-subscribed code, release that key and subscribe it again,
-  in that order, for that key only. If the spec version has no release packet (1.0 lacks
-  PKT-UNSUBSCRIBE) the release is done locally (the registration is forgotten) and only the
-  subscribe is resent. If the broker answers "already subscribed" a second time in the same session
-  the key is taken as registered — believing the broker is the only loop-free choice.
+  in that order, for that key only (the clause's ``actions``). Version 1.0 demands this release but
+  defines no release packet (PKT-UNSUBSCRIBE is 1.1): the packet is a broker fact, so this one
+  forced release borrows it from the newest version (:mod:`stockmon.reference.spec_facts`), while
+  an ``unsubscribe()`` the user asks for under 1.0 only forgets the key locally. If the broker
+  answers "already subscribed" a second time in the same session the key is taken as registered —
+  believing the broker is the only loop-free choice.
 * WS-SESSION-LIMITS (1.1): never more than ``max_registrations`` registrations in flight or active;
   the rest wait as OVER_CAP (reported once each) and are sent when a slot frees. The in-use code
   closes the socket and asks for the next one no sooner than ``in_use_backoff_s``.
@@ -81,6 +83,7 @@ from stockmon.reference.events import (
     StatusChanged,
 )
 from stockmon.reference.frames import FrameParser
+from stockmon.reference.spec_facts import clause_or_newest
 from stockmon.settings import Subscription
 from stockmon.spec import Spec
 from stockmon.spec.model import thaw
@@ -241,6 +244,7 @@ class SessionRules:
     idle_timeout_s: float
     subscribe_header: Mapping[str, str]
     unsubscribe_header: Mapping[str, str] | None  # None: the version has no release packet
+    force_release_header: Mapping[str, str] | None  # the POL-ALREADY-SUBSCRIBED release, if any
     body_fields: tuple[str, str]
     unsubscribe_codes: frozenset[str]
     already_code: str
@@ -262,12 +266,15 @@ class SessionRules:
         body_fields = sub.strings("body_fields")
         if len(body_fields) != 2:
             raise ValueError(f"PKT-SUBSCRIBE body_fields must name tr_id and tr_key: {body_fields}")
-        unsub_header: Mapping[str, str] | None = None
-        unsub_codes: frozenset[str] = frozenset()
-        if spec.has("PKT-UNSUBSCRIBE"):
-            unsub = spec.clause("PKT-UNSUBSCRIBE")
-            unsub_header = thaw(unsub.mapping("header"))
-            unsub_codes = frozenset({unsub.string("success_code"), unsub.string("not_found_code")})
+        # The release packet is a broker fact (PKT-UNSUBSCRIBE, 1.1). A version without the clause
+        # still demands a release where POL-ALREADY-SUBSCRIBED lists it as an action, so that one
+        # forced release borrows the packet; a release the user asks for is not sent then.
+        release = clause_or_newest(spec, "PKT-UNSUBSCRIBE")
+        release_header: Mapping[str, str] = thaw(release.mapping("header"))
+        unsub_header = release_header if spec.has("PKT-UNSUBSCRIBE") else None
+        unsub_codes = frozenset({release.string("success_code"), release.string("not_found_code")})
+        already = spec.clause("POL-ALREADY-SUBSCRIBED")
+        force_release = "unsubscribe" in already.strings("actions")
         answer = spec.has("KA-SERVER-PINGPONG")
         server_fields: frozenset[str] = frozenset()
         if answer:
@@ -283,9 +290,10 @@ class SessionRules:
             idle_timeout_s=spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s"),
             subscribe_header=thaw(sub.mapping("header")),
             unsubscribe_header=unsub_header,
+            force_release_header=release_header if force_release else None,
             body_fields=(body_fields[0], body_fields[1]),
             unsubscribe_codes=unsub_codes,
-            already_code=spec.clause("POL-ALREADY-SUBSCRIBED").string("code"),
+            already_code=already.string("code"),
             answer_server_ping=answer,
             server_ping_fields=server_fields,
             max_registrations=limits.integer("max_registrations") if limits else None,
@@ -763,13 +771,11 @@ class SessionCore:
                 )
             return
         entry.resets += 1
-        if r.unsubscribe_header is not None:
-            self._out.append(self._packet(key, r.unsubscribe_header))
+        if r.force_release_header is not None:
+            self._out.append(self._packet(key, r.force_release_header))
             detail = "force unsubscribe, then subscribe again"
         else:
-            detail = (
-                f"spec {r.spec_version} has no release packet: forgotten locally, subscribe again"
-            )
+            detail = "the clause lists no release: subscribe again"
         self._out.append(self._packet(key, r.subscribe_header))
         self._sub_event(key, entry, SubEvent.ALREADY)
         self._status("resubscribing", "already_subscribed", key, code=code, detail=detail)

@@ -525,7 +525,7 @@ async def test_backoff_starts_over_only_after_a_healthy_session() -> None:
 
 
 async def test_spec_1_0_streams_and_resubscribes_without_a_release_packet() -> None:
-    """Under 1.0: values stream; already-subscribed resends the subscribe only (no tr_type 2)."""
+    """Under 1.0: values stream; already-subscribed releases (borrowed packet) then resubscribes."""
     async with KisMock(MockConfig(spec_version="1.0", time_scale=SCALE, tick_rate_hz=0.5)) as mock:
         r = await start_run(mock, spec_version="1.0")
         try:
@@ -535,10 +535,10 @@ async def test_spec_1_0_streams_and_resubscribes_without_a_release_packet() -> N
             mock.faults.drop_socket()
             await r.until(lambda: len(r.trace("ws_open")) == 2)
             second = r.trace("ws_open")[1]["conn"]
-            await r.until(lambda: len(subscribes(r, second)) >= len(SUBS) + 1, what="recovery")
+            await r.until(lambda: len(subscribes(r, second)) >= len(SUBS) + 2, what="recovery")
             await asyncio.sleep(0.2)
             kr = [k for k, _, key in subscribes(r, second) if key == "005930"]
-            assert kr == ["subscribe", "subscribe"]
+            assert kr == ["subscribe", "unsubscribe", "subscribe"]
             await r.until(lambda: r.client.core.stats.frames > 4, what="data")
         finally:
             await r.stop()

@@ -293,14 +293,34 @@ class TestAlreadySubscribed:
         assert len(w.take_sent()) == 2
         assert w.core.subscriptions[KR] is SubState.ACTIVE
 
-    def test_version_without_release_packet_resubscribes_only(self) -> None:
-        """Spec 1.0 defines no release packet: the key is forgotten locally and subscribed again."""
+    def test_version_1_0_force_release_borrows_the_broker_packet(self) -> None:
+        """1.0 demands the release (actions) but has no packet for it: the broker's one is borrowed."""
+        assert not SPEC10.has("PKT-UNSUBSCRIBE")
+        assert "unsubscribe" in SPEC10.clause("POL-ALREADY-SUBSCRIBED").strings("actions")
         w = Wire(SessionCore(SPEC10))
         w.core.subscribe(KR, 0)
         w.start(0)
         w.sent.clear()
         w.recv(ack(SPEC10, KR.tr_id, KR.tr_key, code(SPEC10, "POL-ALREADY-SUBSCRIBED", "code")), 1)
-        assert [packet_kind(SPEC10, p) for p in w.take_sent()] == ["subscribe"]
+        sent = w.take_sent()
+        assert [(packet_kind(SPEC10, p), key_of(p)) for p in sent] == [
+            ("unsubscribe", (KR.tr_id, KR.tr_key)),
+            ("subscribe", (KR.tr_id, KR.tr_key)),
+        ]
+        assert (
+            sent[0]["header"]["tr_type"]
+            == SPEC.clause("PKT-UNSUBSCRIBE").mapping("header")["tr_type"]
+        )
+
+    def test_version_1_0_user_unsubscribe_is_local(self) -> None:
+        """Under 1.0 an unsubscribe() the user asks for sends no packet (none is defined) and says so."""
+        w = wire(SPEC10, KR)
+        w.core.unsubscribe(KR, 1)
+        w.drain()
+        assert w.sent == []
+        assert KR not in w.core.subscriptions
+        status = [s for s in w.statuses() if s.state == "unsubscribed"]
+        assert status and "no release packet" in status[-1].detail
 
 
 # ---------------------------------------------------------------- PKT-SUBSCRIBE / PKT-UNSUBSCRIBE
