@@ -136,29 +136,7 @@ CASES: tuple[Case, ...] = (
     Case("reference", REFERENCE, None, {"1.0": frozenset(), "1.1": frozenset()}),
 )
 
-# Known non-conformance of the reference, found by this suite: under spec 1.0 it answers OPSP0002 by
-# subscribing again without releasing the key first (1.0 names no release packet, so its session
-# core skips the release; the clause still says "force-unsubscribe, then retry"). Strict: the day
-# the reference releases the key, this xfail turns into a failure and must go.
-KNOWN = {
-    (
-        "reference",
-        "1.0",
-    ): "reference 1.0 retries OPSP0002 without releasing the key (POL-ALREADY-SUBSCRIBED)",
-}
-
-PARAMS = [
-    pytest.param(
-        c,
-        v,
-        id=f"{c.name}-{v}",
-        marks=[pytest.mark.xfail(strict=True, reason=KNOWN[(c.name, v)])]
-        if (c.name, v) in KNOWN
-        else [],
-    )
-    for c in CASES
-    for v in c.breaks
-]
+PARAMS = [pytest.param(c, v, id=f"{c.name}-{v}") for c in CASES for v in c.breaks]
 
 
 class Matrix:
