@@ -1,7 +1,8 @@
 """``stockmon stream``: the reference client on the command line (the IUT contract of DESIGN §5).
 
 Reads every setting from the environment (DESIGN §4), streams the subscriptions of
-STOCKMON_SUBSCRIPTIONS from KIS and prints one JSON event per line (schema ``event``) when stdout is
+STOCKMON_SUBSCRIPTIONS from KIS (STOCKMON_BROKER=kiwoom: from Kiwoom; auto: KIS with the Kiwoom
+failover of kiwoom_stream.py) and prints one JSON event per line (schema ``event``) when stdout is
 not a terminal, a compact live table when it is. SIGINT and SIGTERM stop it cleanly (exit 0). A
 missing or malformed variable is a one-line error (exit 2) before anything is contacted.
 """
@@ -20,7 +21,6 @@ from dataclasses import replace
 import httpx
 
 from stockmon.clock import ScaledClock
-from stockmon.errors import UsageError
 from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
 from stockmon.reference.redis_seams import stream_seams
@@ -65,11 +65,12 @@ def build_seams(
 
 
 def _check(settings: Settings) -> None:
-    settings.require_kis()
-    if settings.broker == "kiwoom":
-        raise UsageError(
-            "STOCKMON_BROKER=kiwoom: 'stockmon stream' speaks KIS only; use kis (or auto)"
-        )
+    if settings.broker == "kis":
+        settings.require_kis()
+    else:
+        from stockmon.reference.kiwoom_stream import check_backup
+
+        check_backup(settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,16 +86,15 @@ def run(args: argparse.Namespace) -> int:
             f"stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; streaming {DEFAULT_SUBSCRIPTIONS}",
             file=sys.stderr,
         )
-    if settings.broker == "auto":
-        print(
-            "stockmon stream: STOCKMON_BROKER=auto streams from KIS; Kiwoom failover is not implemented",
-            file=sys.stderr,
-        )
     fmt = args.format
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"
     try:
-        return asyncio.run(_main(settings, fmt))
+        if settings.broker == "kis":
+            return asyncio.run(_main(settings, fmt))
+        from stockmon.reference.kiwoom_stream import backup_main  # kiwoom, or auto (failover)
+
+        return asyncio.run(backup_main(settings, fmt))
     except BrokenPipeError:
         # the reader went away: nothing left to say, and nothing to say it to
         with contextlib.suppress(OSError):

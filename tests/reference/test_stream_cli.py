@@ -168,7 +168,7 @@ async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
     [
         ({"STOCKMON_SUBSCRIPTIONS": "H0STCNT0:nope!"}, "STOCKMON_SUBSCRIPTIONS"),
         ({"STOCKMON_TIME_SCALE": "fast"}, "STOCKMON_TIME_SCALE"),
-        ({"STOCKMON_BROKER": "kiwoom"}, "STOCKMON_BROKER"),
+        ({"STOCKMON_BROKER": "ls"}, "STOCKMON_BROKER"),
     ],
 )
 def test_bad_settings_are_one_line_errors(change: dict[str, str], needle: str) -> None:
