@@ -9,7 +9,7 @@ so tolerances in checks are spec seconds too.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,10 +223,6 @@ class Evidence:
             parts.append(tr.stderr)
         return "\n".join(parts)
 
-    def spec_time(self, real_t: float) -> float:
-        """Mock-relative real seconds to spec seconds."""
-        return real_t * self.time_scale
-
 
 def client_json(record: Record) -> Mapping[str, Any] | None:
     """The parsed JSON object of a text record, parsing ``text`` when the mock gave no ``json``."""
@@ -254,9 +250,19 @@ def header_tr_id(record: Record) -> str | None:
     return None
 
 
-def times(records: Iterable[Record]) -> list[float]:
-    """The spec times of records."""
-    return [float(r["t_spec"]) for r in records]
+_COMMON = ("seq", "t", "t_spec", "channel", "conn", "dir", "kind")
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, Mapping):
+        header = value.get("header")
+        if isinstance(header, Mapping) and isinstance(header.get("approval_key"), str):
+            # Shortened: enough to tell keys apart, and credentials do not belong in reports.
+            value = {
+                **value,
+                "header": {**header, "approval_key": header["approval_key"][:8] + "…"},
+            }
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def brief(record: Record, width: int = 160) -> str:
@@ -268,46 +274,40 @@ def brief(record: Record, width: int = 160) -> str:
         else f"#{record.get('seq')}"
     )
     kind = record.get("kind")
-    conn = record.get("conn")
-    direction = record.get("dir")
     detail: str
     if kind == "text":
-        detail = str(record.get("text"))
+        j = client_json(record)
+        detail = _compact(j) if j is not None else str(record.get("text"))
     elif kind == "request":
-        detail = f"{record.get('method')} {record.get('path')} body={json.dumps(record.get('body'), ensure_ascii=False, default=str)}"
-    elif kind == "response":
-        detail = f"status={record.get('status')} body={json.dumps(record.get('body'), ensure_ascii=False, default=str)}"
-    elif kind in ("ws_open", "ws_close", "fault", "token_issued", "session_refused", "violation"):
-        extra = {
-            k: v
-            for k, v in record.items()
-            if k not in ("seq", "t", "t_spec", "channel", "conn", "dir", "kind")
-        }
-        detail = json.dumps(extra, ensure_ascii=False, default=str)
-    else:
-        detail = json.dumps(
-            {k: v for k, v in record.items() if k not in ("seq", "t", "t_spec")},
-            ensure_ascii=False,
-            default=str,
+        query = record.get("query") or {}
+        q = "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+        detail = (
+            f"{record.get('method')} {record.get('path')}{q} body={_compact(record.get('body'))}"
         )
-    line = f"{head} {conn} {direction} {kind} {detail}"
+    elif kind == "response":
+        detail = f"status={record.get('status')} body={_compact(record.get('body'))}"
+    else:
+        detail = _compact({k: v for k, v in record.items() if k not in _COMMON})
+    line = f"{head} {record.get('conn')} {record.get('dir')} {kind} {detail}"
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def around(
-    records: Sequence[Record],
-    anchor_seq: int,
-    *,
-    before: int = 4,
-    after: int = 4,
-    keep: Callable[[Record], bool] | None = None,
-) -> list[Record]:
-    """A slice of the trace around one record, optionally skipping noise (e.g. data frames)."""
-    pool = [r for r in records if keep is None or keep(r) or r.get("seq") == anchor_seq]
-    idx = next((i for i, r in enumerate(pool) if r.get("seq") == anchor_seq), None)
-    if idx is None:
-        return []
-    return list(pool[max(0, idx - before) : idx + after + 1])
+def trace_slice(
+    records: Sequence[Record], cited: Sequence[Record], *, context: int = 3, limit: int = 24
+) -> list[tuple[bool, Record]]:
+    """The trace around the cited records, data frames left out (they drown the story):
+    ``context`` records before the first and after the last cited one, each flagged as cited or
+    not; long spans keep the cited records and their immediate neighbours only."""
+    seqs = {r.get("seq") for r in cited}
+    pool = [r for r in records if not_data(r) or r.get("seq") in seqs]
+    idx = [i for i, r in enumerate(pool) if r.get("seq") in seqs]
+    if not idx:
+        return [(True, r) for r in cited]
+    lo, hi = max(0, idx[0] - context), min(len(pool), idx[-1] + context + 1)
+    if hi - lo > limit:
+        keep = sorted({j for i in idx for j in range(max(lo, i - 1), min(hi, i + 2))})
+        return [(pool[j].get("seq") in seqs, pool[j]) for j in keep][:limit]
+    return [(pool[j].get("seq") in seqs, pool[j]) for j in range(lo, hi)]
 
 
 def not_data(record: Record) -> bool:

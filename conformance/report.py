@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stockmon.conformance.evidence import brief
+from stockmon.conformance.evidence import Evidence, brief, trace_slice
 from stockmon.conformance.registry import Outcome
 from stockmon.conformance.runner import CheckResult, SuiteResult
 from stockmon.spec import load_spec
@@ -75,6 +75,23 @@ def _verdict_word(code: int) -> str:
     return {0: "CONFORMANT", 1: "NON-CONFORMANT"}.get(code, "NOT JUDGED (harness error)")
 
 
+def _evidence_of(result: SuiteResult, r: CheckResult) -> Evidence | None:
+    for sc in result.scenarios:
+        if sc.scenario.name == r.scenario:
+            return sc.evidence
+    return None
+
+
+def slice_lines(result: SuiteResult, r: CheckResult, width: int = 200) -> list[str]:
+    """The failure's trace slice, one line per record; cited records are marked with '>'."""
+    cited = r.verdict.evidence
+    if not cited:
+        return []
+    ev = _evidence_of(result, r)
+    rows = trace_slice(ev.records, cited) if ev is not None else [(True, c) for c in cited]
+    return [("> " if mark else "  ") + brief(rec, width) for mark, rec in rows]
+
+
 def failures(result: SuiteResult) -> list[CheckResult]:
     """Results that failed or errored, in run order."""
     return [r for r in result.results if not r.verdict.ok]
@@ -103,7 +120,7 @@ def render_terminal(result: SuiteResult, pending: Mapping[str, str], verbose: bo
     if bad:
         out.append("")
         for r in bad:
-            out.extend(_failure_text(r))
+            out.extend(_failure_text(result, r))
     notes = [(s.scenario.name, n) for s in result.scenarios for n in s.notes]
     if notes and (verbose or bad):
         out.append("")
@@ -120,7 +137,7 @@ def render_terminal(result: SuiteResult, pending: Mapping[str, str], verbose: bo
     return "\n".join(out) + "\n"
 
 
-def _failure_text(r: CheckResult) -> list[str]:
+def _failure_text(result: SuiteResult, r: CheckResult) -> list[str]:
     v = r.verdict
     head = "FAIL" if v.outcome is Outcome.FAIL else "ERROR"
     lines = [f"{head} {', '.join(r.check.clauses)} — {r.check.name} [scenario {r.scenario}]"]
@@ -130,8 +147,8 @@ def _failure_text(r: CheckResult) -> list[str]:
     if v.expected:
         lines.append(f"  expected: {v.expected}")
     if v.evidence:
-        lines.append("  trace:")
-        lines.extend(f"    {brief(rec)}" for rec in v.evidence)
+        lines.append("  trace (> = the records this verdict rests on):")
+        lines.extend(f"    {line}" for line in slice_lines(result, r))
     return lines
 
 
@@ -181,7 +198,7 @@ def render_markdown(result: SuiteResult, pending: Mapping[str, str]) -> str:
             if v.expected:
                 out.append(f"- **Expected:** {_md(v.expected)}")
             if v.evidence:
-                out += ["", "```text", *(brief(rec, width=400) for rec in v.evidence), "```"]
+                out += ["", "```text", *slice_lines(result, r, width=400), "```"]
     notes = [(s.scenario.name, n) for s in result.scenarios for n in s.notes]
     if notes:
         out += ["", "## Scenario notes", ""]
@@ -241,8 +258,8 @@ def write_junit(result: SuiteResult, path: Path, pending: Mapping[str, str]) -> 
         if v.expected:
             text.append(f"expected: {v.expected}")
         if v.evidence:
-            text.append("trace:")
-            text.extend("  " + brief(rec, width=400) for rec in v.evidence)
+            text.append("trace (> = the records this verdict rests on):")
+            text.extend("  " + line for line in slice_lines(result, r, width=400))
         el.text = "\n".join(text)
     for skipped in skipped_clauses:
         case = ET.SubElement(
