@@ -31,6 +31,7 @@ from stockmon.conformance.errors import (
     TargetStartError,
 )
 from stockmon.conformance.evidence import Evidence, Record
+from stockmon.conformance.kiwoom_support import kiwoom_facts, start_kiwoom, stop_kiwoom
 from stockmon.conformance.redis_server import PrivateRedis
 from stockmon.conformance.registry import (
     Check,
@@ -194,6 +195,7 @@ class ScenarioRun:
         self._notes: list[str] = []
         self._secrets: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._kiwoom: Any = None  # the Kiwoom mock of a scenario with ``kiwoom`` set
 
     # --- Driver -----------------------------------------------------------------------------
     def now(self) -> float:
@@ -270,6 +272,20 @@ class ScenarioRun:
         except Exception as exc:
             raise HarnessError(
                 f"fault {name}({params}) failed in scenario {self.scenario.name}: {exc}"
+            ) from exc
+
+    def kiwoom_fault(self, name: str, **params: Any) -> None:
+        """Inject a fault on the scenario's Kiwoom mock (the same thread-safe fault API)."""
+        if self._kiwoom is None:
+            raise HarnessError(f"scenario {self.scenario.name} runs no Kiwoom mock")
+        fn = getattr(self._kiwoom.faults, name, None)
+        if fn is None:
+            raise HarnessError(f"the Kiwoom mock has no fault {name!r}")
+        try:
+            fn(**params)
+        except Exception as exc:
+            raise HarnessError(
+                f"Kiwoom fault {name}({params}) failed in scenario {self.scenario.name}: {exc}"
             ) from exc
 
     def mark(self, name: str) -> float:
@@ -368,7 +384,13 @@ class ScenarioRun:
             if self.scenario.redis:
                 redis = PrivateRedis()
                 redis.start()
-            self._build_env(self._thread.mock.env(), redis)
+            mock_env = dict(self._thread.mock.env())
+            if self.scenario.kiwoom is not None:
+                self._kiwoom = start_kiwoom(
+                    self._thread, self.scenario, self.spec, self.time_scale, self.options.seed
+                )
+                mock_env.update(self._kiwoom.env())
+            self._build_env(mock_env, redis)
             try:
                 self.scenario.script(self)
             finally:
@@ -382,6 +404,7 @@ class ScenarioRun:
                 self._dump(records)
         finally:
             try:
+                stop_kiwoom(self._thread, self._kiwoom)
                 self._thread.stop()
             finally:
                 if redis is not None:
@@ -397,7 +420,7 @@ class ScenarioRun:
             subscriptions=self.subscriptions,
             secrets=dict(self._secrets),
             marks=dict(self._marks),
-            mock=self._mock_facts(mock, config),
+            mock={**self._mock_facts(mock, config), **kiwoom_facts(self._kiwoom)},
             end_t_spec=end_t_spec,
             notes=tuple(self._notes),
         )

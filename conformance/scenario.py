@@ -44,6 +44,9 @@ class Driver(Protocol):
     def fault(self, name: str, **params: Any) -> None:
         """Call ``mock.faults.<name>(**params)`` on the mock's loop (the mock traces it)."""
 
+    def kiwoom_fault(self, name: str, **params: Any) -> None:
+        """The same on the scenario's Kiwoom mock (scenarios with ``kiwoom`` set)."""
+
     def mark(self, name: str) -> float:
         """Remember the current spec time under ``name`` for the checks; returns it."""
 
@@ -84,6 +87,8 @@ class Scenario:
     # Rough real seconds at the default scale, to start the longest scenarios first.
     weight: float = 10.0
     extra_env: Callable[[Spec], Mapping[str, str]] = field(default=lambda spec: {})
+    # KiwoomMockConfig overrides; set = a Kiwoom mock runs beside the KIS mock, on one trace.
+    kiwoom: Callable[[Spec], Mapping[str, Any]] | None = None
 
     def check_objects(self) -> tuple[Check, ...]:
         """The registered checks this scenario feeds."""
