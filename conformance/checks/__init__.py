@@ -8,10 +8,11 @@ from stockmon.conformance.checks import (
     credentials,
     data,
     keepalive,
+    kiwoom,
     packets,
     policies,
     sockets,
     tokens,
 )
 
-__all__ = ["credentials", "data", "keepalive", "packets", "policies", "sockets", "tokens"]
+__all__ = ["credentials", "data", "keepalive", "kiwoom", "packets", "policies", "sockets", "tokens"]
