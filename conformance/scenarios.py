@@ -38,6 +38,13 @@ def _frames(scale: float, per_real_s: float = _REAL_FRAMES_PER_S) -> float:
     return per_real_s / scale
 
 
+def _calm(spec: Spec, scale: float) -> dict[str, Any]:
+    """Mock settings for scenarios that do not judge keep-alive: the server's grace for an
+    unanswered PINGPONG (30 spec s) would be a fraction of a real second at a high time scale, and
+    a late answer on a loaded machine would close the socket in the middle of another story."""
+    return {"unanswered_pingpong_grace_s": 3.0 * scale} if spec.has("KA-SERVER-PINGPONG") else {}
+
+
 def _settle(d: Driver) -> None:
     d.sleep(_SETTLE_REAL_S * d.time_scale)
 
@@ -324,6 +331,7 @@ def _token_mock(scale: float) -> Callable[[Spec], Mapping[str, Any]]:
             "token_validity_s": validity,
             "token_reuse_window_s": (validity - window) / 2,
             "tick_rate_hz": _frames(scale, 1.0),
+            **_calm(spec, scale),
         }
 
     return cfg
@@ -440,7 +448,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         script=_run_for(lambda spec: _idle(spec) * 1.5),
         subscriptions=_three_ticks,
         time_scale=100.0,
-        mock=lambda spec: {"tick_rate_hz": 0},
+        mock=lambda spec: {"tick_rate_hz": 0, **_calm(spec, 100.0)},
         weight=11,
     ),
     Scenario(
@@ -456,7 +464,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         script=_stall_script,
         subscriptions=_three_ticks,
         time_scale=60.0,
-        mock=lambda spec: {"tick_rate_hz": _frames(60.0)},
+        mock=lambda spec: {"tick_rate_hz": _frames(60.0), **_calm(spec, 60.0)},
         weight=13,
     ),
     Scenario(
@@ -583,6 +591,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         mock=lambda spec: {
             "appkey_slot_hold_s": 1.5 * spec.clause("WS-SESSION-LIMITS").number("in_use_backoff_s"),
             "tick_rate_hz": _frames(20.0),
+            **_calm(spec, 20.0),
         },
         requires=("WS-SESSION-LIMITS",),
         weight=12,

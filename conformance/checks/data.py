@@ -83,7 +83,7 @@ def every_record_of_a_frame_becomes_an_event(ev: Evidence) -> Verdict:
     )
     stop = min(stop, ev.marks.get("end", stop))
     # Records sent in the last moments before the stop may still be in flight: not required.
-    cutoff = stop - slack(ev)
+    cutoff = stop - 2 * slack(ev)
     for key, recs in sorted(streams.items()):
         due = sum(1 for r in recs if r.t < cutoff)
         got = counts.get(key, 0)
