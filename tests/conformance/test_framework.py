@@ -327,3 +327,17 @@ def test_event_dataclass_keeps_spec_time() -> None:
     """Output lines carry the mock-relative time in spec seconds as well."""
     e = Event(1.5, 15.0, {"type": "status"}, 1)
     assert e.t_spec == 15.0
+
+
+def test_the_judge_never_imports_the_judged() -> None:
+    """Importing every conformance module (and running its CLI setup) never loads stockmon.reference."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, stockmon.conformance as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'stockmon.conformance.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert not [n for n in sys.modules if n.startswith('stockmon.reference')], sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
