@@ -20,6 +20,8 @@ from stockmon.spec import Spec
 # Non-normative pacing: data rounds per real second per registration, and the settle time.
 _REAL_ROUNDS_PER_S = 2.0
 _SETTLE_REAL_S = 1.5
+# Real seconds a target that must exit at once (a missing secret) is given before it is stopped.
+_EXIT_WAIT_REAL_S = 5.0
 
 
 def _rounds(scale: float, per_real_s: float = _REAL_ROUNDS_PER_S) -> float:
@@ -151,7 +153,7 @@ def _prod_script(d: Driver) -> None:
 
 def _missing_secret_script(d: Driver) -> None:
     d.start()
-    deadline = d.now() + 20 * d.time_scale
+    deadline = d.now() + _EXIT_WAIT_REAL_S * d.time_scale
     while d.alive() and d.now() < deadline:
         d.sleep(0.1 * d.time_scale)
 
@@ -232,6 +234,8 @@ KIWOOM_SCENARIOS: tuple[Scenario, ...] = (
         kiwoom=lambda spec: {"env": "prod"},
         extra_env=_extra("kiwoom", "prod"),
         drop_env=("KIWOOM_APP_SECRET",),
+        # prod makes the lock mandatory: with Redis there, only the missing secret can stop it
+        redis=True,
         expect_exit=True,
         requires=("CRED-KIWOOM-SECRET",),
         weight=3,

@@ -385,7 +385,7 @@ class KiwoomMock:
             return
 
     async def _send(self, ws: ServerConnection, conn: str, item: Send) -> None:
-        await ws.send(item.text)
+        # Recorded before it is written, so no reaction of the client can precede it in the trace.
         self.world.record(
             "ws",
             conn,
@@ -400,6 +400,7 @@ class KiwoomMock:
             frame=item.frame,
             trnm=item.tr_id,
         )
+        await ws.send(item.text)
 
     # --- REST shell ------------------------------------------------------------------------
     async def _handle_http(self, req: HttpRequest) -> HttpResponse:
