@@ -147,7 +147,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     run_env = env.get("STOCKMON_ENV", "").strip() or "prod"
     if run_env not in ("prod", "mock"):
         raise SettingsError(f"STOCKMON_ENV={run_env!r} must be 'prod' or 'mock'")
-    broker = env.get("STOCKMON_BROKER", "").strip() or "kis"
+    # Unset: KIS with the Kiwoom failover when a Kiwoom key is configured (issue 7), else KIS.
+    default_broker = "auto" if env.get("KIWOOM_APP_KEY", "").strip() else "kis"
+    broker = env.get("STOCKMON_BROKER", "").strip() or default_broker
     if broker not in ("kis", "kiwoom", "auto"):
         raise SettingsError(f"STOCKMON_BROKER={broker!r} must be 'kis', 'kiwoom' or 'auto'")
     ep = spec.endpoints

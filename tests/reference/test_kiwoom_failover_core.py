@@ -147,3 +147,12 @@ def test_table_starts_a_client_only_after_a_stopped_report() -> None:
                 mode,
                 event,
             )
+
+
+def test_failover_is_the_default_once_a_kiwoom_key_is_set() -> None:
+    """STOCKMON_BROKER unset: auto (KIS with the Kiwoom failover) with KIWOOM_APP_KEY, else kis."""
+    from stockmon.settings import load_settings
+
+    assert load_settings({"KIWOOM_APP_KEY": "k" * 43}).broker == "auto"
+    assert load_settings({}).broker == "kis"
+    assert load_settings({"KIWOOM_APP_KEY": "k" * 43, "STOCKMON_BROKER": "kis"}).broker == "kis"
