@@ -224,7 +224,13 @@ def _banner(mock: object, kiwoom: object = None) -> None:
             f"  control     {kiwoom.rest_url}/_mock/state  (Kiwoom faults under /_mock/faults/)",
         ]
         env.update(kiwoom.env())
-    lines += ["", "# paste into your shell (STOCKMON_BROKER=kiwoom or auto to use Kiwoom):"]
+    hint = (
+        " (with KIWOOM_APP_KEY set, stockmon stream runs KIS with the Kiwoom failover;"
+        " STOCKMON_BROKER=kis|kiwoom|auto chooses)"
+        if isinstance(kiwoom, KiwoomMock)
+        else ""
+    )
+    lines += ["", f"# paste into your shell{hint}:"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines += ["", "Ctrl-C to stop."]
     print("\n".join(lines), flush=True)

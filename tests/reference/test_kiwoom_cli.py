@@ -121,9 +121,10 @@ def test_broker_kiwoom_streams_from_the_kiwoom_mock() -> None:
 def test_auto_fails_over_to_kiwoom_and_back_with_one_socket(
     both: tuple[KisMock, KiwoomMock],
 ) -> None:
-    """KIS killed longer than the reconnect budget: Kiwoom serves KR, then KIS again; never two sockets."""
+    """The default stream (Kiwoom configured: auto) with KIS killed longer than the reconnect
+    budget: Kiwoom serves KR, then KIS again; never two sockets."""
     kis, kw = both
-    env = _env({**kis.env(), **kw.env(), "STOCKMON_BROKER": "auto", "STOCKMON_SUBSCRIPTIONS": SUBS})
+    env = _env({**kis.env(), **kw.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})  # no STOCKMON_BROKER
     proc = subprocess.Popen(
         [STOCKMON, "stream"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
