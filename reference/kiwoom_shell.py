@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from stockmon.errors import SettingsError
 from stockmon.reference.backoff import HEALTHY_SESSION_S, BackoffFactory, jittered_backoff
 from stockmon.reference.errors import ClientError, FrameError
 from stockmon.reference.events import CloseSocket, OpenSocket
@@ -176,7 +177,10 @@ class KiwoomStreamClient:
                     compression=None,
                 )
             )
-        except (ClientError, OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        except websockets.InvalidURI as exc:
+            # configuration, not the network: retrying cannot help
+            raise SettingsError(f"KIWOOM_WS_URL is not a WebSocket URL: {exc}") from None
+        except (ClientError, OSError, TimeoutError, websockets.WebSocketException) as exc:
             reason = "token_failed" if isinstance(exc, ClientError) else "connect_failed"
             safe_kiwoom_event(self.sink, SourcedStatus("error", reason, detail=_describe(exc)))
             self.core.closed(self.clock.monotonic(), None)
