@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol, TypeAlias
 
+from stockmon.errors import StockmonError
 from stockmon.reference.errors import LocalProtocolError
 from stockmon.reference.events import StatusChanged
 from stockmon.reference.kiwoom_events import KIS, KIWOOM, KiwoomEvent, SourcedStatus
@@ -359,6 +360,7 @@ class FailoverStream:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
+        self._fatal: StockmonError | None = None
         self.stopping = False
         self.clients_started = 0
 
@@ -384,6 +386,8 @@ class FailoverStream:
                 if self._client is not None:
                     self._client.stop()
                 await asyncio.gather(task, return_exceptions=True)
+        if self._fatal is not None:
+            raise self._fatal
 
     def later(self, fn: Callable[[float], None]) -> None:
         """Feed the core outside the client's own call stack (no re-entrant stop())."""
@@ -424,6 +428,12 @@ class FailoverStream:
     async def _run_client(self, broker: str, client: Client) -> None:
         try:
             await client.run()
+        except StockmonError as exc:  # configuration (a bad URL): no switch of broker fixes it
+            self._fatal = exc
+            self._client = None
+            self._task = None
+            self._done.set()
+            return
         except Exception:  # a bug in a client must not leave the runner waiting forever
             log.exception("the %s client failed", broker)
         self._client = None

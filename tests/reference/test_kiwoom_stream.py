@@ -350,3 +350,30 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
             "000660",
         }
         assert [(s.tr_id, s.key) for s in sink.statuses("unserved")] == [("HDFSCNT0", "DNASAAPL")]
+
+
+async def test_a_configuration_error_ends_the_failover_runner() -> None:
+    """A malformed WebSocket URL is a settings error: the runner ends with it, no broker loop."""
+    from stockmon.errors import SettingsError
+
+    clock, sink = ScaledClock(SCALE), ListSink()
+
+    def make_kiwoom(s: KiwoomSink) -> KiwoomStreamClient:
+        return KiwoomStreamClient(
+            spec=SPEC,
+            ws_url="nonsense",
+            subscriptions=SUBS,
+            tokens=KiwoomTokenSource(None),
+            env="mock",
+            clock=clock,
+            sink=s,
+        )
+
+    def make_kis(s: EventSink) -> Any:
+        return make_kiwoom(s)  # type: ignore[arg-type]  # a client that fails the same way
+
+    runner = FailoverStream(
+        spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
+    )
+    with pytest.raises(SettingsError, match="KIWOOM_WS_URL"):
+        await asyncio.wait_for(runner.run(), 10)
