@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, NetworkError
 from stockmon.reference.spec_facts import clause_or_newest
@@ -76,6 +77,8 @@ class DirectApprovalKeyProvider:
         }
         try:
             resp = await self._client.post(self._url, json=body, timeout=self._timeout)
+        except httpx.InvalidURL:
+            raise SettingsError(f"KIS_REST_URL does not make a valid URL: {self._url}") from None
         except httpx.HTTPError as exc:
             raise NetworkError(
                 f"approval request to {self._url} failed: {type(exc).__name__}"

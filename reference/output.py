@@ -1,9 +1,10 @@
 """What ``stockmon stream`` prints: JSON lines (schema ``event``) or a compact live table.
 
 :class:`JsonLinesSink` is the implementation-under-test contract of DESIGN §5: one JSON object per
-event, numbers as JSON numbers. Lines are written as they are produced and flushed once per received
-frame (every line a frame produces is out before the next frame is read), so a reader sees each event
-as soon as the client knows it, without one system call per record.
+event, numbers as JSON numbers. Lines are written as they are produced; the shell flushes the sink
+as soon as its event loop is idle (that is, before it waits for the next frame), so a reader sees
+each event as soon as the client has nothing more urgent to do, without one system call per line
+when frames queue up.
 
 The encoder is hand-rolled for the hot path: the constant parts of a line are preformatted per TR,
 strings go through the C JSON string encoder, an ``int`` prints as itself and a ``Decimal`` as its

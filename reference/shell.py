@@ -31,6 +31,7 @@ from typing import Protocol, TypeVar
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from stockmon.errors import SettingsError
 from stockmon.reference.backoff import HEALTHY_SESSION_S, BackoffFactory, jittered_backoff
 from stockmon.reference.errors import ClientError, FrameError
 from stockmon.reference.events import (
@@ -196,7 +197,10 @@ class StreamClient:
                     compression=None,
                 )
             )
-        except (ClientError, OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        except (websockets.InvalidURI, ValueError) as exc:
+            # configuration, not the network: retrying cannot help
+            raise SettingsError(f"KIS_WS_URL is not a WebSocket URL: {exc}") from None
+        except (ClientError, OSError, TimeoutError, websockets.WebSocketException) as exc:
             reason = "approval_failed" if isinstance(exc, ClientError) else "connect_failed"
             safe_event(self.sink, StatusChanged("error", reason, detail=_describe(exc)))
             self.core.closed(self.clock.monotonic(), None)

@@ -19,8 +19,11 @@ import sys
 from dataclasses import replace
 
 import httpx
+import websockets
+from websockets.uri import parse_uri
 
 from stockmon.clock import ScaledClock
+from stockmon.errors import SettingsError
 from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
 from stockmon.reference.redis_seams import stream_seams
@@ -71,6 +74,14 @@ def _check(settings: Settings) -> None:
         from stockmon.reference.kiwoom_stream import check_backup
 
         check_backup(settings)
+    if settings.broker != "kiwoom":
+        # a URL websockets cannot parse is a configuration error: say so now, not on every retry
+        try:
+            parse_uri(settings.kis_ws_url)
+        except (websockets.InvalidURI, ValueError) as exc:
+            raise SettingsError(
+                f"KIS_WS_URL={settings.kis_ws_url!r} is not a WebSocket URL: {exc}"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:

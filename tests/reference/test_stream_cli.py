@@ -169,6 +169,8 @@ async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
         ({"STOCKMON_SUBSCRIPTIONS": "H0STCNT0:nope!"}, "STOCKMON_SUBSCRIPTIONS"),
         ({"STOCKMON_TIME_SCALE": "fast"}, "STOCKMON_TIME_SCALE"),
         ({"STOCKMON_BROKER": "ls"}, "STOCKMON_BROKER"),
+        ({"KIS_WS_URL": "ws://host:notaport"}, "KIS_WS_URL"),
+        ({"KIS_WS_URL": "ws://:99999"}, "KIS_WS_URL"),
     ],
 )
 def test_bad_settings_are_one_line_errors(change: dict[str, str], needle: str) -> None:
