@@ -377,3 +377,142 @@ async def test_a_configuration_error_ends_the_failover_runner() -> None:
     )
     with pytest.raises(SettingsError, match="KIWOOM_WS_URL"):
         await asyncio.wait_for(runner.run(), 10)
+
+
+# ---------------------------------------------------------------------- fleet
+async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) -> None:
+    """Token manager reuse (TOKEN-KIS-LOCK's machinery): four processes, one Kiwoom issuance."""
+    from stockmon.reference.kiwoom_auth import kiwoom_key_prefix
+    from stockmon.reference.redis_conn import connect_redis
+    from stockmon.reference.token_store import RedisCredentialStore
+
+    async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
+        clock = ScaledClock(SCALE)
+        auth = KiwoomAuthClient(
+            http,
+            m.rest_url,
+            Secret(m.app_key),
+            Secret(m.app_secret),
+            SPEC,
+            wall=clock.wall,
+            scale=SCALE,
+        )
+        prefix = kiwoom_key_prefix("mock", Secret(m.app_key))
+        redises = [connect_redis(Secret(redis_url)) for _ in range(4)]
+        try:
+            sources = [
+                KiwoomTokenSource(
+                    token_manager(
+                        RedisCredentialStore(r, prefix),
+                        auth.issue_token,
+                        kiwoom_token_policy(SPEC, SCALE),
+                        holder=f"replica-{i}",
+                    )
+                )
+                for i, r in enumerate(redises)
+            ]
+            tokens = await asyncio.gather(*(s.token() for s in sources))
+            assert len(set(tokens)) == 1 and m.world.auth.issued_count == 1
+            assert m.app_key not in prefix
+        finally:
+            for r in redises:
+                await r.aclose()
+
+
+async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url: str) -> None:
+    """Across replicas and brokers: two auto replicas sharing the socket lease never hold two sockets."""
+    from stockmon.reference.lease_gate import RedisConnectGate
+    from stockmon.reference.redis_conn import connect_redis
+
+    scale = 50.0
+    async with (
+        KisMock(MockConfig(time_scale=scale, tick_rate_hz=0.1)) as kis,
+        httpx.AsyncClient() as http,
+    ):
+        kw = kiwoom_beside(kis, tick_rate_hz=0.1)
+        await kw.start()
+        redises = [connect_redis(Secret(redis_url)) for _ in range(2)]
+        runners: list[FailoverStream] = []
+        sinks: list[ListSink] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            approval = DirectApprovalKeyProvider(
+                client=http,
+                rest_url=kis.rest_url,
+                app_key=Secret(kis.app_key),
+                app_secret=Secret(kis.app_secret),
+                spec=SPEC,
+            )
+            for i, redis in enumerate(redises):
+                clock, sink = ScaledClock(scale), ListSink()
+                gate = RedisConnectGate(
+                    redis,
+                    "test:socket:lease",
+                    f"replica-{i}",
+                    ttl=3.0,
+                    close_budget=1.5,
+                    renew_every=0.3,
+                    poll=0.1,
+                )
+
+                def make_kis(
+                    s: EventSink, gate: RedisConnectGate = gate, clock: ScaledClock = clock
+                ) -> StreamClient:
+                    return StreamClient(
+                        spec=SPEC,
+                        ws_url=kis.ws_url,
+                        subscriptions=SUBS,
+                        approval=approval,
+                        clock=clock,
+                        sink=s,
+                        gate=gate,
+                    )
+
+                def make_kiwoom(
+                    s: KiwoomSink, gate: RedisConnectGate = gate, clock: ScaledClock = clock
+                ) -> KiwoomStreamClient:
+                    return KiwoomStreamClient(
+                        spec=SPEC,
+                        ws_url=kw.ws_url,
+                        subscriptions=SUBS,
+                        tokens=KiwoomTokenSource(None),
+                        env="mock",
+                        clock=clock,
+                        sink=s,
+                        gate=gate,
+                    )
+
+                runners.append(
+                    FailoverStream(
+                        spec=SPEC,
+                        clock=clock,
+                        sink=sink,
+                        make_kis=make_kis,
+                        make_kiwoom=make_kiwoom,
+                    )
+                )
+                sinks.append(sink)
+            tasks += [asyncio.create_task(r.run()) for r in runners]
+            await until(lambda: kis.open_sockets() == 1, 10)
+            kis.faults.refuse_connections(True)
+            kis.faults.drop_socket()
+            await until(lambda: any(r.core.failovers for r in runners), 20)
+            await until(lambda: any(isinstance(e, KiwoomData) for s in sinks for e in s.events), 10)
+            kis.faults.refuse_connections(False)
+            await until(lambda: any(r.core.switchbacks for r in runners), 20)
+        finally:
+            for r in runners:
+                r.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+            await kw.stop()
+            for redis in redises:
+                await redis.aclose()
+        open_now: set[str] = set()
+        most = 0
+        for rec in kis.trace.records():
+            if rec["kind"] == "ws_open":
+                open_now.add(rec["conn"])
+                most = max(most, len(open_now))
+            elif rec["kind"] == "ws_close":
+                open_now.discard(rec["conn"])
+        assert most == 1
