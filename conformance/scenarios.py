@@ -391,7 +391,7 @@ def _missing_credential_script(d: Driver) -> None:
 # ------------------------------------------------------------------------------ the catalogue
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        name="steady",
+        name="kis-steady",
         doc="Steady streaming of a KR and a US tick and order book: packets, pings, server "
         "PINGPONG, data values, approval key, one socket, no secret printed.",
         checks=(

@@ -256,11 +256,11 @@ def test_every_check_in_a_scenario_is_registered_and_tagged() -> None:
 
 def test_scenario_names_do_not_select_each_other() -> None:
     """-k on a scenario's name selects only that scenario's checks (names are distinct words)."""
-    for sc in SCENARIOS:
+    for sc in catalog.SCENARIOS:
         expr = KeywordExpression(sc.name)
         others = [
             o.name
-            for o in SCENARIOS
+            for o in catalog.SCENARIOS
             if o is not sc and any(expr.matches((*c.keywords(), o.name)) for c in o.check_objects())
         ]
         assert not others, (sc.name, others)
@@ -272,7 +272,7 @@ def _suite() -> SuiteResult:
     tr.open(0, "ws-1")
     tr.open(1, "ws-2")
     ev = tr.evidence(5)
-    sc = scenario("steady")
+    sc = scenario("kis-steady")
     bad = CheckResult(
         registered(sockets.never_two_sockets_open), sc.name, sockets.never_two_sockets_open(ev), 3.0
     )

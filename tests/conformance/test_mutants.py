@@ -72,17 +72,17 @@ def reference_mutant(name: str, select: str, **breaks: set[str]) -> Case:
 NONE: set[str] = set()
 CASES: tuple[Case, ...] = (
     # keep-alive
-    mutant("ping-period", "steady", v1_0={"KA-PING"}),
-    mutant("ping-packet", "steady", v1_1={"KA-PING"}),
-    mutant("no-ping", "steady", v1_0={"KA-PING"}),
+    mutant("ping-period", "kis-steady", v1_0={"KA-PING"}),
+    mutant("ping-packet", "kis-steady", v1_1={"KA-PING"}),
+    mutant("no-ping", "kis-steady", v1_0={"KA-PING"}),
     mutant(
         "echo-reflection",
-        "steady",
+        "kis-steady",
         v1_0={"KA-PING", "KA-HEARTBEAT"},
         v1_1={"KA-PING", "KA-HEARTBEAT", "KA-SERVER-PINGPONG"},
     ),
-    mutant("ignore-server-ping", "steady", v1_0=NONE, v1_1={"KA-SERVER-PINGPONG"}),
-    mutant("pong-frame", "steady", v1_1={"KA-SERVER-PINGPONG"}),
+    mutant("ignore-server-ping", "kis-steady", v1_0=NONE, v1_1={"KA-SERVER-PINGPONG"}),
+    mutant("pong-frame", "kis-steady", v1_1={"KA-SERVER-PINGPONG"}),
     mutant("require-reflection", "no-reflection", v1_0={"KA-HEARTBEAT"}),
     # idle and reconnects
     mutant("no-idle-reconnect", "stall", v1_1={"POL-IDLE-RECONNECT", "KA-TIMERS"}),
@@ -93,13 +93,13 @@ CASES: tuple[Case, ...] = (
     # packets and data
     mutant(
         "custtype-b",
-        "steady or subscribe-errors",
+        "kis-steady or subscribe-errors",
         v1_0={"PKT-SUBSCRIBE"},
         v1_1={"PKT-SUBSCRIBE", "PKT-UNSUBSCRIBE"},
     ),
-    mutant("misparse", "steady", v1_0={"PKT-DATA"}),
-    mutant("first-record-only", "steady", v1_0=NONE, v1_1={"PKT-DATA-FRAME"}),
-    mutant("ignore-us", "steady", v1_1={"WS-PRIMARY-CHANNEL"}),
+    mutant("misparse", "kis-steady", v1_0={"PKT-DATA"}),
+    mutant("first-record-only", "kis-steady", v1_0=NONE, v1_1={"PKT-DATA-FRAME"}),
+    mutant("ignore-us", "kis-steady", v1_1={"WS-PRIMARY-CHANNEL"}),
     # error policies
     mutant("opsp0002-no-release", "subscribe-errors", v1_0={"POL-ALREADY-SUBSCRIBED"}),
     mutant(
@@ -123,13 +123,13 @@ CASES: tuple[Case, ...] = (
     mutant("no-lock", "fleet", v1_0={"TOKEN-KIS-LOCK"}),
     mutant("no-socket-lease", "fleet", v1_1={"WS-SINGLE-SOCKET"}),
     # credentials
-    mutant("print-secret", "steady", v1_1={"CRED-ENV"}),
+    mutant("print-secret", "kis-steady", v1_1={"CRED-ENV"}),
     mutant("no-credential-check", "missing-credential", v1_0={"CRED-ENV"}),
     # the reference client itself, one rule of its session core patched
-    reference_mutant("ping-period", "steady", v1_1={"KA-PING"}),
+    reference_mutant("ping-period", "kis-steady", v1_1={"KA-PING"}),
     reference_mutant("no-idle-reconnect", "stall", v1_0={"POL-IDLE-RECONNECT", "KA-TIMERS"}),
-    reference_mutant("ignore-server-ping", "steady", v1_1={"KA-SERVER-PINGPONG"}),
-    reference_mutant("custtype-b", "steady", v1_0={"PKT-SUBSCRIBE"}),
+    reference_mutant("ignore-server-ping", "kis-steady", v1_1={"KA-SERVER-PINGPONG"}),
+    reference_mutant("custtype-b", "kis-steady", v1_0={"PKT-SUBSCRIBE"}),
     reference_mutant("no-limit", "registration-limit", v1_1={"WS-SESSION-LIMITS"}),
     # correct targets: the whole suite, nothing broken
     # (the minimal client speaks KIS only: the Kiwoom scenarios are test_kiwoom_mutants.py's)
