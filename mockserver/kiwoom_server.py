@@ -18,9 +18,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -40,13 +39,13 @@ from stockmon.mockserver.rest import HttpRequest, HttpResponse, mask, parse_body
 from stockmon.mockserver.server import CONTROL_PREFIX, _jsonable, _peer, _url_host
 from stockmon.mockserver.session import Close, Send
 from stockmon.mockserver.simulator import MarketSimulator
+from stockmon.mockserver.threaded import BackgroundMock
 from stockmon.mockserver.trace import Trace
 
 if TYPE_CHECKING:
     from stockmon.mockserver.server import KisMock
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 # Status of a refused WebSocket handshake (refuse_connections fault, wrong path). Non-normative.
 REFUSED_STATUS = 503
 NOT_FOUND_STATUS = 404
@@ -494,80 +493,11 @@ class KiwoomMock:
         return HttpResponse(404, {"error": f"no control endpoint {req.method} {req.path}"})
 
 
-class KiwoomMockThread:
+class KiwoomMockThread(BackgroundMock[KiwoomMock]):
     """Runs a KiwoomMock on its own event loop in a background thread (for synchronous users)."""
 
     def __init__(self, config: KiwoomMockConfig | None = None, **overrides: Any) -> None:
-        self._config = config
-        self._overrides = overrides
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._mock: KiwoomMock | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stop: asyncio.Event | None = None
-
-    @property
-    def mock(self) -> KiwoomMock:
-        """The running mock."""
-        if self._mock is None:
-            raise MockError("KiwoomMockThread is not started")
-        return self._mock
-
-    def start(self, timeout_s: float = 10.0) -> KiwoomMock:
-        """Start the thread and wait until both listeners are bound."""
-        self._thread = threading.Thread(target=self._run, name="stockmon-kiwoom-mock", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise MockError("the Kiwoom mock did not start in time")
-        if self._error is not None:
-            raise self._error
-        return self.mock
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        finally:
-            loop.close()
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            mock = KiwoomMock(self._config, **self._overrides)
-            await mock.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._mock = mock
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await mock.stop()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        """Run a coroutine on the mock's loop and return its result."""
-        if self._loop is None:
-            coro.close()
-            raise MockError("KiwoomMockThread is not started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the mock and join the thread."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def __enter__(self) -> KiwoomMock:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(lambda: KiwoomMock(config, **overrides), "kiwoom")
 
 
 def kiwoom_beside(

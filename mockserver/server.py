@@ -13,9 +13,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -31,10 +30,10 @@ from stockmon.mockserver.profile import Profile, load_profile
 from stockmon.mockserver.rest import HttpRequest, HttpResponse, RestApp, mask, parse_body
 from stockmon.mockserver.session import Close, Send, ServerSession
 from stockmon.mockserver.state import World
+from stockmon.mockserver.threaded import BackgroundMock
 from stockmon.mockserver.trace import Trace
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 CONTROL_PREFIX = "/_mock/"
 
 
@@ -516,77 +515,8 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class MockThread:
+class MockThread(BackgroundMock[KisMock]):
     """Runs a KisMock on its own event loop in a background thread (for synchronous users)."""
 
     def __init__(self, config: MockConfig | None = None, **overrides: Any) -> None:
-        self._config = config
-        self._overrides = overrides
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._mock: KisMock | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stop: asyncio.Event | None = None
-
-    @property
-    def mock(self) -> KisMock:
-        """The running mock."""
-        if self._mock is None:
-            raise MockError("MockThread is not started")
-        return self._mock
-
-    def start(self, timeout_s: float = 10.0) -> KisMock:
-        """Start the thread and wait until both listeners are bound."""
-        self._thread = threading.Thread(target=self._run, name="stockmon-kis-mock", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise MockError("the mock did not start in time")
-        if self._error is not None:
-            raise self._error
-        return self.mock
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        finally:
-            loop.close()
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            mock = KisMock(self._config, **self._overrides)
-            await mock.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._mock = mock
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await mock.stop()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        """Run a coroutine on the mock's loop and return its result."""
-        if self._loop is None:
-            coro.close()
-            raise MockError("MockThread is not started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the mock and join the thread."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def __enter__(self) -> KisMock:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(lambda: KisMock(config, **overrides), "kis")
