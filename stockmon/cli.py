@@ -19,7 +19,10 @@ from stockmon.redaction import install_log_redaction, scrub
 # name -> (module with configure(parser) and a func default, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "spec": ("stockmon.spec.cli", "check, diff, show and render the machine-readable spec"),
-    "mock": ("stockmon.mockserver.cli", "run the KIS and Kiwoom mock servers (REST + WebSocket) on loopback"),
+    "mock": (
+        "stockmon.mockserver.cli",
+        "run the KIS and Kiwoom mock servers (REST + WebSocket) on loopback",
+    ),
     "quote": ("stockmon.reference.quote_cli", "print the current price of a KR code or US key"),
     "stream": ("stockmon.reference.stream_cli", "stream KIS ticks and order books as JSON lines"),
     "conformance": (
