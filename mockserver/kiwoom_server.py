@@ -35,7 +35,7 @@ from stockmon.mockserver.kiwoom_rest import KiwoomRestApp
 from stockmon.mockserver.kiwoom_session import KiwoomServerSession
 from stockmon.mockserver.kiwoom_state import KiwoomWorld
 from stockmon.mockserver.profile import load_profile
-from stockmon.mockserver.rest import HttpRequest, HttpResponse, mask, parse_body
+from stockmon.mockserver.rest import HttpRequest, HttpResponse, parse_body, traced_call
 from stockmon.mockserver.server import CONTROL_PREFIX, _jsonable, _peer, _url_host
 from stockmon.mockserver.session import Close, Send
 from stockmon.mockserver.simulator import MarketSimulator
@@ -405,39 +405,9 @@ class KiwoomMock:
     async def _handle_http(self, req: HttpRequest) -> HttpResponse:
         if req.path.startswith(CONTROL_PREFIX):
             return self._control(req)
-        parsed, is_json = parse_body(req.body)
-        headers = {
-            k: ("***" if k in ("appsecret", "secretkey") and v else v)
-            for k, v in req.headers.items()
-        }
-        rec = self.world.record(
-            "rest",
-            req.conn,
-            "in",
-            "request",
-            method=req.method,
-            path=req.path,
-            query=req.query,
-            headers=headers,
-            body=mask(parsed) if is_json else parsed,
+        return await traced_call(
+            self.world.record, self.rest.handle, req, self.now(), self.config.time_scale
         )
-        resp = self.rest.handle(req, self.now())
-        if resp.delay_s > 0:
-            await asyncio.sleep(resp.delay_s / self.config.time_scale)
-        extra: dict[str, Any] = {}
-        if resp.token is not None:
-            extra["token"] = resp.token
-        self.world.record(
-            "rest",
-            req.conn,
-            "out",
-            "response",
-            status=resp.status,
-            body=resp.body,
-            request_seq=rec["seq"],
-            **extra,
-        )
-        return resp
 
     def _control(self, req: HttpRequest) -> HttpResponse:
         sub = req.path[len(CONTROL_PREFIX) :]

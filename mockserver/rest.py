@@ -7,11 +7,12 @@ the trace. Codes, statuses, paths and field names come from the Profile (the spe
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from stockmon.mockserver.auth import TokenState
 from stockmon.mockserver.state import World
@@ -297,3 +298,57 @@ def _newest_profile(key: str) -> Any:
     from stockmon.spec import latest_version, load_spec
 
     return load_spec(latest_version()).mock_profile[key]
+
+
+class RecordFn(Protocol):
+    """The trace's ``record(channel, conn, dir, kind, **fields)`` (the KIS trace or the Kiwoom world)."""
+
+    def __call__(
+        self, channel: str, conn: str, dir_: str, kind: str, **extra: Any
+    ) -> dict[str, Any]:
+        """Append one record and return it."""
+        ...
+
+
+async def traced_call(
+    record: RecordFn,
+    handle: Callable[[HttpRequest, float], HttpResponse],
+    req: HttpRequest,
+    now: float,
+    time_scale: float,
+) -> HttpResponse:
+    """Answer one REST request with ``handle``, recording request and response in the trace.
+
+    Shared by the KIS and Kiwoom mocks: secrets in headers and JSON bodies are masked in the trace,
+    an injected delay (spec seconds) is slept in real time, an issued token is recorded.
+    """
+    parsed, is_json = parse_body(req.body)
+    headers = {k: (MASK if k in SECRET_KEYS and v else v) for k, v in req.headers.items()}
+    rec = record(
+        "rest",
+        req.conn,
+        "in",
+        "request",
+        method=req.method,
+        path=req.path,
+        query=req.query,
+        headers=headers,
+        body=mask(parsed) if is_json else parsed,
+    )
+    resp = handle(req, now)
+    if resp.delay_s > 0:
+        await asyncio.sleep(resp.delay_s / time_scale)
+    extra: dict[str, Any] = {}
+    if resp.token is not None:
+        extra["token"] = resp.token
+    record(
+        "rest",
+        req.conn,
+        "out",
+        "response",
+        status=resp.status,
+        body=resp.body,
+        request_seq=rec["seq"],
+        **extra,
+    )
+    return resp

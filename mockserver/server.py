@@ -27,7 +27,13 @@ from stockmon.mockserver.errors import MockConfigError, MockError
 from stockmon.mockserver.faults import Faults
 from stockmon.mockserver.httpserver import HttpServer
 from stockmon.mockserver.profile import Profile, load_profile
-from stockmon.mockserver.rest import HttpRequest, HttpResponse, RestApp, mask, parse_body
+from stockmon.mockserver.rest import (
+    HttpRequest,
+    HttpResponse,
+    RestApp,
+    parse_body,
+    traced_call,
+)
 from stockmon.mockserver.session import Close, Send, ServerSession
 from stockmon.mockserver.state import World
 from stockmon.mockserver.threaded import BackgroundMock
@@ -400,39 +406,9 @@ class KisMock:
     async def _handle_http(self, req: HttpRequest) -> HttpResponse:
         if req.path.startswith(CONTROL_PREFIX):
             return self._control(req)
-        parsed, is_json = parse_body(req.body)
-        headers = {
-            k: ("***" if k in ("appsecret", "secretkey") and v else v)
-            for k, v in req.headers.items()
-        }
-        rec = self.trace.record(
-            "rest",
-            req.conn,
-            "in",
-            "request",
-            method=req.method,
-            path=req.path,
-            query=req.query,
-            headers=headers,
-            body=mask(parsed) if is_json else parsed,
+        return await traced_call(
+            self.trace.record, self.rest.handle, req, self.now(), self.config.time_scale
         )
-        resp = self.rest.handle(req, self.now())
-        if resp.delay_s > 0:
-            await asyncio.sleep(resp.delay_s / self.config.time_scale)
-        extra: dict[str, Any] = {}
-        if resp.token is not None:
-            extra["token"] = resp.token
-        self.trace.record(
-            "rest",
-            req.conn,
-            "out",
-            "response",
-            status=resp.status,
-            body=resp.body,
-            request_seq=rec["seq"],
-            **extra,
-        )
-        return resp
 
     def _control(self, req: HttpRequest) -> HttpResponse:
         sub = req.path[len(CONTROL_PREFIX) :]
