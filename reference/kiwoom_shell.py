@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -29,12 +29,17 @@ from stockmon.reference.kiwoom_auth import KiwoomTokenSource
 from stockmon.reference.kiwoom_events import KiwoomData, KiwoomEvent, KiwoomMalformed, SourcedStatus
 from stockmon.reference.kiwoom_session import KConn, KiwoomSessionCore
 from stockmon.reference.seams import ConnectGate, OpenGate
-from stockmon.reference.shell import CLOSE_TIMEOUT_S, MAX_MESSAGE_BYTES, OPEN_TIMEOUT_S, ShellClock
+from stockmon.reference.shell import (
+    CLOSE_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
+    OPEN_TIMEOUT_S,
+    CoreLoop,
+    ShellClock,
+)
 from stockmon.settings import Subscription
 from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Real seconds a LOGIN may wait for its reply (pain point: the server sometimes closes during the
 # handshake without one, protocol/kiwoom.md §5). Not normative.
@@ -64,7 +69,7 @@ def safe_kiwoom_event(sink: KiwoomSink, ev: KiwoomEvent) -> None:
         sink.event(KiwoomMalformed(exc))
 
 
-class KiwoomStreamClient:
+class KiwoomStreamClient(CoreLoop):
     """Runs one Kiwoom market-data session until :meth:`stop`, reconnecting as the core says."""
 
     def __init__(
@@ -269,51 +274,8 @@ class KiwoomStreamClient:
         if deadline != self._timer_at:
             self._arm(deadline)
 
-    def _arm(self, deadline: float | None) -> None:
-        self._cancel_timer()
-        self._timer_at = deadline
-        if deadline is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.core.handle_timer(self.clock.monotonic())
-        self._pump()
-
-    async def _sleep(self, seconds: float) -> bool:
-        if seconds <= 0:
-            return not self._stop.is_set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        return not self._stop.is_set()
-
-    async def _until_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
-        task = asyncio.ensure_future(aw)
-        stopper = asyncio.create_task(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if task.done():
-            return True, task.result()
-        task.cancel()
-        result: T | None = None
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            result = await task
-        if isinstance(result, ClientConnection):
-            with contextlib.suppress(Exception):
-                await result.close()
-        return False, None
+    def _timer_fired(self, now: float) -> None:
+        self.core.handle_timer(now)
 
 
 def _describe(exc: BaseException) -> str:

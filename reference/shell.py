@@ -73,7 +73,79 @@ class ShellClock(Protocol):
         ...
 
 
-class StreamClient:
+class CoreLoop:
+    """One re-armed timer driven by a sans-I/O core, and waits that end early on stop().
+
+    Shared by the KIS and the Kiwoom shells: a subclass sets ``clock``, ``_stop``, ``_timer`` and
+    ``_timer_at`` in its constructor and implements ``_pump`` and ``_timer_fired``.
+    """
+
+    clock: ShellClock
+    _stop: asyncio.Event
+    _timer: asyncio.TimerHandle | None
+    _timer_at: float | None
+
+    def _pump(self) -> None:
+        """Drain the core's outputs and re-arm the timer."""
+        raise NotImplementedError
+
+    def _timer_fired(self, now: float) -> None:
+        """Tell the core its deadline passed."""
+        raise NotImplementedError
+
+    def _arm(self, deadline: float | None) -> None:
+        self._cancel_timer()
+        self._timer_at = deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._timer_fired(self.clock.monotonic())
+        self._pump()
+
+    # ------------------------------------------------------------------ waiting
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped first; True if the full time passed."""
+        if seconds <= 0:
+            return not self._stop.is_set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return not self._stop.is_set()
+
+    async def _until_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await ``aw`` unless stop() comes first: ``(True, result)`` or ``(False, None)``."""
+        task = asyncio.ensure_future(aw)
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            return True, task.result()
+        task.cancel()
+        result: T | None = None
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            result = await task
+        # a connection that completed while we were cancelling is closed, never used
+        if isinstance(result, ClientConnection):
+            with contextlib.suppress(Exception):
+                await result.close()
+        return False, None
+
+
+class StreamClient(CoreLoop):
     """Runs one KIS market-data session forever (until :meth:`stop`), reconnecting as the core says."""
 
     def __init__(
@@ -335,56 +407,8 @@ class StreamClient:
                 log.warning("dropped a malformed frame: %s (%r)", ev.error, ev.excerpt)
             safe_event(self.sink, ev)
 
-    def _arm(self, deadline: float | None) -> None:
-        self._cancel_timer()
-        self._timer_at = deadline
-        if deadline is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.core.handle_timer(self.clock.monotonic())
-        self._pump()
-
-    # ------------------------------------------------------------------ waiting
-
-    async def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped first; True if the full time passed."""
-        if seconds <= 0:
-            return not self._stop.is_set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        return not self._stop.is_set()
-
-    async def _until_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
-        """Await ``aw`` unless stop() comes first: ``(True, result)`` or ``(False, None)``."""
-        task = asyncio.ensure_future(aw)
-        stopper = asyncio.create_task(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if task.done():
-            return True, task.result()
-        task.cancel()
-        result: T | None = None
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            result = await task
-        # a connection that completed while we were cancelling is closed, never used
-        if isinstance(result, ClientConnection):
-            with contextlib.suppress(Exception):
-                await result.close()
-        return False, None
+    def _timer_fired(self, now: float) -> None:
+        self.core.handle_timer(now)
 
 
 def _describe(exc: BaseException) -> str:
