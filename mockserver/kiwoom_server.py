@@ -36,7 +36,13 @@ from stockmon.mockserver.kiwoom_session import KiwoomServerSession
 from stockmon.mockserver.kiwoom_state import KiwoomWorld
 from stockmon.mockserver.profile import load_profile
 from stockmon.mockserver.rest import HttpRequest, HttpResponse, parse_body, traced_call
-from stockmon.mockserver.server import CONTROL_PREFIX, _jsonable, _peer, _url_host
+from stockmon.mockserver.server import (
+    CONTROL_PREFIX,
+    _jsonable,
+    _peer,
+    _url_host,
+    close_summary,
+)
 from stockmon.mockserver.session import Close, Send
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.mockserver.threaded import BackgroundMock
@@ -337,19 +343,7 @@ class KiwoomMock:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             self._live.pop(conn, None)
-            by = live.closed_by
-            proto = ws.protocol
-            if by is None:
-                if proto.close_rcvd is not None and proto.close_rcvd_then_sent is not False:
-                    by = "client"
-                elif proto.close_sent is not None:
-                    by = "server"
-                else:
-                    by = "abrupt"
-            rcvd, sent = proto.close_rcvd, proto.close_sent
-            frame = rcvd if by == "client" else sent if sent is not None else rcvd
-            code = frame.code if frame is not None and by != "abrupt" else None
-            reason = frame.reason if frame is not None and by != "abrupt" else ""
+            by, code, reason = close_summary(ws, live.closed_by)
             self.world.record("ws", conn, "event", "ws_close", code=code, reason=reason, by=by)
             session.connection_lost(self.now())
             self.world.emit("ws_close", conn=conn, by=by)

@@ -315,19 +315,7 @@ class KisMock:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             self._live.pop(conn, None)
-            by = live.closed_by
-            proto = ws.protocol
-            if by is None:
-                if proto.close_rcvd is not None and proto.close_rcvd_then_sent is not False:
-                    by = "client"
-                elif proto.close_sent is not None:
-                    by = "server"
-                else:
-                    by = "abrupt"
-            rcvd, sent = proto.close_rcvd, proto.close_sent
-            frame = rcvd if by == "client" else sent if sent is not None else rcvd
-            code = frame.code if frame is not None and by != "abrupt" else None
-            reason = frame.reason if frame is not None and by != "abrupt" else ""
+            by, code, reason = close_summary(ws, live.closed_by)
             self.trace.record("ws", conn, "event", "ws_close", code=code, reason=reason, by=by)
             session.connection_lost(self.now(), abrupt=by == "abrupt")
             self.world.emit("ws_close", conn=conn, by=by)
@@ -476,6 +464,28 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return str(value)
     return value
+
+
+def close_summary(ws: ServerConnection, closed_by: str | None) -> tuple[str, int | None, str]:
+    """Who ended a WebSocket session ("client", "server" or "abrupt"), with the close code and reason.
+
+    ``closed_by`` is what the mock itself decided (a fault, a policy close); otherwise the close
+    frames exchanged tell, and no close frame at all means the TCP connection just went away.
+    """
+    proto = ws.protocol
+    by = closed_by
+    if by is None:
+        if proto.close_rcvd is not None and proto.close_rcvd_then_sent is not False:
+            by = "client"
+        elif proto.close_sent is not None:
+            by = "server"
+        else:
+            by = "abrupt"
+    rcvd, sent = proto.close_rcvd, proto.close_sent
+    frame = rcvd if by == "client" else sent if sent is not None else rcvd
+    if frame is None or by == "abrupt":
+        return by, None, ""
+    return by, frame.code, frame.reason
 
 
 def _peer(ws: ServerConnection) -> str:
