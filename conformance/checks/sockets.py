@@ -152,6 +152,17 @@ def idle_socket_closed_then_reopened(ev: Evidence) -> Verdict:
             evidence=[*ev.faults("stall"), *_closes(sock)],
         )
     close_seq = int(sock.close_record["seq"]) if sock.close_record else 0
+    early = [
+        s
+        for s in ev.sockets()
+        if s.conn != sock.conn and s.open_t >= stall and int(s.open_record["seq"]) < close_seq
+    ]
+    if early:
+        return failed(
+            f"{early[0].conn} was opened before the idle {sock.conn} was closed",
+            expected="close, then open (the order the clause states)",
+            evidence=[early[0].open_record, *_closes(sock)],
+        )
     later = [s for s in ev.sockets() if int(s.open_record["seq"]) > close_seq]
     if not later:
         return failed(
