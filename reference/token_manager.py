@@ -273,6 +273,11 @@ class SharedCredential:
         try:
             result = await call()
         except STORE_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # On 3.11 a cancellation that lands as a client-side timeout expires arrives as
+                # TimeoutError; taking it for an outage would make this task uncancellable.
+                raise asyncio.CancelledError from exc
             if self._outage.started is None:
                 self._outage.started = now
                 log.warning(
