@@ -119,6 +119,9 @@ class RedisConnectGate:
                 lease = await try_acquire(self.redis, self.key, self.ttl, self.holder)
                 info = None if lease is not None else await current_holder(self.redis, self.key)
             except STORE_ERRORS as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # see TokenManager._store
                 if not self._outage_logged:
                     self._outage_logged = True
                     log.warning(
