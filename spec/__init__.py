@@ -4,6 +4,14 @@ Every normative number, code and field layout that the reference client, the moc
 conformance checks use is read from here at run time (clause DEV-SPEC-FIRST).
 """
 
+from stockmon.spec.facts import (
+    broker_clause,
+    broker_data,
+    kiwoom_layouts,
+    mock_profile_value,
+    newest_spec,
+    ws_answer_code,
+)
 from stockmon.spec.loader import (
     available_versions,
     latest_version,
@@ -22,9 +30,15 @@ __all__ = [
     "LayoutField",
     "Spec",
     "available_versions",
+    "broker_clause",
+    "broker_data",
+    "kiwoom_layouts",
     "latest_version",
     "load_spec",
     "load_spec_file",
+    "mock_profile_value",
+    "newest_spec",
     "spec_dir",
     "version_key",
+    "ws_answer_code",
 ]
