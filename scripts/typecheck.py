@@ -1,33 +1,16 @@
-"""Run ``mypy --strict`` on the installed layout of the packages.
-
-The source folders (spec/, schemas/, reference/, ...) are the packages ``stockmon.spec``, ...;
-mypy cannot follow setuptools' editable-install import hook, so this builds a shadow tree of
-symlinks shaped like the installed package under ``.typecheck/`` and checks that.
-"""
+"""Run ``mypy --strict`` on the installed layout of the packages (the tree of ``static_tree.py``)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SUBPACKAGES = ("spec", "schemas", "reference", "mockserver", "conformance")
+from static_tree import ROOT, build
 
 
 def main() -> int:
-    """Build the shadow tree and run mypy on it; returns mypy's exit code."""
-    shadow = ROOT / ".typecheck"
-    if shadow.exists():
-        shutil.rmtree(shadow)
-    pkg = shadow / "stockmon"
-    pkg.mkdir(parents=True)
-    for item in (ROOT / "stockmon").iterdir():
-        if item.suffix in (".py", ".typed"):
-            (pkg / item.name).symlink_to(item)
-    for sub in SUBPACKAGES:
-        (pkg / sub).symlink_to(ROOT / sub, target_is_directory=True)
+    """Build the static tree and run mypy on it; returns mypy's exit code."""
+    tree = build()
     cmd = [
         sys.executable,
         "-m",
@@ -39,7 +22,7 @@ def main() -> int:
         "stockmon",
         *sys.argv[1:],
     ]
-    return subprocess.call(cmd, cwd=shadow)
+    return subprocess.call(cmd, cwd=tree)
 
 
 if __name__ == "__main__":
