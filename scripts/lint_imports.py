@@ -7,21 +7,25 @@ editable install's hook sits behind the path finder and is never asked).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from static_tree import ROOT, build
 
 
-def main() -> int:
-    """Build the static tree and run ``lint-imports`` against it; returns its exit code."""
-    tree = build()
-    exe = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or "lint-imports"
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [exe, "--no-cache", "--no-logo", str(ROOT / "pyproject.toml"), *sys.argv[1:]]
-    return subprocess.call(cmd, cwd=tree, env=env)
+def lint(tree: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``lint-imports`` (beside this interpreter) on ``tree`` with the project's contracts."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(exe), "--no-cache", "--no-logo", str(ROOT / "pyproject.toml"), *args],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lint(build(), *sys.argv[1:]).returncode)
