@@ -14,8 +14,8 @@ import os
 import sys
 from decimal import Decimal
 
-from stockmon.reference.quote import Quote, fetch_quote, market_of
-from stockmon.reference.rest_context import open_kis
+from stockmon.reference.kis.quote import Quote, fetch_quote, market_of
+from stockmon.reference.wiring import open_kis
 from stockmon.settings import Settings, load_settings
 
 

@@ -24,12 +24,15 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import RemoteProtocolError
-from stockmon.spec import Spec, latest_version, load_spec
+from stockmon.reference.seams import parse_kst
+from stockmon.spec import Spec, broker_clause, broker_data
+
+# The relative validity (spec seconds) the Kiwoom issuer adds to its response; not a Kiwoom field.
+KIWOOM_REMAINING_FIELD = "stockmon_remaining_s"
 
 
 class TokenState(enum.Enum):
@@ -114,7 +117,7 @@ class TokenPolicy:
             earliest = exp.string("prefer") == "earliest"
         else:
             # 1.0 says nothing about the response; the first field of 1.1's list is the relative one
-            fields = load_spec(latest_version()).clause("TOKEN-KIS-EXPIRY").strings("fields")[:1]
+            fields = broker_clause(spec, "TOKEN-KIS-EXPIRY").strings("fields")[:1]
             fmt, offset, earliest = None, None, True
         interval: float | None = None
         status: int | None = None
@@ -160,6 +163,26 @@ class TokenPolicy:
             scale=scale,
         )
 
+    @classmethod
+    def for_kiwoom_token(cls, spec: Spec, scale: float = 1.0) -> TokenPolicy:
+        """Policy of the Kiwoom session token: the issuer states the remaining validity in
+        ``remaining_field`` (kiwoom.auth.REMAINING_FIELD); the window is the official client's."""
+        if not scale > 0:
+            raise ValueError(f"time scale must be > 0, got {scale!r}")
+        window = float(broker_data(spec, "rest", "kiwoom")["refresh_before_expiry_s"]) / scale
+        return cls(
+            refresh_window=window,
+            validity_fallback=window,  # never used: the issuer always states the remaining validity
+            throttle_interval=None,
+            throttle_status=None,
+            throttle_code=None,
+            expiry_fields=(KIWOOM_REMAINING_FIELD,),
+            expired_format=None,
+            utc_offset_s=None,
+            prefer_earliest=True,
+            scale=scale,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Expiry:
@@ -168,12 +191,6 @@ class Expiry:
     expires_at: float
     decided_by: str
     skewed: bool
-
-
-def parse_kst(text: str, fmt: str, utc_offset_s: int) -> float:
-    """POSIX timestamp of a broker wall time written without a zone (KST for KIS)."""
-    naive = datetime.strptime(text, fmt)  # the zone is not in the text; it comes from the spec
-    return naive.replace(tzinfo=timezone(timedelta(seconds=utc_offset_s))).timestamp()
 
 
 def _number(body: Mapping[str, Any], name: str) -> float | None:

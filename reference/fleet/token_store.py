@@ -29,8 +29,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from stockmon.redaction import Secret
-from stockmon.reference.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
-from stockmon.reference.token_state import CachedCredential
+from stockmon.reference.fleet.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
+from stockmon.reference.fleet.token_state import CachedCredential
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ return v
 """
 
 
-def key_prefix(env: str, app_key: Secret) -> str:
-    """Redis key prefix of one app key in one environment; the app key itself never shows."""
+def key_prefix(env: str, app_key: Secret, broker: str = "kis") -> str:
+    """Redis key prefix of one broker's app key in one environment; the key itself never shows."""
     digest = hashlib.sha256(app_key.reveal().encode()).hexdigest()[:32]
-    return f"stockmon:{{{env}:kis:{digest}}}"
+    return f"stockmon:{{{env}:{broker}:{digest}}}"
 
 
 class CredentialStore(Protocol):

@@ -1,22 +1,35 @@
-"""Current price of one symbol over KIS REST (the quote endpoints of ``spec.rest["kis"]["quotes"]``).
+"""Current price of one symbol over KIS REST (the quote endpoints of ``spec.rest["kis"]["quotes"]``),
+and the price snapshot of every subscribed key when ``stockmon stream`` starts (IUT contract).
 
 The market is told from the key by the spec's key patterns (``005930`` is KR, ``DNASAAPL`` is US:
 the pattern's group is the exchange, what follows it the symbol). The request goes through
 :class:`~stockmon.reference.rest.KisRestClient`, so it gets the token policy for free.
+
+The snapshot gives each key a price before the first tick and exercises the REST side of the spec
+on every start: the bearer token (shared by the fleet), the auth-failure policy (POL-AUTH-FAILED)
+and error bodies (ERR-REST-BODY). A failure is a status event ``error`` carrying the broker's code;
+a price is logged (info), so stdout stays the stream's own story.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from stockmon.errors import UsageError
-from stockmon.reference.errors import RemoteProtocolError
-from stockmon.reference.rest import KisRestClient
+from stockmon.reference.errors import BrokerError, ClientError, RemoteProtocolError
+from stockmon.reference.events import StatusChanged
+from stockmon.reference.kis.rest import KisRestClient
+from stockmon.reference.kis.session import SOURCE
+from stockmon.settings import Subscription
 from stockmon.spec import Spec
+
+log = logging.getLogger(__name__)
+Report = Callable[[StatusChanged], None]
 
 # KIS puts single-record results under "output" (protocol/kis.md §1.6).
 _OUTPUT = "output"
@@ -98,4 +111,56 @@ async def fetch_quote(client: KisRestClient, key: str) -> Quote:
     )
 
 
-__all__ = ["Quote", "QuoteRequest", "fetch_quote", "market_of", "price_from_body", "quote_request"]
+async def snapshot_quotes(
+    rest: KisRestClient, subscriptions: Iterable[Subscription], report: Report
+) -> int:
+    """Quote each distinct key once, in order; returns how many succeeded. Never raises a ClientError."""
+    done = 0
+    seen: set[str] = set()
+    for sub in subscriptions:
+        if sub.tr_key in seen:
+            continue
+        seen.add(sub.tr_key)
+        try:
+            quote = await fetch_quote(rest, sub.tr_key)
+        except BrokerError as exc:
+            log.warning("REST snapshot of %s failed: %s", sub.tr_key, exc)
+            report(
+                StatusChanged(
+                    "error",
+                    f"{exc.code} {exc.message}".strip(),
+                    tr_id=sub.tr_id,
+                    key=sub.tr_key,
+                    code=exc.code,
+                    detail="REST snapshot",
+                    source=SOURCE,
+                )
+            )
+            continue
+        except ClientError as exc:
+            log.warning("REST snapshot of %s failed: %s", sub.tr_key, exc)
+            report(
+                StatusChanged(
+                    "error",
+                    "rest_failed",
+                    tr_id=sub.tr_id,
+                    key=sub.tr_key,
+                    detail=str(exc),
+                    source=SOURCE,
+                )
+            )
+            continue
+        done += 1
+        log.info("REST snapshot: %s %s %s", sub.tr_key, quote.price, quote.currency)
+    return done
+
+
+__all__ = [
+    "Quote",
+    "QuoteRequest",
+    "fetch_quote",
+    "market_of",
+    "price_from_body",
+    "quote_request",
+    "snapshot_quotes",
+]

@@ -25,14 +25,16 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from stockmon.reference.lease import (
+from stockmon.reference.events import StatusChanged
+from stockmon.reference.fleet.lease import (
     LeaseInfo,
     RedisLease,
     backoff_delays,
     current_holder,
     try_acquire,
 )
-from stockmon.reference.token_manager import STORE_ERRORS
+from stockmon.reference.fleet.token_manager import STORE_ERRORS
+from stockmon.reference.shell import CLOSE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,13 @@ _OUTAGE_BASE_S = 0.25
 _OUTAGE_CAP_S = 2.0
 
 StatusCallback = Callable[[str, str, str], None]  # (state, reason, detail)
+
+# The holder must have its socket closed before its lease can lapse: closing may take the shell's
+# whole close timeout, plus time to react on a loaded machine. The TTL leaves room for renewals.
+SOCKET_CLOSE_BUDGET_S = CLOSE_TIMEOUT_S + 0.5
+SOCKET_LEASE_TTL_S = 2 * SOCKET_CLOSE_BUDGET_S
+SOCKET_RENEW_S = SOCKET_LEASE_TTL_S / 10
+SOCKET_POLL_S = SOCKET_LEASE_TTL_S / 10
 
 
 class RedisConnectGate:
@@ -224,4 +233,30 @@ class RedisConnectGate:
             self._emit("lease_lost", reason, detail)
 
 
-__all__ = ["DEFAULT_TTL_S", "RedisConnectGate", "StatusCallback"]
+__all__ = [
+    "DEFAULT_TTL_S",
+    "SOCKET_LEASE_TTL_S",
+    "SOCKET_POLL_S",
+    "SOCKET_RENEW_S",
+    "RedisConnectGate",
+    "StatusCallback",
+    "socket_lease",
+]
+
+
+def socket_lease(
+    redis: Redis, key: str, holder: str, report: Callable[[StatusChanged], None], source: str
+) -> RedisConnectGate:
+    """The fleet's market-data socket lease; its changes are reported as ``source``'s statuses."""
+    return RedisConnectGate(
+        redis,
+        key,
+        holder,
+        ttl=SOCKET_LEASE_TTL_S,
+        close_budget=SOCKET_CLOSE_BUDGET_S,
+        renew_every=SOCKET_RENEW_S,
+        poll=SOCKET_POLL_S,
+        on_status=lambda state, reason, detail: report(
+            StatusChanged(state, reason, detail=detail, source=source)
+        ),
+    )

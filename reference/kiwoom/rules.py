@@ -2,7 +2,7 @@
 
 Kiwoom's wire facts (the trnm names, the SYSTEM codes, the token response shape) are facts of the
 broker, so a spec version without the clause (1.0 lacks KIWOOM-PROTOCOL and CRED-KIWOOM-SECRET)
-borrows them from the newest version that has it, as the KIS frame grammar does (frames.py).
+borrows them from the newest version that has it (:mod:`stockmon.spec.facts`).
 Policy values (the idle timeout, the session-in-use back-off) come from the version in use.
 
 Subscriptions stay written the KIS way (``STOCKMON_SUBSCRIPTIONS=H0STCNT0:005930``): a KIS TR maps
@@ -16,33 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from stockmon.settings import Subscription
-from stockmon.spec import Clause, KiwoomLayout, Spec, available_versions, latest_version, load_spec
-
-
-def broker_clause(spec: Spec, clause_id: str) -> Clause:
-    """The clause of ``spec``, or of the newest version that has it (a fact of the broker)."""
-    if spec.has(clause_id):
-        return spec.clause(clause_id)
-    for version in reversed(available_versions()):
-        other = load_spec(version)
-        if other.has(clause_id):
-            return other.clause(clause_id)
-    raise KeyError(clause_id)
-
-
-def broker_data(spec: Spec, *path: str) -> Mapping[str, Any]:
-    """A protocol-data mapping (``rest.kiwoom`` ...), the newest version's keys under ``spec``'s."""
-    out: dict[str, Any] = {}
-    for s in (load_spec(latest_version()), spec):
-        node: Any = s.raw
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if isinstance(node, Mapping):
-            out.update(node)
-    return out
+from stockmon.spec import KiwoomLayout, Spec, broker_clause, broker_data, kiwoom_layouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +54,7 @@ class KiwoomRules:
         session = broker_clause(spec, "TOKEN-KIWOOM-SESSION")
         rest = broker_data(spec, "rest", "kiwoom")
         limits = broker_clause(spec, "WS-SESSION-LIMITS")
-        layouts = spec.kiwoom_layouts or load_spec(latest_version()).kiwoom_layouts
+        layouts = kiwoom_layouts(spec)
         types: dict[tuple[str, str], str] = {}
         for code, lay in layouts.items():
             types.setdefault((lay.market, lay.kind), code)
@@ -127,4 +103,4 @@ class KiwoomRules:
         return next((name for name, c in self.system_codes.items() if c == code), None)
 
 
-__all__ = ["KiwoomRules", "broker_clause", "broker_data"]
+__all__ = ["KiwoomRules"]

@@ -1,9 +1,9 @@
-"""Kiwoom session tokens: issuance (``/oauth2/token``), errors, and the shared token manager.
+"""Kiwoom session tokens: issuance (``/oauth2/token``) and Kiwoom's error envelope.
 
-The token manager of KIS (:class:`~stockmon.reference.token_manager.SharedCredential`) is reused as
-is: one issuance per fleet under the Redis lock (TOKEN-KIS-LOCK's machinery; a process-local lease
-without Redis in the mock environment), refreshed inside the window, replaced after the broker
-rejected it. Only the token's *shape* differs (TOKEN-KIWOOM-SESSION, CRED-KIWOOM-SECRET):
+The fleet's token manager (:class:`~stockmon.reference.fleet.token_manager.SharedCredential`) shares
+the token as it shares KIS's: one issuance per fleet under the Redis lock, refreshed inside the
+window, replaced after the broker rejected it. Only the token's *shape* differs
+(TOKEN-KIWOOM-SESSION, CRED-KIWOOM-SECRET):
 
 * the request carries ``appkey`` and ``secretkey`` (never ``appsecret``);
 * the response says ``token`` and ``expires_dt`` (``YYYYMMDDHHMMSS``, **KST**, no ``expires_in``);
@@ -14,12 +14,12 @@ Time: ``expires_dt`` is a wall time of the broker. It is read against this proce
 (:class:`~stockmon.clock.ScaledClock`), so under STOCKMON_TIME_SCALE the remaining validity is in
 spec seconds; it reaches the token manager as a relative field (``REMAINING_FIELD``), which the
 manager scales like KIS's ``expires_in``. At scale 1 this is exactly the official client's rule.
-The refresh window is the official client's buffer (``rest.kiwoom.refresh_before_expiry_s``).
+The refresh window is the official client's buffer (``rest.kiwoom.refresh_before_expiry_s``,
+:meth:`~stockmon.reference.fleet.token_state.TokenPolicy.for_kiwoom_token`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -35,13 +35,11 @@ from stockmon.reference.errors import (
     RemoteProtocolError,
     TokenThrottledError,
 )
-from stockmon.reference.kiwoom_rules import broker_clause, broker_data
-from stockmon.reference.token_issuer import Issued
-from stockmon.reference.token_manager import SharedCredential
-from stockmon.reference.token_state import TokenPolicy, parse_kst
-from stockmon.spec import Spec
+from stockmon.reference.seams import Issued, parse_kst
+from stockmon.spec import Spec, broker_clause, broker_data
 
-# The relative validity (spec seconds) handed to the token manager; not a field Kiwoom sends.
+# The relative validity (spec seconds) handed to the token manager (its policy names the same
+# field: fleet.token_state.KIWOOM_REMAINING_FIELD); not a field Kiwoom sends.
 REMAINING_FIELD = "stockmon_remaining_s"
 # Kiwoom publishes no issuance window (protocol/kiwoom.md §2.7 measured about one call per second
 # per API): after a 429 wait this many spec seconds. Not normative.
@@ -165,63 +163,4 @@ def _message(body: Any) -> str:
     return scrub(flat[:_MAX_MESSAGE])
 
 
-def kiwoom_token_policy(spec: Spec, scale: float = 1.0) -> TokenPolicy:
-    """The token manager's policy for Kiwoom session tokens (real seconds for ``scale``)."""
-    if not scale > 0:
-        raise ValueError(f"time scale must be > 0, got {scale!r}")
-    window = float(broker_data(spec, "rest", "kiwoom")["refresh_before_expiry_s"]) / scale
-    return TokenPolicy(
-        refresh_window=window,
-        validity_fallback=window,  # never used: the issuer always states the remaining validity
-        throttle_interval=None,
-        throttle_status=None,
-        throttle_code=None,
-        expiry_fields=(REMAINING_FIELD,),
-        expired_format=None,
-        utc_offset_s=None,
-        prefer_earliest=True,
-        scale=scale,
-    )
-
-
-def kiwoom_key_prefix(env: str, app_key: Secret) -> str:
-    """Redis key prefix of one Kiwoom app key (the key itself never shows; cf. token_store)."""
-    digest = hashlib.sha256(app_key.reveal().encode()).hexdigest()[:32]
-    return f"stockmon:{{{env}:kiwoom:{digest}}}"
-
-
-class KiwoomTokenSource:
-    """Session tokens for LOGIN; without a manager (mock environment, no credentials) none."""
-
-    def __init__(self, manager: SharedCredential | None) -> None:
-        self.manager = manager
-        self._last: Any = None
-
-    def __repr__(self) -> str:
-        return f"KiwoomTokenSource(shared={self.manager is not None})"
-
-    async def token(self, *, force_new: bool = False) -> str | None:
-        """The current token; with ``force_new`` a different one than the one last handed out."""
-        if self.manager is None:
-            return None
-        if force_new and self._last is not None:
-            cred = await self.manager.invalidate(self._last)
-        else:
-            cred = await self.manager.get()
-        self._last = cred
-        return cred.value.reveal()
-
-    async def aclose(self) -> None:
-        """Stop a refresh in flight."""
-        if self.manager is not None:
-            await self.manager.aclose()
-
-
-__all__ = [
-    "REMAINING_FIELD",
-    "KiwoomAuthClient",
-    "KiwoomTokenSource",
-    "kiwoom_code",
-    "kiwoom_key_prefix",
-    "kiwoom_token_policy",
-]
+__all__ = ["REMAINING_FIELD", "KiwoomAuthClient", "kiwoom_code"]

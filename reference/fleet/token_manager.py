@@ -60,20 +60,20 @@ from stockmon.reference.errors import (
     RemoteProtocolError,
     TokenThrottledError,
 )
-from stockmon.reference.lease import Lease, backoff_delays
-from stockmon.reference.token_issuer import Issued
-from stockmon.reference.token_state import (
+from stockmon.reference.fleet.lease import Lease, backoff_delays
+from stockmon.reference.fleet.token_state import (
     CachedCredential,
     TokenPolicy,
     TokenState,
     credential_from_response,
 )
-from stockmon.reference.token_store import CredentialStore
+from stockmon.reference.fleet.token_store import CredentialStore
+from stockmon.reference.seams import Issuer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Issuer = Callable[[float], Awaitable[Issued]]
+
 
 # Errors that mean "the store is unreachable", as opposed to a bug.
 STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)

@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii as _js
 from operator import itemgetter
 from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
-from stockmon.reference.spec_facts import clause_or_newest
-from stockmon.spec import Layout, Spec
+from stockmon.reference.output import book_row, tick_row
+from stockmon.spec import Layout, Spec, broker_clause
 
 Value: TypeAlias = int | Decimal | str
 Level: TypeAlias = tuple[int | Decimal, int]
@@ -76,7 +77,7 @@ class FrameGrammar:
     @classmethod
     def from_spec(cls, spec: Spec) -> FrameGrammar:
         """Read PKT-DATA-FRAME, borrowing it from the newest version when ``spec`` lacks it."""
-        c = clause_or_newest(spec, _GRAMMAR_CLAUSE)
+        c = broker_clause(spec, _GRAMMAR_CLAUSE)
         return cls(
             part_separator=c.string("part_separator"),
             field_separator=c.string("field_separator"),
@@ -431,6 +432,26 @@ class Frame:
                 _ = rec.asks, rec.bids
         raise AssertionError("no bad value found")  # pragma: no cover
 
+    def json_lines(self, source: str) -> str:
+        """The JSON lines of every record (schema ``event``), joined; FrameError if a value is bad."""
+        key = (self.record_type, source)
+        enc = _ENCODERS.get(key)
+        if enc is None:
+            enc = _ENCODERS[key] = _encoder(self.record_type, source)
+        return enc(self)
+
+    def table_rows(self) -> list[tuple[str, str, str]]:
+        """Live-table rows of every record."""
+        rows = []
+        for rec in self.records:
+            if isinstance(rec, TickRecord):
+                row = tick_row(rec.time, rec.price, rec.volume)
+            else:
+                assert isinstance(rec, OrderbookRecord)
+                row = book_row(rec.time, rec.asks[0], rec.bids[0])
+            rows.append((rec.tr_id, rec.key, row))
+        return rows
+
     def validate(self) -> Frame:
         """Convert every field of every record now; FrameError on the first bad one."""
         for rec in self.records:
@@ -439,6 +460,41 @@ class Frame:
 
     def __repr__(self) -> str:
         return f"<Frame {self.tr_id} x{self.count}>"
+
+
+def _levels(levels: list[Level]) -> str:
+    return "[" + ",".join([f"[{p},{q}]" for p, q in levels]) + "]"
+
+
+# The line encoders of the hot path, one per (TR, source): constant parts preformatted once; strings
+# through the C JSON string encoder; an ``int`` prints as itself and a ``Decimal`` as its exact digits
+# (``str(Decimal)`` is a valid JSON number for every finite value the parser lets through).
+_ENCODERS: dict[tuple[type[Record], str], Callable[[Frame], str]] = {}
+
+
+def _encoder(record_type: type[Record], source: str) -> Callable[[Frame], str]:
+    head = f'{{"type":"{record_type.kind}","source":{_js(source)},"tr_id":{_js(record_type.tr_id)},"key":'
+    if record_type.kind == "tick":
+
+        def ticks(frame: Frame) -> str:
+            return "".join(
+                [
+                    f'{head}{_js(k)},"time":{_js(t)},"price":{p},"volume":{v}}}\n'
+                    for k, t, p, v in frame.ticks()
+                ]
+            )
+
+        return ticks
+
+    def books(frame: Frame) -> str:
+        return "".join(
+            [
+                f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
+                for k, t, a, b in frame.books()
+            ]
+        )
+
+    return books
 
 
 class FrameParser:

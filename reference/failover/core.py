@@ -22,37 +22,26 @@ Kiwoom socket opens after the KIS socket is closed and the other way round (WS-S
 probe closes Kiwoom first and costs a short gap, the price of never holding two sockets. Across
 replicas, both clients acquire the same connect gate (one socket lease for both brokers).
 
-:class:`FailoverStream` is the asyncio runner: one client task at a time, the failed-attempt count
-read from the KIS client's own status events, a timer for the probes.
+:class:`~stockmon.reference.failover.runner.FailoverStream` is the asyncio runner (apart, so this
+module stays pure): one client task at a time, the failed attempts counted from the KIS shell's typed
+:class:`~stockmon.reference.shell.Outcome` reports, a timer for the probes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol, TypeAlias
+from typing import TypeAlias
 
-from stockmon.errors import StockmonError
 from stockmon.reference.errors import LocalProtocolError
 from stockmon.reference.events import StatusChanged
-from stockmon.reference.kiwoom_events import KIS, KIWOOM, KiwoomEvent, SourcedStatus
-from stockmon.reference.kiwoom_rules import broker_clause
-from stockmon.reference.kiwoom_shell import KiwoomSink
-from stockmon.reference.output import EventSink
-from stockmon.reference.shell import ShellClock
-from stockmon.spec import Spec
+from stockmon.spec import Spec, broker_clause
 
-log = logging.getLogger(__name__)
-
-# KIS client statuses that report one failed connection attempt (shell.py's error events).
-KIS_FAILED_REASONS = frozenset({"connect_failed", "approval_failed"})
-KIS_CONNECTED_STATE = "connected"
-_STOPPED_STATE = "stopped"
+KIS = "kis"
+KIWOOM = "kiwoom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +67,7 @@ class StopKiwoom:
 
 
 Command: TypeAlias = RunKis | StopKis | RunKiwoom | StopKiwoom
-FailoverEvent: TypeAlias = Command | SourcedStatus
+FailoverEvent: TypeAlias = Command | StatusChanged
 
 
 class Mode(enum.Enum):
@@ -290,182 +279,18 @@ class FailoverCore:
         self._run(RunKiwoom())
 
     def _status(self, state: str, reason: str, source: str, detail: str) -> None:
-        self._events.append(SourcedStatus(state, reason, detail=detail, source=source))
-
-
-class Client(Protocol):
-    """A streaming client the runner can start and stop (StreamClient, KiwoomStreamClient)."""
-
-    def run(self) -> Awaitable[None]:
-        """Stream until stopped."""
-        ...
-
-    def stop(self) -> None:
-        """Ask for a clean stop."""
-        ...
-
-
-class _Watch:
-    """The sink a client writes to: passes events on, tells the runner what they mean."""
-
-    def __init__(self, runner: FailoverStream, broker: str) -> None:
-        self._runner = runner
-        self._broker = broker
-
-    def event(self, ev: KiwoomEvent) -> None:
-        if isinstance(ev, StatusChanged):
-            if ev.state == _STOPPED_STATE and not self._runner.stopping:
-                return  # a switch, not the end of the stream: the runner says what happens
-            if self._broker == KIS and not isinstance(ev, SourcedStatus):
-                if ev.state == "error" and ev.reason in KIS_FAILED_REASONS:
-                    self._runner.later(self._runner.core.kis_failed)
-                elif ev.state == KIS_CONNECTED_STATE:
-                    self._runner.later(self._runner.core.kis_connected)
-        self._runner.sink.event(ev)
-
-    def flush(self) -> None:
-        self._runner.sink.flush()
-
-
-class BrokerSink(Protocol):
-    """The output of both brokers (kiwoom_output's sinks)."""
-
-    def event(self, ev: KiwoomEvent) -> None:
-        """Handle one event."""
-        ...
-
-    def flush(self) -> None:
-        """Make everything handled so far visible."""
-        ...
-
-
-class FailoverStream:
-    """Runs KIS, fails over to Kiwoom and back as :class:`FailoverCore` decides; one client at a time."""
-
-    def __init__(
-        self,
-        *,
-        spec: Spec,
-        clock: ShellClock,
-        sink: BrokerSink,
-        make_kis: Callable[[EventSink], Client],
-        make_kiwoom: Callable[[KiwoomSink], Client],
-    ) -> None:
-        self.core = FailoverCore(spec)
-        self.clock = clock
-        self.sink = sink
-        self._make_kis = make_kis
-        self._make_kiwoom = make_kiwoom
-        self._client: Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._done = asyncio.Event()
-        self._fatal: StockmonError | None = None
-        self.stopping = False
-        self.clients_started = 0
-
-    def stop(self) -> None:
-        """Ask for a clean shutdown (safe from a signal handler, more than once)."""
-        if self.stopping:
-            return
-        self.stopping = True
-        self.core.stop(self.clock.monotonic())
-        self._pump()
-
-    async def run(self) -> None:
-        """Stream until :meth:`stop`."""
-        self.core.start(self.clock.monotonic())
-        self._pump()
-        try:
-            await self._done.wait()
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            task = self._task
-            if task is not None and not task.done():
-                if self._client is not None:
-                    self._client.stop()
-                await asyncio.gather(task, return_exceptions=True)
-        if self._fatal is not None:
-            raise self._fatal
-
-    def later(self, fn: Callable[[float], None]) -> None:
-        """Feed the core outside the client's own call stack (no re-entrant stop())."""
-
-        def call() -> None:
-            fn(self.clock.monotonic())
-            self._pump()
-
-        asyncio.get_running_loop().call_soon(call)
-
-    def _pump(self) -> None:
-        core = self.core
-        while (ev := core.next_event()) is not None:
-            if isinstance(ev, RunKis):
-                self._start(KIS, self._make_kis(_Watch(self, KIS)))
-            elif isinstance(ev, RunKiwoom):
-                self._start(KIWOOM, self._make_kiwoom(_Watch(self, KIWOOM)))
-            elif isinstance(ev, StopKis | StopKiwoom):
-                if self._client is not None:
-                    self._client.stop()
-            else:
-                self.sink.event(ev)
-                self.sink.flush()
-        if core.mode is Mode.STOPPED:
-            self._done.set()
-        self._arm(core.get_timer())
-
-    def _start(self, broker: str, client: Client) -> None:
-        if self._task is not None and not self._task.done():
-            raise LocalProtocolError("a client task is still running")  # never two sockets
-        self._client = client
-        self.clients_started += 1
-        log.info("starting the %s client", broker)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run_client(broker, client), name=f"{broker}-client"
-        )
-
-    async def _run_client(self, broker: str, client: Client) -> None:
-        try:
-            await client.run()
-        except StockmonError as exc:  # configuration (a bad URL): no switch of broker fixes it
-            self._fatal = exc
-            self._client = None
-            self._task = None
-            self._done.set()
-            return
-        except Exception:  # a bug in a client must not leave the runner waiting forever
-            log.exception("the %s client failed", broker)
-        self._client = None
-        self._task = None
-        now = self.clock.monotonic()
-        if broker == KIS:
-            self.core.kis_stopped(now)
-        else:
-            self.core.kiwoom_stopped(now)
-        self._pump()
-
-    def _arm(self, deadline: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(self.clock.monotonic())
-        self._pump()
+        self._events.append(StatusChanged(state, reason, detail=detail, source=source))
 
 
 __all__ = [
     "FAILOVER_TRANSITIONS",
+    "KIS",
+    "KIWOOM",
+    "Command",
     "FailoverCore",
+    "FailoverEvent",
     "FailoverRules",
-    "FailoverStream",
+    "Input",
     "Mode",
     "RunKis",
     "RunKiwoom",

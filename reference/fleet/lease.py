@@ -11,7 +11,7 @@ A lease guards the token refresh (TOKEN-KIS-LOCK) and the right to hold the one 
   *sent* the acquire (or the last renew), minus a drift allowance, so it errs on the safe side: when
   the holder believes it holds the lease, Redis has not expired the key yet;
 - every write the lease guards is fenced: a script compares the stored value with ours before
-  writing (the token cache write lives in :mod:`stockmon.reference.token_store`);
+  writing (the token cache write lives in :mod:`stockmon.reference.fleet.token_store`);
 - renew and release are compare-and-``PEXPIRE`` / compare-and-``DEL`` scripts; release is shielded
   from cancellation (a cancelled caller must not leave the lease to rot until its TTL) and never
   raises;

@@ -1,4 +1,4 @@
-"""Sans-I/O KIS WebSocket session: the protocol logic of the reference client, with no I/O at all.
+"""Sans-I/O KIS WebSocket session: the protocol logic of the KIS dialect, with no I/O at all.
 
 Theory of operation
 -------------------
@@ -38,7 +38,7 @@ Policies, all with values read from the spec version in use (no number or code i
 * POL-ALREADY-SUBSCRIBED: on the already-subscribed code, release that key and subscribe it again,
   in that order, for that key only (the clause's ``actions``). Version 1.0 demands this release but
   defines no release packet (PKT-UNSUBSCRIBE is 1.1): the packet is a broker fact, so this one
-  forced release borrows it from the newest version (:mod:`stockmon.reference.spec_facts`), while
+  forced release borrows it from the newest version (:func:`stockmon.spec.broker_clause`), while
   an ``unsubscribe()`` the user asks for under 1.0 only forgets the key locally. If the broker
   answers "already subscribed" a second time in the same session the key is taken as registered —
   believing the broker is the only loop-free choice.
@@ -57,7 +57,6 @@ Illegal calls (our own bugs, e.g. ``connected`` while a socket is open) raise
 
 from __future__ import annotations
 
-import enum
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -65,7 +64,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from stockmon.redaction import Secret
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
@@ -73,110 +71,35 @@ from stockmon.reference.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from stockmon.reference.events import (
-    BrokerErrorReceived,
-    CloseSocket,
-    DataReceived,
-    Event,
-    MalformedFrame,
-    OpenSocket,
-    StatusChanged,
+from stockmon.reference.events import BrokerErrorReceived, DataReceived, OpenSocket
+from stockmon.reference.kis.frames import FrameParser
+from stockmon.reference.lifecycle import (
+    LIFECYCLE_TRANSITIONS,
+    ConnEvent,
+    ConnState,
+    CoreStats,
+    SessionLifecycle,
+    SubEvent,
+    SubState,
 )
-from stockmon.reference.frames import FrameParser
-from stockmon.reference.spec_facts import clause_or_newest
 from stockmon.settings import Subscription
-from stockmon.spec import Spec
+from stockmon.spec import Spec, broker_clause
 from stockmon.spec.model import thaw
 
+SOURCE = "kis"
 # How many of our own recent echo texts to remember, to recognise them if the server reflects them.
 _ECHO_MEMORY = 16
-# Characters of a bad frame kept in the MalformedFrame event (enough to recognise it in a log).
-_EXCERPT = 80
 # Name of the header field that carries the approval key (sheet §4.1; schema kis-ws-subscribe).
 _APPROVAL_HEADER = "approval_key"
-
-
-class ConnState(enum.Enum):
-    """States of the one WebSocket connection."""
-
-    IDLE = "idle"  # created, not started
-    CONNECTING = "connecting"  # a socket was requested (OpenSocket) and is not open yet
-    OPEN = "open"  # socket open: subscriptions, pings and timers run
-    CLOSING = "closing"  # we asked for the socket to close and will reconnect after
-    SHUTTING_DOWN = "shutting_down"  # we asked for the socket to close and will stay closed
-    STOPPED = "stopped"  # terminal
-
-
-class ConnEvent(enum.Enum):
-    """What can happen to the connection."""
-
-    START = "start"
-    CONNECTED = "connected"
-    CLOSED = "closed"  # socket fully closed, or the connection attempt failed
-    IDLE_TIMEOUT = "idle_timeout"  # POL-IDLE-RECONNECT
-    SESSION_IN_USE = "session_in_use"  # WS-SESSION-LIMITS in_use_code
-    APPROVAL_REJECTED = "approval_rejected"  # POL-AUTH-FAILED ws_codes
-    RECONNECT = "reconnect"  # the shell wants a fresh socket (e.g. the connect gate was lost)
-    STOP = "stop"
-
 
 _C, _E = ConnState, ConnEvent
 CONNECTION_TRANSITIONS: Mapping[tuple[ConnState, ConnEvent], ConnState] = MappingProxyType(
     {
-        (_C.IDLE, _E.START): _C.CONNECTING,
-        (_C.IDLE, _E.RECONNECT): _C.IDLE,
-        (_C.IDLE, _E.STOP): _C.STOPPED,
+        **LIFECYCLE_TRANSITIONS,
         (_C.CONNECTING, _E.CONNECTED): _C.OPEN,
-        (_C.CONNECTING, _E.CLOSED): _C.CONNECTING,  # attempt failed: ask again (shell backs off)
-        (_C.CONNECTING, _E.RECONNECT): _C.CONNECTING,
-        (_C.CONNECTING, _E.STOP): _C.STOPPED,
-        (_C.OPEN, _E.CLOSED): _C.CONNECTING,  # lost: the only allowed action is to reconnect
-        (_C.OPEN, _E.IDLE_TIMEOUT): _C.CLOSING,
-        (_C.OPEN, _E.SESSION_IN_USE): _C.CLOSING,
-        (_C.OPEN, _E.APPROVAL_REJECTED): _C.CLOSING,
-        (_C.OPEN, _E.RECONNECT): _C.CLOSING,
-        (_C.OPEN, _E.STOP): _C.SHUTTING_DOWN,
-        (_C.CLOSING, _E.CLOSED): _C.CONNECTING,  # close first, then open
-        (_C.CLOSING, _E.RECONNECT): _C.CLOSING,
-        (_C.CLOSING, _E.STOP): _C.SHUTTING_DOWN,
-        (_C.SHUTTING_DOWN, _E.CLOSED): _C.STOPPED,
-        (_C.SHUTTING_DOWN, _E.RECONNECT): _C.SHUTTING_DOWN,
-        (_C.SHUTTING_DOWN, _E.STOP): _C.SHUTTING_DOWN,
-        (_C.STOPPED, _E.CONNECTED): _C.SHUTTING_DOWN,  # a connect that finished after stop
-        (_C.STOPPED, _E.CLOSED): _C.STOPPED,
-        (_C.STOPPED, _E.RECONNECT): _C.STOPPED,
-        (_C.STOPPED, _E.STOP): _C.STOPPED,
+        (_C.OPEN, _E.CREDENTIAL_REJECTED): _C.CLOSING,  # POL-AUTH-FAILED ws_codes
     }
 )
-
-
-class SubState(enum.Enum):
-    """States of one subscription (TR + key)."""
-
-    QUEUED = "queued"  # wanted; waits for a socket
-    OVER_CAP = "over_cap"  # wanted; the session's registration cap is reached
-    SUBSCRIBING = "subscribing"  # subscribe sent, no answer yet
-    RESETTING = "resetting"  # already-subscribed recovery: release (if any) and subscribe sent
-    ACTIVE = "active"  # acknowledged
-    REJECTED = "rejected"  # the broker refused it; retried on the next session
-    RELEASING = "releasing"  # unsubscribe sent, no answer yet
-    GONE = "gone"  # forgotten
-
-
-class SubEvent(enum.Enum):
-    """What can happen to a subscription."""
-
-    SEND = "send"  # local: subscribe packet queued
-    NO_ROOM = "no_room"  # local: cap reached
-    WANT = "want"  # local: subscribe() called again while releasing (subscribe packet queued)
-    RELEASE = "release"  # local: unsubscribe packet queued
-    RELEASE_LOCAL = "release_local"  # local: forgotten without a packet
-    SOCKET_LOST = "socket_lost"
-    ACK = "ack"  # peer: subscribe success
-    ALREADY = "already"  # peer: already subscribed
-    REFUSED = "refused"  # peer: any other error for this key
-    RELEASED = "released"  # peer: unsubscribe success or not-found
-
 
 _S, _V = SubState, SubEvent
 # Peer events (ACK, ALREADY, REFUSED, RELEASED) are defined for every state, so a late or stray
@@ -228,9 +151,6 @@ SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = Mapping
 
 # States that hold one of the session's registrations (sent and not answered, or acknowledged).
 REGISTERED_STATES = frozenset({_S.SUBSCRIBING, _S.RESETTING, _S.ACTIVE, _S.RELEASING})
-# Connection states in which frames may still arrive (a closing socket delivers what is in flight).
-_RECEIVING = frozenset({_C.OPEN, _C.CLOSING, _C.SHUTTING_DOWN})
-_PEER_EVENTS = frozenset({_V.ACK, _V.ALREADY, _V.REFUSED, _V.RELEASED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +189,7 @@ class SessionRules:
         # The release packet is a broker fact (PKT-UNSUBSCRIBE, 1.1). A version without the clause
         # still demands a release where POL-ALREADY-SUBSCRIBED lists it as an action, so that one
         # forced release borrows the packet; a release the user asks for is not sent then.
-        release = clause_or_newest(spec, "PKT-UNSUBSCRIBE")
+        release = broker_clause(spec, "PKT-UNSUBSCRIBE")
         release_header: Mapping[str, str] = thaw(release.mapping("header"))
         unsub_header = release_header if spec.has("PKT-UNSUBSCRIBE") else None
         unsub_codes = frozenset({release.string("success_code"), release.string("not_found_code")})
@@ -308,17 +228,12 @@ class SessionRules:
 
 
 @dataclass(slots=True)
-class SessionStats:
+class SessionStats(CoreStats):
     """Counters a shell may print or export."""
 
-    sessions: int = 0
     pings_sent: int = 0
     echoes_sent: int = 0
     reflections: int = 0
-    frames: int = 0
-    records: int = 0
-    malformed: int = 0
-    broker_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -331,24 +246,23 @@ def _compact(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-class SessionCore:
+class SessionCore(SessionLifecycle):
     """The KIS WebSocket session as a pure state machine (see the module docstring)."""
 
+    TRANSITIONS = CONNECTION_TRANSITIONS
+    SUBSCRIPTIONS = SUBSCRIPTION_TRANSITIONS
+    source = SOURCE
+    credential_failed_reason = "approval_failed"
+
     def __init__(self, spec: Spec, *, parser: FrameParser | None = None) -> None:
+        super().__init__()
         self.spec = spec
         self.rules = r = SessionRules.from_spec(spec)
         self.parser = parser or FrameParser(spec)
-        self.stats = SessionStats()
-        self.state = ConnState.IDLE
+        self.stats: SessionStats = SessionStats()
         self._subs: dict[Subscription, _Sub] = {}
-        self._out: list[str] = []
-        self._events: deque[Event] = deque()
-        self._approval_key: Secret | None = None
         self._last_heartbeat = 0.0
-        self._last_inbound = 0.0
         self._opened_at = 0.0
-        self._next_open: OpenSocket | None = None
-        self._need_new_key = False
         self._echoed: deque[str] = deque(maxlen=_ECHO_MEMORY)
         self._ping_text = _compact(r.ping_packet)
         grammar = self.parser.grammar
@@ -356,17 +270,6 @@ class SessionCore:
         self._parse = self.parser.parse
 
     # ------------------------------------------------------------------ outputs
-
-    def data_to_send(self) -> list[str]:
-        """Text frames to write, in order; the list is handed over (the core keeps none)."""
-        if not self._out:
-            return []
-        out, self._out = self._out, []
-        return out
-
-    def next_event(self) -> Event | None:
-        """The next event for the shell, or None."""
-        return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
         """Spec time of the next deadline (ping or idle timeout), None when no timer runs."""
@@ -386,76 +289,26 @@ class SessionCore:
         return sum(1 for v in self._subs.values() if v.state in REGISTERED_STATES)
 
     @property
-    def last_inbound(self) -> float:
-        """Spec time of the last received frame (KA-TIMERS last-inbound)."""
-        return self._last_inbound
-
-    @property
     def last_heartbeat(self) -> float:
         """Spec time of our last ping, or of the socket opening (KA-TIMERS last-heartbeat)."""
         return self._last_heartbeat
 
     # ------------------------------------------------------------------ inputs
 
-    def set_approval_key(self, key: str | Secret) -> None:
-        """The approval key to put in subscribe/unsubscribe headers (set before ``connected``)."""
-        self._approval_key = key if isinstance(key, Secret) else Secret(key)
+    def _missing_credential(self) -> str:
+        return "set_credential() (the approval key) must be called before connected()"
 
-    def start(self, now: float) -> None:
-        """Begin: ask the shell for the first socket."""
-        self._conn(ConnEvent.START)
-        self._request_open("startup")
-
-    def stop(self, now: float) -> None:
-        """Shut down: close the socket if one is open and never ask for another."""
-        before = self.state
-        self._conn(ConnEvent.STOP)
-        if before is ConnState.OPEN:
-            self._events.append(CloseSocket("shutdown"))
-        if self.state is ConnState.STOPPED and before is not ConnState.STOPPED:
-            self._status("stopped", "shutdown")
-
-    def reconnect(self, now: float, reason: str) -> None:
-        """Replace the socket (close, then open) for a reason outside the protocol."""
-        if self.state is ConnState.OPEN:
-            self._close_for_reconnect(ConnEvent.RECONNECT, reason, OpenSocket(reason))
-        else:
-            self._conn(ConnEvent.RECONNECT)
-
-    def connected(self, now: float) -> None:
-        """The socket the core asked for is open: start the timers and (re)subscribe everything."""
-        if self._approval_key is None and self.state is ConnState.CONNECTING:
-            raise LocalProtocolError("set_approval_key() must be called before connected()")
-        before = self.state
-        self._conn(ConnEvent.CONNECTED)
-        if before is ConnState.STOPPED:
-            self._events.append(CloseSocket("shutdown"))
-            return
-        self.stats.sessions += 1
-        self._need_new_key = False
-        self._opened_at = self._last_heartbeat = self._last_inbound = now
+    def _on_connected(self, now: float) -> None:
+        """Start the timers and (re)subscribe everything."""
+        self._opened_at = self._last_heartbeat = now
         for sub in self._subs.values():
             sub.resets = 0
         self._status("connected", "session_open", detail=f"session {self.stats.sessions}")
         self._fill_slots()
 
-    def closed(self, now: float, code: int | None = None) -> None:
-        """The socket is fully closed (or the attempt to open it failed)."""
-        before = self.state
-        self._conn(ConnEvent.CLOSED)
+    def _on_closed(self) -> None:
         for s, sub in list(self._subs.items()):
             self._sub_event(s, sub, SubEvent.SOCKET_LOST)
-        if before is ConnState.OPEN:
-            detail = f"close code {code}" if code is not None else "connection lost"
-            self._request_open("socket_closed", detail=detail)
-        elif before is ConnState.CLOSING:
-            pending = self._next_open or OpenSocket("reconnect")
-            self._next_open = None
-            self._events.append(pending)
-        elif before is ConnState.CONNECTING:
-            self._request_open("connect_failed", detail="the connection attempt failed")
-        elif before is ConnState.SHUTTING_DOWN:
-            self._status("stopped", "shutdown")
 
     def subscribe(self, sub: Subscription, now: float) -> None:
         """Want a subscription; sent now if a socket is open and the cap allows, else later."""
@@ -495,25 +348,15 @@ class SessionCore:
         if self.state is not ConnState.OPEN:
             return
         r = self.rules
-        if now >= self._last_inbound + r.idle_timeout_s:
-            silent = now - self._last_inbound
-            self._close_for_reconnect(
-                ConnEvent.IDLE_TIMEOUT,
-                "idle_timeout",
-                OpenSocket("idle_timeout"),
-                detail=f"no frame for {silent:g} s (limit {r.idle_timeout_s:g} s)",
-            )
+        if self._idle_expired(now, r.idle_timeout_s):
             return
         if now >= self._last_heartbeat + r.ping_interval_s:
             self._out.append(self._ping_text)
             self._last_heartbeat = now
             self.stats.pings_sent += 1
 
-    def text_received(self, text: str, now: float) -> None:
+    def _received(self, text: str) -> None:
         """One text frame from the peer: data, control answer, PINGPONG or nonsense."""
-        if self.state not in _RECEIVING:
-            raise LocalProtocolError(f"text_received() in state {self.state.value}")
-        self._last_inbound = now
         if text[:1] in self._data_flags:  # the hot path: keep it short
             try:
                 frame = self._parse(text)
@@ -523,7 +366,7 @@ class SessionCore:
             stats = self.stats
             stats.frames += 1
             stats.records += frame.count
-            self._events.append(DataReceived(frame))
+            self._events.append(DataReceived(frame, SOURCE))
             return
         try:
             msg = json.loads(text)
@@ -544,83 +387,21 @@ class SessionCore:
 
     # ------------------------------------------------------------------ internals
 
-    def _conn(self, event: ConnEvent) -> None:
-        try:
-            self.state = CONNECTION_TRANSITIONS[self.state, event]
-        except KeyError:
-            raise LocalProtocolError(
-                f"{event.value} is not allowed in connection state {self.state.value}"
-            ) from None
-
     def _sub_event(self, sub: Subscription, entry: _Sub, event: SubEvent) -> None:
-        new = SUBSCRIPTION_TRANSITIONS.get((entry.state, event))
+        new = self._sub_step(sub, entry.state, event)
         if new is None:
-            if event in _PEER_EVENTS:
-                return
-            raise LocalProtocolError(f"{event.value} is not allowed for {sub} in {entry.state}")
+            return
         entry.state = new
         if new is SubState.GONE:
             del self._subs[sub]
 
-    def _status(
-        self,
-        state: str,
-        reason: str,
-        sub: Subscription | None = None,
-        *,
-        code: str | None = None,
-        detail: str = "",
-        backoff_s: float | None = None,
-    ) -> None:
-        self._events.append(
-            StatusChanged(
-                state=state,
-                reason=reason,
-                tr_id=sub.tr_id if sub else None,
-                key=sub.tr_key if sub else None,
-                code=code,
-                detail=detail,
-                backoff_s=backoff_s,
-            )
-        )
-
-    def _request_open(self, reason: str, *, detail: str = "", min_delay_s: float = 0.0) -> None:
-        new_key = self._need_new_key
-        self._status(
-            "connecting" if reason == "startup" else "reconnecting",
-            reason,
-            detail=detail,
-            backoff_s=min_delay_s or None,
-        )
-        self._events.append(OpenSocket(reason, min_delay_s, new_key))
-
-    def _close_for_reconnect(
-        self,
-        event: ConnEvent,
-        reason: str,
-        then: OpenSocket,
-        *,
-        code: str | None = None,
-        detail: str = "",
-    ) -> None:
-        self._conn(event)
-        self._next_open = then
-        self._status(
-            "reconnecting",
-            reason,
-            code=code,
-            detail=detail,
-            backoff_s=then.min_delay_s or None,
-        )
-        self._events.append(CloseSocket(reason))
-
     def _packet(self, sub: Subscription, header: Mapping[str, str]) -> str:
-        if self._approval_key is None:
-            raise LocalProtocolError("no approval key: call set_approval_key() first")
+        if self._credential is None:
+            raise LocalProtocolError("no approval key: call set_credential() first")
         f_tr, f_key = self.rules.body_fields
         return _compact(
             {
-                "header": {_APPROVAL_HEADER: self._approval_key.reveal(), **header},
+                "header": {_APPROVAL_HEADER: self._credential.reveal(), **header},
                 "body": {"input": {f_tr: sub.tr_id, f_key: sub.tr_key}},
             }
         )
@@ -647,10 +428,6 @@ class SessionCore:
             self._out.append(self._packet(sub, self.rules.subscribe_header))
             self._sub_event(sub, entry, SubEvent.SEND)
             used += 1
-
-    def _malformed(self, error: RemoteProtocolError, text: str) -> None:
-        self.stats.malformed += 1
-        self._events.append(MalformedFrame(error, text[:_EXCERPT]))
 
     def _pingpong(self, text: str, msg: dict[str, Any], header: dict[str, Any]) -> None:
         r = self.rules
@@ -704,11 +481,13 @@ class SessionCore:
             else:
                 err = BrokerError(code, message)
             self._events.append(
-                BrokerErrorReceived(err, sub.tr_id if sub else None, sub.tr_key if sub else None)
+                BrokerErrorReceived(
+                    err, sub.tr_id if sub else None, sub.tr_key if sub else None, source=SOURCE
+                )
             )
 
         if code and code == r.in_use_code:
-            self._close_for_reconnect(
+            self._close_for(
                 ConnEvent.SESSION_IN_USE,
                 "session_in_use",
                 OpenSocket("session_in_use", min_delay_s=r.in_use_backoff_s),
@@ -717,11 +496,11 @@ class SessionCore:
             )
             return
         if code and code in r.approval_codes:
-            self._need_new_key = True
-            self._close_for_reconnect(
-                ConnEvent.APPROVAL_REJECTED,
+            self._need_new_credential = True
+            self._close_for(
+                ConnEvent.CREDENTIAL_REJECTED,
                 "auth_refresh",
-                OpenSocket("auth_refresh", new_approval_key=True),
+                OpenSocket("auth_refresh", new_credential=True),
                 code=code,
                 detail=f"{code} {message}: new approval key, reconnect, resubscribe".strip(),
             )

@@ -15,11 +15,13 @@ caller reports it and keeps the others); an entry of a type without a layout is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from stockmon.reference.errors import FrameError
+from stockmon.reference.output import book_row, tick_row
 from stockmon.spec import KiwoomLayout
 
 _SIGNS = "+- "
@@ -50,6 +52,62 @@ class KiwoomBook:
 
 
 KiwoomRecord: TypeAlias = KiwoomTick | KiwoomBook
+
+
+def record_object(rec: KiwoomRecord, source: str, kis_tr_id: str | None) -> dict[str, Any]:
+    """The event object of one Kiwoom record (schema ``event``): ``tr_id`` the Kiwoom type (``0B``),
+    ``kis_tr_id`` the KIS TR it stands in for, absolute ``price``/``volume``, the aggressor ``side``."""
+    obj: dict[str, Any] = {
+        "type": "tick" if isinstance(rec, KiwoomTick) else "orderbook",
+        "source": source,
+        "tr_id": rec.type_code,
+        "key": rec.item,
+        "time": rec.time,
+    }
+    if isinstance(rec, KiwoomTick):
+        obj["price"], obj["volume"] = rec.price, rec.volume
+        if rec.side is not None:
+            obj["side"] = rec.side
+    else:
+        obj["asks"] = [list(level) for level in rec.asks]
+        obj["bids"] = [list(level) for level in rec.bids]
+    if kis_tr_id is not None:
+        obj["kis_tr_id"] = kis_tr_id
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class KiwoomFrame:
+    """The parsed entries of one REAL frame, with the KIS subscription each one serves."""
+
+    records: tuple[KiwoomRecord, ...]
+    kis_tr_ids: tuple[str | None, ...]
+
+    @property
+    def count(self) -> int:
+        """How many entries."""
+        return len(self.records)
+
+    def json_lines(self, source: str) -> str:
+        """One JSON line per entry (schema ``event``)."""
+        return "".join(
+            json.dumps(record_object(r, source, k), ensure_ascii=False, separators=(",", ":"))
+            + "\n"
+            for r, k in zip(self.records, self.kis_tr_ids, strict=True)
+        )
+
+    def table_rows(self) -> list[tuple[str, str, str]]:
+        """Live-table rows, keyed by the Kiwoom type and item."""
+        return [
+            (
+                r.type_code,
+                r.item,
+                tick_row(r.time, r.price, r.volume)
+                if isinstance(r, KiwoomTick)
+                else book_row(r.time, r.asks[0], r.bids[0]),
+            )
+            for r in self.records
+        ]
 
 
 def unsigned(text: str, fid: str, type_code: str) -> int:
@@ -117,4 +175,14 @@ class KiwoomParser:
         ]
 
 
-__all__ = ["BUY", "SELL", "KiwoomBook", "KiwoomParser", "KiwoomRecord", "KiwoomTick", "unsigned"]
+__all__ = [
+    "BUY",
+    "SELL",
+    "KiwoomBook",
+    "KiwoomFrame",
+    "KiwoomParser",
+    "KiwoomRecord",
+    "KiwoomTick",
+    "record_object",
+    "unsigned",
+]
