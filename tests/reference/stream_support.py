@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from stockmon.clock import ScaledClock
 from stockmon.reference.events import (
     CloseSocket,
     DataReceived,
@@ -15,7 +16,11 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
-from stockmon.reference.session import SessionCore
+from stockmon.reference.kis.session import SessionCore
+from stockmon.reference.kiwoom.session import KiwoomSessionCore
+from stockmon.reference.registry import LOGIN_TIMEOUT_REAL_S
+from stockmon.reference.seams import CredentialSource
+from stockmon.reference.shell import StreamClient
 from stockmon.spec import Layout, Spec
 
 APPROVAL = "a" * 36
@@ -97,7 +102,7 @@ class Wire:
 
     def start(self, now: float = 0.0) -> None:
         """start() and open the first socket at ``now``."""
-        self.core.set_approval_key(APPROVAL)
+        self.core.set_credential(APPROVAL)
         self.core.start(now)
         self.drain()
         self.connect(now)
@@ -168,3 +173,29 @@ def key_of(pkt: dict[str, Any]) -> tuple[str, str]:
 def as_number(text: str) -> int | Decimal:
     """How a field's text reads as a number."""
     return Decimal(text) if "." in text else int(text)
+
+
+def kis_client(*, spec: Spec, approval: CredentialSource, ws_url: str, **kw: Any) -> StreamClient:
+    """The one shell around a KIS core (what the registry's KIS entry builds)."""
+    return StreamClient(
+        core=SessionCore(spec),
+        ws_url=ws_url,
+        url_variable="KIS_WS_URL",
+        credentials=approval,
+        **kw,
+    )
+
+
+def kiwoom_client(
+    *, spec: Spec, tokens: CredentialSource, env: str, clock: ScaledClock, ws_url: str, **kw: Any
+) -> StreamClient:
+    """The one shell around a Kiwoom core (what the registry's Kiwoom entry builds)."""
+    login_timeout = LOGIN_TIMEOUT_REAL_S / clock.to_real(1.0)
+    return StreamClient(
+        core=KiwoomSessionCore(spec, env=env, login_timeout_s=login_timeout),
+        ws_url=ws_url,
+        url_variable="KIWOOM_WS_URL",
+        credentials=tokens,
+        clock=clock,
+        **kw,
+    )

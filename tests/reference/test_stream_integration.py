@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from stream_support import code
+from stream_support import code, kis_client
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.redaction import Secret
-from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.backoff import BackoffFactory, jittered_backoff
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider
 from stockmon.reference.output import JsonLinesSink
 from stockmon.reference.seams import ConnectGate
 from stockmon.reference.shell import StreamClient
@@ -153,7 +153,7 @@ async def start_run(
     http = httpx.AsyncClient()
     out = io.StringIO()
     spec = load_spec(spec_version)
-    client = StreamClient(
+    client = kis_client(
         spec=spec,
         ws_url=mock.ws_url,
         subscriptions=subs,
@@ -405,7 +405,7 @@ async def test_appkey_in_use_backs_off_and_never_opens_a_second_socket() -> None
             app_secret=Secret(mock.app_secret),
             spec=spec,
         )
-        key = await approval.approval_key()
+        key = await approval.credential()
         sub = spec.clause("PKT-SUBSCRIBE").mapping("header")
         squatter = await websockets.connect(mock.ws_url)
         await squatter.send(

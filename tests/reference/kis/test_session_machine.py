@@ -25,7 +25,7 @@ from stream_support import (
 )
 
 from stockmon.reference.events import StatusChanged
-from stockmon.reference.session import SessionCore, SubState
+from stockmon.reference.kis.session import SessionCore, SubState
 from stockmon.settings import Subscription
 from stockmon.spec import Spec, load_spec
 
@@ -103,7 +103,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.server = ModelServer(self.spec)
         self.now = 0.0
         self.wanted: set[Subscription] = set()
-        self.w.core.set_approval_key(APPROVAL)
+        self.w.core.set_credential(APPROVAL)
         self.w.core.start(self.now)
         self._pump()
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stockmon.clock import Clock
-from stockmon.reference.token_manager import SharedCredential, Tuning
-from stockmon.reference.token_state import TokenPolicy
-from stockmon.reference.token_store import CredentialStore
+from stockmon.reference.fleet.token_manager import SharedCredential, Tuning
+from stockmon.reference.fleet.token_state import TokenPolicy
+from stockmon.reference.fleet.token_store import CredentialStore
 from stockmon.spec import load_spec
 
 SPEC = load_spec("1.1")

@@ -8,22 +8,28 @@ from typing import Any
 import pytest
 
 from stockmon.reference.errors import FrameError, LocalProtocolError
-from stockmon.reference.events import CloseSocket, OpenSocket
-from stockmon.reference.kiwoom_events import (
-    KiwoomBrokerError,
-    KiwoomData,
-    KiwoomMalformed,
-    SourcedStatus,
+from stockmon.reference.events import (
+    BrokerErrorReceived,
+    CloseSocket,
+    DataReceived,
+    MalformedFrame,
+    OpenSocket,
+    StatusChanged,
 )
-from stockmon.reference.kiwoom_frames import BUY, SELL, KiwoomBook, KiwoomParser, KiwoomTick
-from stockmon.reference.kiwoom_rules import KiwoomRules
-from stockmon.reference.kiwoom_session import (
-    KIWOOM_TRANSITIONS,
-    KConn,
-    KEvent,
+from stockmon.reference.kiwoom.frames import (
+    BUY,
+    SELL,
+    KiwoomBook,
+    KiwoomFrame,
+    KiwoomParser,
+    KiwoomTick,
+)
+from stockmon.reference.kiwoom.rules import KiwoomRules
+from stockmon.reference.kiwoom.session import (
+    CONNECTION_TRANSITIONS,
     KiwoomSessionCore,
-    KSub,
 )
+from stockmon.reference.lifecycle import ConnEvent, ConnState, SubState
 from stockmon.settings import Subscription
 from stockmon.spec import load_spec
 
@@ -41,7 +47,7 @@ LOGIN_TIMEOUT = 10.0
 def core(env: str = "mock", token: str | None = "tok") -> KiwoomSessionCore:  # noqa: S107
     """A started core with a socket open (LOGIN sent) at t=0."""
     c = KiwoomSessionCore(SPEC, env=env, login_timeout_s=LOGIN_TIMEOUT)
-    c.set_token(token)
+    c.set_credential(token)
     for sub in (KR_TICK, KR_BOOK, US_TICK):
         c.subscribe(sub, 0.0)
     c.start(0.0)
@@ -103,10 +109,18 @@ def book_values() -> dict[str, str]:
 # ------------------------------------------------------------------ the table
 def test_transition_table_never_opens_from_an_open_socket() -> None:
     """WS-SINGLE-SOCKET: every move into CONNECTING comes from a state whose socket is closed."""
-    into_connecting = {(s, e) for (s, e), t in KIWOOM_TRANSITIONS.items() if t is KConn.CONNECTING}
-    assert {e for _, e in into_connecting} <= {KEvent.START, KEvent.CLOSED, KEvent.RECONNECT}
+    into_connecting = {
+        (s, e) for (s, e), t in CONNECTION_TRANSITIONS.items() if t is ConnState.CONNECTING
+    }
+    assert {e for _, e in into_connecting} <= {
+        ConnEvent.START,
+        ConnEvent.CLOSED,
+        ConnEvent.RECONNECT,
+    }
     assert all(
-        s in (KConn.IDLE, KConn.CONNECTING) for s, e in into_connecting if e is not KEvent.CLOSED
+        s in (ConnState.IDLE, ConnState.CONNECTING)
+        for s, e in into_connecting
+        if e is not ConnEvent.CLOSED
     )
 
 
@@ -125,23 +139,23 @@ def test_login_first_with_the_raw_token_then_nothing_until_the_ack() -> None:
         "refresh": PROTO.string("refresh_keep"),
         "data": [{"item": ["005930"], "type": ["0B"]}, {"item": ["000660"], "type": ["0D"]}],
     }
-    assert c.state is KConn.OPEN
+    assert c.state is ConnState.OPEN
 
 
 def test_reg_ack_activates_and_us_keys_are_reported_unserved() -> None:
     """The REG reply answers the pending REG; a US subscription is reported once, never sent."""
     c = core()
     evs = events(c)
-    unserved = [e for e in evs if isinstance(e, SourcedStatus) and e.state == "unserved"]
+    unserved = [e for e in evs if isinstance(e, StatusChanged) and e.state == "unserved"]
     assert [(e.tr_id, e.key) for e in unserved] == [("HDFSCNT0", "DNASAAPL")]
     assert c.unserved == (US_TICK,)
     sent(c)
     c.text_received(ack(PROTO.string("first_message")), 1.0)
     sent(c)
     c.text_received(ack(PROTO.string("subscribe")), 1.5)
-    assert set(c.registrations.values()) == {KSub.ACTIVE}
+    assert set(c.registrations.values()) == {SubState.ACTIVE}
     assert {
-        e.key for e in events(c) if isinstance(e, SourcedStatus) and e.state == "subscribed"
+        e.key for e in events(c) if isinstance(e, StatusChanged) and e.state == "subscribed"
     } == {"005930", "000660"}
 
 
@@ -160,7 +174,7 @@ def test_system_frames_are_reported_not_echoed() -> None:
     c.text_received(json.dumps({"trnm": PROTO.string("system"), "code": code, "message": "m"}), 2.0)
     assert c.data_to_send() == []
     [ev] = events(c)
-    assert isinstance(ev, SourcedStatus) and ev.code == code and ev.reason == "heartbeat_missed"
+    assert isinstance(ev, StatusChanged) and ev.code == code and ev.reason == "heartbeat_missed"
 
 
 def test_replaced_by_new_login_closes_and_backs_off() -> None:
@@ -187,15 +201,16 @@ def test_real_frame_with_several_entries_becomes_one_record_each() -> None:
     }
     c.text_received(json.dumps(frame), 2.0)
     [data] = events(c)
-    assert isinstance(data, KiwoomData)
-    t1, book, t2 = data.records
+    assert isinstance(data, DataReceived) and data.source == "kiwoom"
+    assert isinstance(data.records, KiwoomFrame)
+    t1, book, t2 = data.records.records
     assert t1 == KiwoomTick("0B", "005930", "165208", 20800, 82, BUY)
     assert t2 == KiwoomTick("0B", "005930", "165208", 20850, 3, SELL)
     assert (
         isinstance(book, KiwoomBook) and book.asks[0] == (20800, 10) and book.bids[0] == (20700, 20)
     )
     assert len(book.asks) == len(BOOK.roles["ask_prices"])
-    assert data.kis_tr_ids == ("H0STCNT0", "H0STASP0", "H0STCNT0")
+    assert data.records.kis_tr_ids == ("H0STCNT0", "H0STASP0", "H0STCNT0")
 
 
 def test_a_bad_entry_is_dropped_the_others_kept() -> None:
@@ -210,8 +225,8 @@ def test_a_bad_entry_is_dropped_the_others_kept() -> None:
     }
     c.text_received(json.dumps(frame), 2.0)
     evs = events(c)
-    assert isinstance(evs[0], KiwoomMalformed)
-    assert isinstance(evs[1], KiwoomData) and len(evs[1].records) == 1
+    assert isinstance(evs[0], MalformedFrame)
+    assert isinstance(evs[1], DataReceived) and evs[1].records.count == 1
     assert c.stats.malformed == 1
 
 
@@ -246,12 +261,12 @@ def test_auth_refusal_asks_for_a_new_token_then_reconnects() -> None:
         ack("LOGIN", 805004, "인증에 실패했습니다[CODE=8005:Token이 유효하지 않습니다]"), 1.0
     )
     evs = events(c)
-    err = next(e for e in evs if isinstance(e, KiwoomBrokerError))
+    err = next(e for e in evs if isinstance(e, BrokerErrorReceived))
     assert err.error.code == "8005" and getattr(err.error, "retryable", False)
     assert any(isinstance(e, CloseSocket) for e in evs)
     c.closed(1.5, 1008)
     [op] = [e for e in events(c) if isinstance(e, OpenSocket)]
-    assert op.new_approval_key and op.reason == "auth_refresh"
+    assert op.new_credential and op.reason == "auth_refresh"
 
 
 def test_login_unanswered_and_idle_close_then_reopen() -> None:
@@ -264,7 +279,7 @@ def test_login_unanswered_and_idle_close_then_reopen() -> None:
     idle = SPEC.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     assert c2.get_timer() == 1.0 + idle
     c2.handle_timer(1.0 + idle)
-    assert c2.state is KConn.CLOSING
+    assert c2.state is ConnState.CLOSING
 
 
 def test_socket_loss_registers_everything_again_after_the_next_login() -> None:
@@ -272,7 +287,7 @@ def test_socket_loss_registers_everything_again_after_the_next_login() -> None:
     c = logged_in()
     c.text_received(ack("REG"), 1.5)
     c.closed(2.0, None)
-    assert set(c.registrations.values()) == {KSub.QUEUED}
+    assert set(c.registrations.values()) == {SubState.QUEUED}
     assert any(isinstance(e, OpenSocket) for e in events(c))
     c.connected(3.0)
     assert [f["trnm"] for f in sent(c)] == ["LOGIN"]

@@ -11,8 +11,8 @@ from fleet_support import PYTHON, client_env, subprocess_env, token_requests
 from redis.asyncio import Redis
 
 from stockmon.mockserver import KisMock, MockConfig
-from stockmon.reference.quote import quote_request
-from stockmon.reference.redis_conn import LOCAL_FALLBACK_WARNING
+from stockmon.reference.fleet.redis_conn import LOCAL_FALLBACK_WARNING
+from stockmon.reference.kis.quote import quote_request
 from stockmon.spec import load_spec
 
 SPEC = load_spec("1.1")

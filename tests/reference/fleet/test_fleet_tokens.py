@@ -25,7 +25,7 @@ from fleet_support import (
 )
 
 from stockmon.mockserver import KisMock, MockConfig
-from stockmon.reference.rest_context import open_kis
+from stockmon.reference.wiring import open_kis
 from stockmon.spec import load_spec
 
 SPEC = load_spec("1.1")

@@ -10,10 +10,9 @@ from fleet_support import quote_paths, records, responses_to, settings_for, toke
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.errors import AuthError, BrokerError, TokenThrottledError
 from stockmon.reference.events import StatusChanged
-from stockmon.reference.quote import fetch_quote
-from stockmon.reference.rest_context import open_kis
-from stockmon.reference.rest_errors import RestErrorRules, error_from_body
-from stockmon.reference.rest_snapshot import snapshot_quotes
+from stockmon.reference.kis.quote import fetch_quote, snapshot_quotes
+from stockmon.reference.kis.rest import RestErrorRules, error_from_body
+from stockmon.reference.wiring import open_kis
 from stockmon.settings import Subscription
 from stockmon.spec import load_spec
 
@@ -204,11 +203,11 @@ async def test_approval_key_is_shared_and_replaced_once(mock: KisMock, redis_url
         open_kis(settings_for(mock, redis_url), holder="b") as b,
     ):
         pa, pb = a.approval_provider(), b.approval_provider()
-        ka, kb = await pa.approval_key(), await pb.approval_key()
+        ka, kb = await pa.credential(), await pb.credential()
         assert ka == kb
         assert len(records(mock, "request", path=path)) == 1
-        new_a = await pa.approval_key(force_new=True)  # OPSP0011 seen by a
-        new_b = await pb.approval_key(force_new=True)  # and by b, for the same old key
+        new_a = await pa.credential(force_new=True)  # OPSP0011 seen by a
+        new_b = await pb.credential(force_new=True)  # and by b, for the same old key
     assert new_a == new_b != ka
     assert len(records(mock, "request", path=path)) == 2
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from stream_support import data_frame, sample_fields
 
 from stockmon.reference.errors import FrameError
-from stockmon.reference.frames import (
+from stockmon.reference.kis.frames import (
     Frame,
     FrameParser,
     KrOrderbook,

@@ -19,8 +19,8 @@ from stockmon.reference.events import (
     MalformedFrame,
     StatusChanged,
 )
-from stockmon.reference.frames import FrameParser
-from stockmon.reference.output import JsonLinesSink, LiveTable, frame_lines, safe_event
+from stockmon.reference.kis.frames import FrameParser
+from stockmon.reference.output import JsonLinesSink, LiveTable, safe_event
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec import load_spec
 
@@ -50,8 +50,8 @@ class TestJsonLines:
         us_f = sample_fields(us, "DNASAAPL")
         us_f[us.index("LAST")] = "187.2300"
         out = lines_of(
-            DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [kr_f]))),
-            DataReceived(PARSER.parse(data_frame(SPEC, "HDFSCNT0", [us_f]))),
+            DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [kr_f])), "kis"),
+            DataReceived(PARSER.parse(data_frame(SPEC, "HDFSCNT0", [us_f])), "kis"),
         )
         assert out[0] == {
             "type": "tick",
@@ -70,7 +70,7 @@ class TestJsonLines:
         us = SPEC.layout("HDFSCNT0")
         f = sample_fields(us, "DNASAAPL")
         f[us.index("LAST")] = "0.1000"
-        (line,) = frame_lines(PARSER.parse(data_frame(SPEC, "HDFSCNT0", [f])))
+        (line,) = PARSER.parse(data_frame(SPEC, "HDFSCNT0", [f])).json_lines("kis").splitlines()
         assert '"price":0.1000,' in line
 
     @pytest.mark.parametrize("tr_id", ["H0STASP0", "HDFSASP0"])
@@ -78,7 +78,7 @@ class TestJsonLines:
         """asks and bids are [price, quantity] pairs in role order (L1 first), every level."""
         layout = SPEC.layout(tr_id)
         f = sample_fields(layout, "000660" if tr_id == "H0STASP0" else "DNASMSFT")
-        (obj,) = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, tr_id, [f]))))
+        (obj,) = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, tr_id, [f])), "kis"))
         asks = obj["asks"]
         assert isinstance(asks, list) and len(asks) == len(layout.role_list("ask_prices"))
         p1, q1 = layout.role_list("ask_prices")[0], layout.role_list("ask_quantities")[0]
@@ -94,7 +94,7 @@ class TestJsonLines:
         """Four records in one frame: four lines, in wire order."""
         layout = SPEC.layout("H0STCNT0")
         recs = [sample_fields(layout, f"{i:06d}", i) for i in range(4)]
-        out = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", recs))))
+        out = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", recs)), "kis"))
         assert [o["key"] for o in out] == [f"{i:06d}" for i in range(4)]
 
     def test_bad_value_drops_the_whole_frame_and_reports_it(self) -> None:
@@ -103,7 +103,7 @@ class TestJsonLines:
         good = sample_fields(layout, "005930")
         bad = sample_fields(layout, "000660")
         bad[layout.index("STCK_PRPR")] = "12x"
-        out = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [good, bad]))))
+        out = lines_of(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [good, bad])), "kis"))
         assert [o["type"] for o in out] == ["status"]
         assert out[0]["state"] == "frame_dropped" and "STCK_PRPR" in str(out[0]["reason"])
 
@@ -111,13 +111,23 @@ class TestJsonLines:
         """Status, broker error and malformed-frame events all print as valid status lines."""
         out = lines_of(
             StatusChanged(
-                "reconnecting", "session_in_use", code="OPSP8996", backoff_s=60.0, detail="x"
+                "reconnecting",
+                "session_in_use",
+                code="OPSP8996",
+                backoff_s=60.0,
+                detail="x",
+                source="kis",
             ),
-            StatusChanged("subscribed", "ack", tr_id="H0STCNT0", key="005930", code="OPSP0000"),
+            StatusChanged(
+                "subscribed", "ack", tr_id="H0STCNT0", key="005930", code="OPSP0000", source="kis"
+            ),
             BrokerErrorReceived(
-                AuthError("OPSP0011", "invalid approval", retryable=True), "H0STCNT0", "005930"
+                AuthError("OPSP0011", "invalid approval", retryable=True),
+                "H0STCNT0",
+                "005930",
+                source="kis",
             ),
-            MalformedFrame(FrameError("data frame has 2 of 4 parts"), "0|x"),
+            MalformedFrame(FrameError("data frame has 2 of 4 parts"), "0|x", source="kis"),
         )
         assert [o["state"] for o in out] == [
             "reconnecting",
@@ -138,10 +148,10 @@ class TestLiveTable:
         clock = itertools.count(0.0, 1.0)
         table = LiveTable(out, monotonic=lambda: next(clock))
         layout = SPEC.layout("H0STCNT0")
-        table.event(StatusChanged("connected", "session_open"))
+        table.event(StatusChanged("connected", "session_open", source="kis"))
         for n in range(3):
             f = sample_fields(layout, "005930", n)
-            table.event(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [f]))))
+            table.event(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [f])), "kis"))
         table.flush()
         screen = out.getvalue()
         assert "connected session_open" in screen
@@ -152,9 +162,9 @@ class TestLiveTable:
         """Two flushes within the minimum interval draw once."""
         out = io.StringIO()
         table = LiveTable(out, min_interval_s=10.0, monotonic=lambda: 100.0)
-        table.event(StatusChanged("connected", "session_open"))
+        table.event(StatusChanged("connected", "session_open", source="kis"))
         table.flush()
-        table.event(StatusChanged("subscribed", "ack"))
+        table.event(StatusChanged("subscribed", "ack", source="kis"))
         table.flush()
         assert out.getvalue().count("stockmon stream") == 1
 

@@ -26,7 +26,7 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
-from stockmon.reference.session import (
+from stockmon.reference.kis.session import (
     CONNECTION_TRANSITIONS,
     REGISTERED_STATES,
     SUBSCRIPTION_TRANSITIONS,
@@ -358,7 +358,7 @@ class TestPackets:
     def test_subscriptions_wait_for_a_socket(self) -> None:
         """subscribe() before the socket opens sends nothing until connected()."""
         w = Wire(SessionCore(SPEC))
-        w.core.set_approval_key(APPROVAL)
+        w.core.set_credential(APPROVAL)
         w.core.subscribe(KR, 0)
         w.core.start(0)
         w.drain()
@@ -456,8 +456,8 @@ class TestErrors:
         err = next(e for e in w.events if isinstance(e, BrokerErrorReceived))
         assert isinstance(err.error, AuthError) and err.error.retryable
         w.close(1.1)
-        assert w.want_open is not None and w.want_open.new_approval_key
-        w.core.set_approval_key("b" * 36)
+        assert w.want_open is not None and w.want_open.new_credential
+        w.core.set_credential("b" * 36)
         w.connect(2)
         sent = w.take_sent()
         assert {key_of(p) for p in sent} == {(KR.tr_id, KR.tr_key), (US.tr_id, US.tr_key)}
@@ -563,6 +563,6 @@ def test_data_frames_become_data_events() -> None:
     w.recv(data_frame(SPEC, KR.tr_id, recs), 1)
     (ev,) = w.data()
     assert isinstance(ev, DataReceived)
-    prices = [r.price for r in ev.frame.records]  # type: ignore[attr-defined]
+    prices = [r.price for r in ev.records.records]  # type: ignore[attr-defined]
     assert prices == [int(r[layout.index("STCK_PRPR")]) for r in recs]
     assert isinstance(w.statuses()[0], StatusChanged)

@@ -9,7 +9,7 @@ import pytest
 from stockmon.clock import FakeClock
 from stockmon.redaction import Secret
 from stockmon.reference.errors import RemoteProtocolError
-from stockmon.reference.token_state import (
+from stockmon.reference.fleet.token_state import (
     CachedCredential,
     TokenPolicy,
     TokenState,

@@ -18,7 +18,7 @@ from fleet_support import PYTHON, client_env, subprocess_env
 from redis.asyncio import Redis
 
 from stockmon.mockserver import KisMock, MockConfig
-from stockmon.reference.redis_seams import SOCKET_LEASE_TTL_S, SOCKET_POLL_S, SOCKET_RENEW_S
+from stockmon.reference.fleet.lease_gate import SOCKET_LEASE_TTL_S, SOCKET_POLL_S, SOCKET_RENEW_S
 
 pytestmark = pytest.mark.slow
 REPLICAS = 3

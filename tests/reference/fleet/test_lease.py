@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from stockmon.redaction import Secret
-from stockmon.reference.lease import (
+from stockmon.reference.fleet.lease import (
     LocalLeases,
     backoff_delays,
     current_holder,
@@ -18,9 +18,9 @@ from stockmon.reference.lease import (
     parse_lease_value,
     try_acquire,
 )
-from stockmon.reference.redis_conn import connect_redis
-from stockmon.reference.token_state import CachedCredential
-from stockmon.reference.token_store import RedisCredentialStore
+from stockmon.reference.fleet.redis_conn import connect_redis
+from stockmon.reference.fleet.token_state import CachedCredential
+from stockmon.reference.fleet.token_store import RedisCredentialStore
 
 KEY = "stockmon:{test}:token:lease"
 

@@ -27,11 +27,11 @@ from token_support import SPEC, VALIDITY, WINDOW, FakeIssuer, make_manager
 
 from stockmon.clock import FakeClock
 from stockmon.redaction import Secret
-from stockmon.reference.lease import RedisLease
-from stockmon.reference.redis_conn import connect_redis
-from stockmon.reference.token_manager import Tuning
-from stockmon.reference.token_state import CachedCredential, TokenState
-from stockmon.reference.token_store import RedisCredentialStore, key_prefix
+from stockmon.reference.fleet.lease import RedisLease
+from stockmon.reference.fleet.redis_conn import connect_redis
+from stockmon.reference.fleet.token_manager import Tuning
+from stockmon.reference.fleet.token_state import CachedCredential, TokenState
+from stockmon.reference.fleet.token_store import RedisCredentialStore, key_prefix
 
 T = TypeVar("T")
 WORKERS = 3

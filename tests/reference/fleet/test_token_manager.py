@@ -29,10 +29,14 @@ from stockmon.reference.errors import (
     NetworkError,
     TokenThrottledError,
 )
-from stockmon.reference.redis_conn import connect_redis
-from stockmon.reference.token_manager import SharedCredential, Tuning
-from stockmon.reference.token_state import TokenState
-from stockmon.reference.token_store import LocalCredentialStore, RedisCredentialStore, key_prefix
+from stockmon.reference.fleet.redis_conn import connect_redis
+from stockmon.reference.fleet.token_manager import SharedCredential, Tuning
+from stockmon.reference.fleet.token_state import TokenState
+from stockmon.reference.fleet.token_store import (
+    LocalCredentialStore,
+    RedisCredentialStore,
+    key_prefix,
+)
 
 PREFIX = key_prefix("mock", Secret("PS-test-app-key-000000000000000000000"))
 
@@ -264,7 +268,7 @@ async def test_redis_outage_keeps_valid_token_and_recovers(
     old = await m.get()
     clock.advance((VALIDITY - WINDOW) / SCALE + 1)  # STALE: wants a refresh
     redis_server.stop()  # type: ignore[attr-defined]
-    caplog.set_level(logging.WARNING, logger="stockmon.reference.token_manager")
+    caplog.set_level(logging.WARNING, logger="stockmon.reference.fleet.token_manager")
     for _ in range(30):
         assert (await m.get()).value == old.value
         await asyncio.sleep(0.01)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from stockmon.reference.errors import LocalProtocolError
-from stockmon.reference.kiwoom_events import SourcedStatus
-from stockmon.reference.kiwoom_failover import (
+from stockmon.reference.events import StatusChanged
+from stockmon.reference.failover.core import (
     FAILOVER_TRANSITIONS,
     FailoverCore,
     Mode,
@@ -35,7 +35,7 @@ def drain(c: FailoverCore) -> list[Any]:
 
 def commands(c: FailoverCore) -> list[Any]:
     """The commands queued so far (statuses dropped)."""
-    return [e for e in drain(c) if not isinstance(e, SourcedStatus)]
+    return [e for e in drain(c) if not isinstance(e, StatusChanged)]
 
 
 def on_backup(now: float = 10.0) -> FailoverCore:
@@ -79,13 +79,13 @@ def test_budget_spent_closes_kis_before_opening_kiwoom() -> None:
     for i in range(BUDGET):
         c.kis_failed(float(i))
     evs = drain(c)
-    assert [e for e in evs if not isinstance(e, SourcedStatus)] == [StopKis()]
+    assert [e for e in evs if not isinstance(e, StatusChanged)] == [StopKis()]
     assert RunKiwoom() not in evs
     c.kis_stopped(7.0)
     evs = drain(c)
     assert RunKiwoom() in evs and c.mode is Mode.BACKUP
     assert any(
-        isinstance(e, SourcedStatus) and e.state == "failover" and e.source == "kiwoom" for e in evs
+        isinstance(e, StatusChanged) and e.state == "failover" and e.source == "kiwoom" for e in evs
     )
 
 
@@ -101,7 +101,7 @@ def test_probe_closes_kiwoom_then_tries_kis_and_switches_back() -> None:
     assert commands(c) == [RunKis(probe=True)]
     c.kis_connected(10.0 + PROBE + 2)
     assert c.mode is Mode.KIS and c.switchbacks == 1
-    assert any(isinstance(e, SourcedStatus) and e.state == "switched_back" for e in drain(c))
+    assert any(isinstance(e, StatusChanged) and e.state == "switched_back" for e in drain(c))
 
 
 def test_failed_probe_returns_to_kiwoom_and_schedules_the_next() -> None:

@@ -9,26 +9,23 @@ from typing import Any
 
 import httpx
 import pytest
+from stream_support import kis_client, kiwoom_client
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, KiwoomMock, KiwoomMockConfig, MockConfig, kiwoom_beside
 from stockmon.redaction import Secret
-from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.errors import AuthError, BrokerError, TokenThrottledError
-from stockmon.reference.kiwoom_auth import (
-    REMAINING_FIELD,
-    KiwoomAuthClient,
-    KiwoomTokenSource,
-    kiwoom_token_policy,
-)
-from stockmon.reference.kiwoom_events import KiwoomData, KiwoomEvent, SourcedStatus
-from stockmon.reference.kiwoom_failover import FailoverStream
-from stockmon.reference.kiwoom_frames import KiwoomTick
-from stockmon.reference.kiwoom_shell import KiwoomSink, KiwoomStreamClient
+from stockmon.reference.events import DataReceived, Event, StatusChanged
+from stockmon.reference.failover.runner import FailoverStream
+from stockmon.reference.fleet.token_manager import token_manager
+from stockmon.reference.fleet.token_state import TokenPolicy
+from stockmon.reference.fleet.token_store import LocalCredentialStore
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider
+from stockmon.reference.kiwoom.auth import REMAINING_FIELD, KiwoomAuthClient
+from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomTick
 from stockmon.reference.output import EventSink
+from stockmon.reference.seams import SharedCredentialSource
 from stockmon.reference.shell import StreamClient
-from stockmon.reference.token_manager import token_manager
-from stockmon.reference.token_store import LocalCredentialStore
 from stockmon.settings import Subscription
 from stockmon.spec import load_spec
 
@@ -46,9 +43,9 @@ class ListSink:
     """Collects events (both brokers), counts flushes."""
 
     def __init__(self) -> None:
-        self.events: list[KiwoomEvent] = []
+        self.events: list[Event] = []
 
-    def event(self, ev: KiwoomEvent) -> None:
+    def event(self, ev: Event) -> None:
         self.events.append(ev)
 
     def flush(self) -> None:
@@ -65,8 +62,8 @@ class ListSink:
         return [
             r
             for e in self.events
-            if isinstance(e, KiwoomData)
-            for r in e.records
+            if isinstance(e, DataReceived) and isinstance(e.records, KiwoomFrame)
+            for r in e.records.records
             if isinstance(r, KiwoomTick)
         ]
 
@@ -78,7 +75,9 @@ async def until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def tokens_for(m: KiwoomMock, http: httpx.AsyncClient, clock: ScaledClock) -> KiwoomTokenSource:
+def tokens_for(
+    m: KiwoomMock, http: httpx.AsyncClient, clock: ScaledClock
+) -> SharedCredentialSource:
     """A token source issuing from the mock through the shared token manager (local store)."""
     auth = KiwoomAuthClient(
         http,
@@ -89,8 +88,10 @@ def tokens_for(m: KiwoomMock, http: httpx.AsyncClient, clock: ScaledClock) -> Ki
         wall=clock.wall,
         scale=SCALE,
     )
-    return KiwoomTokenSource(
-        token_manager(LocalCredentialStore(), auth.issue_token, kiwoom_token_policy(SPEC, SCALE))
+    return SharedCredentialSource(
+        token_manager(
+            LocalCredentialStore(), auth.issue_token, TokenPolicy.for_kiwoom_token(SPEC, SCALE)
+        )
     )
 
 
@@ -161,7 +162,7 @@ async def test_streams_kr_reports_us_and_values_equal_what_was_sent() -> None:
         httpx.AsyncClient() as http,
     ):
         clock, sink = ScaledClock(SCALE), ListSink()
-        client = KiwoomStreamClient(
+        client = kiwoom_client(
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS,
@@ -182,7 +183,7 @@ async def test_streams_kr_reports_us_and_values_equal_what_was_sent() -> None:
         got = [t.price for t in sink.ticks()]
         assert got == sent_prices[: len(got)]
         assert [(s.tr_id, s.key) for s in sink.statuses("unserved")] == [("HDFSCNT0", "DNASAAPL")]
-        assert all(isinstance(s, SourcedStatus) for s in sink.statuses())
+        assert all(isinstance(s, StatusChanged) for s in sink.statuses())
         logins = [r for r in m.trace.records() if r["kind"] == "login_accepted"]
         assert logins and logins[0]["token_id"] is not None
         assert client.max_open_sockets == 1
@@ -193,11 +194,11 @@ async def test_pings_echoed_keep_the_session_past_the_miss_limit() -> None:
     cfg = KiwoomMockConfig(time_scale=100.0, ping_period_s=5.0, max_missed_pings=2, tick_rate_hz=0)
     async with KiwoomMock(cfg) as m:
         clock, sink = ScaledClock(100.0), ListSink()
-        client = KiwoomStreamClient(
+        client = kiwoom_client(
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS[:1],
-            tokens=KiwoomTokenSource(None),
+            tokens=SharedCredentialSource(None),
             env="mock",
             clock=clock,
             sink=sink,
@@ -213,11 +214,11 @@ async def test_drop_then_relogin_and_reregister() -> None:
     """After a drop: a new socket, LOGIN again, REG again (registrations do not survive)."""
     async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE, tick_rate_hz=2.0)) as m:
         clock, sink = ScaledClock(SCALE), ListSink()
-        client = KiwoomStreamClient(
+        client = kiwoom_client(
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS,
-            tokens=KiwoomTokenSource(None),
+            tokens=SharedCredentialSource(None),
             env="mock",
             clock=clock,
             sink=sink,
@@ -242,7 +243,7 @@ async def test_rejected_token_gets_a_new_one_then_logs_in() -> None:
         httpx.AsyncClient() as http,
     ):
         clock, sink = ScaledClock(SCALE), ListSink()
-        client = KiwoomStreamClient(
+        client = kiwoom_client(
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS[:1],
@@ -281,25 +282,27 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
                 spec=SPEC,
             )
 
-            def make_kis(s: EventSink) -> StreamClient:
-                return StreamClient(
+            def make_kis(s: EventSink, o: Any = None) -> StreamClient:
+                return kis_client(
                     spec=SPEC,
                     ws_url=kis.ws_url,
                     subscriptions=SUBS,
                     approval=approval,
                     clock=clock,
                     sink=s,
+                    on_outcome=o,
                 )
 
-            def make_kiwoom(s: KiwoomSink) -> KiwoomStreamClient:
-                return KiwoomStreamClient(
+            def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
+                return kiwoom_client(
                     spec=SPEC,
                     ws_url=kw.ws_url,
                     subscriptions=SUBS,
-                    tokens=KiwoomTokenSource(None),
+                    tokens=SharedCredentialSource(None),
                     env="mock",
                     clock=clock,
                     sink=s,
+                    on_outcome=o,
                 )
 
             runner = FailoverStream(
@@ -358,19 +361,20 @@ async def test_a_configuration_error_ends_the_failover_runner() -> None:
 
     clock, sink = ScaledClock(SCALE), ListSink()
 
-    def make_kiwoom(s: KiwoomSink) -> KiwoomStreamClient:
-        return KiwoomStreamClient(
+    def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
+        return kiwoom_client(
             spec=SPEC,
             ws_url="nonsense",
             subscriptions=SUBS,
-            tokens=KiwoomTokenSource(None),
+            tokens=SharedCredentialSource(None),
             env="mock",
             clock=clock,
             sink=s,
+            on_outcome=o,
         )
 
-    def make_kis(s: EventSink) -> Any:
-        return make_kiwoom(s)  # type: ignore[arg-type]  # a client that fails the same way
+    def make_kis(s: EventSink, o: Any = None) -> Any:
+        return make_kiwoom(s, o)  # a client that fails the same way
 
     runner = FailoverStream(
         spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
@@ -382,9 +386,8 @@ async def test_a_configuration_error_ends_the_failover_runner() -> None:
 # ---------------------------------------------------------------------- fleet
 async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) -> None:
     """Token manager reuse (TOKEN-KIS-LOCK's machinery): four processes, one Kiwoom issuance."""
-    from stockmon.reference.kiwoom_auth import kiwoom_key_prefix
-    from stockmon.reference.redis_conn import connect_redis
-    from stockmon.reference.token_store import RedisCredentialStore
+    from stockmon.reference.fleet.redis_conn import connect_redis
+    from stockmon.reference.fleet.token_store import RedisCredentialStore, key_prefix
 
     async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
         clock = ScaledClock(SCALE)
@@ -397,21 +400,21 @@ async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) ->
             wall=clock.wall,
             scale=SCALE,
         )
-        prefix = kiwoom_key_prefix("mock", Secret(m.app_key))
+        prefix = key_prefix("mock", Secret(m.app_key), "kiwoom")
         redises = [connect_redis(Secret(redis_url)) for _ in range(4)]
         try:
             sources = [
-                KiwoomTokenSource(
+                SharedCredentialSource(
                     token_manager(
                         RedisCredentialStore(r, prefix),
                         auth.issue_token,
-                        kiwoom_token_policy(SPEC, SCALE),
+                        TokenPolicy.for_kiwoom_token(SPEC, SCALE),
                         holder=f"replica-{i}",
                     )
                 )
                 for i, r in enumerate(redises)
             ]
-            tokens = await asyncio.gather(*(s.token() for s in sources))
+            tokens = await asyncio.gather(*(s.credential() for s in sources))
             assert len(set(tokens)) == 1 and m.world.auth.issued_count == 1
             assert m.app_key not in prefix
         finally:
@@ -421,8 +424,8 @@ async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) ->
 
 async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url: str) -> None:
     """Across replicas and brokers: two auto replicas sharing the socket lease never hold two sockets."""
-    from stockmon.reference.lease_gate import RedisConnectGate
-    from stockmon.reference.redis_conn import connect_redis
+    from stockmon.reference.fleet.lease_gate import RedisConnectGate
+    from stockmon.reference.fleet.redis_conn import connect_redis
 
     scale = 50.0
     async with (
@@ -456,29 +459,37 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
                 )
 
                 def make_kis(
-                    s: EventSink, gate: RedisConnectGate = gate, clock: ScaledClock = clock
+                    s: EventSink,
+                    o: Any = None,
+                    gate: RedisConnectGate = gate,
+                    clock: ScaledClock = clock,
                 ) -> StreamClient:
-                    return StreamClient(
+                    return kis_client(
                         spec=SPEC,
                         ws_url=kis.ws_url,
                         subscriptions=SUBS,
                         approval=approval,
                         clock=clock,
                         sink=s,
+                        on_outcome=o,
                         gate=gate,
                     )
 
                 def make_kiwoom(
-                    s: KiwoomSink, gate: RedisConnectGate = gate, clock: ScaledClock = clock
-                ) -> KiwoomStreamClient:
-                    return KiwoomStreamClient(
+                    s: EventSink,
+                    o: Any = None,
+                    gate: RedisConnectGate = gate,
+                    clock: ScaledClock = clock,
+                ) -> StreamClient:
+                    return kiwoom_client(
                         spec=SPEC,
                         ws_url=kw.ws_url,
                         subscriptions=SUBS,
-                        tokens=KiwoomTokenSource(None),
+                        tokens=SharedCredentialSource(None),
                         env="mock",
                         clock=clock,
                         sink=s,
+                        on_outcome=o,
                         gate=gate,
                     )
 
@@ -497,7 +508,14 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
             kis.faults.refuse_connections(True)
             kis.faults.drop_socket()
             await until(lambda: any(r.core.failovers for r in runners), 20)
-            await until(lambda: any(isinstance(e, KiwoomData) for s in sinks for e in s.events), 10)
+            await until(
+                lambda: any(
+                    (isinstance(e, DataReceived) and e.source == "kiwoom")
+                    for s in sinks
+                    for e in s.events
+                ),
+                10,
+            )
             kis.faults.refuse_connections(False)
             await until(lambda: any(r.core.switchbacks for r in runners), 20)
         finally:
