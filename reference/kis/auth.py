@@ -22,6 +22,7 @@ from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, NetworkError, RemoteProtocolError
 from stockmon.reference.kis.rest import RestErrorRules, error_from_body
+from stockmon.reference.rest import call_json
 from stockmon.reference.seams import Issued
 from stockmon.spec import Spec, broker_clause
 
@@ -96,18 +97,8 @@ class KisAuthClient:
         return key, body
 
     async def _post(self, path: str, payload: dict[str, str], budget: float) -> Mapping[str, Any]:
-        if budget <= 0:
-            raise NetworkError(f"no time left to call {path}")
-        try:
-            resp = await self._http.post(self._base + path, json=payload, timeout=budget)
-        except httpx.TimeoutException:
-            raise NetworkError(f"POST {path} timed out after {budget:.2f} s") from None
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"POST {path} failed: {type(exc).__name__}") from None
-        try:
-            body: Any = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
+        url = self._base + path
+        resp, body = await call_json(self._http, "POST", url, f"POST {path}", budget, json=payload)
         err = error_from_body(resp.status_code, body, self._rules)
         if err is not None:
             raise err

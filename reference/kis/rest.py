@@ -16,7 +16,6 @@ IGW00221 only, 1.1 adds EGW00121/EGW00123; TOKEN-KIS-THROTTLE).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +26,10 @@ from stockmon.redaction import Secret, scrub
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
-    NetworkError,
     RemoteProtocolError,
     TokenThrottledError,
 )
+from stockmon.reference.rest import call_json
 from stockmon.reference.seams import Credential, CredentialCache
 from stockmon.spec import Spec
 
@@ -216,23 +215,16 @@ class KisRestClient:
         body: Mapping[str, Any] | None,
         cred: Credential,
     ) -> Mapping[str, Any]:
-        try:
-            resp = await self._http.request(
-                method,
-                self._base + path,
-                params=dict(params or {}),
-                json=dict(body) if body is not None else None,
-                headers=self._headers(tr_id, cred),
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException:
-            raise NetworkError(f"{method} {path} timed out after {self._timeout:.1f} s") from None
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"{method} {path} failed: {type(exc).__name__}") from None
-        try:
-            data: Any = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
+        resp, data = await call_json(
+            self._http,
+            method,
+            self._base + path,
+            f"{method} {path}",
+            self._timeout,
+            params=dict(params or {}),
+            json=dict(body) if body is not None else None,
+            headers=self._headers(tr_id, cred),
+        )
         err = error_from_body(resp.status_code, data, self._rules)
         if err is not None:
             raise err

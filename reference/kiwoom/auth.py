@@ -20,7 +20,6 @@ The refresh window is the official client's buffer (``rest.kiwoom.refresh_before
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,10 +30,10 @@ from stockmon.redaction import Secret, scrub
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
-    NetworkError,
     RemoteProtocolError,
     TokenThrottledError,
 )
+from stockmon.reference.rest import call_json
 from stockmon.reference.seams import Issued, parse_kst
 from stockmon.spec import Spec, broker_clause, broker_data
 
@@ -96,24 +95,15 @@ class KiwoomAuthClient:
 
     async def issue_token(self, budget: float) -> Issued:
         """POST the token request; returns the token and the body with the remaining validity."""
-        if budget <= 0:
-            raise NetworkError(f"no time left to call {self._path}")
         self.token_requests += 1
         payload = {
             "grant_type": self._grant,
             "appkey": self._app_key.reveal(),
             self._secret_field: self._app_secret.reveal(),
         }
-        try:
-            resp = await self._http.post(self._base + self._path, json=payload, timeout=budget)
-        except httpx.TimeoutException:
-            raise NetworkError(f"POST {self._path} timed out after {budget:.2f} s") from None
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"POST {self._path} failed: {type(exc).__name__}") from None
-        try:
-            body: Any = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
+        what = f"POST {self._path}"
+        url = self._base + self._path
+        resp, body = await call_json(self._http, "POST", url, what, budget, json=payload)
         err = self.error_of(resp.status_code, body)
         if err is not None:
             raise err
