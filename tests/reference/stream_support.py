@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from stockmon.clock import ScaledClock
+from stockmon.redaction import Secret
 from stockmon.reference.events import (
     CloseSocket,
     DataReceived,
@@ -16,6 +22,7 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.registry import LOGIN_TIMEOUT_REAL_S
@@ -198,4 +205,37 @@ def kiwoom_client(
         credentials=tokens,
         clock=clock,
         **kw,
+    )
+
+
+STOCKMON = str(Path(sys.executable).with_name("stockmon"))
+
+
+def cli_env(extra: dict[str, str]) -> dict[str, str]:
+    """A subprocess environment: the essentials of ours plus ``extra`` (nothing else leaks in)."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, **extra}
+
+
+def most_open_sockets(records: list[dict[str, Any]]) -> int:
+    """The most WebSocket connections a mock trace ever had open at once (WS-SINGLE-SOCKET)."""
+    open_now: set[str] = set()
+    most = 0
+    for r in records:
+        if r["kind"] == "ws_open":
+            open_now.add(r["conn"])
+            most = max(most, len(open_now))
+        elif r["kind"] == "ws_close":
+            open_now.discard(r["conn"])
+    return most
+
+
+def direct_approval(mock: Any, http: httpx.AsyncClient, spec: Spec) -> DirectApprovalKeyProvider:
+    """The single-process approval-key source against a KIS mock."""
+    return DirectApprovalKeyProvider(
+        client=http,
+        rest_url=mock.rest_url,
+        app_key=Secret(mock.app_key),
+        app_secret=Secret(mock.app_secret),
+        spec=spec,
     )

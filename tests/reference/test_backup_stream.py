@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from stream_support import kis_client, kiwoom_client
+from stream_support import direct_approval, kis_client, kiwoom_client, most_open_sockets
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, KiwoomMock, KiwoomMockConfig, MockConfig, kiwoom_beside
@@ -20,7 +20,6 @@ from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.fleet.token_manager import token_manager
 from stockmon.reference.fleet.token_state import TokenPolicy
 from stockmon.reference.fleet.token_store import LocalCredentialStore
-from stockmon.reference.kis.auth import DirectApprovalKeyProvider
 from stockmon.reference.kiwoom.auth import REMAINING_FIELD, KiwoomAuthClient
 from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomTick
 from stockmon.reference.output import EventSink
@@ -274,13 +273,7 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
         await kw.start()
         try:
             clock, sink = ScaledClock(scale), ListSink()
-            approval = DirectApprovalKeyProvider(
-                client=http,
-                rest_url=kis.rest_url,
-                app_key=Secret(kis.app_key),
-                app_secret=Secret(kis.app_secret),
-                spec=SPEC,
-            )
+            approval = direct_approval(kis, http, SPEC)
 
             def make_kis(s: EventSink, o: Any = None) -> StreamClient:
                 return kis_client(
@@ -324,15 +317,7 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
             assert runner.core.failovers == 1 and runner.core.switchbacks == 1
         finally:
             await kw.stop()
-        open_now: set[str] = set()
-        most = 0
-        for r in kis.trace.records():
-            if r["kind"] == "ws_open":
-                open_now.add(r["conn"])
-                most = max(most, len(open_now))
-            elif r["kind"] == "ws_close":
-                open_now.discard(r["conn"])
-        assert most == 1
+        assert most_open_sockets(kis.trace.records()) == 1
         refused = [
             r for r in kis.trace.records() if r["kind"] == "ws_refused" and "broker" not in r
         ]
@@ -439,13 +424,7 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
         sinks: list[ListSink] = []
         tasks: list[asyncio.Task[None]] = []
         try:
-            approval = DirectApprovalKeyProvider(
-                client=http,
-                rest_url=kis.rest_url,
-                app_key=Secret(kis.app_key),
-                app_secret=Secret(kis.app_secret),
-                spec=SPEC,
-            )
+            approval = direct_approval(kis, http, SPEC)
             for i, redis in enumerate(redises):
                 clock, sink = ScaledClock(scale), ListSink()
                 gate = RedisConnectGate(
@@ -525,12 +504,4 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
             await kw.stop()
             for redis in redises:
                 await redis.aclose()
-        open_now: set[str] = set()
-        most = 0
-        for rec in kis.trace.records():
-            if rec["kind"] == "ws_open":
-                open_now.add(rec["conn"])
-                most = max(most, len(open_now))
-            elif rec["kind"] == "ws_close":
-                open_now.discard(rec["conn"])
-        assert most == 1
+        assert most_open_sockets(kis.trace.records()) == 1

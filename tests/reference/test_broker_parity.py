@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from stream_support import APPROVAL, data_frame, sample_fields
+from stream_support import APPROVAL, STOCKMON, cli_env, data_frame, sample_fields
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import MockConfig, MockThread, kiwoom_beside
@@ -23,15 +20,9 @@ from stockmon.reference.shell import StreamClient
 from stockmon.settings import Subscription, load_settings
 from stockmon.spec import load_spec
 
-STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 SUBS = "H0STCNT0:005930,H0STASP0:005930"
 SPEC = load_spec("1.1")
 BROKER_NAMES = sorted(BROKERS)
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, **extra}
 
 
 # ---------------------------------------------------------------------- malformed URLs
@@ -52,7 +43,7 @@ def test_a_malformed_url_is_a_one_line_settings_error(
     broker: str, variable: str, value: str
 ) -> None:
     """A URL the client cannot use: exit 2, one line naming the variable, no traceback."""
-    env = _env(
+    env = cli_env(
         {
             "KIS_APP_KEY": "k" * 36,
             "KIS_APP_SECRET": "s" * 180,
@@ -162,7 +153,7 @@ def test_a_closed_stdout_ends_the_stream_quietly(
     mode: str, mocks: dict[str, str], redis_url: str
 ) -> None:
     """``stockmon stream | head -n 3``: exit 0 within 2 s of the reader leaving, stderr empty."""
-    env = _env(
+    env = cli_env(
         {
             **mocks,
             "STOCKMON_BROKER": mode,

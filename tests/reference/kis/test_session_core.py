@@ -27,10 +27,8 @@ from stockmon.reference.events import (
     StatusChanged,
 )
 from stockmon.reference.kis.session import (
-    CONNECTION_TRANSITIONS,
     REGISTERED_STATES,
     SUBSCRIPTION_TRANSITIONS,
-    ConnEvent,
     ConnState,
     SessionCore,
     SubEvent,
@@ -514,34 +512,12 @@ class TestSingleSocket:
         with pytest.raises(LocalProtocolError):
             w.core.connected(1)
 
-    def test_open_is_requested_only_after_close(self) -> None:
-        """No transition leaves OPEN for CONNECTING except the socket being closed."""
-        into_connecting = {
-            (s, e) for (s, e), t in CONNECTION_TRANSITIONS.items() if t is ConnState.CONNECTING
-        }
-        assert all(s is not ConnState.OPEN or e is ConnEvent.CLOSED for s, e in into_connecting)
-        assert all(
-            t is not ConnState.OPEN or e is ConnEvent.CONNECTED
-            for (_, e), t in CONNECTION_TRANSITIONS.items()
-        )
-
     def test_every_peer_answer_is_defined_in_every_state_that_waits(self) -> None:
         """The subscription table answers every peer event in every state that can receive one."""
         peer = {SubEvent.ACK, SubEvent.ALREADY, SubEvent.REFUSED, SubEvent.RELEASED}
         for state in REGISTERED_STATES | {SubState.REJECTED}:
             for ev in peer:
                 assert (state, ev) in SUBSCRIPTION_TRANSITIONS, (state, ev)
-
-    def test_socket_loss_requeues_every_wanted_subscription(self) -> None:
-        """A lost socket sends every wanted subscription back to QUEUED (none is lost)."""
-        for state in SubState:
-            target = SUBSCRIPTION_TRANSITIONS.get((state, SubEvent.SOCKET_LOST))
-            if state in (SubState.GONE,):
-                assert target is None
-            elif state is SubState.RELEASING:
-                assert target is SubState.GONE
-            else:
-                assert target is SubState.QUEUED, state
 
     def test_stop_closes_and_stays_closed(self) -> None:
         """stop() closes the open socket and no OpenSocket follows."""

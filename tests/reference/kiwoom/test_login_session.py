@@ -26,10 +26,9 @@ from stockmon.reference.kiwoom.frames import (
 )
 from stockmon.reference.kiwoom.rules import KiwoomRules
 from stockmon.reference.kiwoom.session import (
-    CONNECTION_TRANSITIONS,
     KiwoomSessionCore,
 )
-from stockmon.reference.lifecycle import ConnEvent, ConnState, SubState
+from stockmon.reference.lifecycle import ConnState, SubState
 from stockmon.settings import Subscription
 from stockmon.spec import load_spec
 
@@ -104,24 +103,6 @@ def book_values() -> dict[str, str]:
             {ap: f"-{20800 + 100 * i}", aq: str(10 + i), bp: f" {20700 - 100 * i}", bq: str(20 + i)}
         )
     return v
-
-
-# ------------------------------------------------------------------ the table
-def test_transition_table_never_opens_from_an_open_socket() -> None:
-    """WS-SINGLE-SOCKET: every move into CONNECTING comes from a state whose socket is closed."""
-    into_connecting = {
-        (s, e) for (s, e), t in CONNECTION_TRANSITIONS.items() if t is ConnState.CONNECTING
-    }
-    assert {e for _, e in into_connecting} <= {
-        ConnEvent.START,
-        ConnEvent.CLOSED,
-        ConnEvent.RECONNECT,
-    }
-    assert all(
-        s in (ConnState.IDLE, ConnState.CONNECTING)
-        for s, e in into_connecting
-        if e is not ConnEvent.CLOSED
-    )
 
 
 # ------------------------------------------------------------------ KIWOOM-PROTOCOL

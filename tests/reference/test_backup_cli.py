@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from stream_support import STOCKMON, cli_env, most_open_sockets
 
 from stockmon.mockserver import (
     KisMock,
@@ -26,14 +24,8 @@ from stockmon.mockserver import (
 )
 from stockmon.schemas import errors as schema_errors
 
-STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 SUBS = "H0STCNT0:005930,H0STASP0:000660,HDFSCNT0:DNASAAPL"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, **extra}
 
 
 class Reader:
@@ -94,7 +86,7 @@ def test_broker_kiwoom_streams_from_the_kiwoom_mock() -> None:
     thread = KiwoomMockThread(KiwoomMockConfig(time_scale=20.0, env="prod"))
     kw = thread.start()
     try:
-        env = _env(
+        env = cli_env(
             {
                 **kw.env(),
                 "STOCKMON_ENV": "mock",
@@ -124,7 +116,7 @@ def test_auto_fails_over_to_kiwoom_and_back_with_one_socket(
     """The default stream (Kiwoom configured: auto) with KIS killed longer than the reconnect
     budget: Kiwoom serves KR, then KIS again; never two sockets."""
     kis, kw = both
-    env = _env({**kis.env(), **kw.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})  # no STOCKMON_BROKER
+    env = cli_env({**kis.env(), **kw.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})  # no STOCKMON_BROKER
     proc = subprocess.Popen(
         [STOCKMON, "stream"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -143,15 +135,7 @@ def test_auto_fails_over_to_kiwoom_and_back_with_one_socket(
         )
     )
     _stop(proc, reader)
-    open_now: set[str] = set()
-    most = 0
-    for r in kis.trace.records():
-        if r["kind"] == "ws_open":
-            open_now.add(r["conn"])
-            most = max(most, len(open_now))
-        elif r["kind"] == "ws_close":
-            open_now.discard(r["conn"])
-    assert most == 1
+    assert most_open_sockets(kis.trace.records()) == 1
     assert [
         e.get("state") for e in reader.lines if e.get("state") in ("failover", "switched_back")
     ] == ["failover", "switched_back"]
@@ -182,7 +166,7 @@ def test_unusable_backup_settings_are_one_line_errors(env: dict[str, str], needl
     """CRED-KIWOOM-SECRET / TOKEN-KIWOOM-SESSION: exit 2, one line naming the variable, nothing contacted."""
     out = subprocess.run(
         [STOCKMON, "stream"],
-        env=_env({"STOCKMON_ENV": "mock", "STOCKMON_SUBSCRIPTIONS": SUBS, **env}),
+        env=cli_env({"STOCKMON_ENV": "mock", "STOCKMON_SUBSCRIPTIONS": SUBS, **env}),
         capture_output=True,
         text=True,
         timeout=30,
