@@ -22,16 +22,23 @@ spec/; subscriptions use the shared :class:`SubState` / :class:`SubEvent` with a
 from __future__ import annotations
 
 import enum
+import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import LocalProtocolError, RemoteProtocolError
 from stockmon.reference.events import CloseSocket, Event, MalformedFrame, OpenSocket, StatusChanged
 from stockmon.settings import Subscription
+
+
+def compact(obj: Any) -> str:
+    """JSON text as brokers expect it: no spaces, UTF-8 as is."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
 
 # Characters of a bad frame kept in the MalformedFrame event (enough to recognise it in a log).
 EXCERPT = 80

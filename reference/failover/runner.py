@@ -28,7 +28,7 @@ from stockmon.reference.failover.core import (
     StopKiwoom,
 )
 from stockmon.reference.output import EventSink
-from stockmon.reference.shell import Outcome, ShellClock
+from stockmon.reference.shell import CoreLoop, Outcome, ShellClock
 from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class _Watch:
         self._runner.sink.flush()
 
 
-class FailoverStream:
+class FailoverStream(CoreLoop):
     """Runs KIS, fails over to Kiwoom and back as :class:`FailoverCore` decides; one client at a time."""
 
     def __init__(
@@ -90,7 +90,8 @@ class FailoverStream:
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._done = asyncio.Event()
+        self._timer_at: float | None = None
+        self._stop = self._done = asyncio.Event()
         self._fatal: StockmonError | None = None
         self.stopping = False
         self.clients_started = 0
@@ -110,8 +111,7 @@ class FailoverStream:
         try:
             await self._done.wait()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            self._cancel_timer()
             task = self._task
             if task is not None and not task.done():
                 if self._client is not None:
@@ -192,20 +192,8 @@ class FailoverStream:
             self.core.kiwoom_stopped(now)
         self._pump()
 
-    def _arm(self, deadline: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, self.clock.to_real(deadline - self.clock.monotonic()))
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(self.clock.monotonic())
-        self._pump()
+    def _timer_fired(self, now: float) -> None:
+        self.core.handle_timer(now)
 
 
 __all__ = ["Client", "ClientFactory", "FailoverStream"]

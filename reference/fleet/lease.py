@@ -135,7 +135,35 @@ def parse_lease_value(value: str) -> LeaseInfo | None:
     return LeaseInfo(holder, int(epoch))
 
 
-class RedisLease:
+class _Held:
+    """What every lease knows of itself: its key, fencing epoch and holder (never its value)."""
+
+    _key: str
+    _epoch: int
+    _holder: str
+    _released: bool
+
+    def __repr__(self) -> str:
+        # The value is unguessable on purpose; keep it out of logs anyway.
+        return f"{type(self).__name__}(key={self._key!r}, holder={self._holder!r}, epoch={self._epoch})"
+
+    @property
+    def key(self) -> str:
+        """The leased key."""
+        return self._key
+
+    @property
+    def epoch(self) -> int:
+        """Fencing number of this acquisition."""
+        return self._epoch
+
+    @property
+    def holder(self) -> str:
+        """Our replica name."""
+        return self._holder
+
+
+class RedisLease(_Held):
     """A lease held in Redis; see the module docstring for the guarantees and their limits."""
 
     def __init__(
@@ -158,25 +186,6 @@ class RedisLease:
         self._holder = holder
         self._monotonic = monotonic
         self._released = False
-
-    def __repr__(self) -> str:
-        # The value is unguessable on purpose; keep it out of logs anyway.
-        return f"RedisLease(key={self._key!r}, holder={self._holder!r}, epoch={self._epoch})"
-
-    @property
-    def key(self) -> str:
-        """The Redis key of the lease."""
-        return self._key
-
-    @property
-    def epoch(self) -> int:
-        """Fencing number of this acquisition."""
-        return self._epoch
-
-    @property
-    def holder(self) -> str:
-        """Our replica name."""
-        return self._holder
 
     def remaining(self) -> float:
         """Validity left, measured from the send time of the last acquire/renew, minus drift."""
@@ -295,7 +304,7 @@ class LocalLeases:
         return self._monotonic
 
 
-class LocalLease:
+class LocalLease(_Held):
     """A lease in a :class:`LocalLeases` table."""
 
     def __init__(
@@ -316,24 +325,6 @@ class LocalLease:
         self._epoch = epoch
         self._holder = holder
         self._released = False
-
-    def __repr__(self) -> str:
-        return f"LocalLease(key={self._key!r}, holder={self._holder!r}, epoch={self._epoch})"
-
-    @property
-    def key(self) -> str:
-        """The leased name."""
-        return self._key
-
-    @property
-    def epoch(self) -> int:
-        """Fencing number of this acquisition."""
-        return self._epoch
-
-    @property
-    def holder(self) -> str:
-        """Our name."""
-        return self._holder
 
     def remaining(self) -> float:
         """Validity left (no drift in one process)."""

@@ -109,10 +109,6 @@ class RedisConnectGate:
         """Set when permission is gone: close the socket now (cleared by :meth:`acquire`)."""
         return self._lost
 
-    async def wait_lost(self) -> None:
-        """Return once permission is lost (the socket must close now)."""
-        await self._lost.wait()
-
     async def acquire(self) -> None:
         """Wait (standby) until this replica holds the socket lease; then keep it renewed.
 

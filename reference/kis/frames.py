@@ -522,11 +522,6 @@ class FrameParser:
         """TR ID -> record class, for every layout this parser knows."""
         return self._types
 
-    def is_data(self, text: str) -> bool:
-        """Whether a text frame is a data frame (its first character is a frame flag)."""
-        g = self.grammar
-        return text[:1] in (g.plain_flag, g.encrypted_flag)
-
     def parse(self, text: str) -> Frame:
         """Parse the structure of one frame; FrameError if it is not a well-formed data frame."""
         if len(text) > MAX_FRAME_CHARS:

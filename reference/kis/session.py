@@ -2,24 +2,13 @@
 
 Theory of operation
 -------------------
-:class:`SessionCore` is a pure state machine in the style of h11 and aioquic. The shell feeds it
-*inputs*, each with the current spec time ``now`` — ``start``, ``connected``, ``text_received``,
-``closed``, ``subscribe``, ``unsubscribe``, ``reconnect``, ``stop`` and ``handle_timer`` — and
-after every input drains its *outputs*: text frames from :meth:`SessionCore.data_to_send`, typed
-events from :meth:`SessionCore.next_event` (see :mod:`stockmon.reference.events`), and the single
-deadline from :meth:`SessionCore.get_timer`. The core never reads a clock, sleeps, draws random
-numbers or touches a socket, so every policy below is unit-tested by calling methods with chosen
-``now`` values.
+:class:`SessionCore` is a pure state machine (h11/aioquic style) on the shared connection lifecycle
+of :mod:`stockmon.reference.lifecycle` (inputs with ``now``; outputs drained from
+``data_to_send()``, ``next_event()`` and ``get_timer()``; no clock, sleep, randomness or socket), so
+every policy below is unit-tested by calling methods with chosen ``now`` values. Its two tables:
 
-Two state machines run side by side, each written out as one table so that a reader (and a test
-holding it against spec/) sees every legal move in one place:
-
-* the **connection** (:data:`CONNECTION_TRANSITIONS`): IDLE -> CONNECTING -> OPEN, and from OPEN
-  either the peer drops us (CLOSED: straight back to CONNECTING, i.e. reconnect) or we decide to
-  close (idle timeout, session in use, approval rejected, an external reconnect request: CLOSING,
-  then CONNECTING once the shell reports the socket fully closed). A new socket is requested only
-  from CONNECTING, which is entered only after ``closed`` — the core therefore can never ask for a
-  second socket while one is open (WS-SINGLE-SOCKET). STOP leads to SHUTTING_DOWN / STOPPED.
+* the **connection** (:data:`CONNECTION_TRANSITIONS`): the shared lifecycle, CONNECTED leading
+  straight to OPEN, and a rejected approval key as one more reason to close, then reopen.
 * each **subscription** (:data:`SUBSCRIPTION_TRANSITIONS`): QUEUED (wanted, no socket) -> SUBSCRIBING
   (request sent) -> ACTIVE (acknowledged); OVER_CAP when the session's registration cap is reached;
   RESETTING while recovering from "already subscribed"; REJECTED when the broker refused it;
@@ -81,6 +70,7 @@ from stockmon.reference.lifecycle import (
     SessionLifecycle,
     SubEvent,
     SubState,
+    compact,
 )
 from stockmon.settings import Subscription
 from stockmon.spec import Spec, broker_clause
@@ -242,10 +232,6 @@ class _Sub:
     resets: int = 0  # already-subscribed recoveries in the current session
 
 
-def _compact(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 class SessionCore(SessionLifecycle):
     """The KIS WebSocket session as a pure state machine (see the module docstring)."""
 
@@ -264,7 +250,7 @@ class SessionCore(SessionLifecycle):
         self._last_heartbeat = 0.0
         self._opened_at = 0.0
         self._echoed: deque[str] = deque(maxlen=_ECHO_MEMORY)
-        self._ping_text = _compact(r.ping_packet)
+        self._ping_text = compact(r.ping_packet)
         grammar = self.parser.grammar
         self._data_flags = (grammar.plain_flag, grammar.encrypted_flag)
         self._parse = self.parser.parse
@@ -399,7 +385,7 @@ class SessionCore(SessionLifecycle):
         if self._credential is None:
             raise LocalProtocolError("no approval key: call set_credential() first")
         f_tr, f_key = self.rules.body_fields
-        return _compact(
+        return compact(
             {
                 "header": {_APPROVAL_HEADER: self._credential.reveal(), **header},
                 "body": {"input": {f_tr: sub.tr_id, f_key: sub.tr_key}},

@@ -2,18 +2,11 @@
 
 Theory of operation
 -------------------
-The same shape as the KIS core, the lifecycle shared (:mod:`stockmon.reference.lifecycle`): the
-shell feeds inputs with the current spec time ``now`` — ``start``, ``connected``, ``text_received``,
-``closed``, ``subscribe``, ``unsubscribe``, ``reconnect``, ``stop``, ``handle_timer`` — and drains
-``data_to_send()``, ``next_event()`` and the one deadline of ``get_timer()``. The core never reads a
-clock, sleeps or touches a socket.
-
-The connection (:data:`CONNECTION_TRANSITIONS`, registrations :data:`SUBSCRIPTION_TRANSITIONS`): IDLE -> CONNECTING -> LOGGING_IN (socket open, LOGIN
-sent) -> OPEN (LOGIN accepted) and from LOGGING_IN/OPEN either the peer drops us (back to
-CONNECTING: reconnect) or we close (LOGIN refused, LOGIN unanswered, idle, replaced by another login
-of our app key, an outside request: CLOSING, then CONNECTING once the socket is fully closed). A new
-socket is requested only from CONNECTING, entered only after ``closed``: never two sockets
-(WS-SINGLE-SOCKET).
+The same shape as the KIS core, on the shared lifecycle of :mod:`stockmon.reference.lifecycle`:
+inputs with ``now``, outputs drained, no clock or socket. The connection
+(:data:`CONNECTION_TRANSITIONS`) adds LOGGING_IN between the socket and OPEN (LOGIN sent, not yet
+accepted) and its reasons to close (LOGIN refused or unanswered, replaced by another login of our app
+key); registrations follow :data:`SUBSCRIPTION_TRANSITIONS`.
 
 Policies (KIWOOM-PROTOCOL, TOKEN-KIWOOM-SESSION; values from :class:`KiwoomRules`):
 
@@ -57,6 +50,7 @@ from stockmon.reference.lifecycle import (
     SessionLifecycle,
     SubEvent,
     SubState,
+    compact,
 )
 from stockmon.settings import Subscription
 from stockmon.spec import Spec
@@ -116,10 +110,6 @@ class KiwoomStats(CoreStats):
 
     logins: int = 0
     pings_echoed: int = 0
-
-
-def _compact(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def _code_in(message: str, codes: tuple[str, ...]) -> str | None:
@@ -190,7 +180,7 @@ class KiwoomSessionCore(SessionLifecycle):
         login: dict[str, str] = {"trnm": self.rules.login}
         if self._credential is not None:
             login["token"] = self._credential.reveal()
-        self._out.append(_compact(login))
+        self._out.append(compact(login))
         self._status("logging_in", "session_open", detail=f"session {self.stats.sessions}")
 
     def _on_closed(self) -> None:
@@ -346,7 +336,7 @@ class KiwoomSessionCore(SessionLifecycle):
             for key in keys:
                 self._reg_event(key, self._regs[key], SubEvent.SEND)
         packet["data"] = [{"item": items, "type": [code]} for code, items in by_type.items()]
-        self._out.append(_compact(packet))
+        self._out.append(compact(packet))
         self._pending.append((trnm, tuple(keys)))
 
     def _reg_reply(self, trnm: str, msg: Mapping[str, Any]) -> None:
