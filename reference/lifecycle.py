@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import LocalProtocolError, RemoteProtocolError
@@ -44,66 +44,27 @@ def compact(obj: Any) -> str:
 EXCERPT = 80
 
 
+@runtime_checkable
 class BrokerCore(Protocol):
-    """The sans-I/O session of one broker, as the one shell drives it."""
+    """The sans-I/O session of one broker as the one shell drives it: the inputs and outputs of the
+    module docstring. :class:`SessionLifecycle` implements the lifecycle part once."""
 
     @property
-    def state(self) -> ConnState:
-        """The connection state."""
-        ...
-
+    def state(self) -> ConnState: ...
     @property
-    def malformed(self) -> int:
-        """Frames dropped as malformed so far."""
-        ...
-
-    def set_credential(self, value: str | Secret | None) -> None:
-        """The session credential (approval key, session token) for the next socket."""
-        ...
-
-    def start(self, now: float) -> None:
-        """Begin: ask for the first socket."""
-        ...
-
-    def stop(self, now: float) -> None:
-        """Shut down for good."""
-        ...
-
-    def reconnect(self, now: float, reason: str) -> None:
-        """Replace the socket for a reason outside the protocol."""
-        ...
-
-    def connected(self, now: float) -> None:
-        """The socket asked for is open."""
-        ...
-
-    def closed(self, now: float, code: int | None = None) -> None:
-        """The socket is fully closed (or the attempt failed)."""
-        ...
-
-    def subscribe(self, sub: Subscription, now: float) -> None:
-        """Want a subscription."""
-        ...
-
-    def text_received(self, text: str, now: float) -> None:
-        """One text frame from the peer."""
-        ...
-
-    def handle_timer(self, now: float) -> None:
-        """Run whatever deadline has passed."""
-        ...
-
-    def get_timer(self) -> float | None:
-        """Spec time of the next deadline."""
-        ...
-
-    def data_to_send(self) -> list[str]:
-        """Text frames to write, in order."""
-        ...
-
-    def next_event(self) -> Event | None:
-        """The next event, or None."""
-        ...
+    def malformed(self) -> int: ...
+    def set_credential(self, value: str | Secret | None) -> None: ...
+    def start(self, now: float) -> None: ...
+    def stop(self, now: float) -> None: ...
+    def reconnect(self, now: float, reason: str) -> None: ...
+    def connected(self, now: float) -> None: ...
+    def closed(self, now: float, code: int | None = None) -> None: ...
+    def subscribe(self, sub: Subscription, now: float) -> None: ...
+    def text_received(self, text: str, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def data_to_send(self) -> list[str]: ...
+    def next_event(self) -> Event | None: ...
 
 
 class ConnState(enum.Enum):
@@ -326,17 +287,10 @@ class SessionLifecycle:
         self._last_inbound = now
         self._received(text)
 
-    def subscribe(self, sub: Subscription, now: float) -> None:
-        """Want a subscription (the dialect's)."""
-        raise NotImplementedError
-
-    def get_timer(self) -> float | None:
-        """Spec time of the next deadline (the dialect's)."""
-        raise NotImplementedError
-
-    def handle_timer(self, now: float) -> None:
-        """Run whatever deadline has passed (the dialect's)."""
-        raise NotImplementedError
+    # the dialect's inputs and outputs (see BrokerCore)
+    def subscribe(self, sub: Subscription, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
 
     # ------------------------------------------------------------------ for the dialects
 
@@ -346,14 +300,9 @@ class SessionLifecycle:
     def _missing_credential(self) -> str:
         return "set_credential() must be called before connected()"
 
-    def _on_connected(self, now: float) -> None:
-        raise NotImplementedError
-
-    def _on_closed(self) -> None:
-        raise NotImplementedError
-
-    def _received(self, text: str) -> None:
-        raise NotImplementedError
+    def _on_connected(self, now: float) -> None: ...  # start the session (LOGIN, subscribe)
+    def _on_closed(self) -> None: ...  # what the subscriptions do when the socket is gone
+    def _received(self, text: str) -> None: ...  # one frame, in a receiving state
 
     def _conn(self, event: ConnEvent) -> None:
         try:

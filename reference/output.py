@@ -12,8 +12,11 @@ remembers it (``broken``) and calls ``on_broken`` once, so the CLI stops the str
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
@@ -193,3 +196,9 @@ def status_reporter(sink: EventSink) -> Callable[[StatusChanged], None]:
         sink.flush()
 
     return report
+
+
+def silence_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so the exit flush is quiet."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

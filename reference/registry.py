@@ -96,18 +96,6 @@ def _setting(settings: Settings, variable: str) -> str:
     return value
 
 
-def _kis_seams(
-    settings: Settings, http: httpx.AsyncClient, clock: ScaledClock, sink: EventSink, own: bool
-) -> AbstractAsyncContextManager[tuple[CredentialSource, ConnectGate]]:
-    return kis_seams(settings, http, sink)
-
-
-def _kiwoom_seams(
-    settings: Settings, http: httpx.AsyncClient, clock: ScaledClock, sink: EventSink, own: bool
-) -> AbstractAsyncContextManager[tuple[CredentialSource, ConnectGate]]:
-    return kiwoom_seams(settings, http, clock, sink, own_gate=own)
-
-
 def _require_kis(settings: Settings) -> None:
     settings.require_kis()
 
@@ -122,7 +110,7 @@ KIS = Broker(
     ws_url_variable="KIS_WS_URL",
     rest_url_variable="KIS_REST_URL",
     require=_require_kis,
-    seams=_kis_seams,
+    seams=kis_seams,
     core=lambda settings, clock: SessionCore(settings.spec),
 )
 KIWOOM = Broker(
@@ -130,7 +118,7 @@ KIWOOM = Broker(
     ws_url_variable="KIWOOM_WS_URL",
     rest_url_variable="KIWOOM_REST_URL",
     require=check_kiwoom,
-    seams=_kiwoom_seams,
+    seams=kiwoom_seams,
     core=_kiwoom_core,
 )
 BROKERS: dict[str, Broker] = {b.name: b for b in (KIS, KIWOOM)}

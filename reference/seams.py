@@ -9,16 +9,9 @@ The shell (:mod:`stockmon.reference.shell`) needs two things it does not own:
   one app key may hold only one session between them (WS-SINGLE-SOCKET), so a fleet implementation
   grants the socket to one process at a time and can take it back: :class:`ConnectGate`.
 
-Contract of :class:`ConnectGate`, as the shell uses it::
-
-    await gate.acquire()          # blocks until this process may open the socket
-    ... open socket, stream ...   # meanwhile, if gate.lost() becomes set: close the socket now
-    ... socket fully closed ...
-    await gate.release()          # always called once per successful acquire(), even after a loss
-
-``acquire()`` clears the event returned by ``lost()``; an implementation sets it when the permission
-ends early (lease expired, taken over, store unreachable for too long). ``release()`` must be safe to
-call after a loss and must not raise on a store outage (the shell logs its errors and goes on).
+Contract of :class:`ConnectGate`: ``acquire()`` before each socket (it clears ``lost()``), close
+the socket at once if ``lost()`` becomes set, ``release()`` once per acquire after the socket is
+fully closed, even after a loss; ``release()`` must not raise on a store outage.
 
 The credential types an issuer returns (:data:`Issued`) and a shared cache hands out
 (:class:`CredentialCache`) are protocols here, so the dialects (which issue) and the fleet (which

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import signal
 import sys
 from dataclasses import replace
 
 from stockmon.clock import ScaledClock
 from stockmon.reference.failover.runner import Client
-from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable
+from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
 from stockmon.reference.registry import Mode, mode_of
 from stockmon.settings import Settings, load_settings, parse_subscriptions
 
@@ -61,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         broken = True
     if broken:
-        # the reader went away: nothing left to say, and nothing to say it to (not even at exit)
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
     return 0
 
 

@@ -4,17 +4,13 @@ The dialects (``kis/``, ``kiwoom/``) speak to a broker and the fleet (``fleet/``
 and the socket between processes; neither imports the other. This module, above both, builds what a
 command needs and closes it all on exit:
 
-- :func:`open_kis`: the coordination backend (fleet.redis_conn), the shared token and approval-key
-  managers and the KIS REST client. ``stockmon quote`` uses it, and so do the tests and benchmarks.
-- :func:`kis_seams`: what ``stockmon stream`` opens around a KIS client. REDIS_URL set: the
-  approval key shared through Redis and the socket lease (one socket across every replica sharing
-  the app key, WS-SINGLE-SOCKET), lease changes reported as status events. Unset: the
-  single-process seams (a direct approval-key fetcher, a gate that always grants). Either way the
-  REST side runs next to the stream: a price snapshot of every subscribed key at start and a keeper
-  that refreshes the token inside the window (TOKEN-KIS-REFRESH).
-- :func:`kiwoom_seams`: the Kiwoom session token (CRED-KIWOOM-SECRET, TOKEN-KIWOOM-SESSION) through
-  the same token manager and lock, under its own key; in the mock environment without credentials
-  LOGIN goes without a token.
+- :func:`open_kis`: the lock backend, the shared token and approval-key managers, the KIS REST client
+  (``stockmon quote``, tests and benchmarks);
+- :func:`kis_seams`: around a KIS stream, the approval key (shared through Redis with REDIS_URL,
+  else fetched directly), the socket lease (WS-SINGLE-SOCKET across replicas), the REST snapshot at
+  start and the token keeper (TOKEN-KIS-REFRESH);
+- :func:`kiwoom_seams`: the Kiwoom session token through the same token manager and lock, under its
+  own key; without credentials (mock environment only) LOGIN goes without one.
 """
 
 from __future__ import annotations
@@ -150,12 +146,15 @@ def single_process_seams(settings: Settings, http: httpx.AsyncClient) -> Seams:
 async def kis_seams(
     settings: Settings,
     http: httpx.AsyncClient,
+    clock: ScaledClock,
     sink: EventSink,
-    single_process: Callable[[Settings, httpx.AsyncClient], Seams] = single_process_seams,
+    own_gate: bool = True,
     *,
+    single_process: Callable[[Settings, httpx.AsyncClient], Seams] = single_process_seams,
     holder: str | None = None,
 ) -> AsyncIterator[Seams]:
-    """The approval-key source and connect gate of a KIS stream, plus its REST side (see above)."""
+    """The approval-key source and connect gate of a KIS stream, plus its REST side (see above);
+    KIS, the primary, always holds its own gate (``own_gate`` is for the registry's signature)."""
     report = status_reporter(sink)
     async with open_kis(settings, holder=holder, http=http) as kis:
         gate: RedisConnectGate | None = None
@@ -203,7 +202,6 @@ async def kiwoom_seams(
     http: httpx.AsyncClient,
     clock: ScaledClock,
     sink: EventSink,
-    *,
     own_gate: bool = True,
 ) -> AsyncIterator[tuple[SharedCredentialSource, ConnectGate]]:
     """The Kiwoom token source and a connect gate of its own (``own_gate``: Kiwoom alone; under

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from stockmon.reference.kis import session as kis_session
+from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom import session as kiwoom_session
+from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.lifecycle import (
     LIFECYCLE_TRANSITIONS,
     PEER_EVENTS,
+    BrokerCore,
     ConnEvent,
     ConnState,
     SubEvent,
     SubState,
 )
+from stockmon.spec import load_spec
 
 DIALECTS = {"kis": kis_session, "kiwoom": kiwoom_session}
 CONN = {name: m.CONNECTION_TRANSITIONS for name, m in DIALECTS.items()}
 SUBS = {name: m.SUBSCRIPTION_TRANSITIONS for name, m in DIALECTS.items()}
 Table = Mapping[tuple[ConnState, ConnEvent], ConnState]
+SPEC = load_spec("1.1")
+CORES = {
+    "kis": lambda: SessionCore(SPEC),
+    "kiwoom": lambda: KiwoomSessionCore(SPEC, env="mock", login_timeout_s=10.0),
+}
+
+
+@pytest.mark.parametrize("make", CORES.values(), ids=CORES.keys())
+def test_every_session_core_is_a_broker_core(make: Callable[[], object]) -> None:
+    """Both dialects' cores implement the BrokerCore protocol the one shell drives."""
+    assert isinstance(make(), BrokerCore)
 
 
 @pytest.mark.parametrize("table", CONN.values(), ids=CONN.keys())
