@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 
 from stockmon.clock import ScaledClock
+from stockmon.mockserver import KisMock, KiwoomMock, MockConfig, MockThread, kiwoom_beside
 from stockmon.redaction import Secret
 from stockmon.reference.events import (
     CloseSocket,
@@ -239,3 +242,17 @@ def direct_approval(mock: Any, http: httpx.AsyncClient, spec: Spec) -> DirectApp
         app_secret=Secret(mock.app_secret),
         spec=spec,
     )
+
+
+@contextlib.contextmanager
+def kis_and_kiwoom(time_scale: float, tick_rate_hz: float) -> Iterator[tuple[KisMock, KiwoomMock]]:
+    """KIS and Kiwoom mocks on one loop in a thread (one trace)."""
+    thread = MockThread(MockConfig(time_scale=time_scale, tick_rate_hz=tick_rate_hz))
+    kis = thread.start()
+    kw = kiwoom_beside(kis, tick_rate_hz=tick_rate_hz)
+    thread.call(kw.start())
+    try:
+        yield kis, kw
+    finally:
+        thread.call(kw.stop())
+        thread.stop()

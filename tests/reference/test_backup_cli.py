@@ -11,16 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from stream_support import STOCKMON, cli_env, most_open_sockets
+from stream_support import STOCKMON, cli_env, kis_and_kiwoom, most_open_sockets
 
 from stockmon.mockserver import (
     KisMock,
     KiwoomMock,
     KiwoomMockConfig,
     KiwoomMockThread,
-    MockConfig,
-    MockThread,
-    kiwoom_beside,
 )
 from stockmon.schemas import errors as schema_errors
 
@@ -61,15 +58,8 @@ class Reader:
 @pytest.fixture
 def both() -> Iterator[tuple[KisMock, KiwoomMock]]:
     """KIS and Kiwoom mocks on one loop (one trace), time scale 100."""
-    thread = MockThread(MockConfig(time_scale=100.0, tick_rate_hz=0.05))
-    kis = thread.start()
-    kw = kiwoom_beside(kis, tick_rate_hz=0.05)
-    thread.call(kw.start())
-    try:
-        yield kis, kw
-    finally:
-        thread.call(kw.stop())
-        thread.stop()
+    with kis_and_kiwoom(100.0, 0.05) as pair:
+        yield pair
 
 
 def _stop(proc: subprocess.Popen[str], reader: Reader) -> str:

@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from stream_support import APPROVAL, STOCKMON, cli_env, data_frame, sample_fields
+from stream_support import APPROVAL, STOCKMON, cli_env, data_frame, kis_and_kiwoom, sample_fields
 
 from stockmon.clock import ScaledClock
-from stockmon.mockserver import MockConfig, MockThread, kiwoom_beside
 from stockmon.reference.events import Event
 from stockmon.reference.registry import BROKERS, MODES
 from stockmon.reference.seams import OpenGate, SharedCredentialSource
@@ -136,15 +135,8 @@ async def test_the_sink_is_flushed_once_the_loop_is_idle(broker: str) -> None:
 @pytest.fixture
 def mocks() -> Iterator[dict[str, str]]:
     """KIS and Kiwoom mocks on one loop; their exports merged."""
-    thread = MockThread(MockConfig(time_scale=20.0, tick_rate_hz=2.0))
-    kis = thread.start()
-    kw = kiwoom_beside(kis, tick_rate_hz=2.0)
-    thread.call(kw.start())
-    try:
+    with kis_and_kiwoom(20.0, 2.0) as (kis, kw):
         yield {**kis.env(), **kw.env()}
-    finally:
-        thread.call(kw.stop())
-        thread.stop()
 
 
 @pytest.mark.slow
