@@ -22,6 +22,7 @@ import io
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,15 +30,14 @@ import httpx
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig, kiwoom_beside
 from stockmon.redaction import Secret
-from stockmon.reference.approval import DirectApprovalKeyProvider
-from stockmon.reference.kiwoom_auth import KiwoomTokenSource
-from stockmon.reference.kiwoom_events import KiwoomData, KiwoomEvent
-from stockmon.reference.kiwoom_failover import FailoverStream
-from stockmon.reference.kiwoom_output import BrokerJsonLines
-from stockmon.reference.kiwoom_session import KiwoomSessionCore
-from stockmon.reference.kiwoom_shell import KiwoomSink, KiwoomStreamClient
-from stockmon.reference.output import EventSink
-from stockmon.reference.shell import StreamClient
+from stockmon.reference.events import DataReceived, Event
+from stockmon.reference.failover.runner import FailoverStream
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider
+from stockmon.reference.kis.session import SessionCore
+from stockmon.reference.kiwoom.session import KiwoomSessionCore
+from stockmon.reference.output import EventSink, JsonLinesSink
+from stockmon.reference.seams import SharedCredentialSource
+from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.settings import Subscription
 from stockmon.spec import latest_version, load_spec
 
@@ -50,9 +50,9 @@ SUBS = (
 
 class _Sink:
     def __init__(self) -> None:
-        self.events: list[tuple[float, KiwoomEvent]] = []
+        self.events: list[tuple[float, Event]] = []
 
-    def event(self, ev: KiwoomEvent) -> None:
+    def event(self, ev: Event) -> None:
         self.events.append((time.monotonic(), ev))
 
     def flush(self) -> None:
@@ -86,25 +86,28 @@ async def failover_once(scale: float) -> dict[str, float]:
             spec=spec,
         )
 
-        def make_kis(s: EventSink) -> StreamClient:
+        def make_kis(s: EventSink, on_outcome: Callable[[Outcome], None]) -> StreamClient:
             return StreamClient(
-                spec=spec,
+                core=SessionCore(spec),
                 ws_url=kis.ws_url,
+                url_variable="KIS_WS_URL",
                 subscriptions=SUBS,
-                approval=approval,
+                credentials=approval,
                 clock=clock,
                 sink=s,
+                on_outcome=on_outcome,
             )
 
-        def make_kiwoom(s: KiwoomSink) -> KiwoomStreamClient:
-            return KiwoomStreamClient(
-                spec=spec,
+        def make_kiwoom(s: EventSink, on_outcome: Callable[[Outcome], None]) -> StreamClient:
+            return StreamClient(
+                core=KiwoomSessionCore(spec, env="mock", login_timeout_s=10.0 / clock.to_real(1.0)),
                 ws_url=kw.ws_url,
+                url_variable="KIWOOM_WS_URL",
                 subscriptions=SUBS,
-                tokens=KiwoomTokenSource(None),
-                env="mock",
+                credentials=SharedCredentialSource(None),
                 clock=clock,
                 sink=s,
+                on_outcome=on_outcome,
             )
 
         runner = FailoverStream(
@@ -122,7 +125,13 @@ async def failover_once(scale: float) -> dict[str, float]:
             down_t = kis.trace.now()
             kis.faults.refuse_connections(True)
             kis.faults.drop_socket()
-            await _until(lambda: sink.first(lambda e: isinstance(e, KiwoomData)) is not None, 60)
+            await _until(
+                lambda: (
+                    sink.first(lambda e: isinstance(e, DataReceived) and e.source == "kiwoom")
+                    is not None
+                ),
+                60,
+            )
             up_t = kis.trace.now()
             kis.faults.refuse_connections(False)
             await _until(lambda: runner.core.switchbacks == 1, 600 / scale + 30)
@@ -148,7 +157,7 @@ async def failover_once(scale: float) -> dict[str, float]:
     kis_close = max(t for t, c in closes if not c.startswith("kiwoom") and t <= kw_open)
     back_open = next(t for t, c in opens if not c.startswith("kiwoom") and t > up_t)
     kw_close = max(t for t, c in closes if c.startswith("kiwoom") and t <= back_open)
-    first_data = sink.first(lambda e: isinstance(e, KiwoomData))
+    first_data = sink.first(lambda e: isinstance(e, DataReceived) and e.source == "kiwoom")
     assert first_data is not None
     return {
         "down_to_kiwoom_socket_spec_s": (kw_open - down_t) * scale,
@@ -187,7 +196,7 @@ def parse_path(n: int) -> dict[str, float]:
     spec = load_spec(latest_version())
     frames = _real_frames(n)
     out = io.StringIO()
-    sink = BrokerJsonLines(out)
+    sink = JsonLinesSink(out)
     core = KiwoomSessionCore(spec, env="mock", login_timeout_s=10.0)
     for s in SUBS:
         core.subscribe(s, 0.0)

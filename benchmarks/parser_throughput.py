@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from stockmon.reference.frames import FrameParser, TickRecord
+from stockmon.reference.kis.frames import FrameParser, TickRecord
 from stockmon.spec import load_spec
 
 

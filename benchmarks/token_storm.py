@@ -30,8 +30,8 @@ from typing import Any
 WORKER = r"""
 import asyncio, json, sys, time
 from stockmon.reference.errors import ClientError
-from stockmon.reference.quote import fetch_quote
-from stockmon.reference.rest_context import open_kis
+from stockmon.reference.kis.quote import fetch_quote
+from stockmon.reference.wiring import open_kis
 from stockmon.settings import load_settings
 
 async def main(tasks):
@@ -183,7 +183,7 @@ async def storm(
     mock: Any, redis_url: str, env: dict[str, str], processes: int, tasks: int, rounds: int
 ) -> dict[str, Any]:
     """Run ``rounds`` storms with P x T callers; latencies and token requests per round."""
-    from stockmon.reference.rest_context import open_kis
+    from stockmon.reference.wiring import open_kis
     from stockmon.settings import load_settings
 
     settings = load_settings({k: v for k, v in env.items() if k in mock.env() or k == "REDIS_URL"})

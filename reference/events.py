@@ -1,44 +1,63 @@
-"""Events the session core hands to its shell (``SessionCore.next_event()``).
+"""The one event family of every broker's session core, shell and failover runner.
 
-Two families: *requests* the shell must carry out (:class:`OpenSocket`, :class:`CloseSocket`) and
-*reports* it may print or count (data, status changes, broker errors, malformed frames). Every event
-is an immutable value; none holds a secret.
+Two kinds: *requests* the shell must carry out (:class:`OpenSocket`, :class:`CloseSocket`) and
+*reports* it hands to the sink (data, status changes, broker errors, malformed frames). Every report
+names its ``source`` broker (``kis``, ``kiwoom``), so one sink prints every broker's events with the
+right ``source`` (schema ``event``). Every event is an immutable value; none holds a secret.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TypeAlias
+from dataclasses import KW_ONLY, dataclass
+from typing import Protocol, TypeAlias
 
 from stockmon.reference.errors import BrokerError, RemoteProtocolError
-from stockmon.reference.frames import Frame
 
 
 @dataclass(frozen=True, slots=True)
 class OpenSocket:
     """Open the (single) socket: wait at least ``min_delay_s`` spec seconds plus the shell's backoff.
 
-    ``new_approval_key`` asks the shell to fetch a fresh approval key first (POL-AUTH-FAILED). The
-    core only ever asks for this while no socket is open (WS-SINGLE-SOCKET).
+    ``new_credential`` asks the shell to fetch a fresh credential first (the KIS approval key after
+    POL-AUTH-FAILED, the Kiwoom session token after an auth refusal). The core only ever asks for
+    this while no socket is open (WS-SINGLE-SOCKET).
     """
 
     reason: str
     min_delay_s: float = 0.0
-    new_approval_key: bool = False
+    new_credential: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CloseSocket:
-    """Close the socket now and report :meth:`SessionCore.closed` once it is fully closed."""
+    """Close the socket now and report ``closed`` to the core once it is fully closed."""
 
     reason: str
 
 
+class Records(Protocol):
+    """The parsed records of one data frame, as a dialect hands them to the sinks."""
+
+    @property
+    def count(self) -> int:
+        """How many records (one output line each)."""
+        ...
+
+    def json_lines(self, source: str) -> str:
+        """One JSON line per record (schema ``event``), joined; FrameError for a bad value."""
+        ...
+
+    def table_rows(self) -> list[tuple[str, str, str]]:
+        """``(tr_id, key, row text)`` per record for the live table."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    """A parsed data frame (one or more records of one TR)."""
+    """A parsed data frame (one or more records)."""
 
-    frame: Frame
+    records: Records
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +75,19 @@ class StatusChanged:
     code: str | None = None
     detail: str = ""
     backoff_s: float | None = None
+    _: KW_ONLY
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerErrorReceived:
-    """The broker sent an error body (ERR-WS-BODY); ``error`` is typed by who can fix it."""
+    """The broker sent an error body (ERR-WS-BODY, a refused LOGIN/REG); ``error`` is typed."""
 
     error: BrokerError
     tr_id: str | None = None
     key: str | None = None
+    _: KW_ONLY
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +95,10 @@ class MalformedFrame:
     """A frame that did not parse; it was dropped and counted, the stream goes on."""
 
     error: RemoteProtocolError
-    excerpt: str = field(default="")
+    excerpt: str = ""
+    _: KW_ONLY
+    source: str
 
 
-Event: TypeAlias = (
-    OpenSocket | CloseSocket | DataReceived | StatusChanged | BrokerErrorReceived | MalformedFrame
-)
+Report: TypeAlias = StatusChanged | BrokerErrorReceived | MalformedFrame
+Event: TypeAlias = OpenSocket | CloseSocket | DataReceived | Report

@@ -1,24 +1,24 @@
-"""What ``stockmon stream`` prints: JSON lines (schema ``event``) or a compact live table.
+"""What ``stockmon stream`` prints, for every broker: JSON lines (schema ``event``) or a live table.
 
 :class:`JsonLinesSink` is the implementation-under-test contract of DESIGN §5: one JSON object per
-event, numbers as JSON numbers. Lines are written as they are produced; the shell flushes the sink
-as soon as its event loop is idle (that is, before it waits for the next frame), so a reader sees
-each event as soon as the client has nothing more urgent to do, without one system call per line
-when frames queue up.
+event, numbers as JSON numbers, ``source`` taken from the event. Data lines are encoded by the
+dialect that parsed them (:class:`~stockmon.reference.events.Records`); status lines here. Lines are
+written as they are produced and the shell flushes the sink once its event loop is idle, so a reader
+sees each event before the client waits for the next frame, without one system call per line.
 
-The encoder is hand-rolled for the hot path: the constant parts of a line are preformatted per TR,
-strings go through the C JSON string encoder, an ``int`` prints as itself and a ``Decimal`` as its
-exact digits (``str(Decimal)`` is always a valid JSON number for the finite values the parser lets
-through), so the printed number is the number the broker sent.
+A closed stdout (``stockmon stream | head``) is not an error of the client: the sink stops writing,
+remembers it (``broken``) and calls ``on_broken`` once, so the CLI stops the stream and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
-from json.encoder import encode_basestring_ascii as _js
 from typing import Any, Protocol, TextIO
 
 from stockmon.reference.errors import FrameError
@@ -27,17 +27,15 @@ from stockmon.reference.events import (
     DataReceived,
     Event,
     MalformedFrame,
+    Report,
     StatusChanged,
 )
-from stockmon.reference.frames import Frame, Level, OrderbookRecord, Record, TickRecord
 
 log = logging.getLogger(__name__)
 
-SOURCE = "kis"
-
 
 class EventSink(Protocol):
-    """Where the shell puts events; ``flush`` is called once per received frame."""
+    """Where shells and the failover runner put events; ``flush`` when the loop is idle."""
 
     def event(self, ev: Event) -> None:
         """Handle one event (may raise FrameError for a value that does not convert)."""
@@ -48,12 +46,12 @@ class EventSink(Protocol):
         ...
 
 
-def status_object(ev: StatusChanged | BrokerErrorReceived | MalformedFrame) -> dict[str, Any]:
+def status_object(ev: Report) -> dict[str, Any]:
     """The ``status`` event object of a report (schema ``event``)."""
     if isinstance(ev, StatusChanged):
         obj: dict[str, Any] = {
             "type": "status",
-            "source": SOURCE,
+            "source": ev.source,
             "state": ev.state,
             "reason": ev.reason,
         }
@@ -67,7 +65,7 @@ def status_object(ev: StatusChanged | BrokerErrorReceived | MalformedFrame) -> d
     if isinstance(ev, BrokerErrorReceived):
         obj = {
             "type": "status",
-            "source": SOURCE,
+            "source": ev.source,
             "state": "broker_error",
             "reason": f"{ev.error.code} {ev.error.message}".strip(),
             "code": ev.error.code,
@@ -79,83 +77,50 @@ def status_object(ev: StatusChanged | BrokerErrorReceived | MalformedFrame) -> d
         return obj
     return {
         "type": "status",
-        "source": SOURCE,
+        "source": ev.source,
         "state": "frame_dropped",
         "reason": str(ev.error),
     }
 
 
-def _levels(levels: list[Level]) -> str:
-    return "[" + ",".join([f"[{p},{q}]" for p, q in levels]) + "]"
-
-
-_ENCODERS: dict[type[Record], Callable[[Frame], str]] = {}
-
-
-def _encoder(record_type: type[Record]) -> Callable[[Frame], str]:
-    """The line encoder of one TR: constant parts preformatted once."""
-    head = (
-        f'{{"type":"{record_type.kind}","source":"{SOURCE}","tr_id":{_js(record_type.tr_id)},"key":'
-    )
-    if record_type.kind == "tick":
-
-        def ticks(frame: Frame) -> str:
-            return "".join(
-                [
-                    f'{head}{_js(k)},"time":{_js(t)},"price":{p},"volume":{v}}}\n'
-                    for k, t, p, v in frame.ticks()
-                ]
-            )
-
-        return ticks
-
-    def books(frame: Frame) -> str:
-        return "".join(
-            [
-                f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
-                for k, t, a, b in frame.books()
-            ]
-        )
-
-    return books
-
-
-def frame_text(frame: Frame) -> str:
-    """The JSON lines of every record of a frame, joined; FrameError if a value is bad."""
-    enc = _ENCODERS.get(frame.record_type)
-    if enc is None:
-        enc = _ENCODERS[frame.record_type] = _encoder(frame.record_type)
-    return enc(frame)
-
-
-def frame_lines(frame: Frame) -> list[str]:
-    """The JSON lines of a frame, one string per record (newline included)."""
-    return frame_text(frame).splitlines(keepends=True)
-
-
 class JsonLinesSink:
     """One JSON object per line on a text stream (the IUT contract)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, on_broken: Callable[[], None] | None = None) -> None:
         self._write = stream.write
         self._flush = stream.flush
+        self.on_broken = on_broken
+        self.broken = False
         self.lines = 0
 
     def event(self, ev: Event) -> None:
         """Write the line(s) of one event; a data frame is written whole or not at all."""
         if type(ev) is DataReceived:
-            frame = ev.frame
-            self._write(frame_text(frame))
-            self.lines += frame.count
+            text = ev.records.json_lines(ev.source)
+            self._out(text)
+            self.lines += ev.records.count
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
-            self._write(
+            self._out(
                 json.dumps(status_object(ev), ensure_ascii=False, separators=(",", ":")) + "\n"
             )
             self.lines += 1
 
     def flush(self) -> None:
         """Flush the stream."""
-        self._flush()
+        if not self.broken:
+            self._guard(self._flush)
+
+    def _out(self, text: str) -> None:
+        if not self.broken:
+            self._guard(lambda: self._write(text))
+
+    def _guard(self, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except (BrokenPipeError, ValueError):  # the reader went away (ValueError: stream closed)
+            self.broken = True
+            if self.on_broken is not None:
+                self.on_broken()
 
 
 class LiveTable:
@@ -179,22 +144,14 @@ class LiveTable:
     def event(self, ev: Event) -> None:
         """Update the rows; data values are converted here, like in the JSON sink."""
         if isinstance(ev, DataReceived):
-            for rec in ev.frame.records:
-                self._rows[(rec.tr_id, rec.key)] = self._row(rec)
+            for tr_id, key, row in ev.records.table_rows():
+                self._rows[(tr_id, key)] = row
             self._dirty = True
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
             obj = status_object(ev)
             who = " ".join(str(obj[k]) for k in ("tr_id", "key") if k in obj)
-            self._status = f"{obj['state']} {obj['reason']} {who}".strip()
+            self._status = f"[{obj['source']}] {obj['state']} {obj['reason']} {who}".strip()
             self._dirty = True
-
-    @staticmethod
-    def _row(rec: Record) -> str:
-        if isinstance(rec, TickRecord):
-            return f"{rec.time}  last {rec.price!s:>12}  vol {rec.volume!s:>8}"
-        assert isinstance(rec, OrderbookRecord)
-        (ap, aq), (bp, bq) = rec.asks[0], rec.bids[0]
-        return f"{rec.time}  bid {bp!s:>12} x {bq!s:<8} ask {ap!s:>12} x {aq!s:<8}"
 
     def flush(self) -> None:
         """Redraw at most every ``min_interval_s`` seconds."""
@@ -209,12 +166,39 @@ class LiveTable:
         self._stream.flush()
 
 
-def safe_event(sink: EventSink, ev: Event) -> bool:
+def tick_row(time_: str, price: object, volume: object) -> str:
+    """The live-table row of a trade (every dialect's)."""
+    return f"{time_}  last {price!s:>12}  vol {volume!s:>8}"
+
+
+def book_row(time_: str, best_ask: tuple[object, object], best_bid: tuple[object, object]) -> str:
+    """The live-table row of an order book (every dialect's)."""
+    (ap, aq), (bp, bq) = best_ask, best_bid
+    return f"{time_}  bid {bp!s:>12} x {bq!s:<8} ask {ap!s:>12} x {aq!s:<8}"
+
+
+def safe_event(sink: EventSink, ev: DataReceived | Report) -> bool:
     """Hand an event to a sink; a bad value in a data frame is logged and reported, never raised."""
     try:
         sink.event(ev)
     except FrameError as exc:
         log.warning("dropped a data frame with a bad value: %s", exc)
-        sink.event(MalformedFrame(exc))
+        sink.event(MalformedFrame(exc, source=ev.source))
         return False
     return True
+
+
+def status_reporter(sink: EventSink) -> Callable[[StatusChanged], None]:
+    """Print a status event now (lease changes, REST snapshot results)."""
+
+    def report(event: StatusChanged) -> None:
+        safe_event(sink, event)
+        sink.flush()
+
+    return report
+
+
+def silence_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so the exit flush is quiet."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

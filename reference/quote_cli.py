@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import sys
 from decimal import Decimal
 
-from stockmon.reference.quote import Quote, fetch_quote, market_of
-from stockmon.reference.rest_context import open_kis
+from stockmon.reference.kis.quote import Quote, fetch_quote, market_of
+from stockmon.reference.output import silence_stdout
+from stockmon.reference.wiring import open_kis
 from stockmon.settings import Settings, load_settings
 
 
@@ -64,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(quote_all(settings, keys, bool(args.json)))
     except BrokenPipeError:
-        # The reader went away (``| head``): nothing left to say, and nobody to say it to.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         return 0
 
 

@@ -1,50 +1,113 @@
-"""Seams between the streaming shell and the credential / fleet machinery.
+"""Seams between the streaming shell and the credential / fleet machinery, for every broker.
 
-The streaming shell (:mod:`stockmon.reference.shell`) needs two things it does not own:
+The shell (:mod:`stockmon.reference.shell`) needs two things it does not own:
 
-* an **approval key** for the WebSocket headers (WS-APPROVAL-KEY), fetched fresh after the broker
-  rejects the current one (POL-AUTH-FAILED ``ws_codes``): :class:`ApprovalKeyProvider`;
+* a **credential** for the session (the KIS approval key of WS-APPROVAL-KEY, the Kiwoom session token
+  of TOKEN-KIWOOM-SESSION), fetched fresh after the broker rejected the current one:
+  :class:`CredentialSource` (one name for both, ``credential(force_new=...)``);
 * **permission to open the market-data socket**. One process alone needs none, but a fleet sharing
-  one appkey may hold only one session between them (WS-SINGLE-SOCKET, WS-SESSION-LIMITS
-  ``sessions_per_appkey``), so a fleet implementation grants the socket to one process at a time
-  and can take it back: :class:`ConnectGate`.
+  one app key may hold only one session between them (WS-SINGLE-SOCKET), so a fleet implementation
+  grants the socket to one process at a time and can take it back: :class:`ConnectGate`.
 
-Default implementations here are for a single process: :class:`OpenGate` always grants. A direct
-approval-key fetcher lives in :mod:`stockmon.reference.approval`. The Redis-backed versions (shared
-cache, fleet-wide lease) plug in behind the same protocols, chosen by ``stockmon stream`` when
-``REDIS_URL`` is set.
+Contract of :class:`ConnectGate`: ``acquire()`` before each socket (it clears ``lost()``), close
+the socket at once if ``lost()`` becomes set, ``release()`` once per acquire after the socket is
+fully closed, even after a loss; ``release()`` must not raise on a store outage.
 
-Contract of :class:`ConnectGate`, as the shell uses it::
-
-    await gate.acquire()          # blocks until this process may open the socket
-    ... open socket, stream ...   # meanwhile, if gate.lost() becomes set: close the socket now
-    ... socket fully closed ...
-    await gate.release()          # always called once per successful acquire(), even after a loss
-
-``acquire()`` clears the event returned by ``lost()``; an implementation sets it when the permission
-ends early (lease expired, taken over, store unreachable for too long). ``release()`` must be safe to
-call after a loss and must not raise on a store outage (the shell ignores its errors, logs them and
-goes on).
+The credential types an issuer returns (:data:`Issued`) and a shared cache hands out
+(:class:`CredentialCache`) are protocols here, so the dialects (which issue) and the fleet (which
+shares) meet without importing each other.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from stockmon.redaction import Secret
+
+Issued = tuple[str, Mapping[str, Any]]
+"""What an issuance call returns: the credential and the whole response body."""
+Issuer = Callable[[float], Awaitable[Issued]]
+"""An issuance call bounded by a budget of real seconds."""
+
+
+def parse_kst(text: str, fmt: str, utc_offset_s: int) -> float:
+    """POSIX timestamp of a broker wall time written without a zone (KST for KIS and Kiwoom)."""
+    naive = datetime.strptime(text, fmt)  # the zone is not in the text; it comes from the spec
+    return naive.replace(tzinfo=timezone(timedelta(seconds=utc_offset_s))).timestamp()
+
+
+class Credential(Protocol):
+    """One cached credential; only its value matters to the users."""
+
+    @property
+    def value(self) -> Secret:
+        """The secret itself."""
+        ...
+
+
+C = TypeVar("C", bound=Credential)
+
+
+class CredentialCache(Protocol, Generic[C]):
+    """A credential shared by a fleet (fleet.token_manager.SharedCredential)."""
+
+    async def get(self) -> C:
+        """A valid credential (issued or refreshed as needed)."""
+        ...
+
+    async def invalidate(self, rejected: C) -> C:
+        """A credential other than ``rejected``, which the broker refused."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop a refresh in flight."""
+        ...
 
 
 @runtime_checkable
-class ApprovalKeyProvider(Protocol):
-    """Source of the WebSocket approval key (WS-APPROVAL-KEY)."""
+class CredentialSource(Protocol):
+    """Source of the session credential a shell puts into its core before each socket."""
 
-    async def approval_key(self, *, force_new: bool = False) -> str:
-        """The current approval key; ``force_new`` after the broker rejected it (POL-AUTH-FAILED).
+    async def credential(self, *, force_new: bool = False) -> str | None:
+        """The current credential (None: the session goes without one, where the spec allows);
+        ``force_new`` after the broker rejected it.
 
         Raises a :class:`~stockmon.reference.errors.ClientError` (``BrokerError``/``AuthError`` for
-        an error answer, ``NetworkError`` when the endpoint cannot be reached); the shell reports it,
-        backs off and asks again.
+        an error answer, ``NetworkError`` when the endpoint cannot be reached); the shell reports
+        it, backs off and asks again.
         """
         ...
+
+
+class SharedCredentialSource:
+    """:class:`CredentialSource` backed by a shared cache; without one (no credentials) None."""
+
+    def __init__(self, manager: CredentialCache[Any] | None) -> None:
+        self.manager = manager
+        self._last: Any = None
+
+    def __repr__(self) -> str:
+        return f"SharedCredentialSource(shared={self.manager is not None})"
+
+    async def credential(self, *, force_new: bool = False) -> str | None:
+        """The current value; with ``force_new`` a different one than the value last handed out."""
+        if self.manager is None:
+            return None
+        cred: Credential
+        if force_new and self._last is not None:
+            cred = await self.manager.invalidate(self._last)
+        else:
+            cred = await self.manager.get()
+        self._last = cred
+        return cred.value.reveal()
+
+    async def aclose(self) -> None:
+        """Stop a refresh in flight."""
+        if self.manager is not None:
+            await self.manager.aclose()
 
 
 @runtime_checkable

@@ -1,8 +1,10 @@
-"""The asyncio shell around :class:`~stockmon.reference.session.SessionCore` (aioquic's protocol.py shape).
+"""The one asyncio shell around any broker's sans-I/O core (aioquic's protocol.py shape).
 
 The shell owns the I/O and nothing else: it opens and closes the one socket the core asks for, feeds
 every received frame and the time to the core, writes the frames the core queues, hands events to a
-sink and keeps exactly one ``loop.call_at`` timer armed at the core's next deadline.
+sink and keeps exactly one ``loop.call_at`` timer armed at the core's next deadline. Before each
+socket it puts a credential from its :class:`~stockmon.reference.seams.CredentialSource` into the core
+(a new one when the core asks for it: an approval key or a session token, the shell does not care).
 
 Time: the core lives in spec seconds. ``clock`` is a :class:`~stockmon.clock.ScaledClock` (scale 1
 in production, STOCKMON_TIME_SCALE otherwise); every spec duration becomes real time through
@@ -16,16 +18,19 @@ delay from an injectable iterator (reset after a healthy session), but never les
 ``min_delay_s``. The optional :class:`~stockmon.reference.seams.ConnectGate` is acquired before each
 socket and released after it closed; losing it closes the socket at once.
 
-Malformed frames are logged (rate-limited), counted and reported; the stream goes on. ``stop()`` (the
-CLI wires it to SIGINT/SIGTERM) closes the socket cleanly and makes :meth:`StreamClient.run` return.
+What happened to each socket attempt is reported as a typed :class:`Outcome` to ``on_outcome`` (the
+failover runner counts failed attempts with it). Malformed frames are logged (rate-limited), counted
+and reported; the stream goes on. ``stop()`` (the CLI wires it to SIGINT/SIGTERM) closes the socket
+cleanly and makes :meth:`StreamClient.run` return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar
 
 import websockets
@@ -42,11 +47,10 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
+from stockmon.reference.lifecycle import ConnState, SessionLifecycle
 from stockmon.reference.output import EventSink, safe_event
-from stockmon.reference.seams import ApprovalKeyProvider, ConnectGate, OpenGate
-from stockmon.reference.session import ConnState, SessionCore
+from stockmon.reference.seams import ConnectGate, CredentialSource, OpenGate
 from stockmon.settings import Subscription
-from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +63,14 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # At most this many malformed-frame warnings per session reach the log (all are counted).
 _MALFORMED_LOG_LIMIT = 20
 _CLOSE = object()
+
+
+class Outcome(enum.Enum):
+    """What became of one socket attempt, as the shell reports it (not a free-text reason)."""
+
+    CONNECTED = "connected"  # the socket is open
+    CONNECT_FAILED = "connect_failed"  # the socket could not be opened
+    CREDENTIAL_FAILED = "credential_failed"  # no credential (approval key, token) could be had
 
 
 class ShellClock(Protocol):
@@ -76,7 +88,7 @@ class ShellClock(Protocol):
 class CoreLoop:
     """One re-armed timer driven by a sans-I/O core, and waits that end early on stop().
 
-    Shared by the KIS and the Kiwoom shells: a subclass sets ``clock``, ``_stop``, ``_timer`` and
+    Shared by the shell and the failover runner: a subclass sets ``clock``, ``_stop``, ``_timer`` and
     ``_timer_at`` in its constructor and implements ``_pump`` and ``_timer_fired``.
     """
 
@@ -146,27 +158,31 @@ class CoreLoop:
 
 
 class StreamClient(CoreLoop):
-    """Runs one KIS market-data session forever (until :meth:`stop`), reconnecting as the core says."""
+    """Runs one broker's market-data session until :meth:`stop`, reconnecting as the core says."""
 
     def __init__(
         self,
         *,
-        spec: Spec,
+        core: SessionLifecycle,
         ws_url: str,
+        url_variable: str,
         subscriptions: Iterable[Subscription],
-        approval: ApprovalKeyProvider,
+        credentials: CredentialSource,
         clock: ShellClock,
         sink: EventSink,
         gate: ConnectGate | None = None,
         backoff: BackoffFactory = jittered_backoff,
         healthy_after_s: float = HEALTHY_SESSION_S,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
-        self.core = SessionCore(spec)
+        self.core = core
         self.ws_url = ws_url
-        self.approval = approval
+        self.url_variable = url_variable
+        self.credentials = credentials
         self.clock = clock
         self.sink = sink
         self.gate: ConnectGate = gate or OpenGate()
+        self.on_outcome = on_outcome
         self._backoff_factory = backoff
         self._healthy_after = healthy_after_s
         self._backoff = backoff()
@@ -188,7 +204,7 @@ class StreamClient(CoreLoop):
     @property
     def malformed(self) -> int:
         """Frames dropped as malformed (structure or value)."""
-        return self.core.stats.malformed
+        return self.core.malformed
 
     def stop(self) -> None:
         """Ask for a clean shutdown (safe to call from a signal handler, more than once)."""
@@ -251,18 +267,19 @@ class StreamClient(CoreLoop):
                 log.warning("connect gate release failed: %s", type(exc).__name__)
 
     async def _open(self, request: OpenSocket) -> ClientConnection | None:
-        """Approval key, then the socket; on failure tell the core (it asks again) and return None."""
+        """Credential, then the socket; on failure tell the core (it asks again) and return None."""
+        core = self.core
         try:
-            got_key, key = await self._until_stopped(
-                self.approval.approval_key(force_new=request.new_approval_key)
+            got, credential = await self._until_stopped(
+                self.credentials.credential(force_new=request.new_credential)
             )
-            if not got_key or key is None:
+            if not got:
                 return None
-            self.core.set_approval_key(key)
+            core.set_credential(credential)
             _, ws = await self._until_stopped(
                 connect(
                     self.ws_url,
-                    ping_interval=None,  # keep-alive is the core's PINGPONG, not RFC 6455 pings
+                    ping_interval=None,  # keep-alive is the core's (PINGPONG, PING), not RFC 6455
                     open_timeout=OPEN_TIMEOUT_S,
                     close_timeout=CLOSE_TIMEOUT_S,
                     max_size=MAX_MESSAGE_BYTES,
@@ -271,11 +288,15 @@ class StreamClient(CoreLoop):
             )
         except (websockets.InvalidURI, ValueError) as exc:
             # configuration, not the network: retrying cannot help
-            raise SettingsError(f"KIS_WS_URL is not a WebSocket URL: {exc}") from None
+            raise SettingsError(f"{self.url_variable} is not a WebSocket URL: {exc}") from None
         except (ClientError, OSError, TimeoutError, websockets.WebSocketException) as exc:
-            reason = "approval_failed" if isinstance(exc, ClientError) else "connect_failed"
-            safe_event(self.sink, StatusChanged("error", reason, detail=_describe(exc)))
-            self.core.closed(self.clock.monotonic(), None)
+            failed = isinstance(exc, ClientError)
+            reason = core.credential_failed_reason if failed else "connect_failed"
+            safe_event(
+                self.sink, StatusChanged("error", reason, detail=_describe(exc), source=core.source)
+            )
+            self._report(Outcome.CREDENTIAL_FAILED if failed else Outcome.CONNECT_FAILED)
+            core.closed(self.clock.monotonic(), None)
             self._pump()
             return None
         if ws is None:
@@ -285,9 +306,14 @@ class StreamClient(CoreLoop):
         self.max_open_sockets = max(self.max_open_sockets, self.open_sockets)
         self._outbox = asyncio.Queue()
         self._malformed_logged = 0
-        self.core.connected(self.clock.monotonic())
+        core.connected(self.clock.monotonic())
+        self._report(Outcome.CONNECTED)
         self._pump()
         return ws
+
+    def _report(self, outcome: Outcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     async def _serve(self, ws: ClientConnection) -> None:
         """Read until the socket closes; a writer task sends in order; a watcher guards the gate."""
@@ -325,7 +351,7 @@ class StreamClient(CoreLoop):
 
     async def _watch_gate(self) -> None:
         await self.gate.lost().wait()
-        log.warning("connect permission lost: closing the socket")
+        log.warning("connect permission lost: closing the %s socket", self.core.source)
         self.core.reconnect(self.clock.monotonic(), "connect_gate_lost")
         self._pump()
 
@@ -393,7 +419,7 @@ class StreamClient(CoreLoop):
         if self._malformed_logged < _MALFORMED_LOG_LIMIT:
             self._malformed_logged += 1
             log.warning("dropped a data frame with a bad value: %s", exc)
-        safe_event(self.sink, MalformedFrame(exc))
+        safe_event(self.sink, MalformedFrame(exc, source=self.core.source))
 
     def _control_event(self, ev: Event) -> None:
         if isinstance(ev, OpenSocket):
@@ -405,7 +431,7 @@ class StreamClient(CoreLoop):
             if isinstance(ev, MalformedFrame) and self._malformed_logged < _MALFORMED_LOG_LIMIT:
                 self._malformed_logged += 1
                 log.warning("dropped a malformed frame: %s (%r)", ev.error, ev.excerpt)
-            safe_event(self.sink, ev)
+            self.sink.event(ev)
 
     def _timer_fired(self, now: float) -> None:
         self.core.handle_timer(now)

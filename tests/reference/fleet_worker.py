@@ -14,8 +14,8 @@ import sys
 import time
 
 from stockmon.reference.errors import ClientError
-from stockmon.reference.quote import fetch_quote
-from stockmon.reference.rest_context import open_kis
+from stockmon.reference.kis.quote import fetch_quote
+from stockmon.reference.wiring import open_kis
 from stockmon.settings import load_settings
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from stockmon.clock import ScaledClock
+from stockmon.mockserver import KisMock, KiwoomMock, MockConfig, MockThread, kiwoom_beside
+from stockmon.redaction import Secret
 from stockmon.reference.events import (
     CloseSocket,
     DataReceived,
@@ -15,7 +25,12 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
-from stockmon.reference.session import SessionCore
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider
+from stockmon.reference.kis.session import SessionCore
+from stockmon.reference.kiwoom.session import KiwoomSessionCore
+from stockmon.reference.registry import LOGIN_TIMEOUT_REAL_S
+from stockmon.reference.seams import CredentialSource
+from stockmon.reference.shell import StreamClient
 from stockmon.spec import Layout, Spec
 
 APPROVAL = "a" * 36
@@ -97,7 +112,7 @@ class Wire:
 
     def start(self, now: float = 0.0) -> None:
         """start() and open the first socket at ``now``."""
-        self.core.set_approval_key(APPROVAL)
+        self.core.set_credential(APPROVAL)
         self.core.start(now)
         self.drain()
         self.connect(now)
@@ -168,3 +183,76 @@ def key_of(pkt: dict[str, Any]) -> tuple[str, str]:
 def as_number(text: str) -> int | Decimal:
     """How a field's text reads as a number."""
     return Decimal(text) if "." in text else int(text)
+
+
+def kis_client(*, spec: Spec, approval: CredentialSource, ws_url: str, **kw: Any) -> StreamClient:
+    """The one shell around a KIS core (what the registry's KIS entry builds)."""
+    return StreamClient(
+        core=SessionCore(spec),
+        ws_url=ws_url,
+        url_variable="KIS_WS_URL",
+        credentials=approval,
+        **kw,
+    )
+
+
+def kiwoom_client(
+    *, spec: Spec, tokens: CredentialSource, env: str, clock: ScaledClock, ws_url: str, **kw: Any
+) -> StreamClient:
+    """The one shell around a Kiwoom core (what the registry's Kiwoom entry builds)."""
+    login_timeout = LOGIN_TIMEOUT_REAL_S / clock.to_real(1.0)
+    return StreamClient(
+        core=KiwoomSessionCore(spec, env=env, login_timeout_s=login_timeout),
+        ws_url=ws_url,
+        url_variable="KIWOOM_WS_URL",
+        credentials=tokens,
+        clock=clock,
+        **kw,
+    )
+
+
+STOCKMON = str(Path(sys.executable).with_name("stockmon"))
+
+
+def cli_env(extra: dict[str, str]) -> dict[str, str]:
+    """A subprocess environment: the essentials of ours plus ``extra`` (nothing else leaks in)."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, **extra}
+
+
+def most_open_sockets(records: list[dict[str, Any]]) -> int:
+    """The most WebSocket connections a mock trace ever had open at once (WS-SINGLE-SOCKET)."""
+    open_now: set[str] = set()
+    most = 0
+    for r in records:
+        if r["kind"] == "ws_open":
+            open_now.add(r["conn"])
+            most = max(most, len(open_now))
+        elif r["kind"] == "ws_close":
+            open_now.discard(r["conn"])
+    return most
+
+
+def direct_approval(mock: Any, http: httpx.AsyncClient, spec: Spec) -> DirectApprovalKeyProvider:
+    """The single-process approval-key source against a KIS mock."""
+    return DirectApprovalKeyProvider(
+        client=http,
+        rest_url=mock.rest_url,
+        app_key=Secret(mock.app_key),
+        app_secret=Secret(mock.app_secret),
+        spec=spec,
+    )
+
+
+@contextlib.contextmanager
+def kis_and_kiwoom(time_scale: float, tick_rate_hz: float) -> Iterator[tuple[KisMock, KiwoomMock]]:
+    """KIS and Kiwoom mocks on one loop in a thread (one trace)."""
+    thread = MockThread(MockConfig(time_scale=time_scale, tick_rate_hz=tick_rate_hz))
+    kis = thread.start()
+    kw = kiwoom_beside(kis, tick_rate_hz=tick_rate_hz)
+    thread.call(kw.start())
+    try:
+        yield kis, kw
+    finally:
+        thread.call(kw.stop())
+        thread.stop()

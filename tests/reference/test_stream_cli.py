@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from stream_support import STOCKMON, cli_env
 
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.schemas import errors as schema_errors
 
-STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 SUBS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL,H0STASP0:000660"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, **extra}
-
-
 async def _stream_until(
     mock: KisMock, sig: int, *, min_data: int = 6, subs: str | None = SUBS
 ) -> tuple[int, list[str], str]:
-    env = _env({**mock.env(), **({"STOCKMON_SUBSCRIPTIONS": subs} if subs is not None else {})})
+    env = cli_env({**mock.env(), **({"STOCKMON_SUBSCRIPTIONS": subs} if subs is not None else {})})
     proc = await asyncio.create_subprocess_exec(
         STOCKMON,
         "stream",
@@ -145,7 +137,7 @@ async def test_printed_prices_equal_the_mock_frames() -> None:
 async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
     """Without KIS_APP_KEY: exit 2, one line on stderr naming it, and the mock sees nothing."""
     async with KisMock(MockConfig(time_scale=50.0)) as mock:
-        env = _env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
+        env = cli_env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
         del env["KIS_APP_KEY"]
         proc = await asyncio.create_subprocess_exec(
             STOCKMON,
@@ -175,7 +167,7 @@ async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
 )
 def test_bad_settings_are_one_line_errors(change: dict[str, str], needle: str) -> None:
     """A malformed or unusable variable: exit 2 with one line naming it, no traceback."""
-    env = _env(
+    env = cli_env(
         {
             "KIS_APP_KEY": "k" * 36,
             "KIS_APP_SECRET": "s" * 180,

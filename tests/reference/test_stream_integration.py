@@ -16,12 +16,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from stream_support import code
+from stream_support import code, direct_approval, kis_client
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig
-from stockmon.redaction import Secret
-from stockmon.reference.approval import DirectApprovalKeyProvider
 from stockmon.reference.backoff import BackoffFactory, jittered_backoff
 from stockmon.reference.output import JsonLinesSink
 from stockmon.reference.seams import ConnectGate
@@ -153,17 +151,11 @@ async def start_run(
     http = httpx.AsyncClient()
     out = io.StringIO()
     spec = load_spec(spec_version)
-    client = StreamClient(
+    client = kis_client(
         spec=spec,
         ws_url=mock.ws_url,
         subscriptions=subs,
-        approval=DirectApprovalKeyProvider(
-            client=http,
-            rest_url=mock.rest_url,
-            app_key=Secret(mock.app_key),
-            app_secret=Secret(mock.app_secret),
-            spec=spec,
-        ),
+        approval=direct_approval(mock, http, spec),
         clock=ScaledClock(mock.config.time_scale),
         sink=JsonLinesSink(out),
         backoff=backoff or (lambda: jittered_backoff(initial_s=0.2, max_s=2.0)),
@@ -398,14 +390,8 @@ async def test_appkey_in_use_backs_off_and_never_opens_a_second_socket() -> None
     limits = spec.clause("WS-SESSION-LIMITS")
     async with KisMock(MockConfig(time_scale=SCALE, tick_rate_hz=0.5)) as mock:
         http = httpx.AsyncClient()
-        approval = DirectApprovalKeyProvider(
-            client=http,
-            rest_url=mock.rest_url,
-            app_key=Secret(mock.app_key),
-            app_secret=Secret(mock.app_secret),
-            spec=spec,
-        )
-        key = await approval.approval_key()
+        approval = direct_approval(mock, http, spec)
+        key = await approval.credential()
         sub = spec.clause("PKT-SUBSCRIBE").mapping("header")
         squatter = await websockets.connect(mock.ws_url)
         await squatter.send(

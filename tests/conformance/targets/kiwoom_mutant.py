@@ -18,16 +18,12 @@ from typing import Any
 
 from stockmon.cli import main as stockmon_main
 from stockmon.redaction import Secret
-from stockmon.reference import kiwoom_failover, kiwoom_stream
-from stockmon.reference.kiwoom_failover import (
-    KIS,
-    FailoverRules,
-    FailoverStream,
-    Mode,
-    RunKiwoom,
-    StopKiwoom,
-)
-from stockmon.reference.kiwoom_session import KiwoomSessionCore, KSub
+from stockmon.reference import registry, wiring
+from stockmon.reference.failover import core as failover_core
+from stockmon.reference.failover.core import KIS, KIWOOM, FailoverRules, Mode, RunKiwoom, StopKiwoom
+from stockmon.reference.failover.runner import FailoverStream
+from stockmon.reference.kiwoom.session import KiwoomSessionCore
+from stockmon.reference.lifecycle import SubState
 from stockmon.settings import Settings
 
 
@@ -38,7 +34,7 @@ def _no_login() -> None:
     def connected(self: KiwoomSessionCore, now: float) -> None:
         original(self, now)
         self._out = [t for t in self._out if json.loads(t).get("trnm") != self.rules.login]
-        self._register([k for k, r in self._regs.items() if r.state is KSub.QUEUED])
+        self._register([k for k, r in self._regs.items() if r.state is SubState.QUEUED])
 
     KiwoomSessionCore.connected = connected  # type: ignore[method-assign]
 
@@ -51,7 +47,7 @@ def _reg_before_login() -> None:
         original(self, now)
         login = self._out
         self._out = []
-        self._register([k for k, r in self._regs.items() if r.state is KSub.QUEUED])
+        self._register([k for k, r in self._regs.items() if r.state is SubState.QUEUED])
         self._out += login
 
     KiwoomSessionCore.connected = connected  # type: ignore[method-assign]
@@ -84,19 +80,18 @@ def _prod_no_token() -> None:
         self.token_required = False
 
     KiwoomSessionCore.__init__ = init  # type: ignore[method-assign]
-    KiwoomSessionCore.set_token = lambda self, token: None  # type: ignore[method-assign]
+    KiwoomSessionCore.set_credential = lambda self, value: None  # type: ignore[method-assign]
 
 
 def _accept_missing_secret() -> None:
     """Starts without KIWOOM_APP_SECRET and asks for a token with an empty secretkey."""
-    kiwoom_stream.check_backup = lambda settings: None
 
     def require_kiwoom(self: Settings) -> tuple[Secret, Secret]:
         assert self.kiwoom_app_key is not None
         return self.kiwoom_app_key, self.kiwoom_app_secret or Secret("")
 
     Settings.require_kiwoom = require_kiwoom  # type: ignore[method-assign]
-    kiwoom_stream.uses_kiwoom_token = lambda settings: settings.kiwoom_app_key is not None
+    wiring.uses_kiwoom_token = lambda settings: settings.kiwoom_app_key is not None
 
 
 class _MakeBeforeBreak(FailoverStream):
@@ -131,13 +126,12 @@ class _MakeBeforeBreak(FailoverStream):
         self._arm(core.get_timer())
 
     def _handle(self, ev: Any) -> None:
-        from stockmon.reference.kiwoom_events import KIWOOM
-        from stockmon.reference.kiwoom_failover import RunKis, StopKis, _Watch
+        from stockmon.reference.failover.core import RunKis, StopKis
 
         if isinstance(ev, RunKis):
-            self._start(KIS, self._make_kis(_Watch(self, KIS)))
+            self._launch(KIS)
         elif isinstance(ev, RunKiwoom):
-            self._start(KIWOOM, self._make_kiwoom(_Watch(self, KIWOOM)))
+            self._launch(KIWOOM)
         elif isinstance(ev, StopKis | StopKiwoom):
             if self._client is not None:
                 self._client.stop()
@@ -170,7 +164,7 @@ class _MakeBeforeBreak(FailoverStream):
 
 
 def _make_before_break() -> None:
-    kiwoom_stream.FailoverStream = _MakeBeforeBreak  # type: ignore[misc]
+    registry.FailoverStream = _MakeBeforeBreak  # type: ignore[misc]
 
 
 def _rules(**changes: Any) -> Callable[[], None]:
@@ -180,7 +174,7 @@ def _rules(**changes: Any) -> Callable[[], None]:
         def from_spec(spec: Any) -> FailoverRules:
             return replace(original(spec), **changes)
 
-        kiwoom_failover.FailoverRules.from_spec = from_spec  # type: ignore[method-assign]
+        failover_core.FailoverRules.from_spec = from_spec  # type: ignore[method-assign]
 
     return patch
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 
 from stockmon.cli import main as stockmon_main
-from stockmon.reference import session
-from stockmon.reference.session import SessionRules
+from stockmon.reference.kis import session
+from stockmon.reference.kis.session import SessionRules
 
 Patch = Callable[[SessionRules], SessionRules]
 

@@ -1,0 +1,1 @@
+"""KIS with the Kiwoom backup: the pure failover core and its asyncio runner."""

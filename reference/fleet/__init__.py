@@ -1,0 +1,1 @@
+"""What a fleet of processes shares: the token manager, token state and store, leases, Redis."""

@@ -1,0 +1,246 @@
+"""Where the fleet keeps its credentials: Redis (shared, TOKEN-KIS-LOCK) or process memory.
+
+Keys are named by environment (STOCKMON_ENV) and a SHA-256 digest of the app key, never the key or
+the secret themselves; the digest sits in a Redis Cluster hash tag so every key of one app key
+lives in one slot (the scripts touch several)::
+
+    stockmon:{<env>:kis:<digest>}:<kind>               hash: value, expires_at, issued_at,
+                                                       refresh_after, version
+    stockmon:{<env>:kis:<digest>}:<kind>:version       counter behind ``version`` (never expires)
+    stockmon:{<env>:kis:<digest>}:<kind>:lease         refresh lease (see lease.py), TTL always
+    stockmon:{<env>:kis:<digest>}:<kind>:lease:epoch   fencing counter of that lease (never expires)
+    stockmon:{<env>:kis:<digest>}:<kind>:throttle      present while issuance must wait (TTL)
+    stockmon:{<env>:kis:<digest>}:socket:lease         the market-data socket lease (+ :epoch)
+
+``<kind>`` is ``token`` (REST access token) or ``approval`` (WebSocket approval key). The cache
+hash is the only place a credential value is stored; it expires with the credential.
+
+The write is fenced: one Lua script checks that the caller still holds the refresh lease, bumps
+the version, stores the credential and starts the issuance throttle window, all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from stockmon.redaction import Secret
+from stockmon.reference.fleet.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
+from stockmon.reference.fleet.token_state import CachedCredential
+
+log = logging.getLogger(__name__)
+
+TOKEN = "token"  # noqa: S105 - a key name, not a secret
+APPROVAL = "approval"
+SOCKET = "socket"
+
+_WRITE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('incr', KEYS[3])
+redis.call('hset', KEYS[2], 'value', ARGV[2], 'expires_at', ARGV[3], 'issued_at', ARGV[4],
+           'refresh_after', ARGV[7], 'version', v)
+redis.call('pexpire', KEYS[2], ARGV[5])
+if tonumber(ARGV[6]) > 0 then redis.call('set', KEYS[4], '1', 'PX', ARGV[6]) end
+return v
+"""
+
+
+def key_prefix(env: str, app_key: Secret, broker: str = "kis") -> str:
+    """Redis key prefix of one broker's app key in one environment; the key itself never shows."""
+    digest = hashlib.sha256(app_key.reveal().encode()).hexdigest()[:32]
+    return f"stockmon:{{{env}:{broker}:{digest}}}"
+
+
+class CredentialStore(Protocol):
+    """Shared (or local) credential cache with a refresh lease and an issuance throttle."""
+
+    @property
+    def backend(self) -> str:
+        """``redis`` or ``local`` (for logs and status events)."""
+        ...
+
+    async def read(self, kind: str) -> CachedCredential | None:
+        """The stored credential of ``kind``, or None. May raise RedisError/OSError."""
+        ...
+
+    async def try_acquire(self, kind: str, ttl: float, holder: str) -> Lease | None:
+        """One attempt at the refresh lease of ``kind``."""
+        ...
+
+    async def write(
+        self,
+        lease: Lease,
+        kind: str,
+        cred: CachedCredential,
+        *,
+        keep_for: float,
+        throttle: float | None,
+    ) -> int | None:
+        """Fenced write; returns the new version, or None when ``lease`` is no longer ours.
+
+        ``keep_for`` is how long the entry is worth keeping (its remaining validity, real s);
+        ``throttle`` starts the issuance throttle window in the same step.
+        """
+        ...
+
+    async def throttle_remaining(self, kind: str) -> float:
+        """Seconds before issuance of ``kind`` is allowed again (0 = now)."""
+        ...
+
+    async def set_throttle(self, kind: str, seconds: float) -> None:
+        """Forbid issuance of ``kind`` for ``seconds`` (the broker said so)."""
+        ...
+
+
+class RedisCredentialStore:
+    """The fleet's store: one Redis node (limits in lease.py)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    @property
+    def backend(self) -> str:
+        """Always ``redis``."""
+        return "redis"
+
+    def key(self, kind: str, suffix: str = "") -> str:
+        """Full Redis key of ``kind`` (plus ``:suffix``)."""
+        return f"{self.prefix}:{kind}" + (f":{suffix}" if suffix else "")
+
+    async def read(self, kind: str) -> CachedCredential | None:
+        """HGETALL the cache hash; a malformed entry reads as absent (and is logged)."""
+        raw = await self.redis.hgetall(self.key(kind))
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        try:
+            cred = CachedCredential(
+                Secret(fields["value"]),
+                float(fields["expires_at"]),
+                float(fields["issued_at"]),
+                int(fields["version"]),
+                float(fields.get("refresh_after", "0")),
+            )
+        except (KeyError, ValueError):
+            log.warning("ignoring a malformed %s cache entry in Redis", kind)
+            return None
+        if not math.isfinite(cred.expires_at):
+            return None
+        return cred
+
+    async def try_acquire(self, kind: str, ttl: float, holder: str) -> RedisLease | None:
+        """SET NX PX on the refresh lease of ``kind``."""
+        return await try_acquire(self.redis, self.key(kind, "lease"), ttl, holder)
+
+    async def write(
+        self,
+        lease: Lease,
+        kind: str,
+        cred: CachedCredential,
+        *,
+        keep_for: float,
+        throttle: float | None,
+    ) -> int | None:
+        """One script: check the lease value, bump the version, store, start the throttle."""
+        if not isinstance(lease, RedisLease):
+            raise TypeError("a Redis store takes Redis leases only")
+        ttl_ms = max(1000, math.ceil(keep_for * 1000))
+        throttle_ms = 0 if not throttle else max(1, math.ceil(throttle * 1000))
+        version = await self.redis.eval(
+            _WRITE,
+            4,
+            lease.key,
+            self.key(kind),
+            self.key(kind, "version"),
+            self.key(kind, "throttle"),
+            lease.value,
+            cred.value.reveal(),
+            repr(cred.expires_at),
+            repr(cred.issued_at),
+            ttl_ms,
+            throttle_ms,
+            repr(cred.refresh_after),
+        )
+        return int(version) or None
+
+    async def throttle_remaining(self, kind: str) -> float:
+        """PTTL of the throttle key, in seconds."""
+        pttl = int(await self.redis.pttl(self.key(kind, "throttle")))
+        return pttl / 1000 if pttl > 0 else 0.0
+
+    async def set_throttle(self, kind: str, seconds: float) -> None:
+        """SET the throttle key with a TTL (never shortens a longer one already there)."""
+        ms = max(1, math.ceil(seconds * 1000))
+        current = int(await self.redis.pttl(self.key(kind, "throttle")))
+        if current < ms:
+            await self.redis.set(self.key(kind, "throttle"), "1", px=ms)
+
+
+class LocalCredentialStore:
+    """Process memory: the no-Redis fallback (STOCKMON_ENV=mock only), one process only."""
+
+    def __init__(self, leases: LocalLeases | None = None) -> None:
+        self.leases = leases or LocalLeases()
+        self._creds: dict[str, CachedCredential] = {}
+        self._throttle_until: dict[str, float] = {}
+
+    @property
+    def backend(self) -> str:
+        """Always ``local``."""
+        return "local"
+
+    async def read(self, kind: str) -> CachedCredential | None:
+        """The credential stored by this process."""
+        return self._creds.get(kind)
+
+    async def try_acquire(self, kind: str, ttl: float, holder: str) -> LocalLease | None:
+        """Process-local lease."""
+        return self.leases.try_acquire(f"{kind}:lease", ttl, holder)
+
+    async def write(
+        self,
+        lease: Lease,
+        kind: str,
+        cred: CachedCredential,
+        *,
+        keep_for: float,
+        throttle: float | None,
+    ) -> int | None:
+        """Fenced by the local lease table."""
+        if not isinstance(lease, LocalLease) or not self.leases.holds(lease.key, lease.value):
+            return None
+        old = self._creds.get(kind)
+        version = (old.version if old else 0) + 1
+        self._creds[kind] = cred.with_version(version)
+        if throttle:
+            self._throttle_until[kind] = self.leases.monotonic() + throttle
+        return version
+
+    async def throttle_remaining(self, kind: str) -> float:
+        """Seconds left in the throttle window."""
+        return max(0.0, self._throttle_until.get(kind, 0.0) - self.leases.monotonic())
+
+    async def set_throttle(self, kind: str, seconds: float) -> None:
+        """Start (or extend) the throttle window."""
+        until = self.leases.monotonic() + seconds
+        self._throttle_until[kind] = max(until, self._throttle_until.get(kind, 0.0))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = [
+    "APPROVAL",
+    "SOCKET",
+    "TOKEN",
+    "CredentialStore",
+    "LocalCredentialStore",
+    "RedisCredentialStore",
+    "key_prefix",
+]

@@ -1,0 +1,552 @@
+"""Realtime data frames (``enc|tr_id|NNN|records``) parsed against the spec's field layouts.
+
+This is the client's hot path, so the work is split in two:
+
+* :meth:`FrameParser.parse` checks the *structure* eagerly — the parts, the flag, a TR that has a
+  layout, the count, and that the number of ``^``-separated fields is exactly count x fields per
+  record. That costs two ``str.split`` calls and one small object per record, no per-field work.
+* Values are converted *lazily*, when a field is read, through per-TR record classes whose field
+  positions are precomputed class attributes. Reading ``record.price`` is one list index and one
+  ``int()`` / ``Decimal()``. A value that does not convert raises :class:`FrameError` at that point,
+  naming the field (``Frame.validate()`` converts everything up front when a caller wants that).
+
+Numbers: ``int`` fields become ``int`` and ``decimal`` fields become :class:`decimal.Decimal`, never
+``float``: US prices such as ``187.2300`` are decimal quantities that a binary float cannot hold
+exactly, and ``str(Decimal)`` gives back a valid JSON number with the broker's own digits, so what
+the client prints is exactly what the broker (or the mock) sent. ``Decimal`` construction is done in C
+and only paid for the fields that are read. Non-finite values (``NaN``, ``Infinity``) and absurd
+exponents are rejected as malformed.
+
+The grammar (separators, count width, plain/encrypted flags) comes from clause PKT-DATA-FRAME. Version
+1.0 of the spec names only the pipe delimiter (PKT-DATA); the rest of the grammar is a fact of the
+broker that 1.1 wrote down, so a 1.0 parser borrows it from the newest version that has the clause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii as _js
+from operator import itemgetter
+from typing import Any, ClassVar, NoReturn, TypeAlias, cast
+
+from stockmon.reference.errors import FrameError
+from stockmon.reference.output import book_row, tick_row
+from stockmon.spec import Layout, Spec, broker_clause
+
+Value: TypeAlias = int | Decimal | str
+Level: TypeAlias = tuple[int | Decimal, int]
+TickRow: TypeAlias = tuple[str, str, int | Decimal, int]
+BookRow: TypeAlias = tuple[str, str, list[Level], list[Level]]
+Converter: TypeAlias = Callable[[str], Value]
+
+# |exponent| beyond this is not a price or a quantity; refusing it keeps every value printable as a
+# JSON number that a float-based reader can hold. Not normative: a sanity bound.
+_MAX_DECIMAL_EXPONENT = 30
+# A frame body longer than this is refused before splitting (a defence against a runaway peer).
+MAX_FRAME_CHARS = 4 * 1024 * 1024
+
+_GRAMMAR_CLAUSE = "PKT-DATA-FRAME"
+
+
+def _decimal(text: str) -> Decimal:
+    d = Decimal(text)
+    if not d.is_finite() or abs(d.adjusted()) > _MAX_DECIMAL_EXPONENT:
+        raise ValueError(f"not a finite price or quantity: {text!r}")
+    return d
+
+
+def _str(text: str) -> str:
+    return text
+
+
+_CONVERTERS: Mapping[str, Converter] = {"int": int, "decimal": _decimal, "str": _str}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameGrammar:
+    """The separators and flags of a data frame, read from the spec."""
+
+    part_separator: str
+    field_separator: str
+    count_digits: int
+    plain_flag: str
+    encrypted_flag: str
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> FrameGrammar:
+        """Read PKT-DATA-FRAME, borrowing it from the newest version when ``spec`` lacks it."""
+        c = broker_clause(spec, _GRAMMAR_CLAUSE)
+        return cls(
+            part_separator=c.string("part_separator"),
+            field_separator=c.string("field_separator"),
+            count_digits=c.integer("count_digits"),
+            plain_flag=c.string("plain_flag"),
+            encrypted_flag=c.string("encrypted_flag"),
+        )
+
+
+def _bad_value(rec: Record, index: int) -> FrameError:
+    name = rec.layout.fields[index].name
+    raw = rec._f[rec._o + index]
+    return FrameError(
+        f"{rec.tr_id} record field {name} (#{index}) is not a valid "
+        f"{rec.layout.fields[index].type}: {raw[:40]!r}"
+    )
+
+
+def _int_at(rec: Record, index: int) -> int:
+    try:
+        return int(rec._f[rec._o + index])
+    except ValueError:
+        raise _bad_value(rec, index) from None
+
+
+def _dec_at(rec: Record, index: int) -> Decimal:
+    try:
+        return _decimal(rec._f[rec._o + index])
+    except (ValueError, InvalidOperation):
+        raise _bad_value(rec, index) from None
+
+
+class Record:
+    """One record of a data frame: a view on the frame's field list (no copy), typed on access.
+
+    Subclasses per TR are built by :class:`FrameParser` from the spec's layout; their class
+    attributes hold the precomputed positions, so the spec, not this code, decides where a field is.
+    """
+
+    __slots__ = ("_f", "_o")
+
+    tr_id: ClassVar[str]
+    layout: ClassVar[Layout]
+    kind: ClassVar[str]
+    # name -> (position, converter); position of the key and time roles
+    _by_name: ClassVar[Mapping[str, tuple[int, Converter]]]
+    _converters: ClassVar[tuple[Converter, ...]]
+    _names: ClassVar[tuple[str, ...]]
+    _int_names: ClassVar[tuple[str, ...]]
+    _dec_names: ClassVar[tuple[str, ...]]
+    # (fields, count) -> the typed rows of ticks() / books(), compiled per TR by record_class()
+    _rows: ClassVar[Callable[[list[str], int], list[Any]]]
+    _int_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
+    _dec_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
+    _i_key: ClassVar[int]
+    _i_time: ClassVar[int]
+
+    def __init__(self, fields: list[str], offset: int) -> None:
+        self._f = fields
+        self._o = offset
+
+    @property
+    def key(self) -> str:
+        """The record's key (the tr_key it belongs to: ``005930``, ``DNASAAPL``)."""
+        return self._f[self._o + self._i_key]
+
+    @property
+    def time(self) -> str:
+        """The record's time field as sent (``HHMMSS``)."""
+        return self._f[self._o + self._i_time]
+
+    def raw(self, name: str) -> str:
+        """A field's text exactly as it arrived."""
+        try:
+            index = self._by_name[name][0]
+        except KeyError:
+            raise KeyError(f"{self.tr_id} has no field {name!r}") from None
+        return self._f[self._o + index]
+
+    def get(self, name: str) -> Value:
+        """A field converted to its layout type; FrameError if it does not convert."""
+        try:
+            index, conv = self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.tr_id} has no field {name!r}") from None
+        try:
+            return conv(self._f[self._o + index])
+        except (ValueError, InvalidOperation):
+            raise _bad_value(self, index) from None
+
+    def to_dict(self) -> dict[str, Value]:
+        """Every field, converted (validates the whole record)."""
+        cls = type(self)
+        o = self._o
+        values = self._f[o : o + len(cls._names)]
+        out: dict[str, Value] = dict(zip(cls._names, values, strict=True))
+        try:
+            # one C-level pass per type instead of a Python call per field
+            ints: list[int] = list(map(int, cls._int_get(values)))
+            out.update(zip(cls._int_names, ints, strict=True))
+            decimals = list(map(Decimal, cls._dec_get(values)))
+        except (ValueError, InvalidOperation):
+            self._raise_first_bad()
+        for d in decimals:
+            if not d.is_finite() or abs(d.adjusted()) > _MAX_DECIMAL_EXPONENT:
+                self._raise_first_bad()
+        out.update(zip(cls._dec_names, decimals, strict=True))
+        return out
+
+    def _raise_first_bad(self) -> NoReturn:
+        f, o = self._f, self._o
+        for i, conv in enumerate(self._converters):
+            try:
+                conv(f[o + i])
+            except (ValueError, InvalidOperation):
+                raise _bad_value(self, i) from None
+        raise AssertionError("no bad field found")  # pragma: no cover
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key} @{self.time}>"
+
+
+class TickRecord(Record):
+    """A trade: key, time, price and this trade's volume (roles of the layout)."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = "tick"
+    _i_price: ClassVar[int]
+    _i_volume: ClassVar[int]
+    _price_conv: ClassVar[Callable[[str], int | Decimal]]
+
+    @property
+    def price(self) -> int | Decimal:
+        """Trade price."""
+        raise NotImplementedError
+
+    @property
+    def volume(self) -> int:
+        """This trade's volume."""
+        return _int_at(self, self._i_volume)
+
+
+class OrderbookRecord(Record):
+    """Order book levels, best first, from the layout's ask/bid price and quantity roles."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = "orderbook"
+    _i_asks: ClassVar[tuple[tuple[int, int], ...]]
+    _i_bids: ClassVar[tuple[tuple[int, int], ...]]
+    _price_conv: ClassVar[Callable[[str], int | Decimal]]
+
+    def _price_at(self, index: int) -> int | Decimal:
+        raise NotImplementedError
+
+    def _levels(self, positions: tuple[tuple[int, int], ...]) -> list[Level]:
+        return [(self._price_at(p), _int_at(self, q)) for p, q in positions]
+
+    @property
+    def asks(self) -> list[Level]:
+        """Ask levels ``(price, quantity)``, best (L1) first, every level of the layout."""
+        return self._levels(self._i_asks)
+
+    @property
+    def bids(self) -> list[Level]:
+        """Bid levels ``(price, quantity)``, best (L1) first, every level of the layout."""
+        return self._levels(self._i_bids)
+
+
+class KrTick(TickRecord):
+    """Domestic trade (H0STCNT0): prices in whole won."""
+
+    __slots__ = ()
+
+    @property
+    def price(self) -> int:
+        """Trade price in KRW."""
+        return _int_at(self, self._i_price)
+
+
+class UsTick(TickRecord):
+    """Overseas trade (HDFSCNT0): decimal prices."""
+
+    __slots__ = ()
+
+    @property
+    def price(self) -> Decimal:
+        """Last price in USD, exact."""
+        return _dec_at(self, self._i_price)
+
+
+class KrOrderbook(OrderbookRecord):
+    """Domestic order book (H0STASP0)."""
+
+    __slots__ = ()
+
+    def _price_at(self, index: int) -> int:
+        return _int_at(self, index)
+
+
+class UsOrderbook(OrderbookRecord):
+    """Overseas order book (HDFSASP0)."""
+
+    __slots__ = ()
+
+    def _price_at(self, index: int) -> Decimal:
+        return _dec_at(self, index)
+
+
+# (kind, market) -> record base; a new TR of a known kind and market needs only a layout in the spec.
+_BASES: Mapping[tuple[str, str], type[Record]] = {
+    ("tick", "KR"): KrTick,
+    ("tick", "US"): UsTick,
+    ("orderbook", "KR"): KrOrderbook,
+    ("orderbook", "US"): UsOrderbook,
+}
+
+
+def _getter(indices: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """A C-level picker of several positions that always returns a tuple."""
+    if not indices:
+        return lambda values: ()
+    if len(indices) == 1:
+        (only,) = indices
+        return lambda values: (values[only],)
+    getter = itemgetter(*indices)
+    return cast(Callable[[list[str]], tuple[str, ...]], getter)
+
+
+def record_class(layout: Layout) -> type[Record]:
+    """Build the record class of one layout: positions of every role precomputed."""
+    base = _BASES.get((layout.kind, layout.market))
+    if base is None:
+        raise ValueError(f"no record type for a {layout.market} {layout.kind} ({layout.tr_id})")
+    converters = tuple(_CONVERTERS[f.type] for f in layout.fields)
+    attrs: dict[str, object] = {
+        "__slots__": (),
+        "tr_id": layout.tr_id,
+        "layout": layout,
+        "_by_name": {f.name: (i, converters[i]) for i, f in enumerate(layout.fields)},
+        "_converters": converters,
+        "_names": layout.names,
+        "_int_names": tuple(f.name for f in layout.fields if f.type == "int"),
+        "_dec_names": tuple(f.name for f in layout.fields if f.type == "decimal"),
+        "_int_get": staticmethod(
+            _getter([i for i, f in enumerate(layout.fields) if f.type == "int"])
+        ),
+        "_dec_get": staticmethod(
+            _getter([i for i, f in enumerate(layout.fields) if f.type == "decimal"])
+        ),
+        "_i_key": layout.index(layout.role("key")),
+        "_i_time": layout.index(layout.role("time")),
+    }
+    if layout.kind == "tick":
+        price_field = layout.fields[layout.index(layout.role("price"))]
+        attrs["_price_conv"] = _CONVERTERS[price_field.type]
+        attrs["_i_price"] = layout.index(layout.role("price"))
+        attrs["_i_volume"] = layout.index(layout.role("volume"))
+    else:
+
+        def pairs(prices: str, quantities: str) -> tuple[tuple[int, int], ...]:
+            return tuple(
+                (layout.index(p), layout.index(q))
+                for p, q in zip(layout.role_list(prices), layout.role_list(quantities), strict=True)
+            )
+
+        first_ask = layout.fields[layout.index(layout.role_list("ask_prices")[0])]
+        attrs["_price_conv"] = _CONVERTERS[first_ask.type]
+        attrs["_i_asks"] = pairs("ask_prices", "ask_quantities")
+        attrs["_i_bids"] = pairs("bid_prices", "bid_quantities")
+    attrs["_rows"] = staticmethod(_compile_rows(attrs, len(layout.fields), layout.kind))
+    return type(f"{layout.tr_id}Record", (base,), attrs)
+
+
+def _compile_rows(
+    attrs: Mapping[str, Any], width: int, kind: str
+) -> Callable[[list[str], int], list[Any]]:
+    """The hot-path row builder of one TR, positions bound as closure constants."""
+    conv = attrs["_price_conv"]
+    ik, it = attrs["_i_key"], attrs["_i_time"]
+    if kind == "tick":
+        ip, iv = attrs["_i_price"], attrs["_i_volume"]
+
+        def ticks(f: list[str], count: int) -> list[Any]:
+            if count == 1:
+                return [(f[ik], f[it], conv(f[ip]), int(f[iv]))]
+            return [
+                (f[o + ik], f[o + it], conv(f[o + ip]), int(f[o + iv]))
+                for o in range(0, count * width, width)
+            ]
+
+        return ticks
+    asks, bids = attrs["_i_asks"], attrs["_i_bids"]
+
+    def books(f: list[str], count: int) -> list[Any]:
+        return [
+            (
+                f[o + ik],
+                f[o + it],
+                [(conv(f[o + p]), int(f[o + q])) for p, q in asks],
+                [(conv(f[o + p]), int(f[o + q])) for p, q in bids],
+            )
+            for o in range(0, count * width, width)
+        ]
+
+    return books
+
+
+class Frame:
+    """One parsed data frame: its TR, record count and the records (views, typed on access)."""
+
+    __slots__ = ("count", "fields", "record_type", "tr_id")
+
+    def __init__(self, tr_id: str, count: int, fields: list[str], record_type: type[Record]):
+        self.tr_id = tr_id
+        self.count = count
+        self.fields = fields
+        self.record_type = record_type
+
+    @property
+    def records(self) -> list[Record]:
+        """The records in wire order."""
+        cls = self.record_type
+        width = len(cls.layout.fields)
+        fields = self.fields
+        return [cls(fields, i) for i in range(0, self.count * width, width)]
+
+    def ticks(self) -> list[TickRow]:
+        """``(key, time, price, volume)`` of every record of a tick frame, typed.
+
+        The hot path of the client: no record objects, one precompiled comprehension per TR; a bad
+        value raises FrameError naming the field, exactly as the record properties do.
+        """
+        try:
+            return self.record_type._rows(self.fields, self.count)
+        except (ValueError, InvalidOperation):
+            self._raise_bad()
+        except AttributeError:
+            raise TypeError(f"{self.tr_id} frames are not ticks") from None
+
+    def books(self) -> list[BookRow]:
+        """``(key, time, asks, bids)`` of every record of an order-book frame, typed."""
+        try:
+            return self.record_type._rows(self.fields, self.count)
+        except (ValueError, InvalidOperation):
+            self._raise_bad()
+
+    def _raise_bad(self) -> NoReturn:
+        for rec in self.records:
+            if isinstance(rec, TickRecord):
+                _ = rec.price, rec.volume
+            elif isinstance(rec, OrderbookRecord):
+                _ = rec.asks, rec.bids
+        raise AssertionError("no bad value found")  # pragma: no cover
+
+    def json_lines(self, source: str) -> str:
+        """The JSON lines of every record (schema ``event``), joined; FrameError if a value is bad."""
+        key = (self.record_type, source)
+        enc = _ENCODERS.get(key)
+        if enc is None:
+            enc = _ENCODERS[key] = _encoder(self.record_type, source)
+        return enc(self)
+
+    def table_rows(self) -> list[tuple[str, str, str]]:
+        """Live-table rows of every record."""
+        rows = []
+        for rec in self.records:
+            if isinstance(rec, TickRecord):
+                row = tick_row(rec.time, rec.price, rec.volume)
+            else:
+                assert isinstance(rec, OrderbookRecord)
+                row = book_row(rec.time, rec.asks[0], rec.bids[0])
+            rows.append((rec.tr_id, rec.key, row))
+        return rows
+
+    def validate(self) -> Frame:
+        """Convert every field of every record now; FrameError on the first bad one."""
+        for rec in self.records:
+            rec.to_dict()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.tr_id} x{self.count}>"
+
+
+def _levels(levels: list[Level]) -> str:
+    return "[" + ",".join([f"[{p},{q}]" for p, q in levels]) + "]"
+
+
+# The line encoders of the hot path, one per (TR, source): constant parts preformatted once; strings
+# through the C JSON string encoder; an ``int`` prints as itself and a ``Decimal`` as its exact digits
+# (``str(Decimal)`` is a valid JSON number for every finite value the parser lets through).
+_ENCODERS: dict[tuple[type[Record], str], Callable[[Frame], str]] = {}
+
+
+def _encoder(record_type: type[Record], source: str) -> Callable[[Frame], str]:
+    head = f'{{"type":"{record_type.kind}","source":{_js(source)},"tr_id":{_js(record_type.tr_id)},"key":'
+    if record_type.kind == "tick":
+
+        def ticks(frame: Frame) -> str:
+            return "".join(
+                [
+                    f'{head}{_js(k)},"time":{_js(t)},"price":{p},"volume":{v}}}\n'
+                    for k, t, p, v in frame.ticks()
+                ]
+            )
+
+        return ticks
+
+    def books(frame: Frame) -> str:
+        return "".join(
+            [
+                f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
+                for k, t, a, b in frame.books()
+            ]
+        )
+
+    return books
+
+
+class FrameParser:
+    """Parses data frames of one spec version; build once, call :meth:`parse` per frame."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.grammar = g = FrameGrammar.from_spec(spec)
+        self._types: dict[str, type[Record]] = {
+            tr_id: record_class(layout)
+            for tr_id, layout in spec.layouts.items()
+            if (layout.kind, layout.market) in _BASES
+        }
+        self._entries = {tr_id: (cls, len(cls.layout.fields)) for tr_id, cls in self._types.items()}
+        self._sep = g.part_separator
+        self._fsep = g.field_separator
+        self._plain = g.plain_flag
+        self._digits = g.count_digits
+        # Every valid count text ("001" ...) mapped to its value: one dict lookup validates and
+        # converts it (a zero count is not valid: a frame carries at least one record).
+        self._counts = {f"{n:0{g.count_digits}d}": n for n in range(1, 10**g.count_digits)}
+
+    @property
+    def record_types(self) -> Mapping[str, type[Record]]:
+        """TR ID -> record class, for every layout this parser knows."""
+        return self._types
+
+    def parse(self, text: str) -> Frame:
+        """Parse the structure of one frame; FrameError if it is not a well-formed data frame."""
+        if len(text) > MAX_FRAME_CHARS:
+            raise FrameError(f"data frame of {len(text)} characters is over the limit")
+        parts = text.split(self._sep, 3)
+        if len(parts) != 4:
+            raise FrameError(f"data frame has {len(parts)} of 4 parts: {text[:60]!r}")
+        flag, tr_id, count_text, payload = parts
+        if flag != self._plain:
+            if flag == self.grammar.encrypted_flag:
+                raise FrameError(f"encrypted data frame for {tr_id[:20]!r}: no key for it")
+            raise FrameError(f"data frame flag {flag[:10]!r} is neither plain nor encrypted")
+        entry = self._entries.get(tr_id)
+        if entry is None:
+            raise FrameError(f"data frame for {tr_id[:20]!r}, a TR without a field layout")
+        count = self._counts.get(count_text)
+        if count is None:
+            raise FrameError(
+                f"{tr_id} record count {count_text[:10]!r} is not {self._digits} digits (> 0)"
+            )
+        fields = payload.split(self._fsep)
+        record_type, width = entry
+        if len(fields) != count * width:
+            raise FrameError(
+                f"{tr_id} frame says {count} record(s) of {width} fields "
+                f"but carries {len(fields)} fields"
+            )
+        return Frame(tr_id, count, fields, record_type)

@@ -1,0 +1,1 @@
+"""The Kiwoom dialect: session core, its rules, REAL frames and the session token."""

@@ -1,0 +1,239 @@
+"""Data frame parser: every layout of the spec, multi-record frames, typed values, typed errors only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stream_support import data_frame, sample_fields
+
+from stockmon.reference.errors import FrameError
+from stockmon.reference.kis.frames import (
+    Frame,
+    FrameParser,
+    KrOrderbook,
+    KrTick,
+    OrderbookRecord,
+    TickRecord,
+    UsOrderbook,
+    UsTick,
+)
+from stockmon.spec import load_spec
+
+SPEC = load_spec("1.1")
+PARSER = FrameParser(SPEC)
+KEYS = {"H0STCNT0": "005930", "H0STASP0": "000660", "HDFSCNT0": "DNASAAPL", "HDFSASP0": "DNASTSLA"}
+
+
+def typed(text: str, kind: str) -> int | Decimal | str:
+    return int(text) if kind == "int" else Decimal(text) if kind == "decimal" else text
+
+
+# ---------------------------------------------------------------- PKT-DATA / PKT-DATA-FRAME: layouts
+
+
+@pytest.mark.parametrize("tr_id", sorted(SPEC.layouts))
+def test_every_layout_parses_to_its_typed_record(tr_id: str) -> None:
+    """Each layout of the spec gets a record class; every field reads back with its layout type."""
+    layout = SPEC.layout(tr_id)
+    fields = sample_fields(layout, KEYS[tr_id])
+    frame = PARSER.parse(data_frame(SPEC, tr_id, [fields]))
+    (rec,) = frame.records
+    assert rec.tr_id == tr_id and rec.key == KEYS[tr_id]
+    assert rec.time == fields[layout.index(layout.role("time"))]
+    values = rec.to_dict()
+    assert list(values) == list(layout.names)
+    for f, text in zip(layout.fields, fields, strict=True):
+        assert values[f.name] == typed(text, f.type)
+        assert type(values[f.name]) is type(typed(text, f.type))
+        assert rec.get(f.name) == values[f.name] and rec.raw(f.name) == text
+
+
+def test_record_classes_match_market_and_kind() -> None:
+    """H0STCNT0/HDFSCNT0 are ticks, H0STASP0/HDFSASP0 order books; KR prices int, US prices Decimal."""
+    types = PARSER.record_types
+    assert issubclass(types["H0STCNT0"], KrTick) and issubclass(types["HDFSCNT0"], UsTick)
+    assert issubclass(types["H0STASP0"], KrOrderbook) and issubclass(types["HDFSASP0"], UsOrderbook)
+
+
+@pytest.mark.parametrize("tr_id", ["H0STCNT0", "HDFSCNT0"])
+def test_tick_roles(tr_id: str) -> None:
+    """price and volume come from the layout's roles, as numbers."""
+    layout = SPEC.layout(tr_id)
+    fields = sample_fields(layout, KEYS[tr_id])
+    (rec,) = PARSER.parse(data_frame(SPEC, tr_id, [fields])).records
+    assert isinstance(rec, TickRecord)
+    assert rec.price == typed(
+        fields[layout.index(layout.role("price"))],
+        layout.fields[layout.index(layout.role("price"))].type,
+    )
+    assert rec.volume == int(fields[layout.index(layout.role("volume"))])
+
+
+def test_us_price_keeps_the_brokers_digits() -> None:
+    """A US price is an exact Decimal (no binary float rounding); str() gives the digits sent."""
+    layout = SPEC.layout("HDFSCNT0")
+    fields = sample_fields(layout, "DNASAAPL")
+    fields[layout.index("LAST")] = "187.2300"
+    (rec,) = PARSER.parse(data_frame(SPEC, "HDFSCNT0", [fields])).records
+    assert isinstance(rec, UsTick)
+    assert rec.price == Decimal("187.23") and str(rec.price) == "187.2300"
+
+
+@pytest.mark.parametrize("tr_id", ["H0STASP0", "HDFSASP0"])
+def test_orderbook_levels_best_first(tr_id: str) -> None:
+    """asks/bids pair each price role with its quantity role, L1 first, every level."""
+    layout = SPEC.layout(tr_id)
+    fields = sample_fields(layout, KEYS[tr_id])
+    (rec,) = PARSER.parse(data_frame(SPEC, tr_id, [fields])).records
+    assert isinstance(rec, OrderbookRecord)
+    for side in ("ask", "bid"):
+        prices = layout.role_list(f"{side}_prices")
+        qtys = layout.role_list(f"{side}_quantities")
+        expected = [
+            (
+                typed(fields[layout.index(p)], layout.fields[layout.index(p)].type),
+                int(fields[layout.index(q)]),
+            )
+            for p, q in zip(prices, qtys, strict=True)
+        ]
+        assert getattr(rec, f"{side}s") == expected
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 19])
+def test_multi_record_frames(count: int) -> None:
+    """NNN records in one frame, each a view at its own offset, in wire order."""
+    layout = SPEC.layout("H0STCNT0")
+    recs = [sample_fields(layout, f"{i:06d}", i) for i in range(count)]
+    frame = PARSER.parse(data_frame(SPEC, "H0STCNT0", recs))
+    assert frame.count == count
+    assert [r.key for r in frame.records] == [f"{i:06d}" for i in range(count)]
+    assert [r.to_dict() for r in frame.records] == [
+        {f.name: typed(t, f.type) for f, t in zip(layout.fields, r, strict=True)} for r in recs
+    ]
+
+
+def test_version_1_0_parses_with_the_borrowed_grammar() -> None:
+    """Spec 1.0 names only the pipe; the parser borrows the rest of the grammar and still works."""
+    spec10 = load_spec("1.0")
+    assert not spec10.has("PKT-DATA-FRAME")
+    parser = FrameParser(spec10)
+    fields = sample_fields(spec10.layout("H0STCNT0"), "005930")
+    assert parser.parse(data_frame(SPEC, "H0STCNT0", [fields])).records[0].key == "005930"
+
+
+# ---------------------------------------------------------------- malformed frames: FrameError
+
+
+def _good(n: int = 1) -> str:
+    layout = SPEC.layout("H0STCNT0")
+    return data_frame(SPEC, "H0STCNT0", [sample_fields(layout, "005930", i) for i in range(n)])
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("0|H0STCNT0|001", "parts"),
+        ("", "parts"),
+        ("2|H0STCNT0|001|" + _good().split("|", 3)[3], "flag"),
+        ("1|H0STCNT0|001|QUJD", "encrypted"),
+        ("0|H0STCNI0|001|x", "layout"),
+        ("0|H0STCNT0|01|" + _good().split("|", 3)[3], "digits"),
+        ("0|H0STCNT0|0a1|" + _good().split("|", 3)[3], "digits"),
+        ("0|H0STCNT0|000|", "count"),
+        ("0|H0STCNT0|002|" + _good().split("|", 3)[3], "carries"),
+        (_good() + "^extra", "carries"),
+    ],
+)
+def test_structural_errors_raise_frame_error(text: str, why: str) -> None:
+    """A frame whose structure is wrong raises FrameError at parse time, with a useful message."""
+    with pytest.raises(FrameError, match=why):
+        PARSER.parse(text)
+
+
+@pytest.mark.parametrize("bad", ["abc", "", "1.5", "NaN"])
+def test_bad_int_value_raises_on_access_naming_the_field(bad: str) -> None:
+    """A value that does not convert raises FrameError naming the field when it is read."""
+    layout = SPEC.layout("H0STCNT0")
+    fields = sample_fields(layout, "005930")
+    fields[layout.index("STCK_PRPR")] = bad
+    frame = PARSER.parse(data_frame(SPEC, "H0STCNT0", [fields]))
+    with pytest.raises(FrameError, match="STCK_PRPR"):
+        _ = frame.records[0].price  # type: ignore[attr-defined]
+    with pytest.raises(FrameError, match="STCK_PRPR"):
+        frame.validate()
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-inf", "1e99", "x1"])
+def test_non_finite_or_absurd_decimal_is_malformed(bad: str) -> None:
+    """NaN, infinities and absurd exponents are not prices."""
+    layout = SPEC.layout("HDFSCNT0")
+    fields = sample_fields(layout, "DNASAAPL")
+    fields[layout.index("LAST")] = bad
+    (rec,) = PARSER.parse(data_frame(SPEC, "HDFSCNT0", [fields])).records
+    with pytest.raises(FrameError, match="LAST"):
+        _ = rec.price  # type: ignore[attr-defined]
+
+
+def test_unknown_field_name_is_a_key_error() -> None:
+    """Asking for a field the layout lacks is the caller's bug (KeyError), not a frame error."""
+    (rec,) = PARSER.parse(_good()).records
+    with pytest.raises(KeyError):
+        rec.get("NOPE")
+
+
+def _outcome(text: str) -> str:
+    """'parsed' or 'frame_error'; any other exception propagates and fails the test."""
+    try:
+        _materialise(PARSER.parse(text))
+    except FrameError as exc:
+        assert str(exc), "a FrameError always says what is wrong"
+        return "frame_error"
+    return "parsed"
+
+
+def _materialise(frame: Frame) -> None:
+    for rec in frame.records:
+        rec.to_dict()
+        _ = rec.key, rec.time
+        if isinstance(rec, TickRecord):
+            _ = rec.price, rec.volume
+        elif isinstance(rec, OrderbookRecord):
+            _ = rec.asks, rec.bids
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_arbitrary_text_only_frame_error(text: str) -> None:
+    """Any text either parses and materialises, or raises FrameError; nothing else escapes."""
+    assert _outcome(text) in ("parsed", "frame_error")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tr_id=st.sampled_from(sorted(KEYS)),
+    count=st.integers(1, 3),
+    data=st.data(),
+)
+def test_fuzz_mutated_valid_frames_only_frame_error(
+    tr_id: str, count: int, data: st.DataObject
+) -> None:
+    """Valid frames with random fields replaced, inserted or cut: only FrameError escapes."""
+    layout = SPEC.layout(tr_id)
+    recs = [sample_fields(layout, KEYS[tr_id], i) for i in range(count)]
+    flat = [f for r in recs for f in r]
+    for _ in range(data.draw(st.integers(0, 4))):
+        i = data.draw(st.integers(0, len(flat) - 1))
+        op = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+        junk = data.draw(st.text(alphabet=st.characters(codec="utf-8"), max_size=12))
+        if op == "replace":
+            flat[i] = junk
+        elif op == "insert":
+            flat.insert(i, junk)
+        elif len(flat) > 1:
+            del flat[i]
+    head = data.draw(st.sampled_from(["0", "1", "x", "0|", ""]))
+    text = f"{head}|{tr_id}|{count:03d}|" + "^".join(flat)
+    assert _outcome(text) in ("parsed", "frame_error")
