@@ -1,22 +1,79 @@
 """A small asyncio HTTP/1.1 server on h11: in-process, keep-alive, never crashes on bad input.
 
-One :class:`HttpConnection` per TCP connection feeds bytes to h11, hands each complete request to
-an async handler and writes its response. Malformed HTTP gets 400 and a close.
+One connection task per TCP connection feeds bytes to h11, hands each complete request
+(:class:`HttpRequest`) to an async handler and writes its :class:`HttpResponse`. Malformed HTTP
+gets 400 and a close. The dialects' REST apps answer with these types.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
-from stockmon.mockserver.rest import HttpRequest, HttpResponse
-
 log = logging.getLogger(__name__)
+
+SECRET_KEYS = frozenset({"appsecret", "secretkey"})
+MASK = "***"
+
+
+@dataclass
+class HttpRequest:
+    """A parsed HTTP request (header names lower-case)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    conn: str = ""
+
+
+@dataclass
+class HttpResponse:
+    """An answer of the app; ``delay_s`` (spec seconds) is applied by the shell."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    token: str | None = None
+    raw: bytes | None = None  # pre-encoded body (JSONL trace export)
+    content_type: str = "application/json; charset=utf-8"
+
+    def encode(self) -> bytes:
+        """The body as bytes."""
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.body, ensure_ascii=False).encode()
+
+
+def mask(value: Any) -> Any:
+    """A copy of a parsed body with appsecret/secretkey values masked (for the trace)."""
+    if isinstance(value, dict):
+        return {k: (MASK if k.lower() in SECRET_KEYS and v else mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    return value
+
+
+def parse_body(body: bytes) -> tuple[Any, bool]:
+    """(parsed JSON, True) or (raw text, False)."""
+    text = body.decode("utf-8", "replace")
+    if not text:
+        return None, False
+    try:
+        return json.loads(text), True
+    except ValueError:
+        return text, False
+
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 # Non-normative limits: KIS requests are tiny.

@@ -1,136 +1,51 @@
-"""KIS REST gateway logic without I/O: token, revoke, approval and the quote endpoints.
+"""What both REST apps share, without I/O: routing, schema violations, injected delays, tracing.
 
-``RestApp.handle(request, now)`` returns a :class:`HttpResponse`; the HTTP shell (httpserver.py)
-parses bytes, sleeps for an injected delay and writes the answer, and records request/response in
-the trace. Codes, statuses, paths and field names come from the Profile (the spec).
+A dialect's app (``kis.rest.RestApp``, ``kiwoom.rest.KiwoomRestApp``) registers its routes and
+answers in its broker's envelope; :func:`traced_call` is the shell's side of one request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from stockmon.mockserver.auth import TokenState
-from stockmon.mockserver.state import World
+from stockmon.mockserver.httpserver import MASK, SECRET_KEYS, HttpRequest, HttpResponse, mask
+from stockmon.mockserver.httpserver import parse_body as parse_body
+from stockmon.mockserver.world import WorldBase
 
-# Mock-specific answers for requests the real gateway would reject in ways nobody has recorded;
-# prefixed MOCK so nobody mistakes them for KIS codes.
-MOCK_UNKNOWN_PATH = "MOCK0404"
-MOCK_BAD_TR_ID = "MOCK0001"
-MOCK_BAD_PARAMS = "MOCK0002"
-MOCK_BAD_BODY = "MOCK0003"
-SECRET_KEYS = frozenset({"appsecret", "secretkey"})
-MASK = "***"
+Route = Callable[[HttpRequest, Any, float], HttpResponse]
 
 
-@dataclass
-class HttpRequest:
-    """A parsed HTTP request (header names lower-case)."""
+class RestAppBase:
+    """Routes ``(method, path)`` to handlers; never raises for bad input."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    conn: str = ""
-
-
-@dataclass
-class HttpResponse:
-    """An answer of the app; ``delay_s`` (spec seconds) is applied by the shell."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    token: str | None = None
-    raw: bytes | None = None  # pre-encoded body (JSONL trace export)
-    content_type: str = "application/json; charset=utf-8"
-
-    def encode(self) -> bytes:
-        """The body as bytes."""
-        if self.raw is not None:
-            return self.raw
-        return json.dumps(self.body, ensure_ascii=False).encode()
-
-
-def mask(value: Any) -> Any:
-    """A copy of a parsed body with appsecret/secretkey values masked (for the trace)."""
-    if isinstance(value, dict):
-        return {k: (MASK if k.lower() in SECRET_KEYS and v else mask(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
-
-
-def parse_body(body: bytes) -> tuple[Any, bool]:
-    """(parsed JSON, True) or (raw text, False)."""
-    text = body.decode("utf-8", "replace")
-    if not text:
-        return None, False
-    try:
-        return json.loads(text), True
-    except ValueError:
-        return text, False
-
-
-class RestApp:
-    """The KIS REST endpoints of the mock."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        p = world.profile
-        self.p = p
-        self._kst = timezone(timedelta(seconds=p.kst_offset_s))
-        self._routes: dict[tuple[str, str], Callable[[HttpRequest, Any, float], HttpResponse]] = {
-            ("POST", p.token_path): self._token,
-            ("POST", p.revoke_path): self._revoke,
-            ("POST", p.approval_path): self._approval,
-        }
-        self._quotes: dict[str, str] = {}
-        for market, q in p.quotes.items():
-            self._routes[(str(q["method"]), str(q["path"]))] = self._quote
-            self._quotes[str(q["path"])] = market
-        self._cred_fail: Mapping[str, str] = p.spec.mock_profile.get(
-            "rest_credential_failure"
-        ) or _newest_profile("rest_credential_failure")
-        self._token_err_status = int(
-            p.spec.mock_profile.get("token_endpoint_error_status")
-            or _newest_profile("token_endpoint_error_status")
-        )
+    def __init__(self, world: WorldBase) -> None:
+        self._base_world = world
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._now = 0.0
 
     def handle(self, req: HttpRequest, now: float) -> HttpResponse:
-        """Answer one request (never raises for bad input)."""
+        """Answer one request at spec time ``now``."""
+        self._now = now
         route = self._routes.get((req.method, req.path))
         if route is None:
             known = any(path == req.path for _, path in self._routes)
-            return self._rest_error(
-                405 if known else 404, MOCK_UNKNOWN_PATH, f"no {req.method} {req.path} here"
-            )
+            return self._no_route(req, 405 if known else 404)
         parsed, _ = parse_body(req.body)
         resp = route(req, parsed, now)
-        resp.delay_s = self.world.faults.take_rest_delay()
+        resp.delay_s = self._base_world.faults.take_rest_delay()
         return resp
 
-    # --- helpers ----------------------------------------------------------------------------
-    def _rest_error(self, status: int, code: str, msg1: str | None = None) -> HttpResponse:
-        if msg1 is None:
-            msg1 = self.p.rest_msg(code)
-        return HttpResponse(status, {"rt_cd": self.p.error_rt_cd, "msg_cd": code, "msg1": msg1})
-
-    def _token_error(self, code: str) -> HttpResponse:
-        return HttpResponse(
-            self._token_err_status, {"error_code": code, "error_description": self.p.rest_msg(code)}
-        )
+    def _no_route(self, req: HttpRequest, status: int) -> HttpResponse:
+        return HttpResponse(status, {"error": f"no {req.method} {req.path} here"})
 
     def _violations(self, schema: str, parsed: Any, conn: str) -> None:
-        errs = self.world.validate(schema, parsed)
+        errs = self._base_world.validate(schema, parsed)
         if errs:
-            self.world.trace.record(
+            self._base_world.record(
+                self._now,
                 "rest",
                 conn,
                 "in",
@@ -140,171 +55,12 @@ class RestApp:
                 text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
             )
 
-    def _creds(self, appkey: Any, secret: Any) -> str | None:
-        bad = self.world.auth.credentials_ok(appkey, secret)
-        return None if bad is None else str(self._cred_fail[bad])
-
-    # --- endpoints --------------------------------------------------------------------------
-    def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
-        self._violations("kis-token-request", body, req.conn)
-        body = body if isinstance(body, dict) else {}
-        self.world.emit("token_request", appkey=body.get("appkey"))
-        if body.get("grant_type") != self.p.grant_type:
-            return self._rest_error(
-                self._token_err_status, MOCK_BAD_BODY, "grant_type must be client_credentials"
-            )
-        bad = self._creds(body.get("appkey"), body.get("appsecret"))
-        if bad is not None:
-            return self._token_error(bad)
-        wall = self.world.wall(now)
-        issue = self.world.auth.issue_token(
-            str(body["appkey"]), now, wall, self.world.faults.throttle_override
-        )
-        if issue.throttled or issue.token is None:
-            return HttpResponse(
-                self.p.throttle_status,
-                {
-                    "error_code": self.p.throttle_code,
-                    "error_description": self.p.rest_msg(self.p.throttle_code),
-                },
-            )
-        token = issue.token
-        expires_wall = self.world.wall(token.expires_at)
-        self.world.trace.record(
-            "rest",
-            "mock",
-            "event",
-            "token_issued",
-            token_id=token.token_id,
-            expires_at_wall=expires_wall,
-            reused=issue.reused,
-        )
-        self.world.emit("token_issued", token_id=token.token_id, reused=issue.reused)
-        expires_in = max(1, round(token.expires_at - now))
-        kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
-        return HttpResponse(
-            200,
-            {
-                "access_token": token.value,
-                "access_token_token_expired": kst.strftime(self.p.expiry_format),
-                "token_type": self.p.token_type,
-                "expires_in": expires_in,
-            },
-            token=token.value,
-        )
-
-    def _revoke(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
-        self._violations("kis-revoke-request", body, req.conn)
-        body = body if isinstance(body, dict) else {}
-        bad = self._creds(body.get("appkey"), body.get("appsecret"))
-        if bad is not None:
-            return self._token_error(bad)
-        token = body.get("token")
-        if not isinstance(token, str) or not self.world.auth.revoke(token):
-            return self._rest_error(self.p.gateway_error_status, self.p.auth_failure["invalid"])
-        return HttpResponse(200, dict(self.p.revoke_success))
-
-    def _approval(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
-        self._violations("kis-approval-request", body, req.conn)
-        body = body if isinstance(body, dict) else {}
-        if body.get("grant_type") != self.p.grant_type:
-            return self._rest_error(
-                self._token_err_status, MOCK_BAD_BODY, "grant_type must be client_credentials"
-            )
-        bad = self._creds(body.get("appkey"), body.get(self.p.approval_secret_field))
-        if bad is not None:
-            return self._token_error(bad)
-        key = self.world.auth.issue_approval(str(body["appkey"]), now)
-        self.world.emit("approval_issued", appkey=body["appkey"])
-        return HttpResponse(200, {self.p.approval_response_field: key})
-
-    def _quote(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
-        market = self._quotes[req.path]
-        q = self.p.quotes[market]
-        h = self.p.header_names
-        self.world.emit("rest_call", path=req.path, tr_id=req.headers.get(str(h["tr_id"])))
-        fail, code = self.world.faults.take_rest_failure()
-        if fail:
-            return self._rest_error(
-                self.p.gateway_error_status, code or self.p.auth_failure["invalid"]
-            )
-        auth = req.headers.get(str(h["authorization"]), "")
-        scheme, _, value = auth.partition(" ")
-        value = value.strip()
-        if scheme.lower() != self.p.token_type.lower() or not value:
-            return self._rest_error(self.p.gateway_error_status, self.p.auth_failure["invalid"])
-        state, token = self.world.auth.check_token(value, now)
-        if state is TokenState.INVALID:
-            return self._rest_error(self.p.gateway_error_status, self.p.auth_failure["invalid"])
-        if state is TokenState.EXPIRED:
-            return self._rest_error(self.p.gateway_error_status, self.p.auth_failure["expired"])
-        bad = self._creds(req.headers.get(str(h["appkey"])), req.headers.get(str(h["appsecret"])))
-        if bad is not None:
-            return self._rest_error(self.p.gateway_error_status, bad)
-        assert token is not None
-        if token.appkey != req.headers.get(str(h["appkey"])):
-            return self._rest_error(self.p.gateway_error_status, self.p.auth_failure["invalid"])
-        tr_id = req.headers.get(str(h["tr_id"]))
-        if tr_id != q["tr_id"]:
-            return self._rest_error(
-                self.p.gateway_error_status,
-                MOCK_BAD_TR_ID,
-                f"tr_id {tr_id!r} is not served at {req.path} (expected {q['tr_id']})",
-            )
-        key = self._quote_key(market, q, req.query)
-        if key is None:
-            return HttpResponse(
-                200,
-                {
-                    "rt_cd": self.p.error_rt_cd,
-                    "msg_cd": MOCK_BAD_PARAMS,
-                    "msg1": f"bad or missing query parameters for {req.path}",
-                },
-            )
-        output = self.world.sim.quote(market, key, self.world.wall(now))
-        return HttpResponse(
-            200,
-            {
-                "output": output,
-                "rt_cd": self.p.success_rt_cd,
-                "msg_cd": self.p.rest_success["msg_cd"],
-                "msg1": self.p.rest_success["msg1"],
-            },
-            headers={
-                "tr_id": str(tr_id),
-                "tr_cont": "",
-                "gt_uid": f"mock{self.world.rng.getrandbits(64):016x}",
-            },
-        )
-
-    def _quote_key(self, market: str, q: Mapping[str, Any], query: Mapping[str, str]) -> str | None:
-        key_param = str(q["key_param"])
-        raw = query.get(key_param, "")
-        if market == "KR":
-            if query.get(str(q["market_param"])) != q["market_value"]:
-                return None
-            return raw if self.p.key_patterns["KR"].match(raw) else None
-        exchanges: Mapping[str, str] = self.p.spec.markets["US"]["exchanges"]
-        excd = query.get(str(q["exchange_param"]), "")
-        short = next((k for k, v in exchanges.items() if excd in (k, v)), None)
-        if short is None or not raw:
-            return None
-        # The realtime key of the free US feed: D + exchange + symbol (protocol/kis.md §2.6).
-        key = f"D{short}{raw}"
-        return key if self.p.key_patterns["US"].match(key) else None
-
-
-def _newest_profile(key: str) -> Any:
-    from stockmon.spec import latest_version, load_spec
-
-    return load_spec(latest_version()).mock_profile[key]
-
 
 class RecordFn(Protocol):
-    """The trace's ``record(channel, conn, dir, kind, **fields)`` (the KIS trace or the Kiwoom world)."""
+    """A world's ``record(now, channel, conn, dir, kind, **fields)``."""
 
     def __call__(
-        self, channel: str, conn: str, dir_: str, kind: str, **extra: Any
+        self, now: float, channel: str, conn: str, dir_: str, kind: str, **extra: Any
     ) -> dict[str, Any]:
         """Append one record and return it."""
         ...
@@ -314,17 +70,20 @@ async def traced_call(
     record: RecordFn,
     handle: Callable[[HttpRequest, float], HttpResponse],
     req: HttpRequest,
-    now: float,
+    clock: Callable[[], float],
     time_scale: float,
 ) -> HttpResponse:
     """Answer one REST request with ``handle``, recording request and response in the trace.
 
-    Shared by the KIS and Kiwoom mocks: secrets in headers and JSON bodies are masked in the trace,
-    an injected delay (spec seconds) is slept in real time, an issued token is recorded.
+    Secrets in headers and JSON bodies are masked in the trace, an injected delay (spec seconds)
+    is slept in real time, an issued token is recorded. The request and its handling share one
+    ``now``; the response is stamped when it leaves, after the delay.
     """
+    now = clock()
     parsed, is_json = parse_body(req.body)
     headers = {k: (MASK if k in SECRET_KEYS and v else v) for k, v in req.headers.items()}
     rec = record(
+        now,
         "rest",
         req.conn,
         "in",
@@ -338,10 +97,12 @@ async def traced_call(
     resp = handle(req, now)
     if resp.delay_s > 0:
         await asyncio.sleep(resp.delay_s / time_scale)
+        now = clock()
     extra: dict[str, Any] = {}
     if resp.token is not None:
         extra["token"] = resp.token
     record(
+        now,
         "rest",
         req.conn,
         "out",
