@@ -142,14 +142,10 @@ def _kiwoom_config(args: argparse.Namespace, config: MockConfig) -> KiwoomMockCo
 
     if args.no_kiwoom:
         return None
-    return KiwoomMockConfig(
-        spec_version=config.spec_version,
-        host=config.host,
+    return KiwoomMockConfig.beside(
+        config,
         rest_port=args.kiwoom_rest_port,
         ws_port=args.kiwoom_ws_port,
-        seed=config.seed,
-        time_scale=config.time_scale,
-        symbols=config.symbols,
         env=args.kiwoom_env,
         tick_rate_hz=config.tick_rate_hz,
         scenario=config.scenario,

@@ -127,6 +127,12 @@ class KiwoomMockConfig(CommonConfig):
     # Probability that a round repeats an entry (two trades of one item in one frame).
     repeat_entry_probability: float = 0.2
 
+    @classmethod
+    def beside(cls, config: CommonConfig, **fields: Any) -> KiwoomMockConfig:
+        """The Kiwoom part of a run beside ``config``: same spec, host, seed, clock and symbols."""
+        same = ("spec_version", "host", "seed", "time_scale", "symbols")
+        return cls(**{name: getattr(config, name) for name in same}, **fields)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.env is not None and self.env not in ENVS:

@@ -178,6 +178,9 @@ class CoreBase:
         self._next_data = now + interval if nxt < now - interval else nxt
         return rounds
 
+    def _junk(self, n: int) -> str:
+        return "".join(self._rng.choice("#$%&*?!~@") for _ in range(n))
+
     def _close(self, code: int, reason: str) -> None:
         self._out.extend(self._held)
         self._held.clear()

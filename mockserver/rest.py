@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from stockmon.mockserver.httpserver import MASK, SECRET_KEYS, HttpRequest, HttpResponse, mask
 from stockmon.mockserver.httpserver import parse_body as parse_body
-from stockmon.mockserver.world import WorldBase
+from stockmon.mockserver.world import Token, WorldBase
 
 Route = Callable[[HttpRequest, Any, float], HttpResponse]
 
@@ -54,6 +54,23 @@ class RestAppBase:
                 errors=errs,
                 text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
             )
+
+    def _issued(self, token: Token, now: float, reused: bool) -> float:
+        """Record and announce an issued token; returns its expiry in spec wall time."""
+        world = self._base_world
+        expires_wall = world.wall(token.expires_at)
+        world.record(
+            now,
+            "rest",
+            "mock",
+            "event",
+            "token_issued",
+            token_id=token.token_id,
+            expires_at_wall=expires_wall,
+            reused=reused,
+        )
+        world.emit("token_issued", token_id=token.token_id, reused=reused)
+        return expires_wall
 
 
 class RecordFn(Protocol):

@@ -160,6 +160,13 @@ class Trace:
         """The records as JSONL text (for ``GET /_mock/trace``)."""
         return "".join(dumps(r) + "\n" for r in self.records(since_seq))
 
+    def _scan(self, predicate: Callable[[Record], bool], cursor: int) -> tuple[Record | None, int]:
+        for rec in self.records(cursor):
+            cursor = rec["seq"]
+            if predicate(rec):
+                return rec, cursor
+        return None, cursor
+
     async def wait_for(
         self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
     ) -> Record:
@@ -168,12 +175,10 @@ class Trace:
         Works from any event loop and thread: it polls the thread-safe snapshot.
         """
         deadline = time.monotonic() + timeout_s
-        cursor = since_seq
         while True:
-            for rec in self.records(cursor):
-                cursor = rec["seq"]
-                if predicate(rec):
-                    return rec
+            rec, since_seq = self._scan(predicate, since_seq)
+            if rec is not None:
+                return rec
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no matching trace record within {timeout_s} s")
             await asyncio.sleep(_POLL_S)
@@ -183,12 +188,10 @@ class Trace:
     ) -> Record:
         """Blocking twin of :meth:`wait_for` for synchronous callers (other threads only)."""
         deadline = time.monotonic() + timeout_s
-        cursor = since_seq
         while True:
-            for rec in self.records(cursor):
-                cursor = rec["seq"]
-                if predicate(rec):
-                    return rec
+            rec, since_seq = self._scan(predicate, since_seq)
+            if rec is not None:
+                return rec
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no matching trace record within {timeout_s} s")
             time.sleep(_POLL_S)

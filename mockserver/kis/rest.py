@@ -89,18 +89,7 @@ class RestApp(RestAppBase):
                 },
             )
         token = issue.token
-        expires_wall = self.world.wall(token.expires_at)
-        self.world.record(
-            now,
-            "rest",
-            "mock",
-            "event",
-            "token_issued",
-            token_id=token.token_id,
-            expires_at_wall=expires_wall,
-            reused=issue.reused,
-        )
-        self.world.emit("token_issued", token_id=token.token_id, reused=issue.reused)
+        expires_wall = self._issued(token, now, issue.reused)
         expires_in = max(1, round(token.expires_at - now))
         kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
         return HttpResponse(

@@ -317,8 +317,7 @@ class ServerSession(CoreBase):
                 parts[2] = f"{int(parts[2]) + 1:0{p.count_digits}d}"
                 return p.part_separator.join(parts)
             return text
-        junk = "".join(self._rng.choice("#$%&*?!~@") for _ in range(24))
-        return f"{p.plain_flag}{p.part_separator}{junk}"
+        return f"{p.plain_flag}{p.part_separator}{self._junk(24)}"
 
     def _cipher(self) -> tuple[str, str]:
         r = self._rng

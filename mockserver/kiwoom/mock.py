@@ -170,11 +170,4 @@ def kiwoom_beside(
     kis: MockServer[Any], config: KiwoomMockConfig | None = None, **overrides: Any
 ) -> KiwoomMock:
     """A Kiwoom mock sharing ``kis``'s trace, simulator and clock (start it on ``kis``'s loop)."""
-    base = config or KiwoomMockConfig(
-        spec_version=kis.config.spec_version,
-        host=kis.config.host,
-        seed=kis.config.seed,
-        time_scale=kis.config.time_scale,
-        symbols=kis.config.symbols,
-    )
-    return KiwoomMock(base, beside=kis, **overrides)
+    return KiwoomMock(config or KiwoomMockConfig.beside(kis.config), beside=kis, **overrides)

@@ -71,18 +71,7 @@ class KiwoomRestApp(RestAppBase):
         if not self.world.auth.credentials_ok(appkey, secret):
             return self._error(p.rest_error("bad_credentials"))
         token = self.world.auth.issue(str(appkey), now)
-        expires_wall = self.world.wall(token.expires_at)
-        self.world.record(
-            now,
-            "rest",
-            "mock",
-            "event",
-            "token_issued",
-            token_id=token.token_id,
-            expires_at_wall=expires_wall,
-            reused=False,
-        )
-        self.world.emit("token_issued", token_id=token.token_id, reused=False)
+        expires_wall = self._issued(token, now, reused=False)
         kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
         resp = self._ok(
             {

@@ -31,7 +31,6 @@ from stockmon.mockserver.kiwoom.state import KiwoomWorld
 # Close codes (RFC 6455): non-normative choices of the mock.
 CLOSE_POLICY = 1008
 CLOSE_NORMAL = 1000
-_JUNK = "#$%&*?!~@"
 MALFORMED_KINDS = ("truncated", "garbage", "bad_value")
 
 
@@ -314,9 +313,9 @@ class KiwoomServerSession(CoreBase):
             obj = json.loads(text)
             entry = obj["data"][0]
             first = next(iter(entry["values"]))
-            entry["values"][first] = "".join(self._rng.choice(_JUNK) for _ in range(6))
+            entry["values"][first] = self._junk(6)
             return _compact(obj)
-        return "".join(self._rng.choice(_JUNK) for _ in range(24))
+        return self._junk(24)
 
 
 def _pairs(data: Any) -> list[tuple[str, str]]:
