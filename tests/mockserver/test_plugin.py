@@ -1,14 +1,19 @@
-"""The pytest plugin: kis_mock works for sync and async tests and takes a marker config."""
+"""The pytest plugin: kis_mock / kiwoom_mock work for sync and async tests and take a marker config."""
 
 from __future__ import annotations
+
+import json
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from stockmon.mockserver import KisMock
+from stockmon.mockserver import KisMock, KiwoomMock
+from stockmon.spec import load_spec
 
 from .support import KIS, code, recv_control, sub
+
+REST = load_spec("1.1").rest["kiwoom"]
 
 
 def test_kis_mock_sync(kis_mock: KisMock) -> None:
@@ -51,3 +56,27 @@ async def test_kis_mock_async(kis_mock: KisMock) -> None:
 def test_kis_mock_marker(kis_mock: KisMock) -> None:
     """@pytest.mark.kis_mock(...) configures the fixture."""
     assert kis_mock.config.spec_version == "1.0" and kis_mock.config.time_scale == 5
+
+
+def test_kiwoom_mock_fixture(kiwoom_mock: KiwoomMock) -> None:
+    """The pytest plugin's kiwoom_mock fixture runs a mock on free ports with KIWOOM_* exports."""
+    env = kiwoom_mock.env()
+    assert env["KIWOOM_WS_URL"].endswith(REST["ws_path"])
+    r = httpx.post(
+        env["KIWOOM_REST_URL"] + REST["token"]["path"],
+        json={
+            "grant_type": REST["grant_type"],
+            "appkey": env["KIWOOM_APP_KEY"],
+            "secretkey": env["KIWOOM_APP_SECRET"],
+        },
+    )
+    assert r.json()["return_code"] == 0
+    assert env["KIWOOM_APP_SECRET"] not in "".join(
+        json.dumps(r) for r in kiwoom_mock.trace.records()
+    )
+
+
+@pytest.mark.kiwoom_mock(env="prod", time_scale=5)
+def test_kiwoom_mock_marker(kiwoom_mock: KiwoomMock) -> None:
+    """@pytest.mark.kiwoom_mock(...) configures the fixture with KiwoomMockConfig fields."""
+    assert kiwoom_mock.env_name == "prod" and kiwoom_mock.config.time_scale == 5
