@@ -134,7 +134,11 @@ class CoreBase:
 
     def summary(self) -> dict[str, Any]:
         """What /_mock/state shows of this session."""
-        return {"state": self.state.value}
+        regs = [f"{a}:{b}" for a, b in self.registrations]
+        return {"state": self.state.value, **self._summary(), "registrations": regs}
+
+    def _summary(self) -> dict[str, Any]:
+        return {}
 
     def receive_pong(self, data: bytes, now: float) -> None:
         """An RFC 6455 pong frame (ignored unless the dialect cares)."""
@@ -151,14 +155,14 @@ class CoreBase:
     def _deadlines(self) -> list[float]:
         return []
 
-    def _on_timer(self, now: float, stalled: bool) -> None:
-        """Dialect timers (pings, login deadline, data)."""
+    def _on_timer(self, now: float, stalled: bool) -> None:  # pings, login deadline, data
+        pass
 
     def _send_ping(self, now: float) -> None:
-        """Queue one server ping."""
+        pass
 
-    def _on_binary(self) -> None:
-        """Answer a binary frame on an open session."""
+    def _on_binary(self) -> None:  # answer a binary frame on an open session
+        pass
 
     # --- helpers ----------------------------------------------------------------------------
     def _start_data(self, now: float) -> None:

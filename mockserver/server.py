@@ -26,8 +26,14 @@ from stockmon.mockserver.config import CommonConfig
 from stockmon.mockserver.core import Close, CoreBase, Send
 from stockmon.mockserver.errors import MockConfigError, MockError
 from stockmon.mockserver.faults import Faults
-from stockmon.mockserver.httpserver import HttpRequest, HttpResponse, HttpServer, parse_body
-from stockmon.mockserver.rest import RestAppBase, traced_call
+from stockmon.mockserver.httpserver import (
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    RestAppBase,
+    parse_body,
+    traced_call,
+)
 from stockmon.mockserver.trace import Trace
 from stockmon.mockserver.world import WorldBase
 
@@ -100,9 +106,25 @@ class MockServer(Generic[S]):
     def _started_fields(self) -> dict[str, Any]:
         return {}
 
-    def _state_fields(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """Dialect keys of /_mock/state: before the common ones, after them, and fault switches."""
-        return {}, {}, {}
+    def _state(self) -> dict[str, Any]:
+        """GET /_mock/state (a dialect adds its keys)."""
+        f = self.world.faults
+        return {
+            "spec_version": self.config.spec_version,
+            "time_scale": self.config.time_scale,
+            "t_spec": self.now(),
+            "rest_url": self.rest_url,
+            "ws_url": self.ws_url,
+            "open_sockets": self.open_sockets(),
+            "sessions": self.sessions(),
+            "tokens_issued": self.world.auth.issued_count,
+            "faults": {
+                "rest_failures": f.rest_failures,
+                "throttle_override": f.throttle_override,
+                "refuse_connections": f.refuse_connections,
+                "stalled": self.world.stalled(self.now()),
+            },
+        }
 
     # --- public surface ------------------------------------------------------------------
     @property
@@ -432,30 +454,7 @@ class MockServer(Generic[S]):
                 content_type="application/x-ndjson; charset=utf-8",
             )
         if req.method == "GET" and sub == "state":
-            f = self.world.faults
-            head, tail, faults = self._state_fields()
-            return HttpResponse(
-                200,
-                {
-                    **head,
-                    "spec_version": self.config.spec_version,
-                    "time_scale": self.config.time_scale,
-                    "t_spec": self.now(),
-                    "rest_url": self.rest_url,
-                    "ws_url": self.ws_url,
-                    "open_sockets": self.open_sockets(),
-                    "sessions": self.sessions(),
-                    "tokens_issued": self.world.auth.issued_count,
-                    **tail,
-                    "faults": {
-                        **faults,
-                        "rest_failures": f.rest_failures,
-                        "throttle_override": f.throttle_override,
-                        "refuse_connections": f.refuse_connections,
-                        "stalled": self.world.stalled(self.now()),
-                    },
-                },
-            )
+            return HttpResponse(200, self._state())
         if req.method == "GET" and sub == "env":
             return HttpResponse(200, self.env())
         if req.method == "POST" and sub.startswith("faults/"):

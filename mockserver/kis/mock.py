@@ -7,6 +7,7 @@ about a run: the profile, world, REST app and session core, the ``KIS_*`` export
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -37,25 +38,26 @@ class KisFaults(Faults):
         self, code: str | None, tr_key: str | None, count: int
     ) -> tuple[str, dict[str, Any]]:
         profile = self._kis.profile
-        if code is None:
-            code = profile.ws_code("already_subscribed").code
-        try:
-            profile.spec.ws_code(code)
-        except SpecError as exc:
-            raise MockConfigError(str(exc)) from None
+        code = code or profile.ws_code("already_subscribed").code
+        _known(profile.spec.ws_code, code)
         return code, {"code": code, "tr_key": tr_key, "count": count}
 
     def _rest_failure_code(self, code: str | None) -> str | None:
         if code is not None:
-            try:
-                self._kis.profile.rest_msg(code)
-            except SpecError as exc:
-                raise MockConfigError(str(exc)) from None
+            _known(self._kis.profile.rest_msg, code)
         return code
 
     def revoke_approvals(self) -> int:
         """Forget every WS approval key (next subscribe gets the invalid-approval code)."""
         return int(self._apply("revoke_approvals", {}, self._kis.auth.revoke_approvals))
+
+
+def _known(lookup: Callable[[str], object], code: str) -> None:
+    """MockConfigError (one line) unless the spec knows ``code``."""
+    try:
+        lookup(code)
+    except SpecError as exc:
+        raise MockConfigError(str(exc)) from None
 
 
 class KisMock(MockServer[ServerSession]):
@@ -87,18 +89,18 @@ class KisMock(MockServer[ServerSession]):
     def _new_session(self, conn: str, now: float) -> ServerSession:
         return ServerSession(self.world, conn, now)
 
-    def _state_fields(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        f = self.world.faults
-        errors = [
-            {"code": e.code, "tr_key": e.tr_key, "remaining": e.remaining}
-            for e in f.subscribe_errors
-        ]
-        faults = {
-            "subscribe_errors": errors,
-            "rest_delay_s": f.rest_delay_s,
-            "malformed_pending": len(f.malformed),
-        }
-        return {}, {"trace_records": self.trace.last_seq}, faults
+    def _state(self) -> dict[str, Any]:
+        state, f = super()._state(), self.world.faults
+        state["trace_records"] = self.trace.last_seq
+        state["faults"].update(
+            subscribe_errors=[
+                {"code": e.code, "tr_key": e.tr_key, "remaining": e.remaining}
+                for e in f.subscribe_errors
+            ],
+            rest_delay_s=f.rest_delay_s,
+            malformed_pending=len(f.malformed),
+        )
+        return state
 
 
 class MockThread(BackgroundMock[KisMock]):

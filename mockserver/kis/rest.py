@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.httpserver import HttpRequest, HttpResponse
+from stockmon.mockserver.httpserver import HttpRequest, HttpResponse, RestAppBase
 from stockmon.mockserver.kis.state import TokenState, World
-from stockmon.mockserver.rest import RestAppBase
 from stockmon.spec import mock_profile_value
 
 # Mock-specific answers for requests the real gateway would reject in ways nobody has recorded;
@@ -49,7 +48,6 @@ class RestApp(RestAppBase):
     def _no_route(self, req: HttpRequest, status: int) -> HttpResponse:
         return self._rest_error(status, MOCK_UNKNOWN_PATH, f"no {req.method} {req.path} here")
 
-    # --- helpers ----------------------------------------------------------------------------
     def _rest_error(self, status: int, code: str, msg1: str | None = None) -> HttpResponse:
         if msg1 is None:
             msg1 = self.p.rest_msg(code)
@@ -64,7 +62,6 @@ class RestApp(RestAppBase):
         bad = self.world.auth.credentials_ok(appkey, secret)
         return None if bad is None else str(self._cred_fail[bad])
 
-    # --- endpoints --------------------------------------------------------------------------
     def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
         self._violations("kis-token-request", body, req.conn)
         body = body if isinstance(body, dict) else {}

@@ -18,11 +18,9 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.core import Close, CoreBase, Send, SessionState
+from stockmon.mockserver.core import CoreBase, Send, SessionState
 from stockmon.mockserver.kis.state import World
 from stockmon.mockserver.world import short_hash
-
-__all__ = ["Close", "Send", "ServerSession", "SessionState"]
 
 # Close codes and reasons (RFC 6455): non-normative choices of the mock.
 CLOSE_POLICY = 1008
@@ -48,13 +46,8 @@ class ServerSession(CoreBase):
         self._sent_datetimes: set[str] = set()
         self._tz = timezone(timedelta(seconds=self.profile.kst_offset_s))
 
-    def summary(self) -> dict[str, Any]:
-        """What /_mock/state shows of this session."""
-        return {
-            "state": self.state.value,
-            "appkey_bound": self.appkey is not None,
-            "registrations": [f"{a}:{b}" for a, b in self.registrations],
-        }
+    def _summary(self) -> dict[str, Any]:
+        return {"appkey_bound": self.appkey is not None}
 
     def _deadlines(self) -> list[float]:
         cands = [] if self._next_ping is None else [self._next_ping]

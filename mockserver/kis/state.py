@@ -74,7 +74,6 @@ class AuthState(TokenBook):
         self._last_issue: dict[str, float] = {}
         self.approvals: dict[str, tuple[str, float]] = {}
 
-    # --- credentials --------------------------------------------------------------------
     def _new_app_key(self) -> str:
         n = int(self.profile.credential_lengths["appkey"]) - len(_APPKEY_PREFIX)
         return _APPKEY_PREFIX + self._chars(ALNUM, n)

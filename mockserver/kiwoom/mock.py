@@ -155,8 +155,8 @@ class KiwoomMock(MockServer[KiwoomServerSession]):
     def _started_fields(self) -> dict[str, Any]:
         return {"env": self.env_name}
 
-    def _state_fields(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        return {"broker": "kiwoom", "env": self.env_name}, {}, {}
+    def _state(self) -> dict[str, Any]:
+        return {"broker": "kiwoom", "env": self.env_name, **super()._state()}
 
 
 class KiwoomMockThread(BackgroundMock[KiwoomMock]):

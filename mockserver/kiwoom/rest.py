@@ -12,11 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.httpserver import HttpRequest, HttpResponse
+from stockmon.mockserver.httpserver import HttpRequest, HttpResponse, RestAppBase
 from stockmon.mockserver.kiwoom.market import KiwoomMarket
 from stockmon.mockserver.kiwoom.profile import RestError
 from stockmon.mockserver.kiwoom.state import KiwoomWorld
-from stockmon.mockserver.rest import RestAppBase
 
 # The documented token_type is lower case (the live server says "Bearer"; clients must not care).
 TOKEN_TYPE = "bearer"  # noqa: S105 - a token type, not a secret
@@ -47,7 +46,6 @@ class KiwoomRestApp(RestAppBase):
             {"return_code": err.return_code, "return_msg": f"no {req.method} {req.path} here"},
         )
 
-    # --- helpers ----------------------------------------------------------------------------
     def _error(self, err: RestError, headers: dict[str, str] | None = None) -> HttpResponse:
         return HttpResponse(err.status, err.body(), headers=dict(headers or {}))
 
@@ -55,7 +53,6 @@ class KiwoomRestApp(RestAppBase):
         body.update({"return_code": self.p.success_return_code, "return_msg": self.p.success_msg})
         return HttpResponse(200, body, headers=dict(headers or {}))
 
-    # --- endpoints --------------------------------------------------------------------------
     def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
         p = self.p
         self._violations("kiwoom-token-request", body, req.conn)

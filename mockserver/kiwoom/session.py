@@ -61,13 +61,8 @@ class KiwoomServerSession(CoreBase):
         self._last_ping: str | None = None
         self._ping_seq = 0
 
-    def summary(self) -> dict[str, Any]:
-        """What /_mock/state shows of this session."""
-        return {
-            "state": self.state.value,
-            "logged_in_with_token": self.token_id is not None,
-            "registrations": [f"{t}:{i}" for t, i in self.registrations],
-        }
+    def _summary(self) -> dict[str, Any]:
+        return {"logged_in_with_token": self.token_id is not None}
 
     def _deadlines(self) -> list[float]:
         cands = [] if self._next_ping is None else [self._next_ping]
