@@ -17,6 +17,8 @@ import pytest
 
 from stockmon.spec import load_spec
 
+from .support import kiwoom_token
+
 STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 SPEC = load_spec()
 REST = load_spec("1.1").rest["kiwoom"]
@@ -84,15 +86,7 @@ def test_mock_cli_starts_prints_exports_and_stops(tmp_path: Path) -> None:
         )
         assert r.status_code == 200
         assert env["KIWOOM_WS_URL"].endswith(REST["ws_path"])
-        r = httpx.post(
-            env["KIWOOM_REST_URL"] + REST["token"]["path"],
-            json={
-                "grant_type": REST["grant_type"],
-                "appkey": env["KIWOOM_APP_KEY"],
-                "secretkey": env["KIWOOM_APP_SECRET"],
-            },
-        )
-        assert r.json()["return_code"] == 0
+        assert kiwoom_token(env).json()["return_code"] == 0
     assert "env prod: LOGIN token required" in "".join(banner)
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     brokers = {r.get("broker", "kis") for r in records if r["kind"] == "request"}

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from stockmon.mockserver import KisMock, KiwoomMock
 from stockmon.spec import load_spec
 
-from .support import KIS, code, recv_control, sub
+from .support import KIS, code, get_approval, kiwoom_token, recv_control, sub
 
 REST = load_spec("1.1").rest["kiwoom"]
 
@@ -37,15 +37,7 @@ def test_kis_mock_sync(kis_mock: KisMock) -> None:
 async def test_kis_mock_async(kis_mock: KisMock) -> None:
     """An async test can use the same fixture (the mock runs on its own loop thread)."""
     async with httpx.AsyncClient(base_url=kis_mock.rest_url) as c:
-        r = await c.post(
-            KIS["approval"]["path"],
-            json={
-                "grant_type": "client_credentials",
-                "appkey": kis_mock.app_key,
-                "secretkey": kis_mock.app_secret,
-            },
-        )
-        ak = r.json()["approval_key"]
+        ak = await get_approval(c, kis_mock)
     async with connect(kis_mock.ws_url) as ws:
         await ws.send(sub(ak, "H0STCNT0", "005930"))
         assert (await recv_control(ws))["body"]["msg_cd"] == code("subscribed")
@@ -62,15 +54,7 @@ def test_kiwoom_mock_fixture(kiwoom_mock: KiwoomMock) -> None:
     """The pytest plugin's kiwoom_mock fixture runs a mock on free ports with KIWOOM_* exports."""
     env = kiwoom_mock.env()
     assert env["KIWOOM_WS_URL"].endswith(REST["ws_path"])
-    r = httpx.post(
-        env["KIWOOM_REST_URL"] + REST["token"]["path"],
-        json={
-            "grant_type": REST["grant_type"],
-            "appkey": env["KIWOOM_APP_KEY"],
-            "secretkey": env["KIWOOM_APP_SECRET"],
-        },
-    )
-    assert r.json()["return_code"] == 0
+    assert kiwoom_token(env).json()["return_code"] == 0
     assert env["KIWOOM_APP_SECRET"] not in "".join(
         json.dumps(r) for r in kiwoom_mock.trace.records()
     )
