@@ -113,7 +113,7 @@ async def mock_rate(warmup: float, seconds: float) -> tuple[float, str, int]:
             }
         )
         rate = await run_client(mock.ws_url, packet, warmup, seconds)
-        frame = mock.world.sim.frame("H0STCNT0", "005930", 1, time.time())
+        frame = mock.world.market.frame("H0STCNT0", "005930", 1, time.time())
         return rate, frame, len(mock.trace)
 
 

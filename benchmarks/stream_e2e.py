@@ -69,7 +69,7 @@ class FastSource:
     """
 
     def __init__(self, mock: KisMock, records_per_frame: int) -> None:
-        sim, now = mock.world.sim, time.time()
+        sim, now = mock.world.market, time.time()
         self.frames = [
             sim.frame(SUBSCRIPTION[0], SUBSCRIPTION[1], records_per_frame, now) for _ in range(512)
         ]

@@ -3,19 +3,21 @@
 Public API (briefs/trace_contract.md): :class:`KisMock`, :class:`MockConfig`, :class:`MockThread`;
 ``mock.faults`` (:class:`Faults`), ``mock.trace`` (:class:`Trace`). Kiwoom: :class:`KiwoomMock`,
 :class:`KiwoomMockConfig`, :class:`KiwoomMockThread`, :func:`kiwoom_beside` (a Kiwoom mock sharing
-a KIS mock's trace, simulator and clock). Never imports
-``stockmon.reference``: the judge shares nothing with the judged but the spec.
+a KIS mock's trace, simulator and clock). Both mocks are :class:`MockServer` specialisations, one
+dialect package each (``kis/``, ``kiwoom/``). Never imports ``stockmon.reference``: the judge
+shares nothing with the judged but the spec.
 """
 
-from stockmon.mockserver.config import MockConfig
+from stockmon.mockserver.config import CommonConfig, KiwoomMockConfig, MockConfig
 from stockmon.mockserver.errors import MockConfigError, MockError, ReplayError, ScenarioError
-from stockmon.mockserver.faults import Faults
-from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
-from stockmon.mockserver.kiwoom_server import KiwoomMock, KiwoomMockThread, kiwoom_beside
-from stockmon.mockserver.server import KisMock, MockThread
+from stockmon.mockserver.faults import Faults, MockProtocol
+from stockmon.mockserver.kis.mock import KisMock, MockThread
+from stockmon.mockserver.kiwoom.mock import KiwoomMock, KiwoomMockThread, kiwoom_beside
+from stockmon.mockserver.server import MockServer
 from stockmon.mockserver.trace import Trace
 
 __all__ = [
+    "CommonConfig",
     "Faults",
     "KisMock",
     "KiwoomMock",
@@ -24,6 +26,8 @@ __all__ = [
     "MockConfig",
     "MockConfigError",
     "MockError",
+    "MockProtocol",
+    "MockServer",
     "MockThread",
     "ReplayError",
     "ScenarioError",

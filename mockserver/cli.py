@@ -11,9 +11,15 @@ import contextlib
 import shlex
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from stockmon.errors import UsageError
 from stockmon.spec import available_versions, latest_version
+
+if TYPE_CHECKING:
+    from stockmon.mockserver.config import KiwoomMockConfig, MockConfig
+    from stockmon.mockserver.kis.mock import KisMock
+    from stockmon.mockserver.kiwoom.mock import KiwoomMock
 
 # Trace records kept by a long-running CLI mock (the newest win); non-normative memory bound.
 CLI_TRACE_LIMIT = 200_000
@@ -23,7 +29,9 @@ DEFAULT_KIWOOM_REST_PORT = 10443
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``stockmon mock``."""
-    from stockmon.mockserver.profile import load_profile
+    from stockmon.mockserver.config import ENVS
+    from stockmon.mockserver.kis.profile import load_profile
+    from stockmon.mockserver.kiwoom.profile import load_kiwoom_profile
 
     profile = load_profile()
     parser.add_argument(
@@ -49,8 +57,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=profile.default_ws_port,
         help="KIS WebSocket port, 0 = free port (default %(default)s)",
     )
-    from stockmon.mockserver.kiwoom_config import ENVS
-    from stockmon.mockserver.kiwoom_profile import load_kiwoom_profile
 
     parser.add_argument(
         "--kiwoom-rest-port",
@@ -100,23 +106,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace) -> object:
-    from stockmon.mockserver.config import MockConfig
-    from stockmon.mockserver.profile import load_profile
+def _config(args: argparse.Namespace) -> MockConfig:
+    from dataclasses import replace
 
-    extra: dict[str, object] = {}
-    if args.symbols:
-        profile = load_profile(args.spec)
-        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
-        bad = [s for s in symbols if profile.market_of_key(s) is None]
-        if bad:
-            raise UsageError(
-                f"--symbols: {', '.join(bad)} match no market key pattern (e.g. 005930, DNASAAPL)"
-            )
-        extra["symbols"] = symbols
-    if args.tick_rate is not None:
-        extra["tick_rate_hz"] = args.tick_rate
-    return MockConfig(
+    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.kis.profile import load_profile
+
+    config = MockConfig(
         spec_version=args.spec,
         host=args.host,
         rest_port=args.rest_port,
@@ -126,25 +122,30 @@ def _config(args: argparse.Namespace) -> object:
         scenario=args.scenario,
         replay_path=args.replay,
         trace_limit=CLI_TRACE_LIMIT,
-        **extra,  # type: ignore[arg-type]
     )
+    if args.symbols:
+        profile = load_profile(args.spec)
+        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        bad = [s for s in symbols if profile.market_of_key(s) is None]
+        if bad:
+            raise UsageError(
+                f"--symbols: {', '.join(bad)} match no market key pattern (e.g. 005930, DNASAAPL)"
+            )
+        config = replace(config, symbols=symbols)
+    if args.tick_rate is not None:
+        config = replace(config, tick_rate_hz=args.tick_rate)
+    return config
 
 
-def _kiwoom_config(args: argparse.Namespace, config: object) -> object | None:
-    from stockmon.mockserver.config import MockConfig
-    from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
+def _kiwoom_config(args: argparse.Namespace, config: MockConfig) -> KiwoomMockConfig | None:
+    from stockmon.mockserver.config import KiwoomMockConfig
 
-    assert isinstance(config, MockConfig)
     if args.no_kiwoom:
         return None
-    return KiwoomMockConfig(
-        spec_version=config.spec_version,
-        host=config.host,
+    return KiwoomMockConfig.beside(
+        config,
         rest_port=args.kiwoom_rest_port,
         ws_port=args.kiwoom_ws_port,
-        seed=config.seed,
-        time_scale=config.time_scale,
-        symbols=config.symbols,
         env=args.kiwoom_env,
         tick_rate_hz=config.tick_rate_hz,
         scenario=config.scenario,
@@ -153,10 +154,7 @@ def _kiwoom_config(args: argparse.Namespace, config: object) -> object | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C or SIGTERM; returns the exit code."""
-    from stockmon.mockserver.config import MockConfig
-
     config = _config(args)
-    assert isinstance(config, MockConfig)
     if config.scenario is not None:
         from stockmon.mockserver.scenario import load_scenario
 
@@ -168,13 +166,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-async def _serve(config: object, trace_path: str | None, kiwoom_config: object = None) -> int:
-    from stockmon.mockserver.config import MockConfig
-    from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
-    from stockmon.mockserver.kiwoom_server import KiwoomMock
-    from stockmon.mockserver.server import KisMock
+async def _serve(
+    config: MockConfig, trace_path: str | None, kiwoom_config: KiwoomMockConfig | None = None
+) -> int:
+    from stockmon.mockserver.kis.mock import KisMock
+    from stockmon.mockserver.kiwoom.mock import KiwoomMock
 
-    assert isinstance(config, MockConfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,7 +181,7 @@ async def _serve(config: object, trace_path: str | None, kiwoom_config: object =
     await mock.start()
     kiwoom: KiwoomMock | None = None
     try:
-        if isinstance(kiwoom_config, KiwoomMockConfig):
+        if kiwoom_config is not None:
             kiwoom = KiwoomMock(kiwoom_config, beside=mock)
             await kiwoom.start()
         _banner(mock, kiwoom)
@@ -200,11 +197,7 @@ async def _serve(config: object, trace_path: str | None, kiwoom_config: object =
     return 0
 
 
-def _banner(mock: object, kiwoom: object = None) -> None:
-    from stockmon.mockserver.kiwoom_server import KiwoomMock
-    from stockmon.mockserver.server import KisMock
-
-    assert isinstance(mock, KisMock)
+def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
     c = mock.config
     who = "KIS and Kiwoom stand-ins" if kiwoom is not None else "KIS stand-in"
     lines = [
@@ -216,7 +209,7 @@ def _banner(mock: object, kiwoom: object = None) -> None:
         f"  app secret  {len(mock.app_secret)} chars, in the exports below",
     ]
     env = dict(mock.env())
-    if isinstance(kiwoom, KiwoomMock):
+    if kiwoom is not None:
         lines += [
             f"  Kiwoom REST {kiwoom.rest_url}  (env {kiwoom.env_name}: LOGIN token "
             f"{'required' if kiwoom.world.settings.token_required else 'optional'})",
@@ -227,7 +220,7 @@ def _banner(mock: object, kiwoom: object = None) -> None:
     hint = (
         " (with KIWOOM_APP_KEY set, stockmon stream runs KIS with the Kiwoom failover;"
         " STOCKMON_BROKER=kis|kiwoom|auto chooses)"
-        if isinstance(kiwoom, KiwoomMock)
+        if kiwoom is not None
         else ""
     )
     lines += ["", f"# paste into your shell{hint}:"]

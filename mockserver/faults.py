@@ -1,8 +1,10 @@
-"""Fault injection, on demand: the Python face of the mock's misbehaviour (briefs/trace_contract.md).
+"""Fault injection, on demand: the Python face of a mock's misbehaviour (briefs/trace_contract.md).
 
-Every method records a ``fault`` trace event with its parameters and is safe to call from any
-thread: off the mock's loop it is handed to the loop and waits until applied. Durations are spec
-seconds.
+One fault set for every broker, written against :class:`MockProtocol` (what a running mock
+offers); a dialect only says which codes and frame corruptions it knows and adds its own faults
+(``kis``: ``revoke_approvals``; ``kiwoom``: ``system_now``). Every method records a ``fault``
+trace event with its parameters and is safe to call from any thread: off the mock's loop it is
+handed to the loop and waits until applied. Durations are spec seconds.
 """
 
 from __future__ import annotations
@@ -10,23 +12,66 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from stockmon.errors import SpecError
+from stockmon.mockserver.config import CommonConfig
 from stockmon.mockserver.errors import MockConfigError
-from stockmon.mockserver.state import SubscribeError
+from stockmon.mockserver.trace import Trace
+from stockmon.mockserver.world import FaultState, SubscribeError, WorldBase
 
-if TYPE_CHECKING:
-    from stockmon.mockserver.server import KisMock
 
-MALFORMED_KINDS = ("truncated", "garbage", "bad_count")
+class MockProtocol(Protocol):
+    """What faults and scenarios need of a running mock (both brokers' mocks satisfy it)."""
+
+    loop: asyncio.AbstractEventLoop | None
+    loop_thread_id: int | None
+
+    @property
+    def config(self) -> CommonConfig:
+        """The run's config."""
+        ...
+
+    @property
+    def world(self) -> WorldBase:
+        """The shared state the cores read."""
+        ...
+
+    @property
+    def trace(self) -> Trace:
+        """The recorder."""
+        ...
+
+    @property
+    def faults(self) -> Faults:
+        """This mock's fault switches."""
+        ...
+
+    def now(self) -> float:
+        """Spec seconds since the mock started."""
+        ...
+
+    def wake_all(self) -> None:
+        """Let every session recompute its timer."""
+        ...
+
+    def drop(self, conn: str | None) -> int:
+        """Abort the TCP connection of one session or all."""
+        ...
+
+    def close_sessions(self, code: int, reason: str, conn: str | None) -> int:
+        """Close one session or all with a close frame."""
+        ...
+
+    def ping_all(self) -> int:
+        """Queue a server ping on every session."""
+        ...
 
 
 class Faults:
-    """Fault switches of one running mock (``mock.faults``)."""
+    """Fault switches of one running mock (``mock.faults``); a dialect subclass adds its own."""
 
     # Names accepted by the HTTP control plane and scenario files.
-    NAMES = (
+    NAMES: tuple[str, ...] = (
         "drop_socket",
         "close_socket",
         "stall",
@@ -34,23 +79,30 @@ class Faults:
         "fail_rest",
         "expire_tokens",
         "revoke_tokens",
-        "revoke_approvals",
         "throttle_tokens",
         "delay_rest",
         "malformed_frames",
         "refuse_connections",
         "server_ping_now",
     )
+    MALFORMED_KINDS: tuple[str, ...] = ("truncated", "garbage")
 
-    def __init__(self, mock: KisMock) -> None:
+    def __init__(self, mock: MockProtocol) -> None:
         self._mock = mock
+
+    @property
+    def _state(self) -> FaultState:
+        return self._mock.world.faults
 
     def _apply(self, name: str, params: dict[str, Any], fn: Callable[[], Any]) -> Any:
         mock = self._mock
         loop = mock.loop
 
         def run() -> Any:
-            mock.world.trace.record("mock", "mock", "event", "fault", name=name, params=params)
+            world = mock.world
+            world.record(
+                mock.now(), "mock", world.mock_conn, "event", "fault", name=name, params=params
+            )
             result = fn()
             mock.wake_all()
             return result
@@ -65,6 +117,18 @@ class Faults:
 
         return asyncio.run_coroutine_threadsafe(in_loop(), loop).result(timeout=10)
 
+    # --- dialect hooks ----------------------------------------------------------------------
+    def _subscribe_error(
+        self, code: str | None, tr_key: str | None, count: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The code to answer with and the parameters to record; MockConfigError if unknown."""
+        raise MockConfigError("this mock has no subscribe error codes")
+
+    def _rest_failure_code(self, code: str | None) -> str | None:
+        """``code`` checked against the dialect's REST codes (None = the default auth failure)."""
+        return code
+
+    # --- the faults -------------------------------------------------------------------------
     def drop_socket(self, conn: str | None = None) -> int:
         """Abrupt TCP close (no close frame) of one WS session or all; returns how many."""
         return int(self._apply("drop_socket", {"conn": conn}, lambda: self._mock.drop(conn)))
@@ -90,70 +154,52 @@ class Faults:
             raise MockConfigError("stall seconds must be >= 0")
 
         def fn() -> None:
-            self._mock.world.faults.stall_until = self._mock.now() + seconds
+            self._state.stall_until = self._mock.now() + seconds
 
         self._apply("stall", {"seconds": seconds}, fn)
 
     def next_subscribe_error(
         self, code: str | None = None, tr_key: str | None = None, count: int = 1
     ) -> None:
-        """Answer the next ``count`` subscribes (of ``tr_key``, or any) with ``code``.
+        """Answer the next ``count`` subscribes (of ``tr_key``, or any) with an error code.
 
-        The default is the profile's already-subscribed code (OPSP0002 in the spec).
+        The default is the dialect's (KIS: the already-subscribed code, OPSP0002 in the spec;
+        Kiwoom: the REG failure, whatever ``code`` says).
         """
-        if code is None:
-            code = self._mock.profile.ws_code("already_subscribed").code
-        try:
-            self._mock.profile.spec.ws_code(code)
-        except SpecError as exc:
-            raise MockConfigError(str(exc)) from None
+        answer, params = self._subscribe_error(code, tr_key, count)
         if count < 1:
             raise MockConfigError("count must be >= 1")
 
         def fn() -> None:
-            self._mock.world.faults.subscribe_errors.append(
-                SubscribeError(code, tr_key, int(count))
-            )
+            self._state.subscribe_errors.append(SubscribeError(answer, tr_key, int(count)))
 
-        self._apply("next_subscribe_error", {"code": code, "tr_key": tr_key, "count": count}, fn)
+        self._apply("next_subscribe_error", params, fn)
 
     def fail_rest(self, n: int = 1, code: str | None = None) -> None:
         """The next ``n`` authenticated REST calls fail with ``code`` (default: profile auth code)."""
-        if code is not None:
-            try:
-                self._mock.profile.rest_msg(code)
-            except SpecError as exc:
-                raise MockConfigError(str(exc)) from None
+        checked = self._rest_failure_code(None if code is None else str(code))
         if n < 0:
             raise MockConfigError("n must be >= 0")
 
         def fn() -> None:
-            f = self._mock.world.faults
-            f.rest_failures, f.rest_failure_code = int(n), code
+            self._state.rest_failures, self._state.rest_failure_code = int(n), checked
 
         self._apply("fail_rest", {"n": n, "code": code}, fn)
 
     def expire_tokens(self) -> int:
         """Every issued token is expired from now on; returns how many changed."""
-        return int(
-            self._apply(
-                "expire_tokens", {}, lambda: self._mock.world.auth.expire_all(self._mock.now())
-            )
-        )
+        auth = self._mock.world.auth
+        return int(self._apply("expire_tokens", {}, lambda: auth.expire_all(self._mock.now())))
 
     def revoke_tokens(self) -> int:
         """Every issued token is revoked; returns how many."""
         return int(self._apply("revoke_tokens", {}, self._mock.world.auth.revoke_all))
 
-    def revoke_approvals(self) -> int:
-        """Forget every WS approval key (next subscribe gets the invalid-approval code)."""
-        return int(self._apply("revoke_approvals", {}, self._mock.world.auth.revoke_approvals))
-
     def throttle_tokens(self, on: bool | None = True) -> None:
         """Force the token issuance throttle on or off (None = back to the profile)."""
 
         def fn() -> None:
-            self._mock.world.faults.throttle_override = on
+            self._state.throttle_override = on
 
         self._apply("throttle_tokens", {"on": on}, fn)
 
@@ -163,18 +209,19 @@ class Faults:
             raise MockConfigError("delay seconds must be >= 0")
 
         def fn() -> None:
-            f = self._mock.world.faults
-            f.rest_delay_s, f.rest_delay_remaining = float(seconds), n
+            self._state.rest_delay_s, self._state.rest_delay_remaining = float(seconds), n
 
         self._apply("delay_rest", {"seconds": seconds, "n": n}, fn)
 
     def malformed_frames(self, n: int = 1, kind: str = "truncated") -> None:
-        """Corrupt the next ``n`` data frames: truncated, garbage or bad_count."""
-        if kind not in MALFORMED_KINDS:
-            raise MockConfigError(f"kind must be one of {', '.join(MALFORMED_KINDS)}, got {kind!r}")
+        """Corrupt the next ``n`` data frames (the kinds are the dialect's ``MALFORMED_KINDS``)."""
+        if kind not in self.MALFORMED_KINDS:
+            raise MockConfigError(
+                f"kind must be one of {', '.join(self.MALFORMED_KINDS)}, got {kind!r}"
+            )
 
         def fn() -> None:
-            self._mock.world.faults.malformed.extend([kind] * int(n))
+            self._state.malformed.extend([kind] * int(n))
 
         self._apply("malformed_frames", {"n": n, "kind": kind}, fn)
 
@@ -182,20 +229,18 @@ class Faults:
         """Refuse new WebSocket handshakes (HTTP 503) while on."""
 
         def fn() -> None:
-            self._mock.world.faults.refuse_connections = bool(on)
+            self._state.refuse_connections = bool(on)
 
         self._apply("refuse_connections", {"on": on}, fn)
 
     def server_ping_now(self) -> int:
-        """Send a server PINGPONG on every session now; returns how many sessions."""
+        """Send a server ping on every session now; returns how many sessions."""
         return int(self._apply("server_ping_now", {}, self._mock.ping_all))
 
     def clear(self) -> None:
         """Switch every pending fault off (sockets already dropped stay dropped)."""
 
         def fn() -> None:
-            from stockmon.mockserver.state import FaultState
-
             self._mock.world.faults = FaultState()
 
         self._apply("clear", {}, fn)

@@ -12,7 +12,7 @@ with KiwoomMockConfig fields, e.g. ``env="prod"``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,13 +30,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _marked(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker else {}
+
+
 @pytest.fixture
 def kis_mock_config(request: pytest.FixtureRequest) -> MockConfig:
     """MockConfig for ``kis_mock``: defaults plus the fields of a ``kis_mock`` marker."""
     from stockmon.mockserver import MockConfig
 
-    marker = request.node.get_closest_marker("kis_mock")
-    return MockConfig(**(dict(marker.kwargs) if marker else {}))
+    return MockConfig(**_marked(request, "kis_mock"))
 
 
 @pytest.fixture
@@ -44,12 +48,8 @@ def kis_mock(kis_mock_config: MockConfig) -> Iterator[KisMock]:
     """A running KIS mock (free loopback ports), stopped after the test."""
     from stockmon.mockserver import MockThread
 
-    thread = MockThread(kis_mock_config)
-    mock = thread.start()
-    try:
+    with MockThread(kis_mock_config) as mock:
         yield mock
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
@@ -57,8 +57,7 @@ def kiwoom_mock_config(request: pytest.FixtureRequest) -> KiwoomMockConfig:
     """KiwoomMockConfig for ``kiwoom_mock``: defaults plus the fields of a ``kiwoom_mock`` marker."""
     from stockmon.mockserver import KiwoomMockConfig
 
-    marker = request.node.get_closest_marker("kiwoom_mock")
-    return KiwoomMockConfig(**(dict(marker.kwargs) if marker else {}))
+    return KiwoomMockConfig(**_marked(request, "kiwoom_mock"))
 
 
 @pytest.fixture
@@ -66,9 +65,5 @@ def kiwoom_mock(kiwoom_mock_config: KiwoomMockConfig) -> Iterator[KiwoomMock]:
     """A running Kiwoom mock (free loopback ports), stopped after the test."""
     from stockmon.mockserver import KiwoomMockThread
 
-    thread = KiwoomMockThread(kiwoom_mock_config)
-    mock = thread.start()
-    try:
+    with KiwoomMockThread(kiwoom_mock_config) as mock:
         yield mock
-    finally:
-        thread.stop()

@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from stockmon.errors import StockmonError
 from stockmon.mockserver.errors import ScenarioError
+from stockmon.mockserver.faults import MockProtocol
 from stockmon.schemas import errors as schema_errors
-
-if TYPE_CHECKING:
-    from stockmon.mockserver.kiwoom_server import KiwoomMock
-    from stockmon.mockserver.server import KisMock
 
 log = logging.getLogger(__name__)
 _FILTER_KEYS = ("tr_id", "tr_key", "path")
@@ -60,9 +57,7 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
 class ScenarioRunner:
     """Applies a scenario's steps to a running mock (on the mock's loop)."""
 
-    def __init__(
-        self, mock: KisMock | KiwoomMock, scenario: dict[str, Any], broker: str = "kis"
-    ) -> None:
+    def __init__(self, mock: MockProtocol, scenario: dict[str, Any], broker: str = "kis") -> None:
         self.mock = mock
         # A step names the mock it applies to (``broker``, default kis); each mock runs its own.
         self.steps: list[dict[str, Any]] = [
@@ -99,8 +94,15 @@ class ScenarioRunner:
             self.mock.faults.apply(str(step["fault"]), dict(step.get("params") or {}))
         except StockmonError as exc:
             log.warning("scenario step %s failed: %s", step.get("fault"), exc)
-            self.mock.trace.record(
-                "mock", "mock", "event", "scenario_error", fault=step.get("fault"), error=str(exc)
+            world = self.mock.world
+            world.record(
+                self.mock.now(),
+                "mock",
+                world.mock_conn,
+                "event",
+                "scenario_error",
+                fault=step.get("fault"),
+                error=str(exc),
             )
         every = step.get("repeat_every_s")
         if every:

@@ -1,8 +1,9 @@
-"""KisMock: the running mock (REST on h11, WebSocket on ``websockets``), and MockThread.
+"""The mock-server base: listeners, live sessions, the batched writer, the control plane.
 
-The asyncio shells own sockets and time; protocol decisions live in the sans-I/O parts
-(:mod:`~stockmon.mockserver.session`, :mod:`~stockmon.mockserver.rest`). Spec time is
-``(monotonic - start) * time_scale`` for every period, window and lifetime.
+Every broker's mock is a :class:`MockServer` (``kis.mock.KisMock``, ``kiwoom.mock.KiwoomMock``):
+REST on h11, WebSocket on ``websockets``, protocol decisions in the dialect's sans-I/O core and
+REST app. The asyncio shell owns sockets and time: spec time is ``trace.now() * time_scale`` for
+every period, window and lifetime, read once per step and handed to the core with its input.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import contextlib
 import json
 import logging
 import threading
-import time
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -22,25 +22,25 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from stockmon.mockserver.config import MockConfig
+from stockmon.mockserver.config import CommonConfig
+from stockmon.mockserver.core import Close, CoreBase, Send
 from stockmon.mockserver.errors import MockConfigError, MockError
 from stockmon.mockserver.faults import Faults
-from stockmon.mockserver.httpserver import HttpServer
-from stockmon.mockserver.profile import Profile, load_profile
-from stockmon.mockserver.rest import (
+from stockmon.mockserver.httpserver import (
     HttpRequest,
     HttpResponse,
-    RestApp,
+    HttpServer,
+    RestAppBase,
     parse_body,
     traced_call,
 )
-from stockmon.mockserver.session import Close, Send, ServerSession
-from stockmon.mockserver.state import World
-from stockmon.mockserver.threaded import BackgroundMock
 from stockmon.mockserver.trace import Trace
+from stockmon.mockserver.world import WorldBase
 
 log = logging.getLogger(__name__)
 CONTROL_PREFIX = "/_mock/"
+# Status of a refused WebSocket handshake (refuse_connections fault). Non-normative.
+REFUSED_STATUS = 503
 
 
 class _Connection(ServerConnection):
@@ -61,48 +61,80 @@ class _Connection(ServerConnection):
         super().process_event(event)
 
 
+S = TypeVar("S", bound=CoreBase)
+
+
 @dataclass
-class _Live:
+class _Live(Generic[S]):
     ws: ServerConnection
-    session: ServerSession
+    session: S
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed_by: str | None = None
 
 
-class KisMock:
-    """A running KIS mock: ``async with KisMock(config) as mock: ...``."""
+class MockServer(Generic[S]):
+    """A running mock of one broker (its session cores are ``S``): ``async with SomeMock() as m``."""
 
-    def __init__(self, config: MockConfig | None = None, **overrides: Any) -> None:
-        config = config or MockConfig()
-        if overrides:
-            config = replace(config, **overrides)
-        self.config = config
-        self.profile: Profile = load_profile(config.spec_version)
-        self.trace = Trace(config.time_scale, config.trace_limit)
-        self.world = World(config, self.profile, self.trace)
-        self.world.wall0 = time.time()
-        self.rest = RestApp(self.world)
-        self.faults = Faults(self)
+    # The broker a scenario step names (``broker:``, default kis) to reach this mock.
+    broker: ClassVar[str] = "kis"
+    config: CommonConfig
+    world: WorldBase
+    rest: RestAppBase
+    faults: Faults
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread_id: int | None = None
         self._http = HttpServer(self._handle_http, lambda: self.world.next_conn_id("rest"))
         self._ws_server: Server | None = None
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, _Live[S]] = {}
         self.rest_port = 0
         self.ws_port = 0
         self._scenario: Any = None
         self._started = False
         self._bg: set[asyncio.Future[None]] = set()
 
+    # --- what a dialect says ----------------------------------------------------------------
+    def _new_session(self, conn: str, now: float) -> S:
+        raise NotImplementedError
+
+    def _refuse(self, ws: ServerConnection, request: Request) -> Response | None:
+        """A dialect's own handshake refusal (e.g. a wrong path), recorded; None = accept."""
+        return None
+
+    def _started_fields(self) -> dict[str, Any]:
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        """GET /_mock/state (a dialect adds its keys)."""
+        f = self.world.faults
+        return {
+            "spec_version": self.config.spec_version,
+            "time_scale": self.config.time_scale,
+            "t_spec": self.now(),
+            "rest_url": self.rest_url,
+            "ws_url": self.ws_url,
+            "open_sockets": self.open_sockets(),
+            "sessions": self.sessions(),
+            "tokens_issued": self.world.auth.issued_count,
+            "faults": {
+                "rest_failures": f.rest_failures,
+                "throttle_override": f.throttle_override,
+                "refuse_connections": f.refuse_connections,
+                "stalled": self.world.stalled(self.now()),
+            },
+        }
+
     # --- public surface ------------------------------------------------------------------
     @property
     def app_key(self) -> str:
-        """Test app key (36 chars)."""
+        """Test app key."""
         return self.world.app_key
 
     @property
     def app_secret(self) -> str:
-        """Test app secret (180 chars)."""
+        """Test app secret."""
         return self.world.app_secret
 
     @property
@@ -117,22 +149,14 @@ class KisMock:
 
     def env(self) -> dict[str, str]:
         """The environment an implementation needs to use this mock (DESIGN §4)."""
-        return {
-            "KIS_APP_KEY": self.app_key,
-            "KIS_APP_SECRET": self.app_secret,
-            "KIS_REST_URL": self.rest_url,
-            "KIS_WS_URL": self.ws_url,
-            "STOCKMON_ENV": "mock",
-            "STOCKMON_SPEC_VERSION": self.config.spec_version,
-            "STOCKMON_TIME_SCALE": f"{self.config.time_scale:g}",
-        }
+        return {}
 
     def new_credentials(self) -> tuple[str, str]:
         """Register another app key/secret pair (e.g. for a second, independent session)."""
         return self.world.auth.new_credentials()
 
     def now(self) -> float:
-        """Spec seconds since the mock started."""
+        """Spec seconds since the (possibly shared) trace started."""
         return self.trace.now() * self.config.time_scale
 
     def open_sockets(self) -> int:
@@ -141,21 +165,10 @@ class KisMock:
 
     def sessions(self) -> list[dict[str, Any]]:
         """A summary of every open session (for /_mock/state)."""
-        out = []
-        for conn, live in self._live.items():
-            s = live.session
-            out.append(
-                {
-                    "conn": conn,
-                    "state": s.state.value,
-                    "appkey_bound": s.appkey is not None,
-                    "registrations": [f"{a}:{b}" for a, b in s.registrations],
-                }
-            )
-        return out
+        return [{"conn": conn, **live.session.summary()} for conn, live in self._live.items()]
 
     # --- lifecycle -------------------------------------------------------------------------
-    async def __aenter__(self) -> KisMock:
+    async def __aenter__(self) -> Any:
         await self.start()
         return self
 
@@ -163,7 +176,7 @@ class KisMock:
         await self.stop()
 
     async def start(self) -> None:
-        """Bind both listeners (and start the scenario, if any)."""
+        """Bind both listeners (on the running loop) and start this mock's scenario steps."""
         if self._started:
             return
         self.loop = asyncio.get_running_loop()
@@ -173,6 +186,9 @@ class KisMock:
             from stockmon.mockserver.scenario import load_scenario
 
             scenario = load_scenario(self.config.scenario)  # a bad file fails before binding
+        logger = ".".join(
+            ["stockmon.mockserver", *([self.world.broker] if self.world.broker else []), "ws"]
+        )
         try:
             self.rest_port = await self._http.start(self.config.host, self.config.rest_port)
             self._ws_server = await serve(
@@ -180,11 +196,11 @@ class KisMock:
                 self.config.host,
                 self.config.ws_port,
                 process_request=self._ws_process_request,
-                ping_interval=None,  # keep-alive is the session core's PINGPONG, not library pings
+                ping_interval=None,  # keep-alive is the session core's ping, not library pings
                 max_size=self.config.ws_max_size,
                 compression=None,
                 create_connection=_Connection,
-                logger=logging.getLogger("stockmon.mockserver.ws"),
+                logger=logging.getLogger(logger),
             )
         except OSError as exc:
             await self._http.close()
@@ -193,9 +209,10 @@ class KisMock:
             ) from None
         self.ws_port = int(next(iter(self._ws_server.sockets)).getsockname()[1])
         self._started = True
-        self.trace.record(
+        self.world.record(
+            self.now(),
             "mock",
-            "mock",
+            self.world.mock_conn,
             "event",
             "mock_started",
             rest_url=self.rest_url,
@@ -203,11 +220,12 @@ class KisMock:
             spec_version=self.config.spec_version,
             time_scale=self.config.time_scale,
             seed=self.config.seed,
+            **self._started_fields(),
         )
         if scenario is not None:
             from stockmon.mockserver.scenario import ScenarioRunner
 
-            self._scenario = ScenarioRunner(self, scenario)
+            self._scenario = ScenarioRunner(self, scenario, broker=self.broker)
             self._scenario.start()
 
     async def stop(self) -> None:
@@ -222,13 +240,12 @@ class KisMock:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws_server.wait_closed(), 5)
         await self._http.close()
-        self.trace.record("mock", "mock", "event", "mock_stopped")
+        self.world.record(self.now(), "mock", self.world.mock_conn, "event", "mock_stopped")
 
-    # --- spec time <-> loop time -----------------------------------------------------------
+    # --- fault hooks (loop thread) -------------------------------------------------------
     def _real_delay(self, spec_deadline: float) -> float:
         return (spec_deadline - self.now()) / self.config.time_scale
 
-    # --- fault hooks (loop thread) -------------------------------------------------------
     def wake_all(self) -> None:
         """Let every session writer recompute its timer (after a fault changed state)."""
         for live in self._live.values():
@@ -245,13 +262,12 @@ class KisMock:
         return n
 
     def close_sessions(self, code: int, reason: str, conn: str | None) -> int:
-        """Close one session or all with a close frame."""
+        """Close one session or all with a close frame; the cores answer nothing more."""
         n = 0
         for c, live in list(self._live.items()):
             if conn is None or c == conn:
                 live.closed_by = "server"
-                live.session.state = live.session.state.CLOSING
-                live.ws.mock_close = (code, reason)  # type: ignore[attr-defined]
+                live.session.mark_closing()
                 task = asyncio.ensure_future(live.ws.close(code, reason))
                 self._bg.add(task)
                 task.add_done_callback(self._bg.discard)
@@ -259,7 +275,7 @@ class KisMock:
         return n
 
     def ping_all(self) -> int:
-        """Queue a server PINGPONG on every session."""
+        """Queue a server ping on every session."""
         now = self.now()
         for live in self._live.values():
             live.session.server_ping_now(now)
@@ -269,21 +285,32 @@ class KisMock:
     # --- WebSocket shell -------------------------------------------------------------------
     def _ws_process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         if self.world.faults.refuse_connections:
-            self.trace.record(
-                "ws", "mock", "event", "ws_refused", path=request.path, peer=_peer(ws), status=503
-            )
-            return ws.respond(503, "connections refused (mock fault)\n")
-        return None
+            self._record_refused(ws, request, REFUSED_STATUS)
+            return ws.respond(REFUSED_STATUS, "connections refused (mock fault)\n")
+        return self._refuse(ws, request)
+
+    def _record_refused(self, ws: ServerConnection, request: Request, status: int) -> None:
+        self.world.record(
+            self.now(),
+            "ws",
+            self.world.mock_conn,
+            "event",
+            "ws_refused",
+            path=request.path,
+            peer=_peer(ws),
+            status=status,
+        )
 
     async def _handle_ws(self, ws: ServerConnection) -> None:
-        conn = self.world.next_conn_id("ws")
+        world = self.world
+        conn = world.next_conn_id("ws")
         now = self.now()
-        self.world.emit("ws_open", conn=conn)
-        session = ServerSession(self.world, conn, now)
+        world.emit("ws_open", conn=conn)
+        session = self._new_session(conn, now)
         live = _Live(ws, session)
         self._live[conn] = live
         path = ws.request.path if ws.request is not None else ""
-        self.trace.record("ws", conn, "event", "ws_open", path=path, peer=_peer(ws))
+        world.record(now, "ws", conn, "event", "ws_open", path=path, peer=_peer(ws))
 
         def hook(opcode: Opcode, data: bytes) -> None:
             if opcode is Opcode.PONG:
@@ -307,7 +334,7 @@ class KisMock:
         except ConnectionClosed:
             pass
         except Exception:  # never let one session's surprise reach the server
-            log.exception("session %s failed", conn)
+            log.exception("%s session %s failed", self.broker, conn)
             live.closed_by = live.closed_by or "server"
             ws.transport.abort()
         finally:
@@ -316,11 +343,12 @@ class KisMock:
                 await writer
             self._live.pop(conn, None)
             by, code, reason = close_summary(ws, live.closed_by)
-            self.trace.record("ws", conn, "event", "ws_close", code=code, reason=reason, by=by)
-            session.connection_lost(self.now(), abrupt=by == "abrupt")
-            self.world.emit("ws_close", conn=conn, by=by)
+            now = self.now()
+            world.record(now, "ws", conn, "event", "ws_close", code=code, reason=reason, by=by)
+            session.connection_lost(now, abrupt=by == "abrupt")
+            world.emit("ws_close", conn=conn, by=by)
 
-    async def _writer(self, live: _Live) -> None:
+    async def _writer(self, live: _Live[S]) -> None:
         session, ws, conn = live.session, live.ws, live.session.conn
         try:
             while True:
@@ -339,7 +367,7 @@ class KisMock:
                 if deadline is not None and now >= deadline:
                     session.handle_timer(now)
                 items = session.data_to_send()
-                if items and not await self._send_batch(ws, conn, items):
+                if items and not await self._send_batch(ws, conn, items, now):
                     return
                 for item in items:
                     if isinstance(item, Close):
@@ -355,14 +383,18 @@ class KisMock:
         except ConnectionClosed:
             return
 
-    async def _send_batch(self, ws: ServerConnection, conn: str, items: list[Send | Close]) -> bool:
+    async def _send_batch(
+        self, ws: ServerConnection, conn: str, items: list[Send | Close], now: float
+    ) -> bool:
         """Write the text frames of a batch with one socket write; False if the socket closed.
 
         Frames are encoded by the connection's sans-I/O protocol and flushed once, with flow
         control (drain), instead of one ``await ws.send`` per frame: at tens of thousands of
-        frames per second the per-call overhead would dominate.
+        frames per second the per-call overhead would dominate. Each frame is recorded (at the
+        step's ``now``) before it is written, so no reaction of the client can precede it.
         """
         record = self.trace.record_text_out
+        broker = self.world.broker
         proto = ws.protocol
         sent = False
         for item in items:
@@ -373,7 +405,16 @@ class KisMock:
             proto.send_text(item.text.encode())
             sent = True
             record(
-                "ws", conn, item.text, item.json, item.tr_id, item.tr_key, item.msg_cd, item.frame
+                now,
+                "ws",
+                conn,
+                item.text,
+                item.json,
+                item.tr_id,
+                item.tr_key,
+                item.msg_cd,
+                item.frame,
+                broker,
             )
         if sent:
             try:
@@ -395,7 +436,7 @@ class KisMock:
         if req.path.startswith(CONTROL_PREFIX):
             return self._control(req)
         return await traced_call(
-            self.trace.record, self.rest.handle, req, self.now(), self.config.time_scale
+            self.world.record, self.rest.handle, req, self.now, self.config.time_scale
         )
 
     def _control(self, req: HttpRequest) -> HttpResponse:
@@ -413,33 +454,7 @@ class KisMock:
                 content_type="application/x-ndjson; charset=utf-8",
             )
         if req.method == "GET" and sub == "state":
-            f = self.world.faults
-            return HttpResponse(
-                200,
-                {
-                    "spec_version": self.config.spec_version,
-                    "time_scale": self.config.time_scale,
-                    "t_spec": self.now(),
-                    "rest_url": self.rest_url,
-                    "ws_url": self.ws_url,
-                    "open_sockets": self.open_sockets(),
-                    "sessions": self.sessions(),
-                    "tokens_issued": self.world.auth.issued_count,
-                    "trace_records": self.trace.last_seq,
-                    "faults": {
-                        "subscribe_errors": [
-                            {"code": e.code, "tr_key": e.tr_key, "remaining": e.remaining}
-                            for e in f.subscribe_errors
-                        ],
-                        "rest_failures": f.rest_failures,
-                        "throttle_override": f.throttle_override,
-                        "rest_delay_s": f.rest_delay_s,
-                        "malformed_pending": len(f.malformed),
-                        "refuse_connections": f.refuse_connections,
-                        "stalled": self.world.stalled(self.now()),
-                    },
-                },
-            )
+            return HttpResponse(200, self._state())
         if req.method == "GET" and sub == "env":
             return HttpResponse(200, self.env())
         if req.method == "POST" and sub.startswith("faults/"):
@@ -499,10 +514,3 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "", "::"):  # noqa: S104 - only for printing a reachable URL
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
-
-
-class MockThread(BackgroundMock[KisMock]):
-    """Runs a KisMock on its own event loop in a background thread (for synchronous users)."""
-
-    def __init__(self, config: MockConfig | None = None, **overrides: Any) -> None:
-        super().__init__(lambda: KisMock(config, **overrides), "kis")

@@ -10,26 +10,13 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from stockmon.mockserver.errors import MockError
+from stockmon.mockserver.server import MockServer
 
 T = TypeVar("T")
-
-
-class Startable(Protocol):
-    """What a mock server offers to be run in the background."""
-
-    async def start(self) -> None:
-        """Bind the listeners."""
-        ...
-
-    async def stop(self) -> None:
-        """Close everything."""
-        ...
-
-
-M = TypeVar("M", bound=Startable)
+M = TypeVar("M", bound="MockServer[Any]")
 
 
 class BackgroundMock(Generic[M]):

@@ -2,7 +2,9 @@
 
 Record shape (schemas/trace-record.json, contract in briefs/trace_contract.md): ``seq`` strictly
 increasing, ``t`` real seconds since mock start, ``t_spec`` = t * time_scale, ``channel``, ``conn``,
-``dir``, ``kind`` plus kind-specific keys. Appending is thread-safe (a MockThread's owner reads
+``dir``, ``kind`` plus kind-specific keys. The caller passes the spec time of a record (the ``now``
+its core step runs on), so one step is stamped with one clock; the trace never reads a clock to
+stamp. Appending is thread-safe (a MockThread's owner reads
 while the mock's loop writes); records are plain dicts and must not be mutated after recording.
 """
 
@@ -42,13 +44,14 @@ class Trace:
         """Real seconds since the trace (the mock) started."""
         return self._monotonic() - self._t0
 
-    def record(self, channel: str, conn: str, dir_: str, kind: str, **extra: Any) -> Record:
-        """Append one record and return it (with its seq)."""
-        t = self._monotonic() - self._t0
+    def record(
+        self, t_spec: float, channel: str, conn: str, dir_: str, kind: str, **extra: Any
+    ) -> Record:
+        """Append one record stamped at spec time ``t_spec`` and return it (with its seq)."""
         rec: Record = {
             "seq": 0,
-            "t": t,
-            "t_spec": t * self.time_scale,
+            "t": t_spec / self.time_scale,
+            "t_spec": t_spec,
             "channel": channel,
             "conn": conn,
             "dir": dir_,
@@ -63,6 +66,7 @@ class Trace:
 
     def record_text_out(
         self,
+        t_spec: float,
         channel: str,
         conn: str,
         text: str,
@@ -71,36 +75,55 @@ class Trace:
         tr_key: str | None,
         msg_cd: str | None,
         frame: str,
+        broker: str | None = None,
     ) -> None:
         """Fast path for outbound text frames (tens of thousands per second): stored compactly,
         turned into the same dict as :meth:`record` when read."""
-        t = self._monotonic() - self._t0
         with self._lock:
             self._seq += 1
             self._records.append(
-                (self._seq, t, channel, conn, text, json_, tr_id, tr_key, msg_cd, frame)
+                (
+                    self._seq,
+                    t_spec,
+                    channel,
+                    conn,
+                    text,
+                    json_,
+                    tr_id,
+                    tr_key,
+                    msg_cd,
+                    frame,
+                    broker,
+                )
             )
 
     def _dict(self, entry: Record | tuple[Any, ...]) -> Record:
         if isinstance(entry, dict):
             return entry
-        seq, t, channel, conn, text, json_, tr_id, tr_key, msg_cd, frame = entry
-        return {
+        seq, t_spec, channel, conn, text, json_, tr_id, tr_key, msg_cd, frame, broker = entry
+        rec: Record = {
             "seq": seq,
-            "t": t,
-            "t_spec": t * self.time_scale,
+            "t": t_spec / self.time_scale,
+            "t_spec": t_spec,
             "channel": channel,
             "conn": conn,
             "dir": "out",
             "kind": "text",
-            "text": text,
-            "json": json_,
-            "tr_id": tr_id,
-            "tr_type": None,
-            "tr_key": tr_key,
-            "msg_cd": msg_cd,
-            "frame": frame,
         }
+        if broker is not None:
+            rec["broker"] = broker
+        rec.update(
+            text=text,
+            json=json_,
+            tr_id=tr_id,
+            tr_type=None,
+            tr_key=tr_key,
+            msg_cd=msg_cd,
+            frame=frame,
+        )
+        if broker is not None:
+            rec["trnm"] = tr_id  # a tagged broker's records name the frame type in its own word
+        return rec
 
     def records(self, since_seq: int = 0) -> list[Record]:
         """A snapshot of the records with seq > since_seq, oldest first."""
@@ -137,6 +160,13 @@ class Trace:
         """The records as JSONL text (for ``GET /_mock/trace``)."""
         return "".join(dumps(r) + "\n" for r in self.records(since_seq))
 
+    def _scan(self, predicate: Callable[[Record], bool], cursor: int) -> tuple[Record | None, int]:
+        for rec in self.records(cursor):
+            cursor = rec["seq"]
+            if predicate(rec):
+                return rec, cursor
+        return None, cursor
+
     async def wait_for(
         self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
     ) -> Record:
@@ -145,12 +175,10 @@ class Trace:
         Works from any event loop and thread: it polls the thread-safe snapshot.
         """
         deadline = time.monotonic() + timeout_s
-        cursor = since_seq
         while True:
-            for rec in self.records(cursor):
-                cursor = rec["seq"]
-                if predicate(rec):
-                    return rec
+            rec, since_seq = self._scan(predicate, since_seq)
+            if rec is not None:
+                return rec
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no matching trace record within {timeout_s} s")
             await asyncio.sleep(_POLL_S)
@@ -160,12 +188,10 @@ class Trace:
     ) -> Record:
         """Blocking twin of :meth:`wait_for` for synchronous callers (other threads only)."""
         deadline = time.monotonic() + timeout_s
-        cursor = since_seq
         while True:
-            for rec in self.records(cursor):
-                cursor = rec["seq"]
-                if predicate(rec):
-                    return rec
+            rec, since_seq = self._scan(predicate, since_seq)
+            if rec is not None:
+                return rec
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no matching trace record within {timeout_s} s")
             time.sleep(_POLL_S)

@@ -17,6 +17,19 @@ KIS = SPEC.rest["kis"]
 PING = SPEC.clause("KA-PING").string("tr_id")
 
 
+def kiwoom_token(env: dict[str, str]) -> httpx.Response:
+    """POST the Kiwoom token endpoint with the credentials of a Kiwoom mock's exports."""
+    rest = SPEC.rest["kiwoom"]
+    return httpx.post(
+        env["KIWOOM_REST_URL"] + rest["token"]["path"],
+        json={
+            "grant_type": rest["grant_type"],
+            "appkey": env["KIWOOM_APP_KEY"],
+            "secretkey": env["KIWOOM_APP_SECRET"],
+        },
+    )
+
+
 def code(name: str, version: str = "1.1") -> str:
     """The mock's code for a situation, from the spec (never a literal in a test either)."""
     return str(load_spec("1.1").mock_profile["ws_codes"][name])

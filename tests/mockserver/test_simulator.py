@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockmon.mockserver.profile import load_profile
+from stockmon.mockserver.kis.market import KisMarket
+from stockmon.mockserver.kis.profile import load_profile
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.spec import load_spec
 
@@ -16,6 +17,11 @@ KR_KEYS = st.from_regex(r"\A[0-9]{6}\Z")
 US_KEYS = st.from_regex(r"\AD(NAS|NYS|AMS)[A-Z]{1,5}\Z")
 
 
+def kis(seed: int) -> KisMarket:
+    """The KIS market view of a fresh simulator (its frames show the simulated values)."""
+    return KisMarket(PROFILE, MarketSimulator(SPEC, seed))
+
+
 def fields(frame: str) -> tuple[str, int, list[str]]:
     """(tr_id, count, fields) of a data frame."""
     _enc, tr_id, count, payload = frame.split("|", 3)
@@ -24,26 +30,27 @@ def fields(frame: str) -> tuple[str, int, list[str]]:
 
 def test_same_seed_same_frames() -> None:
     """Two simulators with one seed produce identical frames for the same calls."""
-    a, b = MarketSimulator(PROFILE, 7), MarketSimulator(PROFILE, 7)
+    a, b = kis(7), kis(7)
     for tr_id, key in (("H0STCNT0", "005930"), ("HDFSASP0", "DNASAAPL"), ("H0STASP0", "000660")):
         for _ in range(20):
             assert a.frame(tr_id, key, 2, WALL) == b.frame(tr_id, key, 2, WALL)
-    assert MarketSimulator(PROFILE, 8).frame("H0STCNT0", "005930", 1, WALL) != MarketSimulator(
-        PROFILE, 7
-    ).frame("H0STCNT0", "005930", 1, WALL)
+    assert kis(8).frame("H0STCNT0", "005930", 1, WALL) != kis(7).frame(
+        "H0STCNT0", "005930", 1, WALL
+    )
 
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32), key=KR_KEYS, n=st.integers(1, 4))
 def test_kr_tick_invariants(seed: int, key: str, n: int) -> None:
     """KR ticks: layout field count, price on the KRX grid within +-30 %, high>=last>=low, volume grows."""
-    sim = MarketSimulator(PROFILE, seed)
+    market = kis(seed)
+    sim = market.sim
     layout = SPEC.layout("H0STCNT0")
     ix = layout.index
     ratio = SPEC.markets["KR"]["daily_limit_ratio"]
     last_cum = 0
     for _ in range(60):
-        tr_id, count, f = fields(sim.frame("H0STCNT0", key, n, WALL))
+        tr_id, count, f = fields(market.frame("H0STCNT0", key, n, WALL))
         assert tr_id == "H0STCNT0" and count == n and len(f) == n * len(layout.fields)
         for r in range(n):
             rec = f[r * len(layout.fields) : (r + 1) * len(layout.fields)]
@@ -67,11 +74,12 @@ def test_kr_tick_invariants(seed: int, key: str, n: int) -> None:
 @given(seed=st.integers(0, 2**32), key=st.one_of(KR_KEYS, US_KEYS))
 def test_orderbook_invariants(seed: int, key: str) -> None:
     """Books: 10 levels, asks rising, bids falling, best ask > best bid, KR levels on the grid."""
-    sim = MarketSimulator(PROFILE, seed)
+    market = kis(seed)
+    sim = market.sim
     tr_id = "H0STASP0" if key[0].isdigit() else "HDFSASP0"
     layout = SPEC.layout(tr_id)
     for _ in range(30):
-        _, count, f = fields(sim.frame(tr_id, key, 1, WALL))
+        _, count, f = fields(market.frame(tr_id, key, 1, WALL))
         assert len(f) == count * len(layout.fields)
         asks = [float(f[layout.index(n)]) for n in layout.role_list("ask_prices")]
         bids = [float(f[layout.index(n)]) for n in layout.role_list("bid_prices")]
@@ -88,12 +96,12 @@ def test_orderbook_invariants(seed: int, key: str) -> None:
 @given(seed=st.integers(0, 2**32), key=US_KEYS)
 def test_us_tick_invariants(seed: int, key: str) -> None:
     """US ticks: 26 fields, decimals per ZDIV, high>=last>=low, ask > bid, volume grows."""
-    sim = MarketSimulator(PROFILE, seed)
+    market = kis(seed)
     layout = SPEC.layout("HDFSCNT0")
     ix = layout.index
     last_cum = 0
     for _ in range(40):
-        _, _, f = fields(sim.frame("HDFSCNT0", key, 1, WALL))
+        _, _, f = fields(market.frame("HDFSCNT0", key, 1, WALL))
         assert len(f) == len(layout.fields)
         zdiv = int(f[ix("ZDIV")])
         last = f[ix("LAST")]
@@ -107,7 +115,7 @@ def test_us_tick_invariants(seed: int, key: str) -> None:
 
 def test_tick_sizes_follow_spec_bands() -> None:
     """Tick sizes come from spec.markets KR tick_sizes, bands included."""
-    sim = MarketSimulator(PROFILE, 1)
+    sim = MarketSimulator(SPEC, 1)
     for upper, size in SPEC.markets["KR"]["tick_sizes"]:
         if upper is not None:
             assert sim.tick_size(upper - 1) == size
@@ -117,7 +125,7 @@ def test_tick_sizes_follow_spec_bands() -> None:
 
 def test_limit_prices_hold_at_the_limit() -> None:
     """At the upper limit the book still has best ask > best bid, both within the limits."""
-    sim = MarketSimulator(PROFILE, 3)
+    sim = MarketSimulator(SPEC, 3)
     inst = sim.instrument("005930")
     assert inst.upper is not None
     inst.last = inst.upper

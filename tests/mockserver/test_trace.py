@@ -80,6 +80,6 @@ def test_trace_limit_keeps_newest() -> None:
 
     t = Trace(limit=3)
     for i in range(5):
-        t.record("mock", "mock", "event", "x", i=i)
+        t.record(float(i), "mock", "mock", "event", "x", i=i)
     assert [r["seq"] for r in t.records()] == [3, 4, 5]
     assert [r["seq"] for r in t.records(since_seq=4)] == [5]

@@ -1,8 +1,4 @@
-"""Sans-I/O Kiwoom WebSocket server session (the same shape as :mod:`~stockmon.mockserver.session`).
-
-Theory of operation: the shell feeds ``receive_text`` / ``receive_binary`` (with ``now`` in spec
-seconds), calls ``handle_timer(now)`` when ``get_timer()`` is due, and after each input writes what
-``data_to_send()`` returns (``Send`` frames and at most one final ``Close``). No clock, no socket.
+"""Sans-I/O Kiwoom WebSocket server session (the shared shape of :mod:`~stockmon.mockserver.core`).
 
 States: AWAIT_LOGIN -> OPEN (a LOGIN was accepted) -> CLOSING (a Close is queued) -> CLOSED.
 
@@ -24,54 +20,38 @@ Every inbound packet is validated against its schema; violations are recorded, n
 
 from __future__ import annotations
 
-import enum
 import json
-import random
 from typing import Any
 
-from stockmon.mockserver.kiwoom_market import KiwoomMarket
-from stockmon.mockserver.kiwoom_profile import SYSTEM_CODE_KEY, SYSTEM_MESSAGE_KEY
-from stockmon.mockserver.kiwoom_state import KiwoomWorld
-from stockmon.mockserver.session import Close, Send
+from stockmon.mockserver.core import ENDED, CoreBase, Send, SessionState
+from stockmon.mockserver.kiwoom.market import KiwoomMarket
+from stockmon.mockserver.kiwoom.profile import SYSTEM_CODE_KEY, SYSTEM_MESSAGE_KEY
+from stockmon.mockserver.kiwoom.state import KiwoomWorld
 
 # Close codes (RFC 6455): non-normative choices of the mock.
 CLOSE_POLICY = 1008
 CLOSE_NORMAL = 1000
-# At most this many REAL rounds per timer (bounds a burst after a long wait).
-MAX_CATCH_UP = 64
-_JUNK = "#$%&*?!~@"
 MALFORMED_KINDS = ("truncated", "garbage", "bad_value")
-
-
-class KState(enum.Enum):
-    """Lifecycle of a Kiwoom session."""
-
-    AWAIT_LOGIN = "await_login"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 def _compact(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class KiwoomServerSession:
+class KiwoomServerSession(CoreBase):
     """One Kiwoom WebSocket session; pure protocol logic."""
 
+    MAX_CATCH_UP = 64
+    BINARY_VIOLATION = "binary frame (Kiwoom packets are JSON text)"
+
     def __init__(self, world: KiwoomWorld, market: KiwoomMarket, conn: str, now: float) -> None:
-        self.world = world
-        self.market = market
-        self.conn = conn
-        self.p = world.profile
         self.settings = world.settings
-        self.state = KState.AWAIT_LOGIN
-        self.appkey: str | None = None
+        super().__init__(world, conn, now, self.settings.tick_rate_hz, SessionState.AWAIT_LOGIN)
+        self.world: KiwoomWorld = world
+        self.market = market
+        self.p = world.profile
         self.token_id: str | None = None
         self.registrations: dict[tuple[str, str], str] = {}  # (type, item) -> grp_no
-        self._out: list[Send | Close] = []
-        self._held: list[Send] = []
-        self._rng = random.Random(f"{world.config.seed}:{conn}")
         timeout = self.settings.login_timeout_s
         self._login_deadline: float | None = now + timeout if timeout else None
         period = self.settings.ping_period_s
@@ -80,46 +60,20 @@ class KiwoomServerSession:
         self._missed = 0  # pings in a row that went unanswered
         self._last_ping: str | None = None
         self._ping_seq = 0
-        self._interval = (
-            1.0 / self.settings.tick_rate_hz if self.settings.tick_rate_hz > 0 else None
-        )
-        self._next_data: float | None = None
-        self._now = now
 
-    # --- outputs ----------------------------------------------------------------------------
-    def data_to_send(self) -> list[Send | Close]:
-        """Frames (and a final Close) queued since the last call."""
-        out, self._out = self._out, []
-        return out
+    def _summary(self) -> dict[str, Any]:
+        return {"logged_in_with_token": self.token_id is not None}
 
-    def get_timer(self) -> float | None:
-        """Spec time of the next timer event, or None."""
-        if self.state in (KState.CLOSING, KState.CLOSED):
-            return None
-        cands: list[float] = []
-        if self.state is KState.AWAIT_LOGIN and self._login_deadline is not None:
+    def _deadlines(self) -> list[float]:
+        cands = [] if self._next_ping is None else [self._next_ping]
+        if self.state is SessionState.AWAIT_LOGIN and self._login_deadline is not None:
             cands.append(self._login_deadline)
-        if self._next_ping is not None:
-            cands.append(self._next_ping)
-        if self._next_data is not None and self.registrations:
-            cands.append(self._next_data)
-        stall_end = self.world.faults.stall_until
-        if stall_end and (self._held or cands):
-            cands = [max(c, stall_end) for c in cands] or [stall_end]
-        return min(cands) if cands else None
+        return cands
 
-    # --- inputs -----------------------------------------------------------------------------
-    def handle_timer(self, now: float) -> None:
+    def _on_timer(self, now: float, stalled: bool) -> None:
         """Login deadline, pings (and the missed-ping close), REAL rounds."""
-        self._now = now
-        if self.state in (KState.CLOSING, KState.CLOSED):
-            return
-        stalled = self.world.stalled(now)
-        if not stalled and self._held:
-            self._out.extend(self._held)
-            self._held.clear()
         if (
-            self.state is KState.AWAIT_LOGIN
+            self.state is SessionState.AWAIT_LOGIN
             and self._login_deadline is not None
             and now >= self._login_deadline
             and not stalled
@@ -137,26 +91,14 @@ class KiwoomServerSession:
                         self._system_close("heartbeat_missed")
                         return
                 self._send_ping(now)
-        if self._next_data is not None and self._interval is not None and now >= self._next_data:
-            if stalled:
-                self._next_data = max(self._next_data, self.world.faults.stall_until)
-            elif self.registrations:
-                rounds = min(MAX_CATCH_UP, int((now - self._next_data) / self._interval) + 1)
-                self._emit_real(now, rounds)
-                self._next_data += rounds * self._interval
-                if self._next_data < now - self._interval:
-                    self._next_data = now + self._interval
-
-    def server_ping_now(self, now: float) -> None:
-        """Send a PING now (fault API), unless stalled or closing."""
-        self._now = now
-        if self.state in (KState.AWAIT_LOGIN, KState.OPEN) and not self.world.stalled(now):
-            self._send_ping(now)
+        rounds = self._due_rounds(now, stalled)
+        if rounds:
+            self._emit_real(now, rounds)
 
     def system_now(self, name: str, now: float, close: bool) -> None:
         """Send a SYSTEM frame by its KIWOOM-PROTOCOL name (fault API), optionally closing."""
         self._now = now
-        if self.state not in (KState.AWAIT_LOGIN, KState.OPEN):
+        if self.state in ENDED:
             return
         if close:
             self._system_close(name)
@@ -166,14 +108,8 @@ class KiwoomServerSession:
     def evict(self, now: float) -> None:
         """Another session logged in with this session's app key: R10001, then close."""
         self._now = now
-        if self.state in (KState.AWAIT_LOGIN, KState.OPEN):
+        if self.state not in ENDED:
             self._system_close("replaced_by_new_login")
-
-    def receive_binary(self, data: bytes, now: float) -> None:
-        """A binary frame: Kiwoom speaks JSON text; recorded as a violation and ignored."""
-        self._now = now
-        self.world.record("ws", self.conn, "in", "binary", size=len(data), hex=data[:64].hex())
-        self._violation(None, ["binary frame (Kiwoom packets are JSON text)"], None)
 
     def receive_text(self, text: str, now: float) -> None:
         """One inbound text frame."""
@@ -192,9 +128,7 @@ class KiwoomServerSession:
             if trnm in (p.trnm_login, p.trnm_reg, p.trnm_remove)
             else "other"
         )
-        self.world.record(
-            "ws",
-            self.conn,
+        self._record(
             "in",
             "text",
             text=text,
@@ -206,7 +140,7 @@ class KiwoomServerSession:
             frame=frame,
             trnm=trnm,
         )
-        if self.state not in (KState.AWAIT_LOGIN, KState.OPEN):
+        if self.state in ENDED:
             return
         if not isinstance(obj, dict):
             self._violation(None, ["not a JSON object"], text)
@@ -216,7 +150,7 @@ class KiwoomServerSession:
         elif trnm == p.trnm_login:
             self._on_login(obj, text, now)
         elif trnm in (p.trnm_reg, p.trnm_remove):
-            if self.state is not KState.OPEN:
+            if self.state is not SessionState.OPEN:
                 self._violation(None, [f"{trnm} before an accepted {p.trnm_login}"], text)
                 self._system_close("no_login")
                 return
@@ -224,9 +158,9 @@ class KiwoomServerSession:
         else:
             self._violation(None, [f"unknown trnm {trnm!r}"], text)
 
-    def connection_lost(self, now: float) -> None:
+    def connection_lost(self, now: float, abrupt: bool = False) -> None:
         """The socket is gone: free the app key."""
-        self.state = KState.CLOSED
+        self.state = SessionState.CLOSED
         if self.appkey is not None:
             self.world.logout(self.appkey, self.conn)
 
@@ -258,9 +192,7 @@ class KiwoomServerSession:
                 "return_msg": p.login_failure_msg,
             }
             self._queue(self._send(ack, "control", str(p.login_failure_code)))
-            self.world.record(
-                "ws",
-                self.conn,
+            self._record(
                 "event",
                 "login_refused",
                 token_present=token is not None,
@@ -268,8 +200,8 @@ class KiwoomServerSession:
             )
             self._close(CLOSE_POLICY, "LOGIN refused")
             return
-        first = self.state is KState.AWAIT_LOGIN
-        self.state = KState.OPEN
+        first = self.state is SessionState.AWAIT_LOGIN
+        self.state = SessionState.OPEN
         ack = {"trnm": p.trnm_login, "return_code": p.success_return_code, "return_msg": ""}
         ack.update(p.login_ack_extra)
         self._queue(self._send(ack, "control", str(p.success_return_code)))
@@ -279,9 +211,7 @@ class KiwoomServerSession:
                 self.appkey = live.appkey
                 self.world.login(live.appkey, self.conn, now)
         if first:
-            self.world.record(
-                "ws",
-                self.conn,
+            self._record(
                 "event",
                 "login_accepted",
                 token_id=self.token_id,
@@ -313,8 +243,7 @@ class KiwoomServerSession:
                 self.registrations.clear()
             for pair in pairs:
                 self.registrations[pair] = grp_no
-            if self._next_data is None and self._interval is not None:
-                self._next_data = now + self._interval
+            self._start_data(now)
         else:
             for pair in pairs:
                 self.registrations.pop(pair, None)
@@ -379,26 +308,9 @@ class KiwoomServerSession:
             obj = json.loads(text)
             entry = obj["data"][0]
             first = next(iter(entry["values"]))
-            entry["values"][first] = "".join(self._rng.choice(_JUNK) for _ in range(6))
+            entry["values"][first] = self._junk(6)
             return _compact(obj)
-        return "".join(self._rng.choice(_JUNK) for _ in range(24))
-
-    def _close(self, code: int, reason: str) -> None:
-        self._out.extend(self._held)
-        self._held.clear()
-        self._out.append(Close(code, reason))
-        self.state = KState.CLOSING
-
-    def _queue(self, send: Send) -> None:
-        if self.world.faults.stall_until and self.world.stalled(self._now):
-            self._held.append(send)
-        else:
-            self._out.append(send)
-
-    def _violation(self, schema: str | None, errors: list[str], text: str | None) -> None:
-        self.world.record(
-            "ws", self.conn, "in", "violation", schema=schema, errors=errors, text=text
-        )
+        return self._junk(24)
 
 
 def _pairs(data: Any) -> list[tuple[str, str]]:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.kiwoom_profile import KiwoomProfile
+from stockmon.mockserver.kiwoom.profile import KiwoomProfile
 from stockmon.mockserver.simulator import Instrument, MarketSimulator
 from stockmon.spec import KiwoomLayout
 
 UP, DOWN, FLAT = "+", "-", " "
-# KRX direction codes of the 전일대비기호 field (the layout's meaning text): same as KIS's.
-SIGN_UPPER, SIGN_UP, SIGN_FLAT, SIGN_LOWER, SIGN_DOWN = "1", "2", "3", "4", "5"
 # 누적거래대금 is in million KRW (layout meaning of the cumulative-value FID).
 _MILLION = 1_000_000
 # Non-normative constants of the simulated session: regular session, KRX.
@@ -58,14 +56,6 @@ class KiwoomMarket:
         if price == 0:
             return "0"
         return f"{_dir(price, inst.prev_close)}{price}"
-
-    def direction_code(self, inst: Instrument) -> str:
-        """The 전일대비기호 value of the instrument now."""
-        if inst.upper is not None and inst.last >= inst.upper:
-            return SIGN_UPPER
-        if inst.lower is not None and inst.last <= inst.lower:
-            return SIGN_LOWER
-        return {UP: SIGN_UP, DOWN: SIGN_DOWN}.get(_dir(inst.last, inst.prev_close), SIGN_FLAT)
 
     def entry(self, type_code: str, item: str, wall: float) -> dict[str, Any]:
         """One REAL entry; the instrument trades one step (as a KIS record does)."""
@@ -107,7 +97,7 @@ class KiwoomMarket:
             "OPEN_PRIC": self.signed(inst, inst.open),
             "HIGH_PRIC": self.signed(inst, inst.high),
             "LOW_PRIC": self.signed(inst, inst.low),
-            "PRED_PRE_SIG": self.direction_code(inst),
+            "PRED_PRE_SIG": self.sim.direction_code(inst),
             "CNTG_STR": f"{inst.buy_qty * 100 / max(1, inst.sell_qty):.2f}",
             "MRKT_OPER_DIV": _REGULAR_SESSION,
             "STEX_TP": _KRX,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stockmon.mockserver.kiwoom_config import KiwoomMockConfig
-from stockmon.mockserver.kiwoom_market import KiwoomMarket
-from stockmon.mockserver.kiwoom_profile import load_kiwoom_profile
-from stockmon.mockserver.kiwoom_session import KiwoomServerSession, KState
-from stockmon.mockserver.kiwoom_state import KiwoomWorld
-from stockmon.mockserver.profile import load_profile
-from stockmon.mockserver.session import Close, Send
+from stockmon.mockserver.config import KiwoomMockConfig
+from stockmon.mockserver.core import Close, Send
+from stockmon.mockserver.core import SessionState as KState
+from stockmon.mockserver.kiwoom.market import KiwoomMarket
+from stockmon.mockserver.kiwoom.profile import load_kiwoom_profile
+from stockmon.mockserver.kiwoom.session import KiwoomServerSession
+from stockmon.mockserver.kiwoom.state import KiwoomWorld
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.mockserver.trace import Trace
 from stockmon.spec import load_spec
@@ -32,7 +32,7 @@ def make(**overrides: Any) -> tuple[KiwoomWorld, KiwoomServerSession]:
     """A world and one session opened at t=0."""
     config = KiwoomMockConfig(**overrides)
     profile = load_kiwoom_profile(config.spec_version)
-    sim = MarketSimulator(load_profile(config.spec_version), config.seed, config.symbols)
+    sim = MarketSimulator(load_spec(config.spec_version), config.seed, config.symbols)
     world = KiwoomWorld(config, profile, Trace(), sim, 1_700_000_000.0)
     return world, KiwoomServerSession(world, KiwoomMarket(profile, sim), "kiwoom-ws-1", 0.0)
 

@@ -13,7 +13,7 @@ from stockmon.mockserver import KisMock, MockConfig
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec import load_spec
 
-from .support import KIS, get_approval, get_token, kr_quote, quote_headers
+from ..support import KIS, get_approval, get_token, kr_quote, quote_headers
 
 S11 = load_spec("1.1")
 S10 = load_spec("1.0")

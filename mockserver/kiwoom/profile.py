@@ -1,6 +1,6 @@
 """Every behaviour value of the Kiwoom mock, resolved once from the spec (the single source of truth).
 
-Fallback rule (the same as :mod:`stockmon.mockserver.profile`): Kiwoom's wire facts are facts of the
+Fallback rule (:mod:`stockmon.spec.facts`, as for KIS): Kiwoom's wire facts are facts of the
 broker, not of a spec version, so where the selected version has no clause (1.0 lacks
 KIWOOM-PROTOCOL and CRED-KIWOOM-SECRET) or no ``rest.kiwoom`` / ``mock_profile.kiwoom`` key, the
 newest version supplies it. Where the selected version speaks, it wins.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockmon.errors import SpecError
-from stockmon.spec import Clause, KiwoomLayout, Spec, latest_version, load_spec
+from stockmon.spec import KiwoomLayout, Spec, broker_clause, broker_data, kiwoom_layouts, load_spec
 
 # The SYSTEM frame keys (protocol/kiwoom.md §2.5): not return_code/return_msg but code/message.
 SYSTEM_CODE_KEY = "code"
@@ -106,22 +106,6 @@ class KiwoomProfile:
         return env in self.token_required_in or env not in self.token_optional_in
 
 
-def _clause(spec: Spec, newest: Spec, clause_id: str) -> Clause:
-    return spec.clause(clause_id) if spec.has(clause_id) else newest.clause(clause_id)
-
-
-def _merged(spec: Spec, newest: Spec, *path: str) -> dict[str, Any]:
-    """A mapping from the newest version overlaid by the selected version's (which wins)."""
-    out: dict[str, Any] = {}
-    for s in (newest, spec):
-        node: Any = s.raw
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if isinstance(node, Mapping):
-            out.update(node)
-    return out
-
-
 def _need(values: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in values:
         raise SpecError(f"{where} has no {key!r}")
@@ -131,12 +115,11 @@ def _need(values: Mapping[str, Any], key: str, where: str) -> Any:
 def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
     """Resolve every Kiwoom mock behaviour value for a spec version (default: the newest)."""
     spec = load_spec(version)
-    newest = load_spec(latest_version())
-    rest = _merged(spec, newest, "rest", "kiwoom")
-    mp = _merged(spec, newest, "mock_profile", "kiwoom")
-    proto = _clause(spec, newest, "KIWOOM-PROTOCOL")
-    secret = _clause(spec, newest, "CRED-KIWOOM-SECRET")
-    session = _clause(spec, newest, "TOKEN-KIWOOM-SESSION")
+    rest = broker_data(spec, "rest", "kiwoom")
+    mp = broker_data(spec, "mock_profile", "kiwoom")
+    proto = broker_clause(spec, "KIWOOM-PROTOCOL")
+    secret = broker_clause(spec, "CRED-KIWOOM-SECRET")
+    session = broker_clause(spec, "TOKEN-KIWOOM-SESSION")
     where_r, where_m = "rest.kiwoom", "mock_profile.kiwoom"
     errors = {
         name: RestError(int(e["status"]), int(e["return_code"]), str(e["code"]), str(e["message"]))
@@ -146,7 +129,7 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
     port_match = re.search(r":(\d+)/", ws_url)
     if port_match is None:
         raise SpecError(f"endpoints.kiwoom.ws.prod {ws_url!r} has no port")
-    layouts = spec.kiwoom_layouts or newest.kiwoom_layouts
+    layouts = kiwoom_layouts(spec)
     names = _need(mp, "type_names", where_m)
     login_failure = _need(mp, "login_failure", where_m)
     reg_failure = _need(mp, "reg_failure", where_m)

@@ -162,16 +162,12 @@ async def test_login_reg_real_values_keyed_by_fid(kiwoom: KiwoomMock) -> None:
         assert {e["type"] for e in real["data"]} == {"0B", "0D"}
 
 
-async def test_wrong_path_and_refused_connections(kiwoom: KiwoomMock) -> None:
-    """Only the spec's domestic path upgrades; the refuse fault answers 503 and is traced."""
+async def test_wrong_path_is_refused(kiwoom: KiwoomMock) -> None:
+    """Only the spec's domestic path upgrades; another path is a traced 404."""
     with pytest.raises(InvalidStatus):
         await connect(kiwoom.ws_url.replace(PROTO.string("path"), "/nope"))
-    kiwoom.faults.refuse_connections(True)
-    with pytest.raises(InvalidStatus):
-        await connect(kiwoom.ws_url)
     refused = [r for r in kiwoom.trace.records() if r["kind"] == "ws_refused"]
-    assert [r["status"] for r in refused] == [404, 503]
-    assert all(r["broker"] == "kiwoom" for r in refused)
+    assert [(r["status"], r["broker"]) for r in refused] == [(404, "kiwoom")]
 
 
 async def test_verbatim_ping_echo_keeps_the_session_and_silence_ends_it() -> None:
@@ -216,16 +212,18 @@ async def test_second_session_with_same_key_evicts_first(kiwoom: KiwoomMock) -> 
             await recv_json(ws1)
 
 
-async def test_faults_drop_and_system_now(kiwoom: KiwoomMock) -> None:
-    """drop_socket aborts; system_now sends a SYSTEM frame; faults are traced with broker kiwoom."""
+async def test_system_now_fault(kiwoom: KiwoomMock) -> None:
+    """system_now sends a SYSTEM frame (close=False keeps the socket); traced with broker kiwoom."""
     ws, _ = await logged_in(kiwoom)
-    assert kiwoom.faults.system_now("R10001", close=False) == 1
-    assert (await recv_json(ws))["code"] == "R10001"
-    assert kiwoom.faults.drop_socket() == 1
-    with pytest.raises(ConnectionClosed):
-        await recv_json(ws)
+    async with ws:
+        assert kiwoom.faults.system_now("R10001", close=False) == 1
+        assert (await recv_json(ws))["code"] == "R10001"
+        assert kiwoom.faults.system_now("replaced_by_new_login") == 1
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await recv_json(ws)
     faults = [r for r in kiwoom.trace.records() if r["kind"] == "fault"]
-    assert [f["name"] for f in faults] == ["system_now", "drop_socket"]
+    assert [f["name"] for f in faults] == ["system_now", "system_now"]
     assert {f["broker"] for f in faults} == {"kiwoom"}
 
 
@@ -249,12 +247,11 @@ async def test_beside_a_kis_mock_shares_trace_and_prices() -> None:
             await kw.stop()
 
 
-async def test_control_plane_applies_kiwoom_faults(kiwoom: KiwoomMock) -> None:
-    """POST /_mock/faults/<name> on the Kiwoom REST port; unknown names are 404."""
+async def test_control_plane_knows_only_kiwoom_faults(kiwoom: KiwoomMock) -> None:
+    """KIS-only faults are 404 on the Kiwoom control plane; its state names broker and env."""
     async with httpx.AsyncClient(base_url=kiwoom.rest_url) as c:
-        r = await c.post("/_mock/faults/refuse_connections", json={"on": True})
-        assert r.json()["ok"] is True and kiwoom.world.faults.refuse_connections
         assert (await c.post("/_mock/faults/revoke_approvals")).status_code == 404
+        assert (await c.post("/_mock/faults/system_now", json={"code": "nope"})).status_code == 400
         state = (await c.get("/_mock/state")).json()
         assert state["broker"] == "kiwoom" and state["env"] == "prod"
 
@@ -281,21 +278,3 @@ async def test_scenario_steps_for_kiwoom_apply_to_the_kiwoom_mock() -> None:
         assert {f["trnm"] for f in frames} == {"LOGIN", "SYSTEM"}
         names = [r["name"] for r in m.trace.records() if r["kind"] == "fault"]
         assert names == ["system_now"]
-
-
-def test_kiwoom_mock_fixture(kiwoom_mock: KiwoomMock) -> None:
-    """The pytest plugin's kiwoom_mock fixture runs a mock on free ports with KIWOOM_* exports."""
-    env = kiwoom_mock.env()
-    assert env["KIWOOM_WS_URL"].endswith(PROTO.string("path"))
-    r = httpx.post(
-        env["KIWOOM_REST_URL"] + REST["token"]["path"],
-        json={
-            "grant_type": REST["grant_type"],
-            "appkey": env["KIWOOM_APP_KEY"],
-            "secretkey": env["KIWOOM_APP_SECRET"],
-        },
-    )
-    assert r.json()["return_code"] == 0
-    assert env["KIWOOM_APP_SECRET"] not in "".join(
-        json.dumps(r) for r in kiwoom_mock.trace.records()
-    )

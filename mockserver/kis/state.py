@@ -1,26 +1,41 @@
-"""Credentials, access tokens and WebSocket approval keys, shared by the REST and WS sides.
+"""The KIS mock's world, without I/O: credentials, tokens, approval keys, appkey slots, settings.
 
-Pure state: every method takes ``now`` (spec seconds since mock start) and ``wall`` (spec wall
-time) where time matters, so token lifetime, the reuse window and the issuance throttle all run
-on the mock's scaled clock.
+Pure state on the shared base (:mod:`~stockmon.mockserver.world`): every method takes ``now``
+(spec seconds since mock start) and ``wall`` (spec wall time) where time matters, so token
+lifetime, the reuse window and the issuance throttle all run on the mock's scaled clock.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import random
-import string
 from dataclasses import dataclass
 from enum import Enum
 
-from stockmon.mockserver.profile import Profile
+from stockmon.mockserver.config import MockConfig, chosen
+from stockmon.mockserver.kis.market import KisMarket, ReplaySource
+from stockmon.mockserver.kis.profile import Profile
+from stockmon.mockserver.simulator import MarketSimulator
+from stockmon.mockserver.trace import Trace
+from stockmon.mockserver.world import ALNUM, Token, TokenBook, WorldBase, short_hash
 
-_ALNUM = string.ascii_letters + string.digits
-_B64 = _ALNUM + "+/"
+_B64 = ALNUM + "+/"
 # Real app keys start with "PS" (personal) — shape only, never checked by clients.
 _APPKEY_PREFIX = "PS"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Per-run WebSocket behaviour after config overrides (0 or None = off)."""
+
+    server_pingpong_period_s: float | None
+    unanswered_pingpong_grace_s: float | None
+    reflect_client_ping: bool
+    accept_pong_frame_answer: bool
+    tick_rate_hz: float
+    max_records_per_frame: int
+    multi_record_probability: float
+    appkey_slot_hold_s: float
 
 
 class TokenState(Enum):
@@ -29,19 +44,6 @@ class TokenState(Enum):
     VALID = "valid"
     INVALID = "invalid"  # unknown, malformed or revoked
     EXPIRED = "expired"
-
-
-@dataclass
-class Token:
-    """One issued access token."""
-
-    value: str
-    token_id: str
-    appkey: str
-    issued_at: float
-    expires_at: float
-    expires_wall: float
-    revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +55,7 @@ class Issue:
     throttled: bool = False
 
 
-def short_hash(value: str) -> str:
-    """A short stable fingerprint for traces (never the value itself)."""
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
-
-
-class AuthState:
+class AuthState(TokenBook):
     """Gateway state: which credentials exist, which tokens and approval keys are live."""
 
     def __init__(
@@ -69,32 +66,20 @@ class AuthState:
         reuse_window_s: float,
         throttle: bool,
     ) -> None:
+        super().__init__(f"auth:{seed}", validity_s)
         self.profile = profile
-        self.validity_s = validity_s
         self.reuse_window_s = reuse_window_s
         self.throttle = throttle
-        self._rng = random.Random(f"auth:{seed}")
-        self.credentials: dict[str, str] = {}
-        self.tokens: dict[str, Token] = {}
         self._latest: dict[str, Token] = {}
         self._last_issue: dict[str, float] = {}
         self.approvals: dict[str, tuple[str, float]] = {}
-        self.issued_count = 0
 
-    # --- credentials --------------------------------------------------------------------
-    def new_credentials(
-        self, app_key: str | None = None, app_secret: str | None = None
-    ) -> tuple[str, str]:
-        """Register a credential pair (generated with the real lengths unless given)."""
-        lengths = self.profile.credential_lengths
-        key = app_key or _APPKEY_PREFIX + "".join(
-            self._rng.choice(_ALNUM) for _ in range(int(lengths["appkey"]) - len(_APPKEY_PREFIX))
-        )
-        secret = app_secret or "".join(
-            self._rng.choice(_B64) for _ in range(int(lengths["appsecret"]))
-        )
-        self.credentials[key] = secret
-        return key, secret
+    def _new_app_key(self) -> str:
+        n = int(self.profile.credential_lengths["appkey"]) - len(_APPKEY_PREFIX)
+        return _APPKEY_PREFIX + self._chars(ALNUM, n)
+
+    def _new_app_secret(self) -> str:
+        return self._chars(_B64, int(self.profile.credential_lengths["appsecret"]))
 
     def credentials_ok(self, appkey: object, appsecret: object) -> str | None:
         """None if the pair is known, else the name of the bad part ("appkey" or "appsecret")."""
@@ -123,17 +108,8 @@ class AuthState:
         ):
             return Issue(latest, reused=True)
         value = self._new_token_value(appkey, wall)
-        token = Token(
-            value=value,
-            token_id=short_hash(value),
-            appkey=appkey,
-            issued_at=now,
-            expires_at=now + self.validity_s,
-            expires_wall=wall + self.validity_s,
-        )
-        self.tokens[value] = token
+        token = self._add(Token(value, short_hash(value), appkey, now, now + self.validity_s))
         self._latest[appkey] = token
-        self.issued_count += 1
         return Issue(token)
 
     def _new_token_value(self, appkey: str, wall: float) -> str:
@@ -141,7 +117,7 @@ class AuthState:
             return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
         header = b64(json.dumps({"typ": "JWT", "alg": "HS512"}).encode())
-        jti = "".join(self._rng.choice(_ALNUM) for _ in range(36))
+        jti = self._chars(ALNUM, 36)
         payload = b64(
             json.dumps(
                 {
@@ -168,36 +144,10 @@ class AuthState:
             return TokenState.EXPIRED, token
         return TokenState.VALID, token
 
-    def revoke(self, value: str) -> bool:
-        """Revoke one token; False if unknown."""
-        token = self.tokens.get(value)
-        if token is None:
-            return False
-        token.revoked = True
-        return True
-
-    def expire_all(self, now: float) -> int:
-        """Make every live token expired now (fault); returns how many."""
-        n = 0
-        for token in self.tokens.values():
-            if not token.revoked and token.expires_at > now:
-                token.expires_at = now
-                n += 1
-        return n
-
-    def revoke_all(self) -> int:
-        """Revoke every token (fault); returns how many."""
-        n = 0
-        for token in self.tokens.values():
-            if not token.revoked:
-                token.revoked = True
-                n += 1
-        return n
-
     # --- approval keys --------------------------------------------------------------------
     def issue_approval(self, appkey: str, now: float) -> str:
         """A new WebSocket approval key (uuid-shaped, 36 chars) for an appkey."""
-        h = "".join(self._rng.choice("0123456789abcdef") for _ in range(32))
+        h = self._chars("0123456789abcdef", 32)
         key = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         self.approvals[key] = (appkey, now + self.validity_s)
         return key
@@ -216,3 +166,67 @@ class AuthState:
         n = len(self.approvals)
         self.approvals.clear()
         return n
+
+
+class World(WorldBase):
+    """Everything the KIS REST app and WebSocket cores share."""
+
+    def __init__(
+        self,
+        config: MockConfig,
+        profile: Profile,
+        trace: Trace,
+        sim: MarketSimulator | None = None,
+        wall0: float = 0.0,
+    ) -> None:
+        sim = sim or MarketSimulator(profile.spec, config.seed, config.symbols)
+        super().__init__(config, trace, sim, wall0)
+        self.config: MockConfig = config
+        self.profile = profile
+        self.auth: AuthState = AuthState(
+            profile,
+            config.seed,
+            chosen(config.token_validity_s, profile.token_validity_s),
+            chosen(config.token_reuse_window_s, profile.token_reuse_window_s),
+            chosen(config.token_throttle, profile.token_throttle),
+        )
+        self.app_key, self.app_secret = self.auth.new_credentials(config.app_key, config.app_secret)
+        self.market = KisMarket(profile, sim)
+        self.replay = (
+            ReplaySource.from_jsonl(config.replay_path, profile, config.replay_loop)
+            if config.replay_path
+            else None
+        )
+        period = chosen(config.server_pingpong_period_s, profile.server_pingpong_period_s)
+        grace = chosen(config.unanswered_pingpong_grace_s, profile.unanswered_pingpong_grace_s)
+        self.session_settings = SessionSettings(
+            server_pingpong_period_s=period or None,
+            unanswered_pingpong_grace_s=grace or None,
+            reflect_client_ping=chosen(config.reflect_client_ping, profile.reflect_client_ping),
+            accept_pong_frame_answer=config.accept_pong_frame_answer,
+            tick_rate_hz=config.tick_rate_hz,
+            max_records_per_frame=config.max_records_per_frame,
+            multi_record_probability=config.multi_record_probability,
+            appkey_slot_hold_s=config.appkey_slot_hold_s,
+        )
+        self._slots: dict[str, str] = {}
+        self._slot_hold: dict[str, float] = {}
+
+    # --- one session per appkey -------------------------------------------------------------
+    def claim_appkey(self, appkey: str, conn: str, now: float) -> bool:
+        """Bind an appkey to a session; False if another session (or a held slot) has it."""
+        holder = self._slots.get(appkey)
+        if holder is not None and holder != conn:
+            return False
+        if holder is None and self._slot_hold.get(appkey, 0.0) > now:
+            return False
+        self._slots[appkey] = conn
+        return True
+
+    def release_appkey(self, appkey: str, conn: str, now: float, abrupt: bool) -> None:
+        """Free an appkey's slot when its session ends (held a while after an abrupt end)."""
+        if self._slots.get(appkey) == conn:
+            del self._slots[appkey]
+            hold = self.session_settings.appkey_slot_hold_s
+            if abrupt and hold > 0:
+                self._slot_hold[appkey] = now + hold

@@ -14,7 +14,7 @@ from stockmon.mockserver import KisMock, MockConfig
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec import load_spec
 
-from .support import PING, code, get_approval, recv_control, recv_matching, sub
+from ..support import PING, code, get_approval, recv_control, recv_matching, sub
 
 S11 = load_spec("1.1")
 LIMITS = S11.clause("WS-SESSION-LIMITS")

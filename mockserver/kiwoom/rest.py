@@ -1,6 +1,6 @@
 """Kiwoom REST gateway logic without I/O: token issue (au10001), revoke (au10002), one quote (ka10001).
 
-``KiwoomRestApp.handle(request, now)`` returns an :class:`~stockmon.mockserver.rest.HttpResponse`;
+``KiwoomRestApp.handle(request, now)`` returns an :class:`~stockmon.mockserver.httpserver.HttpResponse`;
 the HTTP shell records request and response in the trace. The answers keep Kiwoom's envelope
 (protocol/kiwoom.md §2.6): every body carries ``return_code`` and ``return_msg``, an error puts its
 documented 4-digit code in brackets, a bad token is **HTTP 200** and a throttle HTTP 429. Paths,
@@ -9,73 +9,50 @@ field names and codes come from the Kiwoom profile (the spec).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.kiwoom_market import KiwoomMarket
-from stockmon.mockserver.kiwoom_profile import RestError
-from stockmon.mockserver.kiwoom_state import KiwoomWorld
-from stockmon.mockserver.rest import HttpRequest, HttpResponse, mask, parse_body
+from stockmon.mockserver.httpserver import HttpRequest, HttpResponse, RestAppBase
+from stockmon.mockserver.kiwoom.market import KiwoomMarket
+from stockmon.mockserver.kiwoom.profile import RestError
+from stockmon.mockserver.kiwoom.state import KiwoomWorld
 
 # The documented token_type is lower case (the live server says "Bearer"; clients must not care).
 TOKEN_TYPE = "bearer"  # noqa: S105 - a token type, not a secret
 _CONT = {"cont-yn": "N", "next-key": ""}
 
 
-class KiwoomRestApp:
+class KiwoomRestApp(RestAppBase):
     """The Kiwoom REST endpoints of the mock."""
 
     def __init__(self, world: KiwoomWorld, market: KiwoomMarket) -> None:
+        super().__init__(world)
         self.world = world
         self.market = market
         p = self.p = world.profile
         self._kst = timezone(timedelta(seconds=p.utc_offset_s))
-        self._routes: dict[tuple[str, str], Callable[[HttpRequest, Any, float], HttpResponse]] = {
-            ("POST", p.token_path): self._token,
-            ("POST", p.revoke_path): self._revoke,
-            (str(p.quote["method"]), str(p.quote["path"])): self._quote,
-        }
-
-    def handle(self, req: HttpRequest, now: float) -> HttpResponse:
-        """Answer one request (never raises for bad input)."""
-        route = self._routes.get((req.method, req.path))
-        if route is None:
-            known = any(path == req.path for _, path in self._routes)
-            err = self.p.rest_error("bad_request")
-            body = {
-                "return_code": err.return_code,
-                "return_msg": f"no {req.method} {req.path} here",
+        self._routes.update(
+            {
+                ("POST", p.token_path): self._token,
+                ("POST", p.revoke_path): self._revoke,
+                (str(p.quote["method"]), str(p.quote["path"])): self._quote,
             }
-            return HttpResponse(405 if known else 404, body)
-        parsed, _ = parse_body(req.body)
-        resp = route(req, parsed, now)
-        resp.delay_s = self.world.faults.take_rest_delay()
-        return resp
+        )
 
-    # --- helpers ----------------------------------------------------------------------------
+    def _no_route(self, req: HttpRequest, status: int) -> HttpResponse:
+        err = self.p.rest_error("bad_request")
+        return HttpResponse(
+            status,
+            {"return_code": err.return_code, "return_msg": f"no {req.method} {req.path} here"},
+        )
+
     def _error(self, err: RestError, headers: dict[str, str] | None = None) -> HttpResponse:
         return HttpResponse(err.status, err.body(), headers=dict(headers or {}))
-
-    def _violations(self, schema: str, parsed: Any, conn: str) -> None:
-        errs = self.world.validate(schema, parsed)
-        if errs:
-            self.world.record(
-                "rest",
-                conn,
-                "in",
-                "violation",
-                schema=schema,
-                errors=errs,
-                text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
-            )
 
     def _ok(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
         body.update({"return_code": self.p.success_return_code, "return_msg": self.p.success_msg})
         return HttpResponse(200, body, headers=dict(headers or {}))
 
-    # --- endpoints --------------------------------------------------------------------------
     def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
         p = self.p
         self._violations("kiwoom-token-request", body, req.conn)
@@ -91,17 +68,7 @@ class KiwoomRestApp:
         if not self.world.auth.credentials_ok(appkey, secret):
             return self._error(p.rest_error("bad_credentials"))
         token = self.world.auth.issue(str(appkey), now)
-        expires_wall = self.world.wall(token.expires_at)
-        self.world.record(
-            "rest",
-            "mock",
-            "event",
-            "token_issued",
-            token_id=token.token_id,
-            expires_at_wall=expires_wall,
-            reused=False,
-        )
-        self.world.emit("token_issued", token_id=token.token_id, reused=False)
+        expires_wall = self._issued(token, now, reused=False)
         kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
         resp = self._ok(
             {

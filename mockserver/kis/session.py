@@ -1,12 +1,7 @@
-"""Sans-I/O KIS WebSocket server session (aioquic style).
+"""Sans-I/O KIS WebSocket server session (the shared shape of :mod:`~stockmon.mockserver.core`).
 
-Theory of operation: the asyncio shell feeds every inbound message with ``receive_text`` /
-``receive_binary`` / ``receive_pong`` (each takes ``now`` in spec seconds), calls ``handle_timer(now)``
-when ``get_timer()`` is due, and after each input sends what ``data_to_send()`` returns (``Send``
-frames and at most one ``Close``). The core never reads a clock, sleeps or touches a socket.
-
-States: OPEN -> CLOSING (a Close was queued: refusal, unanswered PINGPONG) -> CLOSED
-(``connection_lost``). In CLOSING and CLOSED every input is recorded and otherwise ignored.
+The shell also feeds ``receive_pong`` / ``receive_ping`` (RFC 6455 control frames). States: OPEN ->
+CLOSING (a Close was queued: refusal, unanswered PINGPONG; or the shell closes it) -> CLOSED.
 
 Answers (codes from the spec via Profile.ws_code): invalid JSON -> invalid_json; no header ->
 header_not_found; PINGPONG -> answer-or-reflect; no body / input / tr_key -> *_not_found; bad
@@ -19,173 +14,79 @@ a layout -> invalid_tr_id; key not matching its market -> invalid_tr_key; then s
 
 from __future__ import annotations
 
-import enum
 import json
-import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from stockmon.mockserver.state import World
+from stockmon.mockserver.core import CoreBase, Send, SessionState
+from stockmon.mockserver.kis.state import World
+from stockmon.mockserver.world import short_hash
 
 # Close codes and reasons (RFC 6455): non-normative choices of the mock.
 CLOSE_POLICY = 1008
 REASON_IN_USE = "ALREADY IN USE appkey"
 REASON_PING_UNANSWERED = "PINGPONG not answered"
-# At most this many data frames per registration per timer (bounds a burst after a long wait).
-MAX_CATCH_UP = 256
 _CIPHER_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@dataclass(slots=True)
-class Send:
-    """A text frame to send, with what the trace needs to know about it."""
-
-    text: str
-    frame: str  # data | control | pingpong | other
-    json: Any = None
-    tr_id: str | None = None
-    tr_key: str | None = None
-    msg_cd: str | None = None
-
-
-@dataclass(slots=True)
-class Close:
-    """Close the connection (``abrupt``: drop TCP without a close frame)."""
-
-    code: int
-    reason: str
-    abrupt: bool = False
-
-
-class SessionState(enum.Enum):
-    """Lifecycle of a session."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class ServerSession:
+class ServerSession(CoreBase):
     """One KIS WebSocket session; pure protocol logic."""
 
+    BINARY_VIOLATION = "binary frame (KIS packets are JSON text)"
+
     def __init__(self, world: World, conn: str, now: float) -> None:
-        self.world = world
-        self.conn = conn
-        self.profile = world.profile
         self.settings = world.session_settings
-        self.state = SessionState.OPEN
-        self.appkey: str | None = None
+        super().__init__(world, conn, now, self.settings.tick_rate_hz, SessionState.OPEN)
+        self.world: World = world
+        self.profile = world.profile
         self.registrations: dict[tuple[str, str], tuple[str, str]] = {}  # -> (iv, key)
-        self._out: list[Send | Close] = []
-        self._held: list[Send] = []  # control answers held back during a stall
-        self._rng = random.Random(f"{world.config.seed}:{conn}")
         period = self.settings.server_pingpong_period_s
         self._next_ping: float | None = now + period if period else None
         self._outstanding: list[tuple[str, float]] = []  # (datetime, sent_at)
         self._sent_datetimes: set[str] = set()
-        self._interval = (
-            1.0 / self.settings.tick_rate_hz if self.settings.tick_rate_hz > 0 else None
-        )
-        self._next_data: float | None = None
-        kst = self.profile.kst_offset_s
-        self._tz = timezone(timedelta(seconds=kst))
-        self._now = now
+        self._tz = timezone(timedelta(seconds=self.profile.kst_offset_s))
 
-    # --- outputs ----------------------------------------------------------------------------
-    def data_to_send(self) -> list[Send | Close]:
-        """Frames (and a final Close) queued since the last call."""
-        out, self._out = self._out, []
-        return out
+    def _summary(self) -> dict[str, Any]:
+        return {"appkey_bound": self.appkey is not None}
 
-    def get_timer(self) -> float | None:
-        """Spec time of the next timer event, or None."""
-        if self.state is not SessionState.OPEN:
-            return None
-        cands: list[float] = []
-        if self._next_ping is not None:
-            cands.append(self._next_ping)
+    def _deadlines(self) -> list[float]:
+        cands = [] if self._next_ping is None else [self._next_ping]
         grace = self.settings.unanswered_pingpong_grace_s
         if grace and self._outstanding:
             cands.append(self._outstanding[0][1] + grace)
-        if self._next_data is not None and self.registrations:
-            cands.append(self._next_data)
-        stall_end = self.world.faults.stall_until
-        if stall_end and (self._held or cands):
-            # While stalled nothing is due before the stall ends.
-            cands = [max(c, stall_end) for c in cands] or [stall_end]
-            if self._held:
-                cands.append(stall_end)
-        return min(cands) if cands else None
+        return cands
 
-    # --- inputs -----------------------------------------------------------------------------
-    def handle_timer(self, now: float) -> None:
+    def _on_timer(self, now: float, stalled: bool) -> None:
         """Send due pings and data frames; drop the session if a PINGPONG went unanswered."""
-        self._now = now
-        if self.state is not SessionState.OPEN:
-            return
-        stalled = self.world.stalled(now)
-        if not stalled and self._held:
-            self._out.extend(self._held)
-            self._held.clear()
         if self._next_ping is not None and now >= self._next_ping:
             period = self.settings.server_pingpong_period_s or 0.0
             if not stalled:
-                self._send_server_ping(now)
+                self._send_ping(now)
             while self._next_ping <= now:
                 self._next_ping += period
         grace = self.settings.unanswered_pingpong_grace_s
         if grace and self._outstanding and not stalled and now >= self._outstanding[0][1] + grace:
             self._close(CLOSE_POLICY, REASON_PING_UNANSWERED)
             return
-        if self._next_data is not None and self._interval is not None and now >= self._next_data:
-            if stalled:
-                self._next_data = max(self._next_data, self.world.faults.stall_until)
-            else:
-                rounds = min(MAX_CATCH_UP, int((now - self._next_data) / self._interval) + 1)
-                self._emit_data(now, rounds)
-                self._next_data += rounds * self._interval
-                if self._next_data < now - self._interval:
-                    self._next_data = now + self._interval
+        rounds = self._due_rounds(now, stalled)
+        if rounds:
+            self._emit_data(now, rounds)
 
-    def server_ping_now(self, now: float) -> None:
-        """Send a server PINGPONG now (fault API), unless stalled."""
-        self._now = now
-        if self.state is SessionState.OPEN and not self.world.stalled(now):
-            self._send_server_ping(now)
-
-    def receive_binary(self, data: bytes, now: float) -> None:
-        """A binary frame: KIS speaks text only, so it is a JSON parse error."""
-        self._now = now
-        self.world.trace.record(
-            "ws", self.conn, "in", "binary", size=len(data), hex=data[:64].hex()
-        )
-        self.world.trace.record(
-            "ws",
-            self.conn,
-            "in",
-            "violation",
-            schema=None,
-            errors=["binary frame (KIS packets are JSON text)"],
-            text=None,
-        )
-        if self.state is SessionState.OPEN:
-            self._error("invalid_json", "", "")
+    def _on_binary(self) -> None:
+        """KIS speaks text only: a binary frame is a JSON parse error."""
+        self._error("invalid_json", "", "")
 
     def receive_pong(self, data: bytes, now: float) -> None:
         """An RFC 6455 pong frame (the official samples answer PINGPONG this way)."""
         self._now = now
-        self.world.trace.record(
-            "ws", self.conn, "in", "pong", data=data[:256].decode("utf-8", "replace")
-        )
+        self._record("in", "pong", data=data[:256].decode("utf-8", "replace"))
         if self.settings.accept_pong_frame_answer and self._outstanding:
             self._answer_ping(_pingpong_datetime(data, self.profile.ping_tr_id), now)
 
     def receive_ping(self, data: bytes, now: float) -> None:
         """An RFC 6455 ping frame (the library answers it with a pong)."""
-        self.world.trace.record(
-            "ws", self.conn, "in", "ping", data=data[:256].decode("utf-8", "replace")
-        )
+        self._now = now
+        self._record("in", "ping", data=data[:256].decode("utf-8", "replace"))
 
     def receive_text(self, text: str, now: float) -> None:
         """One inbound text frame."""
@@ -223,7 +124,7 @@ class ServerSession:
                 v = inp.get(k)
                 if isinstance(v, str):
                     rec[k] = v
-        self.world.trace.record("ws", self.conn, "in", "text", **rec)
+        self._record("in", "text", **rec)
         if self.state is not SessionState.OPEN:
             return
         if not parsed:
@@ -268,9 +169,7 @@ class ServerSession:
                 self._refuse_in_use()
                 return
             self.appkey = appkey
-            self.world.trace.record(
-                "ws", self.conn, "event", "session_bound", appkey_hash=_hash(appkey)
-            )
+            self._record("event", "session_bound", appkey_hash=short_hash(appkey))
         custtype = header.get("custtype")
         if custtype is None:
             self._error("custtype_not_found", ack_tr_id, ack_key)
@@ -356,7 +255,7 @@ class ServerSession:
                 del self._outstanding[: i + 1]
                 return
 
-    def _send_server_ping(self, now: float) -> None:
+    def _send_ping(self, now: float) -> None:
         wall = self.world.wall(now)
         dt = (
             datetime.fromtimestamp(wall, UTC)
@@ -376,15 +275,17 @@ class ServerSession:
             Send(json.dumps(obj, separators=(",", ":")), "pingpong", obj, self.profile.ping_tr_id)
         )
 
-    def _start_data(self, now: float) -> None:
-        if self._next_data is None and self._interval is not None:
-            self._next_data = now + self._interval
-
     def _emit_data(self, now: float, rounds: int) -> None:
         world = self.world
         wall = world.wall(now)
         s = self.settings
-        sim, replay, faults, rng, out = world.sim, world.replay, world.faults, self._rng, self._out
+        market, replay, faults, rng, out = (
+            world.market,
+            world.replay,
+            world.faults,
+            self._rng,
+            self._out,
+        )
         max_records, prob = s.max_records_per_frame, s.multi_record_probability
         regs = list(self.registrations)
         for _ in range(rounds):
@@ -393,8 +294,8 @@ class ServerSession:
                 if replay is not None:
                     text = replay.next_frame(tr_id, tr_key)
                 if text is None:
-                    n = sim.records_in_frame(rng, max_records, prob) if max_records > 1 else 1
-                    text = sim.frame(tr_id, tr_key, n, wall)
+                    n = market.records_in_frame(rng, max_records, prob) if max_records > 1 else 1
+                    text = market.frame(tr_id, tr_key, n, wall)
                 if faults.malformed:
                     text = self._corrupt(text, faults.malformed.popleft())
                 out.append(Send(text, "data", None, tr_id, tr_key))
@@ -409,8 +310,7 @@ class ServerSession:
                 parts[2] = f"{int(parts[2]) + 1:0{p.count_digits}d}"
                 return p.part_separator.join(parts)
             return text
-        junk = "".join(self._rng.choice("#$%&*?!~@") for _ in range(24))
-        return f"{p.plain_flag}{p.part_separator}{junk}"
+        return f"{p.plain_flag}{p.part_separator}{self._junk(24)}"
 
     def _cipher(self) -> tuple[str, str]:
         r = self._rng
@@ -438,31 +338,8 @@ class ServerSession:
         code = self.profile.ws_code("appkey_in_use")
         hdr = self.profile.in_use_header
         self._control(str(hdr["tr_id"]), str(hdr["tr_key"]), code.code)
-        self.world.trace.record("ws", self.conn, "event", "session_refused", code=code.code)
+        self._record("event", "session_refused", code=code.code)
         self._close(CLOSE_POLICY, REASON_IN_USE)
-
-    def _close(self, code: int, reason: str) -> None:
-        self._out.extend(self._held)
-        self._held.clear()
-        self._out.append(Close(code, reason))
-        self.state = SessionState.CLOSING
-
-    def _queue(self, send: Send) -> None:
-        if self.world.faults.stall_until and self.world.stalled(self._now):
-            self._held.append(send)
-        else:
-            self._out.append(send)
-
-    def _violation(self, schema: str | None, errors: list[str], text: str | None) -> None:
-        self.world.trace.record(
-            "ws", self.conn, "in", "violation", schema=schema, errors=errors, text=text
-        )
-
-
-def _hash(value: str) -> str:
-    from stockmon.mockserver.auth import short_hash
-
-    return short_hash(value)
 
 
 def _pingpong_datetime(data: bytes, ping_tr_id: str) -> str | None:

@@ -3,14 +3,14 @@
 The spec is the single source of truth: this module is the only place the mock reads clause values,
 so the rest of the package never holds a normative number or code.
 
-Fallback rule for older versions (documented behaviour): version 1.0 is silent about the errata
-clauses (WS-SESSION-LIMITS, PKT-UNSUBSCRIBE, PKT-DATA-FRAME, TOKEN-KIS-THROTTLE, TOKEN-KIS-EXPIRY,
-WS-APPROVAL-KEY, KA-SERVER-PINGPONG) and about the mock's WebSocket answer codes. The real KIS
-server behaves that way whatever version a client was written against, so where the selected
-version has no clause (or no ``mock_profile`` key) the value is taken from the newest version.
-Where the selected version *does* speak, it wins: 1.0's ``mock_profile`` switches off the token
-throttle, the server PINGPONG and the unanswered-ping drop, and makes every REST auth failure
-IGW00221.
+Fallback rule for older versions (documented behaviour, written once in :mod:`stockmon.spec.facts`):
+version 1.0 is silent about the errata clauses (WS-SESSION-LIMITS, PKT-UNSUBSCRIBE, PKT-DATA-FRAME,
+TOKEN-KIS-THROTTLE, TOKEN-KIS-EXPIRY, WS-APPROVAL-KEY, KA-SERVER-PINGPONG) and about the mock's
+WebSocket answer codes. The real KIS server behaves that way whatever version a client was written
+against, so where the selected version has no clause (or no ``mock_profile`` key) the value is
+taken from the newest version. Where the selected version *does* speak, it wins: 1.0's
+``mock_profile`` switches off the token throttle, the server PINGPONG and the unanswered-ping
+drop, and makes every REST auth failure IGW00221.
 """
 
 from __future__ import annotations
@@ -22,19 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stockmon.errors import SpecError
-from stockmon.spec import Clause, Spec, latest_version, load_spec
-
-
-def _clause(spec: Spec, newest: Spec, clause_id: str) -> Clause:
-    return spec.clause(clause_id) if spec.has(clause_id) else newest.clause(clause_id)
-
-
-def _profile_value(spec: Spec, newest: Spec, key: str) -> Any:
-    if key in spec.mock_profile:
-        return spec.mock_profile[key]
-    if key in newest.mock_profile:
-        return newest.mock_profile[key]
-    raise SpecError(f"spec {spec.version}: mock_profile has no {key!r} (nor has {newest.version})")
+from stockmon.spec import Spec, load_spec, newest_spec
+from stockmon.spec import broker_clause as _clause
+from stockmon.spec import mock_profile_value as _value
 
 
 def _port(url: str) -> int:
@@ -117,44 +107,40 @@ class Profile:
 
     def rest_msg(self, code: str) -> str:
         """msg1 of a REST gateway code, from the selected version (or the newest)."""
-        for s in (self.spec, load_spec(latest_version())):
+        for s in (self.spec, newest_spec()):
             if code in s.codes["rest"]:
                 return str(s.rest_code(code)["msg1"])
         raise SpecError(f"no REST code {code!r} in spec {self.spec.version}")
 
     def market_of_key(self, key: str) -> str | None:
         """Which market's key pattern a tr_key matches (KR, US), or None."""
-        for market, pattern in self.key_patterns.items():
-            if pattern.match(key):
-                return market
-        return None
+        return next((m for m, pattern in self.key_patterns.items() if pattern.match(key)), None)
 
 
 def load_profile(version: str | None = None) -> Profile:
     """Resolve every mock behaviour value for a spec version (default: the newest)."""
     spec = load_spec(version)
-    newest = load_spec(latest_version())
     kis = spec.rest["kis"]
     bearer = spec.clause("TOKEN-KIS-BEARER")
     rest_body = spec.clause("ERR-REST-BODY")
-    throttle = _clause(spec, newest, "TOKEN-KIS-THROTTLE")
-    expiry = _clause(spec, newest, "TOKEN-KIS-EXPIRY")
-    approval = _clause(spec, newest, "WS-APPROVAL-KEY")
-    server_ping = _clause(spec, newest, "KA-SERVER-PINGPONG")
+    throttle = _clause(spec, "TOKEN-KIS-THROTTLE")
+    expiry = _clause(spec, "TOKEN-KIS-EXPIRY")
+    approval = _clause(spec, "WS-APPROVAL-KEY")
+    server_ping = _clause(spec, "KA-SERVER-PINGPONG")
     sub = spec.clause("PKT-SUBSCRIBE")
-    unsub = _clause(spec, newest, "PKT-UNSUBSCRIBE")
-    limits = _clause(spec, newest, "WS-SESSION-LIMITS")
-    frame = _clause(spec, newest, "PKT-DATA-FRAME")
-    codes_map = _profile_value(spec, newest, "ws_codes")
-    all_codes = dict(newest.codes["ws"])
+    unsub = _clause(spec, "PKT-UNSUBSCRIBE")
+    limits = _clause(spec, "WS-SESSION-LIMITS")
+    frame = _clause(spec, "PKT-DATA-FRAME")
+    codes_map = _value(spec, "ws_codes")
+    all_codes = dict(newest_spec().codes["ws"])
     all_codes.update(spec.codes["ws"])
     codes = {
         name: WsCode(code, str(all_codes[code]["msg1"]), str(all_codes[code]["rt_cd"]))
         for name, code in codes_map.items()
     }
-    period = _profile_value(spec, newest, "server_pingpong_period_s")
-    grace = _profile_value(spec, newest, "unanswered_pingpong_grace_s")
-    cipher = _profile_value(spec, newest, "ack_cipher_lengths")
+    period = _value(spec, "server_pingpong_period_s")
+    grace = _value(spec, "unanswered_pingpong_grace_s")
+    cipher = _value(spec, "ack_cipher_lengths")
     return Profile(
         spec=spec,
         token_path=str(kis["token"]["path"]),
@@ -170,8 +156,8 @@ def load_profile(version: str | None = None) -> Profile:
         gateway_error_status=int(kis["gateway_error_status"]),
         error_rt_cd=rest_body.string("error_rt_cd"),
         success_rt_cd=rest_body.string("success_rt_cd"),
-        auth_failure=_profile_value(spec, newest, "rest_auth_failure"),
-        token_throttle=bool(_profile_value(spec, newest, "token_throttle")),
+        auth_failure=_value(spec, "rest_auth_failure"),
+        token_throttle=bool(_value(spec, "token_throttle")),
         throttle_interval_s=throttle.number("min_interval_s"),
         throttle_status=throttle.integer("http_status"),
         throttle_code=throttle.string("error_code"),
@@ -179,22 +165,22 @@ def load_profile(version: str | None = None) -> Profile:
         kst_offset_s=expiry.integer("utc_offset_s"),
         approval_secret_field=approval.string("secret_field"),
         approval_response_field=approval.string("response_field"),
-        rest_success=_profile_value(spec, newest, "rest_success"),
-        revoke_success=_profile_value(spec, newest, "revoke_success"),
+        rest_success=_value(spec, "rest_success"),
+        revoke_success=_value(spec, "revoke_success"),
         default_rest_port=_port(spec.endpoints["kis"]["rest"]["prod"]),
         default_ws_port=_port(spec.endpoints["kis"]["ws"]["prod"]),
         ping_tr_id=spec.clause("KA-PING").string("tr_id"),
         ping_datetime_format=server_ping.string("datetime_format"),
         server_pingpong_period_s=None if period is None else float(period),
         unanswered_pingpong_grace_s=None if grace is None else float(grace),
-        reflect_client_ping=bool(_profile_value(spec, newest, "reflect_client_ping")),
+        reflect_client_ping=bool(_value(spec, "reflect_client_ping")),
         subscribe_tr_type=str(sub.mapping("header")["tr_type"]),
         unsubscribe_tr_type=str(unsub.mapping("header")["tr_type"]),
-        custtypes=tuple(_profile_value(spec, newest, "custtypes")),
+        custtypes=tuple(_value(spec, "custtypes")),
         max_registrations=limits.integer("max_registrations"),
         sessions_per_appkey=limits.integer("sessions_per_appkey"),
-        in_use_header=_profile_value(spec, newest, "in_use_header"),
-        encrypt_plain=str(_profile_value(spec, newest, "encrypt_flags")["plain"]),
+        in_use_header=_value(spec, "in_use_header"),
+        encrypt_plain=str(_value(spec, "encrypt_flags")["plain"]),
         iv_length=int(cipher["iv"]),
         key_length=int(cipher["key"]),
         codes=codes,

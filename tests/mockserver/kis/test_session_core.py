@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 
 from stockmon.mockserver.config import MockConfig
-from stockmon.mockserver.profile import load_profile
-from stockmon.mockserver.session import Close, Send, ServerSession, SessionState
-from stockmon.mockserver.state import SubscribeError, World
+from stockmon.mockserver.core import Close, Send, SessionState
+from stockmon.mockserver.kis.profile import load_profile
+from stockmon.mockserver.kis.session import ServerSession
+from stockmon.mockserver.kis.state import World
 from stockmon.mockserver.trace import Trace
+from stockmon.mockserver.world import SubscribeError
 
-from .support import PING, code, sub
+from ..support import PING, code, sub
 
 
 def make(**overrides: object) -> tuple[World, ServerSession, str]:
     """A world, one session opened at t=0 and an approval key of the world's appkey."""
     config = MockConfig(**overrides)  # type: ignore[arg-type]
-    world = World(config, load_profile(config.spec_version), Trace())
-    world.wall0 = 1_700_000_000.0
+    world = World(config, load_profile(config.spec_version), Trace(), wall0=1_700_000_000.0)
     session = ServerSession(world, "ws-1", 0.0)
     approval = world.auth.issue_approval(world.app_key, 0.0)
     return world, session, approval

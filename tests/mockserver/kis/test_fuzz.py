@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from stockmon.mockserver import MockConfig, MockThread
 
-from .support import PING, code, recv_control, sub
+from ..support import PING, code, recv_control, sub
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

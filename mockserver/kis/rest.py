@@ -1,21 +1,18 @@
 """KIS REST gateway logic without I/O: token, revoke, approval and the quote endpoints.
 
-``RestApp.handle(request, now)`` returns a :class:`HttpResponse`; the HTTP shell (httpserver.py)
-parses bytes, sleeps for an injected delay and writes the answer, and records request/response in
-the trace. Codes, statuses, paths and field names come from the Profile (the spec).
+``RestApp.handle(request, now)`` returns an :class:`HttpResponse`; the shell parses bytes, sleeps
+for an injected delay, writes the answer and records request/response in the trace. Codes, statuses, paths and field names come from the Profile (the spec).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
-from stockmon.mockserver.auth import TokenState
-from stockmon.mockserver.state import World
+from stockmon.mockserver.httpserver import HttpRequest, HttpResponse, RestAppBase
+from stockmon.mockserver.kis.state import TokenState, World
+from stockmon.spec import mock_profile_value
 
 # Mock-specific answers for requests the real gateway would reject in ways nobody has recorded;
 # prefixed MOCK so nobody mistakes them for KIS codes.
@@ -23,100 +20,34 @@ MOCK_UNKNOWN_PATH = "MOCK0404"
 MOCK_BAD_TR_ID = "MOCK0001"
 MOCK_BAD_PARAMS = "MOCK0002"
 MOCK_BAD_BODY = "MOCK0003"
-SECRET_KEYS = frozenset({"appsecret", "secretkey"})
-MASK = "***"
 
 
-@dataclass
-class HttpRequest:
-    """A parsed HTTP request (header names lower-case)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    conn: str = ""
-
-
-@dataclass
-class HttpResponse:
-    """An answer of the app; ``delay_s`` (spec seconds) is applied by the shell."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    token: str | None = None
-    raw: bytes | None = None  # pre-encoded body (JSONL trace export)
-    content_type: str = "application/json; charset=utf-8"
-
-    def encode(self) -> bytes:
-        """The body as bytes."""
-        if self.raw is not None:
-            return self.raw
-        return json.dumps(self.body, ensure_ascii=False).encode()
-
-
-def mask(value: Any) -> Any:
-    """A copy of a parsed body with appsecret/secretkey values masked (for the trace)."""
-    if isinstance(value, dict):
-        return {k: (MASK if k.lower() in SECRET_KEYS and v else mask(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
-
-
-def parse_body(body: bytes) -> tuple[Any, bool]:
-    """(parsed JSON, True) or (raw text, False)."""
-    text = body.decode("utf-8", "replace")
-    if not text:
-        return None, False
-    try:
-        return json.loads(text), True
-    except ValueError:
-        return text, False
-
-
-class RestApp:
+class RestApp(RestAppBase):
     """The KIS REST endpoints of the mock."""
 
     def __init__(self, world: World) -> None:
+        super().__init__(world)
         self.world = world
         p = world.profile
         self.p = p
         self._kst = timezone(timedelta(seconds=p.kst_offset_s))
-        self._routes: dict[tuple[str, str], Callable[[HttpRequest, Any, float], HttpResponse]] = {
-            ("POST", p.token_path): self._token,
-            ("POST", p.revoke_path): self._revoke,
-            ("POST", p.approval_path): self._approval,
-        }
+        self._routes.update(
+            {
+                ("POST", p.token_path): self._token,
+                ("POST", p.revoke_path): self._revoke,
+                ("POST", p.approval_path): self._approval,
+            }
+        )
         self._quotes: dict[str, str] = {}
         for market, q in p.quotes.items():
             self._routes[(str(q["method"]), str(q["path"]))] = self._quote
             self._quotes[str(q["path"])] = market
-        self._cred_fail: Mapping[str, str] = p.spec.mock_profile.get(
-            "rest_credential_failure"
-        ) or _newest_profile("rest_credential_failure")
-        self._token_err_status = int(
-            p.spec.mock_profile.get("token_endpoint_error_status")
-            or _newest_profile("token_endpoint_error_status")
-        )
+        self._cred_fail: Mapping[str, str] = mock_profile_value(p.spec, "rest_credential_failure")
+        self._token_err_status = int(mock_profile_value(p.spec, "token_endpoint_error_status"))
 
-    def handle(self, req: HttpRequest, now: float) -> HttpResponse:
-        """Answer one request (never raises for bad input)."""
-        route = self._routes.get((req.method, req.path))
-        if route is None:
-            known = any(path == req.path for _, path in self._routes)
-            return self._rest_error(
-                405 if known else 404, MOCK_UNKNOWN_PATH, f"no {req.method} {req.path} here"
-            )
-        parsed, _ = parse_body(req.body)
-        resp = route(req, parsed, now)
-        resp.delay_s = self.world.faults.take_rest_delay()
-        return resp
+    def _no_route(self, req: HttpRequest, status: int) -> HttpResponse:
+        return self._rest_error(status, MOCK_UNKNOWN_PATH, f"no {req.method} {req.path} here")
 
-    # --- helpers ----------------------------------------------------------------------------
     def _rest_error(self, status: int, code: str, msg1: str | None = None) -> HttpResponse:
         if msg1 is None:
             msg1 = self.p.rest_msg(code)
@@ -127,24 +58,10 @@ class RestApp:
             self._token_err_status, {"error_code": code, "error_description": self.p.rest_msg(code)}
         )
 
-    def _violations(self, schema: str, parsed: Any, conn: str) -> None:
-        errs = self.world.validate(schema, parsed)
-        if errs:
-            self.world.trace.record(
-                "rest",
-                conn,
-                "in",
-                "violation",
-                schema=schema,
-                errors=errs,
-                text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
-            )
-
     def _creds(self, appkey: Any, secret: Any) -> str | None:
         bad = self.world.auth.credentials_ok(appkey, secret)
         return None if bad is None else str(self._cred_fail[bad])
 
-    # --- endpoints --------------------------------------------------------------------------
     def _token(self, req: HttpRequest, body: Any, now: float) -> HttpResponse:
         self._violations("kis-token-request", body, req.conn)
         body = body if isinstance(body, dict) else {}
@@ -169,17 +86,7 @@ class RestApp:
                 },
             )
         token = issue.token
-        expires_wall = self.world.wall(token.expires_at)
-        self.world.trace.record(
-            "rest",
-            "mock",
-            "event",
-            "token_issued",
-            token_id=token.token_id,
-            expires_at_wall=expires_wall,
-            reused=issue.reused,
-        )
-        self.world.emit("token_issued", token_id=token.token_id, reused=issue.reused)
+        expires_wall = self._issued(token, now, issue.reused)
         expires_in = max(1, round(token.expires_at - now))
         kst = datetime.fromtimestamp(expires_wall, UTC).astimezone(self._kst)
         return HttpResponse(
@@ -261,7 +168,7 @@ class RestApp:
                     "msg1": f"bad or missing query parameters for {req.path}",
                 },
             )
-        output = self.world.sim.quote(market, key, self.world.wall(now))
+        output = self.world.market.quote(market, key, self.world.wall(now))
         return HttpResponse(
             200,
             {
@@ -292,63 +199,3 @@ class RestApp:
         # The realtime key of the free US feed: D + exchange + symbol (protocol/kis.md §2.6).
         key = f"D{short}{raw}"
         return key if self.p.key_patterns["US"].match(key) else None
-
-
-def _newest_profile(key: str) -> Any:
-    from stockmon.spec import latest_version, load_spec
-
-    return load_spec(latest_version()).mock_profile[key]
-
-
-class RecordFn(Protocol):
-    """The trace's ``record(channel, conn, dir, kind, **fields)`` (the KIS trace or the Kiwoom world)."""
-
-    def __call__(
-        self, channel: str, conn: str, dir_: str, kind: str, **extra: Any
-    ) -> dict[str, Any]:
-        """Append one record and return it."""
-        ...
-
-
-async def traced_call(
-    record: RecordFn,
-    handle: Callable[[HttpRequest, float], HttpResponse],
-    req: HttpRequest,
-    now: float,
-    time_scale: float,
-) -> HttpResponse:
-    """Answer one REST request with ``handle``, recording request and response in the trace.
-
-    Shared by the KIS and Kiwoom mocks: secrets in headers and JSON bodies are masked in the trace,
-    an injected delay (spec seconds) is slept in real time, an issued token is recorded.
-    """
-    parsed, is_json = parse_body(req.body)
-    headers = {k: (MASK if k in SECRET_KEYS and v else v) for k, v in req.headers.items()}
-    rec = record(
-        "rest",
-        req.conn,
-        "in",
-        "request",
-        method=req.method,
-        path=req.path,
-        query=req.query,
-        headers=headers,
-        body=mask(parsed) if is_json else parsed,
-    )
-    resp = handle(req, now)
-    if resp.delay_s > 0:
-        await asyncio.sleep(resp.delay_s / time_scale)
-    extra: dict[str, Any] = {}
-    if resp.token is not None:
-        extra["token"] = resp.token
-    record(
-        "rest",
-        req.conn,
-        "out",
-        "response",
-        status=resp.status,
-        body=resp.body,
-        request_seq=rec["seq"],
-        **extra,
-    )
-    return resp
