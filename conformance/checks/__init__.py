@@ -7,6 +7,7 @@ reading one scenario's :class:`~stockmon.conformance.evidence.Evidence` and retu
 from stockmon.conformance.checks import (
     credentials,
     data,
+    failover,
     keepalive,
     kiwoom,
     packets,
@@ -15,4 +16,14 @@ from stockmon.conformance.checks import (
     tokens,
 )
 
-__all__ = ["credentials", "data", "keepalive", "kiwoom", "packets", "policies", "sockets", "tokens"]
+__all__ = [
+    "credentials",
+    "data",
+    "failover",
+    "keepalive",
+    "kiwoom",
+    "packets",
+    "policies",
+    "sockets",
+    "tokens",
+]

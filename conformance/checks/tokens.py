@@ -1,6 +1,7 @@
 """The bearer token: its request and use (TOKEN-KIS-BEARER), its refresh inside the window
 (TOKEN-KIS-REFRESH) from the announced expiry (TOKEN-KIS-EXPIRY, 1.1), one issuance per refresh
-across a fleet (TOKEN-KIS-LOCK) and the issuance throttle waited out (TOKEN-KIS-THROTTLE, 1.1)."""
+across a fleet (TOKEN-KIS-LOCK), the issuance throttle waited out (TOKEN-KIS-THROTTLE, 1.1), and
+the Kiwoom token request with its secret (CRED-KIWOOM-SECRET)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from stockmon.conformance.errors import HarnessError
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import (
     authorization_of,
+    is_kiwoom,
     issued_token,
     quote_paths,
     rest_path,
@@ -17,6 +19,7 @@ from stockmon.conformance.protocol import (
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 from stockmon.schemas import errors as schema_errors
+from stockmon.spec import broker_clause, broker_data
 
 
 def _token_requests(ev: Evidence) -> list[Record]:
@@ -37,6 +40,15 @@ def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
     return None
 
 
+def _malformed(requests: list[Record], schema: str, what: str, expected: str) -> Verdict | None:
+    """The failure for the first request whose body breaks ``schema``; None when all match."""
+    for req in requests:
+        errs = schema_errors(schema, req.get("body"))
+        if errs:
+            return failed(f"{what}: {errs[0]}", expected=expected, evidence=[req])
+    return None
+
+
 @check("TOKEN-KIS-BEARER")
 def token_request_matches_schema(ev: Evidence) -> Verdict:
     """The client gets its bearer token from the token endpoint with the spec's request body."""
@@ -47,15 +59,36 @@ def token_request_matches_schema(ev: Evidence) -> Verdict:
             expected="a bearer token obtained at start and kept valid (KIS REST/WS auth)",
             evidence=ev.requests()[:3],
         )
-    for req in reqs:
-        errs = schema_errors("kis-token-request", req.get("body"))
-        if errs:
+    bad = _malformed(
+        reqs,
+        "kis-token-request",
+        "the token request body is malformed",
+        "schema kis-token-request (grant_type client_credentials, appkey, appsecret)",
+    )
+    return bad or passed(f"{len(reqs)} token request(s), all valid against kis-token-request")
+
+
+@check("CRED-KIWOOM-SECRET")
+def kiwoom_token_requests_carry_the_secret(ev: Evidence) -> Verdict:
+    """Every Kiwoom token request sends appkey and secretkey (schema kiwoom-token-request)."""
+    path = str(broker_data(ev.spec, "rest", "kiwoom")["token"]["path"])
+    field = broker_clause(ev.spec, "CRED-KIWOOM-SECRET").string("request_field")
+    reqs = [r for r in ev.requests(path) if is_kiwoom(r)]
+    for r in reqs:
+        body = r.get("body")
+        if not isinstance(body, Mapping) or not body.get(field):
             return failed(
-                f"the token request body is malformed: {errs[0]}",
-                expected="schema kis-token-request (grant_type client_credentials, appkey, appsecret)",
-                evidence=[req],
+                f"a Kiwoom token request without {field}",
+                expected=f"appkey and {field} (KIWOOM_APP_SECRET) in every token request",
+                evidence=[r],
             )
-    return passed(f"{len(reqs)} token request(s), all valid against kis-token-request")
+    bad = _malformed(
+        reqs,
+        "kiwoom-token-request",
+        "Kiwoom token request breaks its schema",
+        "kiwoom-token-request",
+    )
+    return bad or passed(f"{len(reqs)} Kiwoom token request(s), each with {field}")
 
 
 @check("TOKEN-KIS-BEARER")
