@@ -215,14 +215,6 @@ class Evidence:
         """Every event line of every target, in time order."""
         return sorted((e for tr in self.targets for e in tr.events), key=lambda e: e.t)
 
-    def output_text(self) -> str:
-        """Everything the targets printed (stdout and stderr), for leak checks."""
-        parts: list[str] = []
-        for tr in self.targets:
-            parts.extend(line.text for line in tr.stdout)
-            parts.append(tr.stderr)
-        return "\n".join(parts)
-
 
 def client_json(record: Record) -> Mapping[str, Any] | None:
     """The parsed JSON object of a text record, parsing ``text`` when the mock gave no ``json``."""
@@ -237,17 +229,6 @@ def client_json(record: Record) -> Mapping[str, Any] | None:
     except ValueError:
         return None
     return parsed if isinstance(parsed, Mapping) else None
-
-
-def header_tr_id(record: Record) -> str | None:
-    """The ``header.tr_id`` of a JSON text record (None for data frames and garbage)."""
-    j = client_json(record)
-    if j is None:
-        return None
-    header = j.get("header")
-    if isinstance(header, Mapping) and isinstance(header.get("tr_id"), str):
-        return str(header["tr_id"])
-    return None
 
 
 _COMMON = ("seq", "t", "t_spec", "channel", "conn", "dir", "kind")

@@ -14,11 +14,10 @@ from typing import Any
 
 from stockmon.conformance.errors import HarnessError, ResourceError
 from stockmon.conformance.evidence import Record
+from stockmon.conformance.protocol import KIWOOM
 from stockmon.conformance.scenario import Scenario
 from stockmon.mockserver import KiwoomMockConfig, MockConfig, MockThread, kiwoom_beside
 from stockmon.spec import Spec
-
-KIWOOM = "kiwoom"
 
 
 class ScenarioMocks:
@@ -107,35 +106,12 @@ class ScenarioMocks:
             ) from exc
 
     def facts(self) -> dict[str, Any]:
-        """What checks may need to know about the mocks (Kiwoom's keys prefixed ``kiwoom_``)."""
-        mock = self.thread.mock
-        facts: dict[str, Any] = {
-            "app_key": mock.app_key,
-            "ws_url": mock.ws_url,
-            "rest_url": mock.rest_url,
-        }
-        world = getattr(mock, "world", None)
-        settings = getattr(world, "session_settings", None)
+        """What checks need to know of the mocks as they ran (the KIS grace for an unanswered
+        PINGPONG, whether Kiwoom wants a session token): only what some check reads."""
+        facts: dict[str, Any] = {}
+        settings = getattr(getattr(self.thread.mock, "world", None), "session_settings", None)
         if settings is not None:
-            facts["server_pingpong_period_s"] = settings.server_pingpong_period_s
             facts["unanswered_pingpong_grace_s"] = settings.unanswered_pingpong_grace_s
-            facts["reflect_client_ping"] = settings.reflect_client_ping
-        auth = getattr(world, "auth", None)
-        if auth is not None:
-            facts["token_validity_s"] = auth.validity_s
-            facts["token_throttle"] = auth.throttle
         if self.kiwoom is not None:
-            s = self.kiwoom.world.settings
-            facts.update(
-                kiwoom_app_key=self.kiwoom.app_key,
-                kiwoom_ws_url=self.kiwoom.ws_url,
-                kiwoom_rest_url=self.kiwoom.rest_url,
-                kiwoom_env=s.env,
-                kiwoom_token_required=s.token_required,
-                kiwoom_ping_period_s=s.ping_period_s,
-                kiwoom_max_missed_pings=s.max_missed_pings,
-            )
+            facts["kiwoom_token_required"] = self.kiwoom.world.settings.token_required
         return facts
-
-
-__all__ = ["ScenarioMocks"]

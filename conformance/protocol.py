@@ -9,11 +9,13 @@ mock does; normative judgements (intervals, limits, codes) always use the versio
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stockmon.conformance.errors import HarnessError
 from stockmon.conformance.evidence import Event, Evidence, Record, Socket, client_json
 from stockmon.spec import Spec, broker_clause, kiwoom_layouts, ws_answer_code
 
@@ -185,6 +187,14 @@ def registered_on(ev: Evidence, conn: str) -> set[tuple[str, str]]:
         if tr_id and tr_key:
             out.add((tr_id, tr_key))
     return out
+
+
+def stalled_socket(ev: Evidence) -> tuple[float, Socket | None]:
+    """The ``stall`` mark of an idle scenario and the socket open at that moment."""
+    stall = ev.marks.get("stall")
+    if stall is None:
+        raise HarnessError("the idle scenario set no 'stall' mark")
+    return stall, next((s for s in ev.sockets() if s.open_at(stall)), None)
 
 
 # ------------------------------------------------------------------------------ REST
@@ -377,6 +387,35 @@ def event_matches(spec: Spec, event: Mapping[str, Any], rec: SentRecord) -> bool
     return levels_match(event.get("asks"), _levels(want["asks"])) and levels_match(
         event.get("bids"), _levels(want["bids"])
     )
+
+
+def output_stop(ev: Evidence) -> float:
+    """Spec time the targets' output ends: the first target's end or the ``end`` mark."""
+    stop = min((tr.end_t for tr in ev.targets), default=ev.end_t_spec / ev.time_scale)
+    return min(stop * ev.time_scale, ev.marks.get("end", stop * ev.time_scale))
+
+
+def match_in_order(
+    events: Sequence[Event],
+    streams: Mapping[Any, Sequence[Any]],
+    key: Callable[[Event], Any],
+    matches: Callable[[Event, Any], bool],
+) -> tuple[dict[Any, int], tuple[Event, Any, int] | None]:
+    """Match each event to the next sent item of its stream that it equals, in order: events
+    matched per stream, and the first event that matched nothing (its key and stream position)."""
+    cursor: dict[Any, int] = defaultdict(int)
+    counts: dict[Any, int] = defaultdict(int)
+    for e in events:
+        k = key(e)
+        items = streams.get(k, [])
+        i = cursor[k]
+        while i < len(items) and not matches(e, items[i]):
+            i += 1
+        if i == len(items):
+            return counts, (e, k, cursor[k])
+        cursor[k] = i + 1
+        counts[k] += 1
+    return counts, None
 
 
 def data_events(ev: Evidence) -> list[Event]:

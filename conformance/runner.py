@@ -30,7 +30,8 @@ from stockmon.conformance.errors import (
     TargetStartError,
 )
 from stockmon.conformance.evidence import Evidence, Record
-from stockmon.conformance.mocks import KIWOOM, ScenarioMocks
+from stockmon.conformance.mocks import ScenarioMocks
+from stockmon.conformance.protocol import KIWOOM
 from stockmon.conformance.redis_server import PrivateRedis
 from stockmon.conformance.registry import (
     Check,

@@ -63,6 +63,17 @@ class Driver(Protocol):
         """How many targets are still running."""
 
 
+def three_ticks(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """Three tick subscriptions with distinct keys (faults are injected per key)."""
+    kr = next(
+        t for t, lay in sorted(spec.layouts.items()) if lay.market == "KR" and lay.kind == "tick"
+    )
+    us = next(
+        t for t, lay in sorted(spec.layouts.items()) if lay.market == "US" and lay.kind == "tick"
+    )
+    return ((kr, "005930"), (kr, "000660"), (us, "DNASAAPL"))
+
+
 def _no_overrides(spec: Spec) -> Mapping[str, Any]:
     return {}
 
@@ -75,7 +86,7 @@ class Scenario:
     doc: str
     checks: tuple[CheckFunc, ...]
     script: Callable[[Driver], None]
-    subscriptions: Callable[[Spec], Sequence[tuple[str, str]]]
+    subscriptions: Callable[[Spec], Sequence[tuple[str, str]]] = three_ticks
     # Spec seconds per real second, chosen so the scenario's tolerances stay above scheduling
     # noise on a loaded 2-core machine; ``--time-scale`` multiplies it.
     time_scale: float = 10.0
@@ -141,17 +152,6 @@ def extra_env(broker: str, env: str = "mock") -> Callable[[Spec], Mapping[str, s
 
 
 # ------------------------------------------------------------------------------ subscriptions
-def three_ticks(spec: Spec) -> tuple[tuple[str, str], ...]:
-    """Three tick subscriptions with distinct keys (faults are injected per key)."""
-    kr = next(
-        t for t, lay in sorted(spec.layouts.items()) if lay.market == "KR" and lay.kind == "tick"
-    )
-    us = next(
-        t for t, lay in sorted(spec.layouts.items()) if lay.market == "US" and lay.kind == "tick"
-    )
-    return ((kr, "005930"), (kr, "000660"), (us, "DNASAAPL"))
-
-
 def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
     """A KR tick, a KR book (Kiwoom serves both) and a US tick (it serves none), from the layouts."""
     keys = {"KR": ("005930", "000660"), "US": ("DNASAAPL",)}

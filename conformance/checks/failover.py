@@ -220,11 +220,3 @@ def kis_probed_on_schedule(ev: Evidence) -> Verdict:
             evidence=[backup.open_record],
         )
     return passed(f"{len(probes)} probe(s) of KIS on the backup, {interval:g} s apart")
-
-
-__all__ = [
-    "backup_serves_kr_and_reports_us",
-    "failover_after_the_reconnect_budget",
-    "kis_probed_on_schedule",
-    "switches_back_to_kis",
-]

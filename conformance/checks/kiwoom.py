@@ -24,7 +24,9 @@ from stockmon.conformance.protocol import (
     kiwoom_type_of,
     kiwoom_value,
     levels_match,
+    match_in_order,
     number,
+    output_stop,
     registered_kiwoom,
     served_pairs,
     slack,
@@ -270,33 +272,23 @@ def kiwoom_real_values_printed(ev: Evidence) -> Verdict:
             "the target printed no Kiwoom tick or order-book event",
             expected="one event per REAL entry",
         )
-    cursor: dict[tuple[str, str], int] = defaultdict(int)
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for e in events:
-        code = _event_type(spec, str(e.data.get("tr_id")))
-        key = (str(code), str(e.data.get("key")))
-        entries = streams.get(key, [])
-        i = cursor[key]
-        while i < len(entries) and not _matches(layouts[key[0]], e.data, entries[i][2]):
-            i += 1
-        if i == len(entries):
-            near = entries[cursor[key]] if cursor[key] < len(entries) else None
-            return failed(
-                f"Kiwoom event on stdout line {e.line_no} matches no REAL entry sent: {dict(e.data)}",
-                expected="the entry's values: "
-                + (
-                    str(dict(near[2].get("values", {})))
-                    if near
-                    else "no entry of that type and item"
-                ),
-                evidence=[r for r in ev.records if near is not None and r.get("seq") == near[1]],
-            )
-        cursor[key] = i + 1
-        counts[key] += 1
-    stop = (
-        min((tr.end_t for tr in ev.targets), default=ev.end_t_spec / ev.time_scale) * ev.time_scale
+    counts, miss = match_in_order(
+        events,
+        streams,
+        lambda e: (str(_event_type(spec, str(e.data.get("tr_id")))), str(e.data.get("key"))),
+        lambda e, item: _matches(layouts[item[2]["type"]], e.data, item[2]),
     )
-    cutoff = min(stop, ev.marks.get("end", stop)) - slack(ev)
+    if miss is not None:
+        e, key, at = miss
+        entries = streams.get(key, [])
+        near = entries[at] if at < len(entries) else None
+        return failed(
+            f"Kiwoom event on stdout line {e.line_no} matches no REAL entry sent: {dict(e.data)}",
+            expected="the entry's values: "
+            + (str(dict(near[2].get("values", {}))) if near else "no entry of that type and item"),
+            evidence=[r for r in ev.records if near is not None and r.get("seq") == near[1]],
+        )
+    cutoff = output_stop(ev) - slack(ev)
     multi = 0
     for key, entries in sorted(streams.items()):
         due = sum(1 for t, _, _ in entries if t < cutoff)
@@ -372,12 +364,3 @@ def kiwoom_login_carries_an_issued_token(ev: Evidence) -> Verdict:
             evidence=logins[:2],
         )
     return passed(f"{len(logins)} LOGIN(s), each with an issued token ({len(issued)} issued)")
-
-
-__all__ = [
-    "kiwoom_login_carries_an_issued_token",
-    "kiwoom_login_sent_first",
-    "kiwoom_pings_echoed_verbatim",
-    "kiwoom_real_values_printed",
-    "kiwoom_registrations_cover_kr_subscriptions",
-]

@@ -158,7 +158,7 @@ def rest_error_body_code_surfaced(ev: Evidence) -> Verdict:
                 "the REST error",
                 "the error body's msg_cd in a status event (the error is read, not swallowed)",
             )
-    if not [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]:
+    if not _quote_requests(ev):
         return failed(
             "the target made no authenticated REST request, so no REST error could reach it",
             expected="a REST quote snapshot of each subscribed key at start (IUT contract)",
@@ -172,19 +172,21 @@ def _request_key(req: Record) -> tuple[Any, ...]:
     return (req.get("method"), req.get("path"), q)
 
 
+def _quote_requests(ev: Evidence) -> list[Record]:
+    return [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]
+
+
 def _auth_failures(ev: Evidence) -> list[tuple[Record, Record]]:
     """Authenticated requests answered with an auth-failure code, with their responses."""
     codes = set(ev.spec.clause("POL-AUTH-FAILED").strings("rest_codes"))
     out = []
-    for req in ev.requests():
-        if req.get("path") not in quote_paths(ev.spec):
-            continue
+    for req in _quote_requests(ev):
         resp = ev.response_to(req)
         if resp is not None and response_code(resp) in codes:
             out.append((req, resp))
     if out:
         return out
-    if not [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]:
+    if not _quote_requests(ev):
         raise CheckFailure(
             "the target made no authenticated REST request, so the auth policy was never exercised",
             expected="a REST quote snapshot of each subscribed key at start (IUT contract)",

@@ -13,6 +13,7 @@ from stockmon.conformance.protocol import (
     data_events,
     registered_on,
     slack,
+    stalled_socket,
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 
@@ -124,10 +125,7 @@ def idle_socket_closed_then_reopened(ev: Evidence) -> Verdict:
     """A socket idle for the timeout is closed by the client, then a new one is opened."""
     idle = ev.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     tol = slack(ev)
-    stall = ev.marks.get("stall")
-    if stall is None:
-        raise HarnessError("the idle scenario set no 'stall' mark")
-    sock = next((s for s in ev.sockets() if s.open_at(stall)), None)
+    stall, sock = stalled_socket(ev)
     if sock is None:
         return failed("no socket was open when the mock went silent", expected="an open socket")
     if sock.close_t is None:
@@ -178,10 +176,7 @@ def idle_socket_closed_then_reopened(ev: Evidence) -> Verdict:
 @check("POL-IDLE-RECONNECT")
 def subscriptions_restored_after_reconnect(ev: Evidence) -> Verdict:
     """The new socket after an idle reconnect carries every subscription again."""
-    stall = ev.marks.get("stall")
-    if stall is None:
-        raise HarnessError("the idle scenario set no 'stall' mark")
-    first = next((s for s in ev.sockets() if s.open_at(stall)), None)
+    _, first = stalled_socket(ev)
     if first is None or first.close_record is None:
         return passed(
             "not exercised: no reconnect happened (judged by idle_socket_closed_then_reopened)"

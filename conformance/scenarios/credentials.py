@@ -4,7 +4,7 @@ the ``kiwoom-missing-secret`` scenario, on the same script)."""
 from __future__ import annotations
 
 from stockmon.conformance.checks import credentials
-from stockmon.conformance.scenario import Scenario, exits_on_its_own, three_ticks
+from stockmon.conformance.scenario import Scenario, exits_on_its_own
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -15,8 +15,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             credentials.secrets_never_printed,
         ),
         script=exits_on_its_own,
-        subscriptions=three_ticks,
-        time_scale=10.0,
         drop_env=("KIS_APP_SECRET",),
         expect_exit=True,
         weight=3,

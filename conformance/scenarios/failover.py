@@ -3,44 +3,33 @@ intervals, on the trace the KIS and Kiwoom mocks share."""
 
 from __future__ import annotations
 
+from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, failover, sockets
 from stockmon.conformance.protocol import kiwoom_reg_accepted
-from stockmon.conformance.scenario import (
-    SETTLE_REAL_S,
-    Driver,
-    Scenario,
-    all_subscribed,
-    calm,
-    extra_env,
-    frames,
-    kiwoom_subscriptions,
-    last_seq,
-    seen,
-    settle,
-)
+from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import broker_clause
 
 
 def _failover_script(d: Driver) -> None:
     interval = broker_clause(d.spec, "FAILOVER-KIWOOM").number("probe_interval_s")
     d.start()
-    if not d.wait_until(all_subscribed(d), 10 * d.time_scale, "every subscription on KIS"):
+    if not d.wait_until(sc.all_subscribed(d), 10 * d.time_scale, "every subscription on KIS"):
         return
-    d.sleep(SETTLE_REAL_S * d.time_scale)
-    seq = last_seq(d)
+    d.sleep(sc.SETTLE_REAL_S * d.time_scale)
+    seq = sc.last_seq(d)
     d.mark("kis_down")
     d.fault("refuse_connections", on=True)
     d.fault("drop_socket")
-    backup = seen(kiwoom_reg_accepted(d.spec), seq)
+    backup = sc.seen(kiwoom_reg_accepted(d.spec), seq)
     if not d.wait_until(backup, 10 * d.time_scale, "the Kiwoom backup registered"):
         return
     # Down long enough for two probes, then up: the next probe switches back.
     d.sleep(2.2 * interval)
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     d.mark("kis_up")
     d.fault("refuse_connections", on=False)
-    d.wait_until(all_subscribed(d, seq), interval + 5 * d.time_scale, "back on KIS")
-    settle(d)
+    d.wait_until(sc.all_subscribed(d, seq), interval + 5 * d.time_scale, "back on KIS")
+    sc.settle(d)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -58,11 +47,11 @@ SCENARIOS: tuple[Scenario, ...] = (
             credentials.secrets_never_printed,
         ),
         script=_failover_script,
-        subscriptions=kiwoom_subscriptions,
+        subscriptions=sc.kiwoom_subscriptions,
         time_scale=100.0,
-        mock=lambda spec: {"tick_rate_hz": frames(100.0, 2.0), **calm(spec, 100.0)},
-        kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": frames(100.0, 2.0)},
-        extra_env=extra_env("auto"),
+        mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
+        kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
+        extra_env=sc.extra_env("auto"),
         requires=("FAILOVER-KIWOOM",),
         weight=16,
     ),

@@ -5,23 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stockmon.conformance.checks import (
-    credentials,
-    data,
-    keepalive,
-    packets,
-    sockets,
-    tokens,
-)
-from stockmon.conformance.scenario import (
-    Driver,
-    Scenario,
-    calm,
-    frames,
-    ping_interval,
-    start_and_subscribe,
-    three_ticks,
-)
+from stockmon.conformance import scenario as sc
+from stockmon.conformance.checks import credentials, data, keepalive, packets, sockets, tokens
+from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import Spec
 
 
@@ -37,7 +23,7 @@ def _markets_and_kinds(spec: Spec) -> tuple[tuple[str, str], ...]:
 
 def _run_for(spec_s: Callable[[Spec], float]) -> Callable[[Driver], None]:
     def script(d: Driver) -> None:
-        if start_and_subscribe(d):
+        if sc.start_and_subscribe(d):
             d.mark("subscribed")
         d.sleep(spec_s(d.spec))
 
@@ -69,15 +55,14 @@ SCENARIOS: tuple[Scenario, ...] = (
             tokens.bearer_token_on_authenticated_requests,
             credentials.secrets_never_printed,
         ),
-        script=_run_for(lambda spec: 4 * ping_interval(spec) + 5),
+        script=_run_for(lambda spec: 4 * sc.ping_interval(spec) + 5),
         subscriptions=_markets_and_kinds,
-        time_scale=10.0,
         mock=lambda spec: {
-            "tick_rate_hz": frames(10.0, 2.0),
+            "tick_rate_hz": sc.frames(10.0, 2.0),
             "multi_record_probability": 0.5,
             # Several server PINGPONGs within the run (the profile's period is longer).
             **(
-                {"server_pingpong_period_s": 1.5 * ping_interval(spec)}
+                {"server_pingpong_period_s": 1.5 * sc.ping_interval(spec)}
                 if spec.has("KA-SERVER-PINGPONG")
                 else {}
             ),
@@ -89,13 +74,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         doc="A server that neither reflects client pings nor sends its own: the client keeps its "
         "socket and its ping rhythm.",
         checks=(keepalive.missing_reflections_tolerated, sockets.never_two_sockets_open),
-        script=_run_for(lambda spec: 3 * ping_interval(spec) + 5),
-        subscriptions=three_ticks,
-        time_scale=10.0,
+        script=_run_for(lambda spec: 3 * sc.ping_interval(spec) + 5),
         mock=lambda spec: {
             "reflect_client_ping": False,
             "server_pingpong_period_s": 0,
-            "tick_rate_hz": frames(10.0, 2.0),
+            "tick_rate_hz": sc.frames(10.0, 2.0),
         },
         weight=11,
     ),
@@ -105,9 +88,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "timeout: those frames count as inbound, so no idle reconnect.",
         checks=(keepalive.inbound_frames_reset_idle_timer, sockets.never_two_sockets_open),
         script=_run_for(lambda spec: _idle(spec) * 1.5),
-        subscriptions=three_ticks,
         time_scale=100.0,
-        mock=lambda spec: {"tick_rate_hz": 0, **calm(spec, 100.0)},
+        mock=lambda spec: {"tick_rate_hz": 0, **sc.calm(spec, 100.0)},
         weight=11,
     ),
 )

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, kiwoom, sockets, tokens
 from stockmon.conformance.evidence import Record
 from stockmon.conformance.protocol import is_kiwoom, kiwoom_reg_accepted
-from stockmon.conformance.scenario import (
-    Driver,
-    Scenario,
-    exits_on_its_own,
-    extra_env,
-    frames,
-    kiwoom_subscriptions,
-    last_seq,
-    seen,
-    settle,
-)
+from stockmon.conformance.scenario import Driver, Scenario
 
 # The steady story's PING period (spec s): several PINGs within a few real seconds.
 _STEADY_PING_S = 20.0
@@ -29,7 +20,7 @@ _STEADY_PING_S = 20.0
 
 def _steady_script(d: Driver) -> None:
     d.start()
-    accepted = seen(kiwoom_reg_accepted(d.spec))
+    accepted = sc.seen(kiwoom_reg_accepted(d.spec))
     if not d.wait_until(accepted, 10 * d.time_scale, "a Kiwoom REG accepted"):
         return
     d.mark("registered")
@@ -37,19 +28,19 @@ def _steady_script(d: Driver) -> None:
 
 
 def _login(after_seq: int = 0) -> Callable[[Sequence[Record]], bool]:
-    return seen(lambda r: is_kiwoom(r) and r.get("kind") == "login_accepted", after_seq)
+    return sc.seen(lambda r: is_kiwoom(r) and r.get("kind") == "login_accepted", after_seq)
 
 
 def _prod_script(d: Driver) -> None:
     d.start()
     if not d.wait_until(_login(), 10 * d.time_scale, "a Kiwoom LOGIN accepted"):
         return
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     d.mark("expire")
     d.kiwoom_fault("expire_tokens")
     d.kiwoom_fault("drop_socket")
     d.wait_until(_login(seq), 10 * d.time_scale, "a LOGIN accepted with a new token")
-    settle(d)
+    sc.settle(d)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -67,15 +58,15 @@ SCENARIOS: tuple[Scenario, ...] = (
             credentials.secrets_never_printed,
         ),
         script=_steady_script,
-        subscriptions=kiwoom_subscriptions,
+        subscriptions=sc.kiwoom_subscriptions,
         time_scale=20.0,
         kiwoom=lambda spec: {
             "env": "mock",
             "ping_period_s": _STEADY_PING_S,
-            "tick_rate_hz": frames(20.0, 2.0),
+            "tick_rate_hz": sc.frames(20.0, 2.0),
             "repeat_entry_probability": 0.3,
         },
-        extra_env=extra_env("kiwoom"),
+        extra_env=sc.extra_env("kiwoom"),
         requires=("KIWOOM-PROTOCOL",),
         weight=8,
     ),
@@ -85,10 +76,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "token expires a new one is issued, never the refused one offered again.",
         checks=(kiwoom.kiwoom_login_carries_an_issued_token, credentials.secrets_never_printed),
         script=_prod_script,
-        subscriptions=kiwoom_subscriptions,
+        subscriptions=sc.kiwoom_subscriptions,
         time_scale=20.0,
-        kiwoom=lambda spec: {"env": "prod", "tick_rate_hz": frames(20.0, 0.5)},
-        extra_env=extra_env("kiwoom", "prod"),
+        kiwoom=lambda spec: {"env": "prod", "tick_rate_hz": sc.frames(20.0, 0.5)},
+        extra_env=sc.extra_env("kiwoom", "prod"),
         redis=True,
         weight=7,
     ),
@@ -96,11 +87,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="kiwoom-missing-secret",
         doc="STOCKMON_ENV=prod with KIWOOM_APP_SECRET unset: exit with an error, contact nobody.",
         checks=(credentials.missing_kiwoom_secret_refused, credentials.secrets_never_printed),
-        script=exits_on_its_own,
-        subscriptions=kiwoom_subscriptions,
-        time_scale=10.0,
+        script=sc.exits_on_its_own,
+        subscriptions=sc.kiwoom_subscriptions,
         kiwoom=lambda spec: {"env": "prod"},
-        extra_env=extra_env("kiwoom", "prod"),
+        extra_env=sc.extra_env("kiwoom", "prod"),
         drop_env=("KIWOOM_APP_SECRET",),
         # prod makes the lock mandatory: with Redis there, only the missing secret can stop it
         redis=True,

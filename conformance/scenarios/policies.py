@@ -5,18 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, packets, policies, sockets, tokens
 from stockmon.conformance.evidence import Record
-from stockmon.conformance.scenario import (
-    Driver,
-    Scenario,
-    all_subscribed,
-    frames,
-    last_seq,
-    seen,
-    settle,
-    three_ticks,
-)
+from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import Spec, mock_profile_value, ws_answer_code
 
 
@@ -66,7 +58,7 @@ def _subscribe_errors_script(d: Driver) -> None:
     d.fault("next_subscribe_error", code=ws_answer_code(spec, "internal_error"), tr_key=keys[1])
     d.start()
     d.wait_until(
-        all_subscribed(d, exclude=[keys[1]]),
+        sc.all_subscribed(d, exclude=[keys[1]]),
         6 * d.time_scale,
         "the already-subscribed key confirmed again",
     )
@@ -76,11 +68,11 @@ def _subscribe_errors_script(d: Driver) -> None:
 def _auth_failure_script(d: Driver) -> None:
     _first_quote_fails(d, n=1)
     d.wait_until(
-        _quote_response(d, last_seq(d), ok=True),
+        _quote_response(d, sc.last_seq(d), ok=True),
         _throttle(d.spec) + 8 * d.time_scale,
         "the retried request answered",
     )
-    settle(d)
+    sc.settle(d)
 
 
 def _auth_persistent_script(d: Driver) -> None:
@@ -100,14 +92,14 @@ def _approval_invalid_script(d: Driver) -> None:
     keys = [k for _, k in d.subscriptions]
     d.fault("next_subscribe_error", code=code, tr_key=keys[-1])
     d.start()
-    hit = seen(lambda r: r.get("dir") == "out" and r.get("msg_cd") == code)
+    hit = sc.seen(lambda r: r.get("dir") == "out" and r.get("msg_cd") == code)
     if not d.wait_until(hit, 6 * d.time_scale, f"the {code} answer"):
         return
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     d.wait_until(
-        all_subscribed(d, after_seq=seq), 12 * d.time_scale, "reconnected and resubscribed"
+        sc.all_subscribed(d, after_seq=seq), 12 * d.time_scale, "reconnected and resubscribed"
     )
-    settle(d)
+    sc.settle(d)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -121,9 +113,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             policies.ws_error_body_code_surfaced,
         ),
         script=_subscribe_errors_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         weight=6,
     ),
     Scenario(
@@ -138,9 +128,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             credentials.secrets_never_printed,
         ),
         script=_auth_failure_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         weight=12,
     ),
     Scenario(
@@ -149,9 +137,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "then the error surfaces; never a retry loop.",
         checks=(policies.auth_failure_retried_at_most_once,),
         script=_auth_persistent_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         weight=12,
     ),
     Scenario(
@@ -160,9 +146,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the error body and surfaced.",
         checks=(policies.rest_error_body_code_surfaced,),
         script=_rest_error_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         weight=5,
     ),
     Scenario(
@@ -173,9 +157,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             sockets.never_two_sockets_open,
         ),
         script=_approval_invalid_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         requires=("WS-APPROVAL-KEY",),
         weight=6,
     ),

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import keepalive, sockets
 from stockmon.conformance.evidence import Record
-from stockmon.conformance.scenario import (
-    Driver,
-    Scenario,
-    all_subscribed,
-    calm,
-    frames,
-    last_seq,
-    ping_interval,
-    settle,
-    start_and_subscribe,
-    three_ticks,
-)
+from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import Spec, ws_answer_code
 
 
@@ -33,11 +23,11 @@ def _over_the_limit(spec: Spec) -> tuple[tuple[str, str], ...]:
 
 def _stall_script(d: Driver) -> None:
     idle = d.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
-    if not start_and_subscribe(d):
+    if not sc.start_and_subscribe(d):
         return
-    d.sleep(ping_interval(d.spec))
+    d.sleep(sc.ping_interval(d.spec))
     d.mark("stall")
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     tol = 1.0 * d.time_scale
     d.fault("stall", seconds=idle + 2.5 * tol)
 
@@ -53,23 +43,23 @@ def _stall_script(d: Driver) -> None:
         return set(d.subscriptions) <= subs
 
     d.wait_until(reopened, idle + 5 * tol, "a new socket with every subscription sent again")
-    settle(d)
+    sc.settle(d)
 
 
 def _drop_script(spec_s: float, timeout_s: float, label: str, d: Driver) -> None:
     """Drop the subscribed socket after ``spec_s``; wait up to ``timeout_s`` for ``label``."""
-    if not start_and_subscribe(d):
+    if not sc.start_and_subscribe(d):
         return
     d.sleep(spec_s)
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     d.mark("drop")
     d.fault("drop_socket")
-    d.wait_until(all_subscribed(d, after_seq=seq), timeout_s, label)
-    settle(d)
+    d.wait_until(sc.all_subscribed(d, after_seq=seq), timeout_s, label)
+    sc.settle(d)
 
 
 def _socket_loss_script(d: Driver) -> None:
-    _drop_script(ping_interval(d.spec) / 2, 12 * d.time_scale, "reconnected and resubscribed", d)
+    _drop_script(sc.ping_interval(d.spec) / 2, 12 * d.time_scale, "reconnected and resubscribed", d)
 
 
 def _in_use_script(d: Driver) -> None:
@@ -108,9 +98,8 @@ RECONNECTS: tuple[Scenario, ...] = (
             sockets.never_two_sockets_open,
         ),
         script=_stall_script,
-        subscriptions=three_ticks,
         time_scale=60.0,
-        mock=lambda spec: {"tick_rate_hz": frames(60.0), **calm(spec, 60.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(60.0), **sc.calm(spec, 60.0)},
         weight=13,
     ),
     Scenario(
@@ -118,9 +107,7 @@ RECONNECTS: tuple[Scenario, ...] = (
         doc="The mock drops the TCP connection: the client reconnects, and never holds two sockets.",
         checks=(sockets.reconnects_after_socket_loss, sockets.never_two_sockets_open),
         script=_socket_loss_script,
-        subscriptions=three_ticks,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
         weight=5,
     ),
 )
@@ -135,12 +122,11 @@ LIMITS: tuple[Scenario, ...] = (
             sockets.never_two_sockets_open,
         ),
         script=_in_use_script,
-        subscriptions=three_ticks,
         time_scale=20.0,
         mock=lambda spec: {
             "appkey_slot_hold_s": 1.5 * spec.clause("WS-SESSION-LIMITS").number("in_use_backoff_s"),
-            "tick_rate_hz": frames(20.0),
-            **calm(spec, 20.0),
+            "tick_rate_hz": sc.frames(20.0),
+            **sc.calm(spec, 20.0),
         },
         requires=("WS-SESSION-LIMITS",),
         weight=12,
@@ -151,8 +137,7 @@ LIMITS: tuple[Scenario, ...] = (
         checks=(sockets.at_most_max_registrations_per_session,),
         script=_limit_script,
         subscriptions=_over_the_limit,
-        time_scale=10.0,
-        mock=lambda spec: {"tick_rate_hz": frames(10.0, 0.2)},
+        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0, 0.2)},
         requires=("WS-SESSION-LIMITS",),
         weight=6,
     ),

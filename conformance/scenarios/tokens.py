@@ -6,17 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, sockets, tokens
-from stockmon.conformance.scenario import (
-    SETTLE_REAL_S,
-    Driver,
-    Scenario,
-    calm,
-    frames,
-    last_seq,
-    seen,
-    three_ticks,
-)
+from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import Spec
 
 # The mock issues tokens valid this many refresh windows, so the window opens a little after start
@@ -30,19 +22,19 @@ _FLEET_HOLD_REAL_S = 2.0
 def _token_story(d: Driver, settle_s: float) -> None:
     """Wait for the first token, then for its refresh (or the expiry), then a little more."""
     path = str(d.spec.rest["kis"]["token"]["path"])
-    first = seen(
+    first = sc.seen(
         lambda r: (
             r.get("kind") == "response" and r.get("status") == 200 and r.get("token") is not None
         )
     )
     if not d.wait_until(first, 8 * d.time_scale, "a token issued"):
         return
-    seq = last_seq(d)
+    seq = sc.last_seq(d)
     validity = (
         float(d.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s"))
         * _TOKEN_VALIDITY_FACTOR
     )
-    refresh = seen(lambda r: r.get("kind") == "request" and r.get("path") == path, after_seq=seq)
+    refresh = sc.seen(lambda r: r.get("kind") == "request" and r.get("path") == path, after_seq=seq)
     d.wait_until(refresh, validity + 2 * d.time_scale, "the token refresh")
     d.sleep(settle_s)
 
@@ -56,8 +48,8 @@ def _token_mock(scale: float) -> Callable[[Spec], Mapping[str, Any]]:
         return {
             "token_validity_s": validity,
             "token_reuse_window_s": (validity - window) / 2,
-            "tick_rate_hz": frames(scale, 1.0),
-            **calm(spec, scale),
+            "tick_rate_hz": sc.frames(scale, 1.0),
+            **sc.calm(spec, scale),
         }
 
     return cfg
@@ -65,7 +57,7 @@ def _token_mock(scale: float) -> Callable[[Spec], Mapping[str, Any]]:
 
 def _token_refresh_script(d: Driver) -> None:
     d.start()
-    _token_story(d, SETTLE_REAL_S * d.time_scale)
+    _token_story(d, sc.SETTLE_REAL_S * d.time_scale)
 
 
 def _fleet_script(d: Driver) -> None:
@@ -74,7 +66,7 @@ def _fleet_script(d: Driver) -> None:
     # waits on the lock and asks once; the delay costs it nothing but time.
     d.fault("delay_rest", seconds=_FLEET_HOLD_REAL_S * d.time_scale, n=4)
     d.start()
-    _token_story(d, 2 * SETTLE_REAL_S * d.time_scale)
+    _token_story(d, 2 * sc.SETTLE_REAL_S * d.time_scale)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -88,7 +80,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             tokens.token_request_matches_schema,
         ),
         script=_token_refresh_script,
-        subscriptions=three_ticks,
         time_scale=100.0,
         mock=_token_mock(100.0),
         weight=20,
@@ -103,7 +94,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             credentials.secrets_never_printed,
         ),
         script=_fleet_script,
-        subscriptions=three_ticks,
         time_scale=100.0,
         mock=_token_mock(100.0),
         targets=2,
