@@ -101,20 +101,13 @@ class Evidence:
         where: Callable[[Record], bool] | None = None,
     ) -> list[Record]:
         """Records matching every given key (None = any), in trace order."""
-        out = []
-        for r in self.records:
-            if channel is not None and r.get("channel") != channel:
-                continue
-            if kind is not None and r.get("kind") != kind:
-                continue
-            if dir is not None and r.get("dir") != dir:
-                continue
-            if conn is not None and r.get("conn") != conn:
-                continue
-            if where is not None and not where(r):
-                continue
-            out.append(r)
-        return out
+        keys = {"channel": channel, "kind": kind, "dir": dir, "conn": conn}
+        wanted = [(k, v) for k, v in keys.items() if v is not None]
+        return [
+            r
+            for r in self.records
+            if all(r.get(k) == v for k, v in wanted) and (where is None or where(r))
+        ]
 
     def client_texts(self, conn: str | None = None) -> list[Record]:
         """Text frames the client sent on the WebSocket."""

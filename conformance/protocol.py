@@ -126,39 +126,26 @@ def client_packets(ev: Evidence, conn: str | None = None) -> list[Packet]:
     return list(cached)
 
 
-def server_pings(ev: Evidence, conn: str | None = None) -> list[Record]:
-    """Server PINGPONG frames (with a datetime) the mock sent."""
+def _pingpongs(ev: Evidence, conn: str | None, own: bool) -> list[Record]:
     ping = ping_tr_id(ev.spec)
     out = []
     for r in ev.server_texts(conn):
         h = _header(client_json(r))
-        if h is not None and h.get("tr_id") == ping and isinstance(h.get("datetime"), str):
+        if h is None or h.get("tr_id") != ping:
+            continue
+        if ("datetime" not in h) if own else isinstance(h.get("datetime"), str):
             out.append(r)
     return out
+
+
+def server_pings(ev: Evidence, conn: str | None = None) -> list[Record]:
+    """Server PINGPONG frames (with a datetime) the mock sent."""
+    return _pingpongs(ev, conn, own=False)
 
 
 def reflections(ev: Evidence, conn: str | None = None) -> list[Record]:
     """The mock's reflections of the client's own pings (PINGPONG without a datetime)."""
-    ping = ping_tr_id(ev.spec)
-    out = []
-    for r in ev.server_texts(conn):
-        h = _header(client_json(r))
-        if h is not None and h.get("tr_id") == ping and "datetime" not in h:
-            out.append(r)
-    return out
-
-
-def acks(ev: Evidence, conn: str | None = None, code: str | None = None) -> list[Record]:
-    """Control answers of the mock (optionally with one ``msg_cd``)."""
-    out = []
-    for r in ev.server_texts(conn):
-        obj = client_json(r)
-        body = obj.get("body") if obj is not None else None
-        if not isinstance(body, Mapping) or "msg_cd" not in body:
-            continue
-        if code is None or body.get("msg_cd") == code:
-            out.append(r)
-    return out
+    return _pingpongs(ev, conn, own=True)
 
 
 def ack_code(record: Record) -> str | None:
@@ -166,6 +153,24 @@ def ack_code(record: Record) -> str | None:
     obj = client_json(record)
     body = obj.get("body") if obj is not None else None
     return str(body["msg_cd"]) if isinstance(body, Mapping) and "msg_cd" in body else None
+
+
+def acks(ev: Evidence, conn: str | None = None, code: str | None = None) -> list[Record]:
+    """Control answers of the mock (optionally with one ``msg_cd``)."""
+    out = [(r, ack_code(r)) for r in ev.server_texts(conn)]
+    return [r for r, c in out if c is not None and (code is None or c == code)]
+
+
+def best_socket(
+    socks: Sequence[Socket], registered: Callable[[str], set[tuple[str, str]]], wanted: set[Any]
+) -> Socket | None:
+    """The socket on which most of ``wanted`` were registered (the first of equals)."""
+    best: tuple[int, Socket] | None = None
+    for sock in socks:
+        got = len(registered(sock.conn) & wanted)
+        if best is None or got > best[0]:
+            best = (got, sock)
+    return None if best is None else best[1]
 
 
 def ack_target(record: Record) -> tuple[str | None, str | None]:

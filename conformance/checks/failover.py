@@ -5,7 +5,7 @@ then back on KIS. "Never two sockets, across brokers" is WS-SINGLE-SOCKET's (che
 
 from __future__ import annotations
 
-from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.errors import CheckFailure, HarnessError
 from stockmon.conformance.evidence import Event, Evidence, Record, Socket
 from stockmon.conformance.protocol import (
     KIWOOM,
@@ -56,6 +56,17 @@ def _first_backup(ev: Evidence, after: int) -> Socket | None:
     return next((s for s in kiwoom_sockets(ev) if int(s.open_record["seq"]) > after), None)
 
 
+def _backup(ev: Evidence) -> tuple[Record, Record | None, Socket]:
+    """The faults that killed and restored KIS, and the first Kiwoom socket after the kill."""
+    kill, restore = _refusal_faults(ev)
+    backup = _first_backup(ev, int(kill["seq"]))
+    if backup is None:
+        raise CheckFailure(
+            "no Kiwoom socket after KIS went down", expected="the Kiwoom backup", evidence=[kill]
+        )
+    return kill, restore, backup
+
+
 def _failover_value(spec: Spec, key: str) -> float:
     return broker_clause(spec, "FAILOVER-KIWOOM").number(key)
 
@@ -90,12 +101,7 @@ def failover_after_the_reconnect_budget(ev: Evidence) -> Verdict:
 def backup_serves_kr_and_reports_us(ev: Evidence) -> Verdict:
     """On the backup every KR subscription is registered again and its data printed, and every US
     subscription Kiwoom cannot serve is reported by a status event naming its key."""
-    kill, _ = _refusal_faults(ev)
-    backup = _first_backup(ev, int(kill["seq"]))
-    if backup is None:
-        return failed(
-            "no Kiwoom socket after KIS went down", expected="the Kiwoom backup", evidence=[kill]
-        )
+    kill, restore, backup = _backup(ev)
     wanted = served_pairs(ev)
     got = registered_kiwoom(ev, backup.conn)
     if not wanted <= got:
@@ -105,7 +111,6 @@ def backup_serves_kr_and_reports_us(ev: Evidence) -> Verdict:
             evidence=[backup.open_record, *ev.client_texts(backup.conn)[:4]],
         )
     t_kill = float(kill["t_spec"])
-    _, restore = _refusal_faults(ev)
     t_back = float(restore["t_spec"]) if restore is not None else ev.end_t_spec
     data = [e for e in data_events(ev) if e.data.get("source") == KIWOOM and e.t_spec >= t_kill]
     if not data:
@@ -181,12 +186,7 @@ def kis_probed_on_schedule(ev: Evidence) -> Verdict:
     probe costs the backup its socket), never forgotten."""
     interval = _failover_value(ev.spec, "probe_interval_s")
     attempts = int(_failover_value(ev.spec, "probe_attempts"))
-    kill, restore = _refusal_faults(ev)
-    backup = _first_backup(ev, int(kill["seq"]))
-    if backup is None:
-        return failed(
-            "no Kiwoom socket after KIS went down", expected="the Kiwoom backup", evidence=[kill]
-        )
+    _, restore, backup = _backup(ev)
     end_seq = int(restore["seq"]) if restore is not None else None
     end_t = float(restore["t_spec"]) if restore is not None else ev.end_t_spec
     tries = _kis_refusals(ev, int(backup.open_record["seq"]), end_seq)

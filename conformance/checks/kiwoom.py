@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from stockmon.conformance.errors import HarnessError
-from stockmon.conformance.evidence import Evidence, Record, Socket, client_json
+from stockmon.conformance.evidence import Evidence, Record, client_json
 from stockmon.conformance.protocol import (
     KIWOOM,
+    best_socket,
     data_events,
     digits,
     is_kiwoom,
@@ -132,22 +133,18 @@ def kiwoom_registrations_cover_kr_subscriptions(ev: Evidence) -> Verdict:
                     expected="REG/REMOVE with trnm, grp_no, refresh (REG) and data[{item, type}]",
                     evidence=[r],
                 )
-    best: tuple[int, Socket] | None = None
-    for sock in kiwoom_sockets(ev):
-        got = registered_kiwoom(ev, sock.conn) & wanted
-        if best is None or len(got) > best[0]:
-            best = (len(got), sock)
+    best = best_socket(kiwoom_sockets(ev), lambda conn: registered_kiwoom(ev, conn), wanted)
     if best is None:
         return failed("the target never opened a Kiwoom socket", expected="REG of every KR key")
-    missing = wanted - registered_kiwoom(ev, best[1].conn)
+    missing = wanted - registered_kiwoom(ev, best.conn)
     if missing:
         return failed(
             "never registered on one Kiwoom socket: "
             + ", ".join(f"{t}:{i}" for t, i in sorted(missing)),
             expected="REG of the Kiwoom type of every KR subscription, accepted with return_code 0",
-            evidence=[best[1].open_record, *ev.client_texts(best[1].conn)[:4]],
+            evidence=[best.open_record, *ev.client_texts(best.conn)[:4]],
         )
-    return passed(f"{len(wanted)} registrations accepted on {best[1].conn}")
+    return passed(f"{len(wanted)} registrations accepted on {best.conn}")
 
 
 @check("KIWOOM-PROTOCOL")
