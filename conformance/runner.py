@@ -279,8 +279,8 @@ class ScenarioRun:
         env["STOCKMON_SUBSCRIPTIONS"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
         env["STOCKMON_TIME_SCALE"] = repr(self.time_scale)
         env["STOCKMON_SPEC_VERSION"] = self.spec.version
-        env["STOCKMON_ENV"] = "mock"
-        env["STOCKMON_BROKER"] = "kis"
+        env["STOCKMON_ENV"] = self.scenario.env
+        env["STOCKMON_BROKER"] = self.scenario.broker
         # Python targets block-buffer a pipe; events must arrive as they happen.
         env["PYTHONUNBUFFERED"] = "1"
         # Canaries: secrets the target has no use for must not be printed either (CRED-ENV).
@@ -289,7 +289,6 @@ class ScenarioRun:
                 env[name] = f"canary-{name.lower().replace('_', '-')}-{secrets.token_hex(10)}"
         if redis is not None:
             env["REDIS_URL"] = redis.url
-        env.update(self.scenario.extra_env(self.spec))
         for name in self.scenario.drop_env:
             env.pop(name, None)
         self._env = env

@@ -12,7 +12,7 @@ trace watchers); the catalogue itself is :mod:`stockmon.conformance.scenarios`, 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stockmon.conformance.evidence import Record
@@ -36,9 +36,6 @@ class Driver(Protocol):
     def sleep(self, spec_s: float) -> None:
         """Let ``spec_s`` spec seconds pass (ends early if every target has exited)."""
 
-    def sleep_until(self, t_spec: float) -> None:
-        """Sleep until the mock's spec clock reads ``t_spec``."""
-
     def wait_until(
         self, predicate: Callable[[Sequence[Record]], bool], timeout_s: float, label: str
     ) -> bool:
@@ -53,9 +50,6 @@ class Driver(Protocol):
     def mark(self, name: str) -> float:
         """Remember the current spec time under ``name`` for the checks; returns it."""
 
-    def note(self, text: str) -> None:
-        """A remark for the report (e.g. what the script waited for in vain)."""
-
     def records(self) -> Sequence[Record]:
         """The trace so far."""
 
@@ -63,6 +57,7 @@ class Driver(Protocol):
         """How many targets are still running."""
 
 
+# ------------------------------------------------------------------------------ subscriptions
 def three_ticks(spec: Spec) -> tuple[tuple[str, str], ...]:
     """Three tick subscriptions with distinct keys (faults are injected per key)."""
     kr = next(
@@ -72,6 +67,21 @@ def three_ticks(spec: Spec) -> tuple[tuple[str, str], ...]:
         t for t, lay in sorted(spec.layouts.items()) if lay.market == "US" and lay.kind == "tick"
     )
     return ((kr, "005930"), (kr, "000660"), (us, "DNASAAPL"))
+
+
+def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """A KR tick, a KR book (Kiwoom serves both) and a US tick (it serves none), from the layouts."""
+    keys = {"KR": ("005930", "000660"), "US": ("DNASAAPL",)}
+    out: list[tuple[str, str]] = []
+    used: dict[str, int] = {}
+    for tr_id, layout in sorted(spec.layouts.items(), key=lambda kv: (kv[1].market, kv[1].kind)):
+        if layout.market not in keys or (layout.market == "US" and layout.kind != "tick"):
+            continue
+        i = used.get(layout.market, 0)
+        if i < len(keys[layout.market]):
+            out.append((tr_id, keys[layout.market][i]))
+            used[layout.market] = i + 1
+    return tuple(out)
 
 
 def _no_overrides(spec: Spec) -> Mapping[str, Any]:
@@ -100,7 +110,10 @@ class Scenario:
     requires: tuple[str, ...] = ()
     # Rough real seconds at the default scale, to start the longest scenarios first.
     weight: float = 10.0
-    extra_env: Callable[[Spec], Mapping[str, str]] = field(default=lambda spec: {})
+    # STOCKMON_BROKER and STOCKMON_ENV of the target ("kiwoom" or "auto"; "prod" for the rules
+    # the mock environment may skip).
+    broker: str = "kis"
+    env: str = "mock"
     # KiwoomMockConfig overrides; set = a Kiwoom mock runs beside the KIS mock, on one trace.
     kiwoom: Callable[[Spec], Mapping[str, Any]] | None = None
 
@@ -140,31 +153,6 @@ def settle(d: Driver) -> None:
 def ping_interval(spec: Spec) -> float:
     """KA-PING's interval (spec s)."""
     return spec.clause("KA-PING").number("interval_s")
-
-
-def extra_env(broker: str, env: str = "mock") -> Callable[[Spec], Mapping[str, str]]:
-    """``Scenario.extra_env`` selecting a broker mode and an environment."""
-
-    def extra(spec: Spec) -> Mapping[str, str]:
-        return {"STOCKMON_BROKER": broker, "STOCKMON_ENV": env}
-
-    return extra
-
-
-# ------------------------------------------------------------------------------ subscriptions
-def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
-    """A KR tick, a KR book (Kiwoom serves both) and a US tick (it serves none), from the layouts."""
-    keys = {"KR": ("005930", "000660"), "US": ("DNASAAPL",)}
-    out: list[tuple[str, str]] = []
-    used: dict[str, int] = {}
-    for tr_id, layout in sorted(spec.layouts.items(), key=lambda kv: (kv[1].market, kv[1].kind)):
-        if layout.market not in keys or (layout.market == "US" and layout.kind != "tick"):
-            continue
-        i = used.get(layout.market, 0)
-        if i < len(keys[layout.market]):
-            out.append((tr_id, keys[layout.market][i]))
-            used[layout.market] = i + 1
-    return tuple(out)
 
 
 # ------------------------------------------------------------------------------ trace watchers

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.errors import CheckFailure, HarnessError
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import (
     authorization_of,
@@ -26,9 +26,11 @@ def _token_requests(ev: Evidence) -> list[Record]:
     return ev.requests(rest_path(ev.spec, "token"))
 
 
-def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
-    """(request, response, announced expiry in spec seconds) of the first successful issuance."""
-    for req in _token_requests(ev):
+def _first_issue(ev: Evidence) -> tuple[Record, float, Record | None]:
+    """The response of the first successful issuance, the expiry it announced (spec s), and the
+    token request that came next (the refresh, if any)."""
+    reqs = _token_requests(ev)
+    for req in reqs:
         resp = ev.response_to(req)
         if issued_token(resp) is None or resp is None:
             continue
@@ -36,8 +38,9 @@ def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
         expires_in = body.get("expires_in") if isinstance(body, Mapping) else None
         if not isinstance(expires_in, int | float):
             raise HarnessError("the mock's token response has no expires_in")
-        return req, resp, float(resp["t_spec"]) + float(expires_in)
-    return None
+        nxt = next((r for r in reqs if int(r["seq"]) > int(resp["seq"])), None)
+        return resp, float(resp["t_spec"]) + float(expires_in), nxt
+    raise CheckFailure("the target never obtained a token", expected="a token, then its refresh")
 
 
 def _bodies_valid(requests: list[Record], schema: str, summary: str) -> Verdict:
@@ -117,12 +120,8 @@ def token_refreshed_inside_window(ev: Evidence) -> Verdict:
     """The token is refreshed inside the window before its expiry, and not before the window."""
     window = ev.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
     tol = slack(ev)
-    first = _first_issue(ev)
-    if first is None:
-        return failed("the target never obtained a token", expected="a token, then its refresh")
-    _req, resp, expiry = first
+    resp, expiry, nxt = _first_issue(ev)
     opens = expiry - window
-    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
     stop = ev.marks.get("end", ev.end_t_spec)
     if nxt is None:
         if stop < expiry:
@@ -155,11 +154,7 @@ def token_refreshed_inside_window(ev: Evidence) -> Verdict:
 def expiry_taken_from_token_response(ev: Evidence) -> Verdict:
     """The client believes the expiry the server announced (expires_in), not an assumed 24 h."""
     tol = slack(ev)
-    first = _first_issue(ev)
-    if first is None:
-        return failed("the target never obtained a token", expected="a token, then its refresh")
-    _, resp, expiry = first
-    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
+    resp, expiry, nxt = _first_issue(ev)
     stop = ev.marks.get("end", ev.end_t_spec)
     if nxt is None and stop < expiry + tol:
         raise HarnessError("the scenario ended before the announced expiry")

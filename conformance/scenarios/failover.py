@@ -17,7 +17,6 @@ def _failover_script(d: Driver) -> None:
         return
     d.sleep(sc.SETTLE_REAL_S * d.time_scale)
     seq = sc.last_seq(d)
-    d.mark("kis_down")
     d.fault("refuse_connections", on=True)
     d.fault("drop_socket")
     backup = sc.seen(kiwoom_reg_accepted(d.spec), seq)
@@ -26,7 +25,6 @@ def _failover_script(d: Driver) -> None:
     # Down long enough for two probes, then up: the next probe switches back.
     d.sleep(2.2 * interval)
     seq = sc.last_seq(d)
-    d.mark("kis_up")
     d.fault("refuse_connections", on=False)
     d.wait_until(sc.all_subscribed(d, seq), interval + 5 * d.time_scale, "back on KIS")
     sc.settle(d)
@@ -51,7 +49,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         time_scale=100.0,
         mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
         kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
-        extra_env=sc.extra_env("auto"),
+        broker="auto",
         requires=("FAILOVER-KIWOOM",),
         weight=16,
     ),

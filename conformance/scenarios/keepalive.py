@@ -23,8 +23,7 @@ def _markets_and_kinds(spec: Spec) -> tuple[tuple[str, str], ...]:
 
 def _run_for(spec_s: Callable[[Spec], float]) -> Callable[[Driver], None]:
     def script(d: Driver) -> None:
-        if sc.start_and_subscribe(d):
-            d.mark("subscribed")
+        sc.start_and_subscribe(d)
         d.sleep(spec_s(d.spec))
 
     return script

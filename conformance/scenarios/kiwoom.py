@@ -23,7 +23,6 @@ def _steady_script(d: Driver) -> None:
     accepted = sc.seen(kiwoom_reg_accepted(d.spec))
     if not d.wait_until(accepted, 10 * d.time_scale, "a Kiwoom REG accepted"):
         return
-    d.mark("registered")
     d.sleep(4 * _STEADY_PING_S)
 
 
@@ -36,7 +35,6 @@ def _prod_script(d: Driver) -> None:
     if not d.wait_until(_login(), 10 * d.time_scale, "a Kiwoom LOGIN accepted"):
         return
     seq = sc.last_seq(d)
-    d.mark("expire")
     d.kiwoom_fault("expire_tokens")
     d.kiwoom_fault("drop_socket")
     d.wait_until(_login(seq), 10 * d.time_scale, "a LOGIN accepted with a new token")
@@ -66,7 +64,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             "tick_rate_hz": sc.frames(20.0, 2.0),
             "repeat_entry_probability": 0.3,
         },
-        extra_env=sc.extra_env("kiwoom"),
+        broker="kiwoom",
         requires=("KIWOOM-PROTOCOL",),
         weight=8,
     ),
@@ -79,7 +77,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         subscriptions=sc.kiwoom_subscriptions,
         time_scale=20.0,
         kiwoom=lambda spec: {"env": "prod", "tick_rate_hz": sc.frames(20.0, 0.5)},
-        extra_env=sc.extra_env("kiwoom", "prod"),
+        broker="kiwoom",
+        env="prod",
         redis=True,
         weight=7,
     ),
@@ -90,7 +89,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         script=sc.exits_on_its_own,
         subscriptions=sc.kiwoom_subscriptions,
         kiwoom=lambda spec: {"env": "prod"},
-        extra_env=sc.extra_env("kiwoom", "prod"),
+        broker="kiwoom",
+        env="prod",
         drop_env=("KIWOOM_APP_SECRET",),
         # prod makes the lock mandatory: with Redis there, only the missing secret can stop it
         redis=True,

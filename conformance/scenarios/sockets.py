@@ -52,7 +52,6 @@ def _drop_script(spec_s: float, timeout_s: float, label: str, d: Driver) -> None
         return
     d.sleep(spec_s)
     seq = sc.last_seq(d)
-    d.mark("drop")
     d.fault("drop_socket")
     d.wait_until(sc.all_subscribed(d, after_seq=seq), timeout_s, label)
     sc.settle(d)
