@@ -10,14 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from stockmon.conformance.kiwoom_scenarios import KIWOOM_SCENARIOS
-from stockmon.conformance.scenario import Scenario
-from stockmon.conformance.scenarios import SCENARIOS as KIS_SCENARIOS
+from stockmon.conformance.scenarios import SCENARIOS
 
 __all__ = ["SCENARIOS", "clause_index", "pending_clauses"]
-
-# Every scenario of the suite: the KIS catalogue, then the Kiwoom backup's (named kiwoom-...).
-SCENARIOS: tuple[Scenario, ...] = KIS_SCENARIOS + KIWOOM_SCENARIOS
 
 # Breakable clauses without a check yet (none: issue 7 covered the Kiwoom clauses).
 PENDING: Mapping[str, str] = {}

@@ -101,20 +101,13 @@ class Evidence:
         where: Callable[[Record], bool] | None = None,
     ) -> list[Record]:
         """Records matching every given key (None = any), in trace order."""
-        out = []
-        for r in self.records:
-            if channel is not None and r.get("channel") != channel:
-                continue
-            if kind is not None and r.get("kind") != kind:
-                continue
-            if dir is not None and r.get("dir") != dir:
-                continue
-            if conn is not None and r.get("conn") != conn:
-                continue
-            if where is not None and not where(r):
-                continue
-            out.append(r)
-        return out
+        keys = {"channel": channel, "kind": kind, "dir": dir, "conn": conn}
+        wanted = [(k, v) for k, v in keys.items() if v is not None]
+        return [
+            r
+            for r in self.records
+            if all(r.get(k) == v for k, v in wanted) and (where is None or where(r))
+        ]
 
     def client_texts(self, conn: str | None = None) -> list[Record]:
         """Text frames the client sent on the WebSocket."""
@@ -215,14 +208,6 @@ class Evidence:
         """Every event line of every target, in time order."""
         return sorted((e for tr in self.targets for e in tr.events), key=lambda e: e.t)
 
-    def output_text(self) -> str:
-        """Everything the targets printed (stdout and stderr), for leak checks."""
-        parts: list[str] = []
-        for tr in self.targets:
-            parts.extend(line.text for line in tr.stdout)
-            parts.append(tr.stderr)
-        return "\n".join(parts)
-
 
 def client_json(record: Record) -> Mapping[str, Any] | None:
     """The parsed JSON object of a text record, parsing ``text`` when the mock gave no ``json``."""
@@ -237,17 +222,6 @@ def client_json(record: Record) -> Mapping[str, Any] | None:
     except ValueError:
         return None
     return parsed if isinstance(parsed, Mapping) else None
-
-
-def header_tr_id(record: Record) -> str | None:
-    """The ``header.tr_id`` of a JSON text record (None for data frames and garbage)."""
-    j = client_json(record)
-    if j is None:
-        return None
-    header = j.get("header")
-    if isinstance(header, Mapping) and isinstance(header.get("tr_id"), str):
-        return str(header["tr_id"])
-    return None
 
 
 _COMMON = ("seq", "t", "t_spec", "channel", "conn", "dir", "kind")

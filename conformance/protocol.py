@@ -9,27 +9,20 @@ mock does; normative judgements (intervals, limits, codes) always use the versio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stockmon.conformance.evidence import Event, Evidence, Record, client_json
-from stockmon.spec import Clause, Spec, latest_version, load_spec
+from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.evidence import Event, Evidence, Record, Socket, client_json
+from stockmon.spec import Spec, broker_clause, kiwoom_layouts, ws_answer_code
 
 # Non-normative: real seconds of scheduling noise every timing tolerance allows for. Tolerances
 # are stated in spec seconds as ``REAL_SLACK_S * time_scale`` so each scenario's time scale keeps
 # them far above what a loaded 2-core machine adds.
 REAL_SLACK_S = 1.0
-
-
-def protocol_clause(spec: Spec, clause_id: str) -> Clause:
-    """A clause of the version under test, or the newest version's for a broker fact it omits."""
-    return (
-        spec.clause(clause_id)
-        if spec.has(clause_id)
-        else load_spec(latest_version()).clause(clause_id)
-    )
 
 
 def slack(ev: Evidence, real_s: float = REAL_SLACK_S) -> float:
@@ -56,7 +49,7 @@ def subscribe_tr_type(spec: Spec) -> str:
 
 def release_tr_type(spec: Spec) -> str:
     """The ``tr_type`` that releases (PKT-UNSUBSCRIBE; a broker fact for 1.0)."""
-    return str(protocol_clause(spec, "PKT-UNSUBSCRIBE").mapping("header")["tr_type"])
+    return str(broker_clause(spec, "PKT-UNSUBSCRIBE").mapping("header")["tr_type"])
 
 
 def ping_tr_id(spec: Spec) -> str:
@@ -133,39 +126,26 @@ def client_packets(ev: Evidence, conn: str | None = None) -> list[Packet]:
     return list(cached)
 
 
-def server_pings(ev: Evidence, conn: str | None = None) -> list[Record]:
-    """Server PINGPONG frames (with a datetime) the mock sent."""
+def _pingpongs(ev: Evidence, conn: str | None, own: bool) -> list[Record]:
     ping = ping_tr_id(ev.spec)
     out = []
     for r in ev.server_texts(conn):
         h = _header(client_json(r))
-        if h is not None and h.get("tr_id") == ping and isinstance(h.get("datetime"), str):
+        if h is None or h.get("tr_id") != ping:
+            continue
+        if ("datetime" not in h) if own else isinstance(h.get("datetime"), str):
             out.append(r)
     return out
+
+
+def server_pings(ev: Evidence, conn: str | None = None) -> list[Record]:
+    """Server PINGPONG frames (with a datetime) the mock sent."""
+    return _pingpongs(ev, conn, own=False)
 
 
 def reflections(ev: Evidence, conn: str | None = None) -> list[Record]:
     """The mock's reflections of the client's own pings (PINGPONG without a datetime)."""
-    ping = ping_tr_id(ev.spec)
-    out = []
-    for r in ev.server_texts(conn):
-        h = _header(client_json(r))
-        if h is not None and h.get("tr_id") == ping and "datetime" not in h:
-            out.append(r)
-    return out
-
-
-def acks(ev: Evidence, conn: str | None = None, code: str | None = None) -> list[Record]:
-    """Control answers of the mock (optionally with one ``msg_cd``)."""
-    out = []
-    for r in ev.server_texts(conn):
-        obj = client_json(r)
-        body = obj.get("body") if obj is not None else None
-        if not isinstance(body, Mapping) or "msg_cd" not in body:
-            continue
-        if code is None or body.get("msg_cd") == code:
-            out.append(r)
-    return out
+    return _pingpongs(ev, conn, own=True)
 
 
 def ack_code(record: Record) -> str | None:
@@ -173,6 +153,24 @@ def ack_code(record: Record) -> str | None:
     obj = client_json(record)
     body = obj.get("body") if obj is not None else None
     return str(body["msg_cd"]) if isinstance(body, Mapping) and "msg_cd" in body else None
+
+
+def acks(ev: Evidence, conn: str | None = None, code: str | None = None) -> list[Record]:
+    """Control answers of the mock (optionally with one ``msg_cd``)."""
+    out = [(r, ack_code(r)) for r in ev.server_texts(conn)]
+    return [r for r, c in out if c is not None and (code is None or c == code)]
+
+
+def best_socket(
+    socks: Sequence[Socket], registered: Callable[[str], set[tuple[str, str]]], wanted: set[Any]
+) -> Socket | None:
+    """The socket on which most of ``wanted`` were registered (the first of equals)."""
+    best: tuple[int, Socket] | None = None
+    for sock in socks:
+        got = len(registered(sock.conn) & wanted)
+        if best is None or got > best[0]:
+            best = (got, sock)
+    return None if best is None else best[1]
 
 
 def ack_target(record: Record) -> tuple[str | None, str | None]:
@@ -187,7 +185,7 @@ def ack_target(record: Record) -> tuple[str | None, str | None]:
 
 def registered_on(ev: Evidence, conn: str) -> set[tuple[str, str]]:
     """Registrations the mock confirmed (subscribed code) on one session."""
-    code = subscribed_code(ev.spec)
+    code = ws_answer_code(ev.spec, "subscribed")
     out: set[tuple[str, str]] = set()
     for r in acks(ev, conn, code):
         tr_id, tr_key = ack_target(r)
@@ -196,18 +194,12 @@ def registered_on(ev: Evidence, conn: str) -> set[tuple[str, str]]:
     return out
 
 
-def subscribed_code(spec: Spec) -> str:
-    """The WebSocket code of a successful registration (the mock profile's, a broker fact)."""
-    newest = load_spec(latest_version())
-    codes = spec.mock_profile.get("ws_codes") or newest.mock_profile["ws_codes"]
-    return str(codes["subscribed"])
-
-
-def broker_code(spec: Spec, name: str) -> str:
-    """A named WebSocket answer code of the mock profile (``appkey_in_use`` ...)."""
-    newest = load_spec(latest_version())
-    codes = spec.mock_profile.get("ws_codes") or newest.mock_profile["ws_codes"]
-    return str(codes[name])
+def stalled_socket(ev: Evidence) -> tuple[float, Socket | None]:
+    """The ``stall`` mark of an idle scenario and the socket open at that moment."""
+    stall = ev.marks.get("stall")
+    if stall is None:
+        raise HarnessError("the idle scenario set no 'stall' mark")
+    return stall, next((s for s in ev.sockets() if s.open_at(stall)), None)
 
 
 # ------------------------------------------------------------------------------ REST
@@ -274,15 +266,15 @@ class SentRecord:
 
 def parse_frame(spec: Spec, text: str) -> tuple[str, list[dict[str, str]]] | None:
     """``(tr_id, records)`` of a plain data frame, or None if it is not one (or malformed)."""
-    grammar = protocol_clause(spec, "PKT-DATA-FRAME")
+    grammar = broker_clause(spec, "PKT-DATA-FRAME")
     part = grammar.string("part_separator")
     fsep = grammar.string("field_separator")
-    digits = grammar.integer("count_digits")
+    width = grammar.integer("count_digits")
     parts = text.split(part, 3)
     if len(parts) != 4 or parts[0] != grammar.string("plain_flag"):
         return None
     tr_id, count_s, payload = parts[1], parts[2], parts[3]
-    if tr_id not in spec.layouts or len(count_s) != digits or not count_s.isdigit():
+    if tr_id not in spec.layouts or len(count_s) != width or not count_s.isdigit():
         return None
     names = spec.layout(tr_id).names
     fields = payload.split(fsep)
@@ -324,7 +316,8 @@ def number(value: Any) -> Decimal | None:
     return None
 
 
-def _digits(text: str) -> str:
+def digits(text: str) -> str:
+    """The digits of a time text (``09:30:15`` -> ``093015``)."""
     return "".join(ch for ch in text if ch.isdigit())
 
 
@@ -359,20 +352,27 @@ def expected_event(spec: Spec, rec: SentRecord) -> dict[str, Any]:
     return out
 
 
-def _levels_match(got: Any, want: Sequence[tuple[str, str]]) -> bool:
-    if not isinstance(got, list):
+Level = tuple[Decimal | None, Decimal | None]
+
+
+def levels_match(got: Any, want: Sequence[Level]) -> bool:
+    """Whether an event's book side lists the sent ``(price, quantity)`` levels, best first
+    (empty levels at the end may be left out)."""
+    if not isinstance(got, list) or len(got) > len(want):
         return False
-    meaningful = [(p, q) for p, q in want if (number(p) or 0) != 0]
     if not got:
-        return not meaningful
-    if len(got) > len(want):
-        return False
-    for level, (p, q) in zip(got, want, strict=False):
-        if not isinstance(level, list) or len(level) != 2:
-            return False
-        if number(level[0]) != number(p) or number(level[1]) != number(q):
-            return False
-    return True
+        return not [w for w in want if (w[0] or 0) != 0]
+    return all(
+        isinstance(level, list)
+        and len(level) == 2
+        and number(level[0]) == p
+        and number(level[1]) == q
+        for level, (p, q) in zip(got, want, strict=False)
+    )
+
+
+def _levels(pairs: Sequence[tuple[str, str]]) -> list[Level]:
+    return [(number(p), number(q)) for p, q in pairs]
 
 
 def event_matches(spec: Spec, event: Mapping[str, Any], rec: SentRecord) -> bool:
@@ -383,15 +383,44 @@ def event_matches(spec: Spec, event: Mapping[str, Any], rec: SentRecord) -> bool
     if event.get("key") != want["key"]:
         return False
     t = event.get("time")
-    if not isinstance(t, str) or _digits(str(want["time"])) not in _digits(t):
+    if not isinstance(t, str) or digits(str(want["time"])) not in digits(t):
         return False
     if want["type"] == "tick":
         return number(event.get("price")) == number(want["price"]) and number(
             event.get("volume")
         ) == number(want["volume"])
-    return _levels_match(event.get("asks"), want["asks"]) and _levels_match(
-        event.get("bids"), want["bids"]
+    return levels_match(event.get("asks"), _levels(want["asks"])) and levels_match(
+        event.get("bids"), _levels(want["bids"])
     )
+
+
+def output_stop(ev: Evidence) -> float:
+    """Spec time the targets' output ends: the first target's end or the ``end`` mark."""
+    stop = min((tr.end_t for tr in ev.targets), default=ev.end_t_spec / ev.time_scale)
+    return min(stop * ev.time_scale, ev.marks.get("end", stop * ev.time_scale))
+
+
+def match_in_order(
+    events: Sequence[Event],
+    streams: Mapping[Any, Sequence[Any]],
+    key: Callable[[Event], Any],
+    matches: Callable[[Event, Any], bool],
+) -> tuple[dict[Any, int], tuple[Event, Any, int] | None]:
+    """Match each event to the next sent item of its stream that it equals, in order: events
+    matched per stream, and the first event that matched nothing (its key and stream position)."""
+    cursor: dict[Any, int] = defaultdict(int)
+    counts: dict[Any, int] = defaultdict(int)
+    for e in events:
+        k = key(e)
+        items = streams.get(k, [])
+        i = cursor[k]
+        while i < len(items) and not matches(e, items[i]):
+            i += 1
+        if i == len(items):
+            return counts, (e, k, cursor[k])
+        cursor[k] = i + 1
+        counts[k] += 1
+    return counts, None
 
 
 def data_events(ev: Evidence) -> list[Event]:
@@ -417,3 +446,113 @@ def mentions_code(event: Event, code: str) -> bool:
         return False
 
     return walk(dict(event.data))
+
+
+# ------------------------------------------------------------------------------ Kiwoom
+# The Kiwoom mock tags its records ``broker: "kiwoom"`` (conn ids ``kiwoom-...``); its wire is read
+# from the spec alone: trnm names, SYSTEM codes and FID layouts (KIWOOM-PROTOCOL).
+KIWOOM = "kiwoom"
+
+
+def kiwoom_value(spec: Spec, key: str) -> Any:
+    """A value of KIWOOM-PROTOCOL (a broker fact: the newest version's where ``spec`` lacks it)."""
+    return broker_clause(spec, "KIWOOM-PROTOCOL").value(key)
+
+
+def is_kiwoom(record: Record) -> bool:
+    """Whether a trace record is the Kiwoom mock's."""
+    return record.get("broker") == KIWOOM
+
+
+def kiwoom_sockets(ev: Evidence) -> list[Socket]:
+    """Kiwoom WebSocket sessions, in the order they opened."""
+    return [s for s in ev.sockets() if is_kiwoom(s.open_record)]
+
+
+def kis_sockets(ev: Evidence) -> list[Socket]:
+    """KIS WebSocket sessions, in the order they opened."""
+    return [s for s in ev.sockets() if not is_kiwoom(s.open_record)]
+
+
+def trnm(record: Record) -> str | None:
+    """The ``trnm`` of a Kiwoom text frame."""
+    obj = client_json(record)
+    t = obj.get("trnm") if obj is not None else None
+    return t if isinstance(t, str) else None
+
+
+def kiwoom_type_of(spec: Spec, tr_id: str) -> str | None:
+    """The Kiwoom realtime type serving a KIS TR (same market and kind), or None."""
+    layout = spec.layouts.get(tr_id)
+    if layout is None:
+        return None
+    for code, kl in kiwoom_layouts(spec).items():
+        if (kl.market, kl.kind) == (layout.market, layout.kind):
+            return code
+    return None
+
+
+def served_pairs(ev: Evidence) -> set[tuple[str, str]]:
+    """``(kiwoom type, item)`` of every subscription Kiwoom can serve."""
+    out: set[tuple[str, str]] = set()
+    for tr_id, key in ev.subscriptions:
+        code = kiwoom_type_of(ev.spec, tr_id)
+        if code is not None:
+            out.add((code, key))
+    return out
+
+
+def unserved_keys(ev: Evidence) -> set[str]:
+    """Keys of the subscriptions Kiwoom cannot serve (no Kiwoom layout for their market)."""
+    return {key for tr_id, key in ev.subscriptions if kiwoom_type_of(ev.spec, tr_id) is None}
+
+
+def _pairs(obj: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    data = obj.get("data") if obj is not None else None
+    if not isinstance(data, list):
+        return out
+    for entry in data:
+        if not isinstance(entry, Mapping):
+            continue
+        items, types = entry.get("item"), entry.get("type")
+        if isinstance(items, list) and isinstance(types, list):
+            out |= {
+                (t, i) for t in types for i in items if isinstance(t, str) and isinstance(i, str)
+            }
+    return out
+
+
+def registered_kiwoom(ev: Evidence, conn: str) -> set[tuple[str, str]]:
+    """Pairs the client asked for in REG frames on ``conn`` that the mock accepted."""
+    reg = kiwoom_value(ev.spec, "subscribe")
+    asked = [_pairs(client_json(r)) for r in ev.client_texts(conn) if trnm(r) == reg]
+    replies = [client_json(r) for r in ev.server_texts(conn) if trnm(r) == reg]
+    out: set[tuple[str, str]] = set()
+    for pairs, reply in zip(asked, replies, strict=False):
+        if reply is not None and reply.get("return_code") == 0:
+            out |= pairs
+    return out
+
+
+def kiwoom_reg_accepted(spec: Spec) -> Callable[[Record], bool]:
+    """Record predicate: the Kiwoom mock accepted a REG (for scenario scripts' waits)."""
+    reg = kiwoom_value(spec, "subscribe")
+
+    def match(r: Record) -> bool:
+        obj = client_json(r) if r.get("kind") == "text" and r.get("dir") == "out" else None
+        return (
+            is_kiwoom(r)
+            and obj is not None
+            and obj.get("trnm") == reg
+            and obj.get("return_code") == 0
+        )
+
+    return match
+
+
+def kiwoom_level(text: Any) -> Decimal | None:
+    """A Kiwoom FID value as an absolute number (Kiwoom signs prices with ``+``/``-``)."""
+    if not isinstance(text, str):
+        return None
+    return number(text.strip().lstrip("+- "))

@@ -39,35 +39,17 @@ def clause_rows(result: SuiteResult, pending: Mapping[str, str]) -> list[ClauseR
     table = result.clause_verdicts()
     rows = []
     for clause in spec.clauses:
+        verdict, checks, wall, why = "SKIPPED", "-", None, "not selected"
         if clause.id in table:
             outcome, items = table[clause.id]
             n_ok = sum(1 for r in items if r.verdict.ok)
-            rows.append(
-                ClauseRow(
-                    clause.id,
-                    clause.title.en,
-                    _LABEL[outcome],
-                    f"{n_ok}/{len(items)}",
-                    max(r.wall_s for r in items),
-                )
-            )
+            verdict, checks, why = _LABEL[outcome], f"{n_ok}/{len(items)}", ""
+            wall = max(r.wall_s for r in items)
         elif not clause.testability.breakable:
-            rows.append(
-                ClauseRow(
-                    clause.id,
-                    clause.title.en,
-                    "N/A",
-                    "-",
-                    None,
-                    "not breakable on the wire: " + (clause.testability.reason or ""),
-                )
-            )
+            verdict, why = "N/A", "not breakable on the wire: " + (clause.testability.reason or "")
         elif clause.id in pending:
-            rows.append(
-                ClauseRow(clause.id, clause.title.en, "PENDING", "-", None, pending[clause.id])
-            )
-        else:
-            rows.append(ClauseRow(clause.id, clause.title.en, "SKIPPED", "-", None, "not selected"))
+            verdict, why = "PENDING", pending[clause.id]
+        rows.append(ClauseRow(clause.id, clause.title.en, verdict, checks, wall, why))
     return rows
 
 

@@ -9,7 +9,7 @@ Scenarios run concurrently (each has its own mock, ports and processes).
 
 from __future__ import annotations
 
-import inspect
+import json
 import os
 import secrets
 import shutil
@@ -27,11 +27,11 @@ from stockmon.conformance.errors import (
     CheckFailure,
     ConfigError,
     HarnessError,
-    ResourceError,
     TargetStartError,
 )
 from stockmon.conformance.evidence import Evidence, Record
-from stockmon.conformance.kiwoom_support import kiwoom_facts, start_kiwoom, stop_kiwoom
+from stockmon.conformance.mocks import ScenarioMocks
+from stockmon.conformance.protocol import KIWOOM
 from stockmon.conformance.redis_server import PrivateRedis
 from stockmon.conformance.registry import (
     Check,
@@ -186,7 +186,7 @@ class ScenarioRun:
         self.options = options
         self.time_scale = scenario.time_scale * options.time_scale_factor
         self.subscriptions = tuple(scenario.subscriptions(spec))
-        self._thread: Any = None
+        self._mocks = ScenarioMocks(scenario, spec, self.time_scale, options.seed)
         self._targets: list[TargetProcess] = []
         self._env: dict[str, str] = {}
         self._records: list[Record] = []
@@ -195,15 +195,11 @@ class ScenarioRun:
         self._notes: list[str] = []
         self._secrets: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._kiwoom: Any = None  # the Kiwoom mock of a scenario with ``kiwoom`` set
 
     # --- Driver -----------------------------------------------------------------------------
     def now(self) -> float:
         """Spec seconds since the mock started."""
-        return float(self._thread.mock.trace.now()) * self.time_scale
-
-    def _real_now(self) -> float:
-        return float(self._thread.mock.trace.now())
+        return self._mocks.now() * self.time_scale
 
     def start(self, index: int | None = None) -> None:
         """Start target ``index`` (or every target not started yet)."""
@@ -211,7 +207,7 @@ class ScenarioRun:
         for i in indexes:
             if any(t.index == i for t in self._targets):
                 continue
-            proc = TargetProcess(i, self.options.target, self._env, self._real_now)
+            proc = TargetProcess(i, self.options.target, self._env, self._mocks.now)
             self.mark(f"start{i}")
             proc.start()
             self._targets.append(proc)
@@ -223,7 +219,7 @@ class ScenarioRun:
     def records(self) -> Sequence[Record]:
         """The trace so far (fetched incrementally)."""
         with self._lock:
-            new = self._thread.mock.trace.records(self._last_seq)
+            new = self._mocks.records(self._last_seq)
             if new:
                 self._records.extend(new)
                 self._last_seq = int(new[-1]["seq"])
@@ -258,35 +254,12 @@ class ScenarioRun:
             time.sleep(_POLL_S)
 
     def fault(self, name: str, **params: Any) -> None:
-        """Inject a fault through the mock's fault API on its own loop."""
-        mock = self._thread.mock
-        fn = getattr(mock.faults, name, None)
-        if fn is None:
-            raise HarnessError(f"the mock has no fault {name!r} (scenario {self.scenario.name})")
-        try:
-            result = fn(**params)  # the fault API is thread-safe: it runs on the mock's loop
-            if inspect.isawaitable(result):
-                self._thread.call(result)
-        except HarnessError:
-            raise
-        except Exception as exc:
-            raise HarnessError(
-                f"fault {name}({params}) failed in scenario {self.scenario.name}: {exc}"
-            ) from exc
+        """Inject a fault through the KIS mock's fault API on its own loop."""
+        self._mocks.fault("kis", name, params)
 
     def kiwoom_fault(self, name: str, **params: Any) -> None:
         """Inject a fault on the scenario's Kiwoom mock (the same thread-safe fault API)."""
-        if self._kiwoom is None:
-            raise HarnessError(f"scenario {self.scenario.name} runs no Kiwoom mock")
-        fn = getattr(self._kiwoom.faults, name, None)
-        if fn is None:
-            raise HarnessError(f"the Kiwoom mock has no fault {name!r}")
-        try:
-            fn(**params)
-        except Exception as exc:
-            raise HarnessError(
-                f"Kiwoom fault {name}({params}) failed in scenario {self.scenario.name}: {exc}"
-            ) from exc
+        self._mocks.fault(KIWOOM, name, params)
 
     def mark(self, name: str) -> float:
         """Remember the current spec time under a name."""
@@ -299,20 +272,6 @@ class ScenarioRun:
         self._notes.append(text)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def _mock_config(self) -> Any:
-        from stockmon.mockserver import MockConfig
-
-        overrides = dict(self.scenario.mock(self.spec))
-        overrides.setdefault("seed", self.options.seed)
-        try:
-            return MockConfig(
-                spec_version=self.spec.version, time_scale=self.time_scale, **overrides
-            )
-        except Exception as exc:
-            raise HarnessError(
-                f"scenario {self.scenario.name}: bad mock configuration: {exc}"
-            ) from exc
-
     def _build_env(self, mock_env: Mapping[str, str], redis: PrivateRedis | None) -> None:
         strip = spec_variables()
         env = {k: v for k, v in os.environ.items() if k not in strip}
@@ -320,8 +279,8 @@ class ScenarioRun:
         env["STOCKMON_SUBSCRIPTIONS"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
         env["STOCKMON_TIME_SCALE"] = repr(self.time_scale)
         env["STOCKMON_SPEC_VERSION"] = self.spec.version
-        env["STOCKMON_ENV"] = "mock"
-        env["STOCKMON_BROKER"] = "kis"
+        env["STOCKMON_ENV"] = self.scenario.env
+        env["STOCKMON_BROKER"] = self.scenario.broker
         # Python targets block-buffer a pipe; events must arrive as they happen.
         env["PYTHONUNBUFFERED"] = "1"
         # Canaries: secrets the target has no use for must not be printed either (CRED-ENV).
@@ -330,7 +289,6 @@ class ScenarioRun:
                 env[name] = f"canary-{name.lower().replace('_', '-')}-{secrets.token_hex(10)}"
         if redis is not None:
             env["REDIS_URL"] = redis.url
-        env.update(self.scenario.extra_env(self.spec))
         for name in self.scenario.drop_env:
             env.pop(name, None)
         self._env = env
@@ -371,26 +329,13 @@ class ScenarioRun:
         return ScenarioResult(self.scenario, results, wall, self.time_scale, exc, list(self._notes))
 
     def _run(self) -> Evidence:
-        from stockmon.mockserver import MockThread
-
-        config = self._mock_config()
         redis: PrivateRedis | None = None
         try:
-            self._thread = MockThread(config)
-            self._thread.start()
-        except OSError as exc:
-            raise ResourceError(f"the mock could not start: {exc}") from exc
-        try:
+            self._mocks.start()
             if self.scenario.redis:
                 redis = PrivateRedis()
                 redis.start()
-            mock_env = dict(self._thread.mock.env())
-            if self.scenario.kiwoom is not None:
-                self._kiwoom = start_kiwoom(
-                    self._thread, self.scenario, self.spec, self.time_scale, self.options.seed
-                )
-                mock_env.update(self._kiwoom.env())
-            self._build_env(mock_env, redis)
+            self._build_env(self._mocks.env(), redis)
             try:
                 self.scenario.script(self)
             finally:
@@ -404,13 +349,11 @@ class ScenarioRun:
                 self._dump(records)
         finally:
             try:
-                stop_kiwoom(self._thread, self._kiwoom)
-                self._thread.stop()
+                self._mocks.stop()
             finally:
                 if redis is not None:
                     redis.stop()
         self._check_started(records, runs)
-        mock = self._thread.mock
         return Evidence(
             scenario=self.scenario.name,
             spec=self.spec,
@@ -420,28 +363,10 @@ class ScenarioRun:
             subscriptions=self.subscriptions,
             secrets=dict(self._secrets),
             marks=dict(self._marks),
-            mock={**self._mock_facts(mock, config), **kiwoom_facts(self._kiwoom)},
+            mock=self._mocks.facts(),
             end_t_spec=end_t_spec,
             notes=tuple(self._notes),
         )
-
-    def _mock_facts(self, mock: Any, config: Any) -> dict[str, Any]:
-        facts: dict[str, Any] = {
-            "app_key": mock.app_key,
-            "ws_url": mock.ws_url,
-            "rest_url": mock.rest_url,
-        }
-        world = getattr(mock, "world", None)
-        settings = getattr(world, "session_settings", None)
-        if settings is not None:
-            facts["server_pingpong_period_s"] = settings.server_pingpong_period_s
-            facts["unanswered_pingpong_grace_s"] = settings.unanswered_pingpong_grace_s
-            facts["reflect_client_ping"] = settings.reflect_client_ping
-        auth = getattr(world, "auth", None)
-        if auth is not None:
-            facts["token_validity_s"] = auth.validity_s
-            facts["token_throttle"] = auth.throttle
-        return facts
 
     def _check_started(self, records: Sequence[Record], runs: Sequence[Any]) -> None:
         """A target that exited before it ever talked to the mock could not start."""
@@ -457,14 +382,16 @@ class ScenarioRun:
                 )
 
     def _dump(self, records: Sequence[Record]) -> None:
-        from stockmon.mockserver.trace import dumps
-
         assert self.options.trace_dir is not None
         self.options.trace_dir.mkdir(parents=True, exist_ok=True)
         path = self.options.trace_dir / f"{self.spec.version}-{self.scenario.name}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
             for r in records:
-                fh.write(dumps(dict(r)) + "\n")
+                # Compact JSON, one record a line; a value JSON cannot hold becomes its string.
+                fh.write(
+                    json.dumps(dict(r), ensure_ascii=False, separators=(",", ":"), default=str)
+                )
+                fh.write("\n")
 
     def _judge(self, check: Check, evidence: Evidence) -> Verdict:
         try:

@@ -4,17 +4,20 @@ A scenario's ``script`` is its timeline: it starts the target(s), waits for the 
 (``wait_until`` on the trace, always bounded in spec seconds), injects faults and sets named marks
 the checks can refer to. Waiting that times out is not a harness error: the target simply did not
 do what the scenario waited for, and the checks will say so from the evidence.
+
+Below the :class:`Scenario` type are the building blocks every subject's scripts share (pacing,
+trace watchers); the catalogue itself is :mod:`stockmon.conformance.scenarios`, one module a subject.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stockmon.conformance.evidence import Record
 from stockmon.conformance.registry import Check, CheckFunc, registered
-from stockmon.spec import Spec
+from stockmon.spec import Spec, ws_answer_code
 
 
 class Driver(Protocol):
@@ -33,9 +36,6 @@ class Driver(Protocol):
     def sleep(self, spec_s: float) -> None:
         """Let ``spec_s`` spec seconds pass (ends early if every target has exited)."""
 
-    def sleep_until(self, t_spec: float) -> None:
-        """Sleep until the mock's spec clock reads ``t_spec``."""
-
     def wait_until(
         self, predicate: Callable[[Sequence[Record]], bool], timeout_s: float, label: str
     ) -> bool:
@@ -50,14 +50,38 @@ class Driver(Protocol):
     def mark(self, name: str) -> float:
         """Remember the current spec time under ``name`` for the checks; returns it."""
 
-    def note(self, text: str) -> None:
-        """A remark for the report (e.g. what the script waited for in vain)."""
-
     def records(self) -> Sequence[Record]:
         """The trace so far."""
 
     def alive(self) -> int:
         """How many targets are still running."""
+
+
+# ------------------------------------------------------------------------------ subscriptions
+def three_ticks(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """Three tick subscriptions with distinct keys (faults are injected per key)."""
+    kr = next(
+        t for t, lay in sorted(spec.layouts.items()) if lay.market == "KR" and lay.kind == "tick"
+    )
+    us = next(
+        t for t, lay in sorted(spec.layouts.items()) if lay.market == "US" and lay.kind == "tick"
+    )
+    return ((kr, "005930"), (kr, "000660"), (us, "DNASAAPL"))
+
+
+def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """A KR tick, a KR book (Kiwoom serves both) and a US tick (it serves none), from the layouts."""
+    keys = {"KR": ("005930", "000660"), "US": ("DNASAAPL",)}
+    out: list[tuple[str, str]] = []
+    used: dict[str, int] = {}
+    for tr_id, layout in sorted(spec.layouts.items(), key=lambda kv: (kv[1].market, kv[1].kind)):
+        if layout.market not in keys or (layout.market == "US" and layout.kind != "tick"):
+            continue
+        i = used.get(layout.market, 0)
+        if i < len(keys[layout.market]):
+            out.append((tr_id, keys[layout.market][i]))
+            used[layout.market] = i + 1
+    return tuple(out)
 
 
 def _no_overrides(spec: Spec) -> Mapping[str, Any]:
@@ -72,7 +96,7 @@ class Scenario:
     doc: str
     checks: tuple[CheckFunc, ...]
     script: Callable[[Driver], None]
-    subscriptions: Callable[[Spec], Sequence[tuple[str, str]]]
+    subscriptions: Callable[[Spec], Sequence[tuple[str, str]]] = three_ticks
     # Spec seconds per real second, chosen so the scenario's tolerances stay above scheduling
     # noise on a loaded 2-core machine; ``--time-scale`` multiplies it.
     time_scale: float = 10.0
@@ -86,7 +110,10 @@ class Scenario:
     requires: tuple[str, ...] = ()
     # Rough real seconds at the default scale, to start the longest scenarios first.
     weight: float = 10.0
-    extra_env: Callable[[Spec], Mapping[str, str]] = field(default=lambda spec: {})
+    # STOCKMON_BROKER and STOCKMON_ENV of the target ("kiwoom" or "auto"; "prod" for the rules
+    # the mock environment may skip).
+    broker: str = "kis"
+    env: str = "mock"
     # KiwoomMockConfig overrides; set = a Kiwoom mock runs beside the KIS mock, on one trace.
     kiwoom: Callable[[Spec], Mapping[str, Any]] | None = None
 
@@ -97,3 +124,102 @@ class Scenario:
     def applies_to(self, spec: Spec) -> bool:
         """Whether the scenario makes sense for a spec version."""
         return all(spec.has(c) for c in self.requires)
+
+
+# ------------------------------------------------------------------------------ pacing
+# Non-normative: spec seconds a script lets pass after the situation it waited for, so late
+# misbehaviour (a second request, a storm) still lands in the trace.
+SETTLE_REAL_S = 1.5
+
+
+def frames(scale: float, per_real_s: float = 5.0) -> float:
+    """``tick_rate_hz`` (per spec second) giving ``per_real_s`` data frames per real second per
+    registration (non-normative pacing: the mock and the target are never the bottleneck)."""
+    return per_real_s / scale
+
+
+def calm(spec: Spec, scale: float) -> dict[str, Any]:
+    """KIS mock settings for stories that do not judge keep-alive: the server's grace for an
+    unanswered PINGPONG (30 spec s) would be a fraction of a real second at a high time scale, and
+    a late answer on a loaded machine would close the socket in the middle of another story."""
+    return {"unanswered_pingpong_grace_s": 3.0 * scale} if spec.has("KA-SERVER-PINGPONG") else {}
+
+
+def settle(d: Driver) -> None:
+    """Let ``SETTLE_REAL_S`` real seconds pass."""
+    d.sleep(SETTLE_REAL_S * d.time_scale)
+
+
+def ping_interval(spec: Spec) -> float:
+    """KA-PING's interval (spec s)."""
+    return spec.clause("KA-PING").number("interval_s")
+
+
+# ------------------------------------------------------------------------------ trace watchers
+def all_subscribed(
+    d: Driver, after_seq: int = 0, exclude: Sequence[str] = ()
+) -> Callable[[Sequence[Record]], bool]:
+    """Predicate: one KIS session has confirmed every subscription (but ``exclude``d keys)."""
+    code = ws_answer_code(d.spec, "subscribed")
+    wanted = {s for s in d.subscriptions if s[1] not in exclude}
+    state: dict[str, set[tuple[Any, Any]]] = {}
+    cursor = [0]
+
+    def pred(records: Sequence[Record]) -> bool:
+        for r in records[cursor[0] :]:
+            if (
+                r.get("kind") == "text"
+                and r.get("dir") == "out"
+                and r.get("msg_cd") == code
+                and int(r["seq"]) > after_seq
+            ):
+                state.setdefault(str(r["conn"]), set()).add((r.get("tr_id"), r.get("tr_key")))
+        cursor[0] = len(records)
+        return any(wanted <= s for s in state.values())
+
+    return pred
+
+
+def seen(
+    match: Callable[[Record], bool], after_seq: int = 0, count: int = 1
+) -> Callable[[Sequence[Record]], bool]:
+    """Predicate: ``count`` records after ``after_seq`` match."""
+    state = {"cursor": 0, "hits": 0}
+
+    def pred(records: Sequence[Record]) -> bool:
+        for r in records[state["cursor"] :]:
+            if int(r["seq"]) > after_seq and match(r):
+                state["hits"] += 1
+        state["cursor"] = len(records)
+        return state["hits"] >= count
+
+    return pred
+
+
+def last_seq(d: Driver) -> int:
+    """The sequence number of the newest trace record (0 for an empty trace)."""
+    recs = d.records()
+    return int(recs[-1]["seq"]) if recs else 0
+
+
+def start_and_subscribe(
+    d: Driver, timeout_s: float | None = None, exclude: Sequence[str] = ()
+) -> bool:
+    """Start the target and wait until one KIS session confirmed every subscription."""
+    d.start()
+    return d.wait_until(
+        all_subscribed(d, exclude=exclude),
+        timeout_s if timeout_s is not None else 60 * d.time_scale / 10,
+        "every subscription confirmed on one socket",
+    )
+
+
+def exits_on_its_own(d: Driver) -> None:
+    """Start a target that must exit at once (a missing credential): wait until it exits or
+    contacts a mock, bounded in spec time, then settle."""
+    d.start()
+    contact = seen(lambda r: r.get("dir") == "in" or r.get("kind") == "ws_open")
+    deadline = d.now() + 8 * d.time_scale
+    while d.alive() and d.now() < deadline and not contact(d.records()):
+        d.sleep(0.05 * d.time_scale)
+    settle(d)

@@ -98,11 +98,6 @@ class TargetProcess:
                     self._stderr_len -= len(self._stderr.pop(0))
         stream.close()
 
-    @property
-    def pid(self) -> int | None:
-        """Process id once started."""
-        return None if self._proc is None else self._proc.pid
-
     def alive(self) -> bool:
         """Whether the process is still running."""
         if self._proc is None or self._proc.poll() is not None:
@@ -111,16 +106,6 @@ class TargetProcess:
                 self.exited_by_itself = True
             return False
         return True
-
-    def stderr_text(self) -> str:
-        """Everything kept from stderr so far."""
-        with self._lock:
-            return "".join(self._stderr)
-
-    def stdout_lines(self) -> list[Line]:
-        """Every stdout line read so far."""
-        with self._lock:
-            return list(self._stdout)
 
     def stop(self, grace_s: float = TERM_GRACE_S) -> None:
         """SIGTERM the process group, wait, then SIGKILL whatever is left."""
@@ -155,7 +140,8 @@ class TargetProcess:
         proc = self._proc
         events: list[Event] = []
         bad: list[tuple[int, str, str]] = []
-        lines = self.stdout_lines()
+        with self._lock:
+            lines, stderr = list(self._stdout), "".join(self._stderr)
         for n, line in enumerate(lines, 1):
             text = line.text.strip()
             if not text:
@@ -184,5 +170,5 @@ class TargetProcess:
             stdout=tuple(lines),
             events=tuple(events),
             bad_lines=tuple(bad),
-            stderr=self.stderr_text(),
+            stderr=stderr,
         )

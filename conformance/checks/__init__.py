@@ -1,18 +1,6 @@
-"""Every conformance check, grouped by clause area; importing this package registers them all.
+"""Every conformance check, one module a clause area (the failover apart from Kiwoom's protocol).
 
 Each check is a function named for the property it checks, tagged with the clause IDs it judges,
 reading one scenario's :class:`~stockmon.conformance.evidence.Evidence` and returning a verdict.
+A module registers its checks when imported; the scenario catalogue imports every module.
 """
-
-from stockmon.conformance.checks import (
-    credentials,
-    data,
-    keepalive,
-    kiwoom,
-    packets,
-    policies,
-    sockets,
-    tokens,
-)
-
-__all__ = ["credentials", "data", "keepalive", "kiwoom", "packets", "policies", "sockets", "tokens"]

@@ -15,6 +15,8 @@ from stockmon.conformance.protocol import (
     data_events,
     event_matches,
     expected_event,
+    match_in_order,
+    output_stop,
     sent_records,
     slack,
 )
@@ -45,26 +47,22 @@ def event_values_equal_values_sent(ev: Evidence) -> Verdict:
             "the target printed no tick or order-book event",
             expected="one event per record received",
         )
-    cursor: dict[tuple[str, str], int] = defaultdict(int)
-    for e in events:
-        key = (str(e.data.get("tr_id")), str(e.data.get("key")))
+    _, miss = match_in_order(
+        events,
+        streams,
+        lambda e: (str(e.data.get("tr_id")), str(e.data.get("key"))),
+        lambda e, rec: event_matches(ev.spec, e.data, rec),
+    )
+    if miss is not None:
+        e, key, at = miss
         recs = streams.get(key, [])
-        i = cursor[key]
-        while i < len(recs) and not event_matches(ev.spec, e.data, recs[i]):
-            i += 1
-        if i == len(recs):
-            near = recs[cursor[key]] if cursor[key] < len(recs) else (recs[-1] if recs else None)
-            want = (
-                expected_event(ev.spec, near)
-                if near is not None
-                else "no record of that TR and key"
-            )
-            return failed(
-                f"event on stdout line {e.line_no} matches no record the mock sent: {dict(e.data)}",
-                expected=f"the values of the record, e.g. the next one sent: {want}",
-                evidence=[r for r in ev.records if near is not None and r.get("seq") == near.seq],
-            )
-        cursor[key] = i + 1
+        near = recs[at] if at < len(recs) else (recs[-1] if recs else None)
+        want = expected_event(ev.spec, near) if near is not None else "no record of that TR and key"
+        return failed(
+            f"event on stdout line {e.line_no} matches no record the mock sent: {dict(e.data)}",
+            expected=f"the values of the record, e.g. the next one sent: {want}",
+            evidence=[r for r in ev.records if near is not None and r.get("seq") == near.seq],
+        )
     return passed(f"{len(events)} events, each equal to a record the mock sent")
 
 
@@ -78,12 +76,8 @@ def every_record_of_a_frame_becomes_an_event(ev: Evidence) -> Verdict:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for e in data_events(ev):
         counts[(str(e.data.get("tr_id")), str(e.data.get("key")))] += 1
-    stop = (
-        min((tr.end_t for tr in ev.targets), default=ev.end_t_spec / ev.time_scale) * ev.time_scale
-    )
-    stop = min(stop, ev.marks.get("end", stop))
     # Records sent in the last moments before the stop may still be in flight: not required.
-    cutoff = stop - 2 * slack(ev)
+    cutoff = output_stop(ev) - 2 * slack(ev)
     for key, recs in sorted(streams.items()):
         due = sum(1 for r in recs if r.t < cutoff)
         got = counts.get(key, 0)

@@ -13,6 +13,7 @@ from stockmon.conformance.protocol import (
     reflections,
     server_pings,
     slack,
+    stalled_socket,
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 from stockmon.schemas import errors as schema_errors
@@ -271,10 +272,7 @@ def idle_measured_from_last_inbound(ev: Evidence) -> Verdict:
     timer is indistinguishable from one without an idle timer: both keep a silent socket forever.)"""
     idle = ev.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     tol = slack(ev)
-    stall = ev.marks.get("stall")
-    if stall is None:
-        raise HarnessError("the idle scenario set no 'stall' mark")
-    sock = next((s for s in ev.sockets() if s.open_at(stall)), None)
+    stall, sock = stalled_socket(ev)
     if sock is None:
         return failed(
             "no socket was open when the mock went silent",

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.errors import CheckFailure, HarnessError
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import (
     Packet,
@@ -19,7 +19,6 @@ from stockmon.conformance.protocol import (
     ack_target,
     acks,
     authorization_of,
-    broker_code,
     client_packets,
     issued_token,
     mentions_code,
@@ -31,6 +30,7 @@ from stockmon.conformance.protocol import (
     subscribe_tr_type,
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.spec import mock_profile_value, ws_answer_code
 
 
 def _tr_type(p: Packet) -> object:
@@ -124,7 +124,7 @@ def _surfaced(ev: Evidence, code: str, after: Record, what: str, expected: str) 
 @check("ERR-WS-BODY")
 def ws_error_body_code_surfaced(ev: Evidence) -> Verdict:
     """A WebSocket error body ({"body":{"msg1","msg_cd"}}) is read: its code reaches a status event."""
-    code = broker_code(ev.spec, "internal_error")
+    code = ws_answer_code(ev.spec, "internal_error")
     hits = acks(ev, code=code)
     if not hits:
         raise HarnessError(f"the mock never answered {code} (the injected fault did not fire)")
@@ -138,11 +138,7 @@ def ws_error_body_code_surfaced(ev: Evidence) -> Verdict:
 
 
 def _rest_error_code(ev: Evidence) -> str:
-    from stockmon.spec import latest_version, load_spec
-
-    code = ev.spec.mock_profile.get("rest_rate_limit") or load_spec(
-        latest_version()
-    ).mock_profile.get("rest_rate_limit")
+    code = mock_profile_value(ev.spec, "rest_rate_limit")
     if not isinstance(code, str):
         raise HarnessError("spec mock_profile has no rest_rate_limit code")
     return code
@@ -162,7 +158,7 @@ def rest_error_body_code_surfaced(ev: Evidence) -> Verdict:
                 "the REST error",
                 "the error body's msg_cd in a status event (the error is read, not swallowed)",
             )
-    if not [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]:
+    if not _quote_requests(ev):
         return failed(
             "the target made no authenticated REST request, so no REST error could reach it",
             expected="a REST quote snapshot of each subscribed key at start (IUT contract)",
@@ -176,16 +172,26 @@ def _request_key(req: Record) -> tuple[Any, ...]:
     return (req.get("method"), req.get("path"), q)
 
 
+def _quote_requests(ev: Evidence) -> list[Record]:
+    return [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]
+
+
 def _auth_failures(ev: Evidence) -> list[tuple[Record, Record]]:
+    """Authenticated requests answered with an auth-failure code, with their responses."""
     codes = set(ev.spec.clause("POL-AUTH-FAILED").strings("rest_codes"))
     out = []
-    for req in ev.requests():
-        if req.get("path") not in quote_paths(ev.spec):
-            continue
+    for req in _quote_requests(ev):
         resp = ev.response_to(req)
         if resp is not None and response_code(resp) in codes:
             out.append((req, resp))
-    return out
+    if out:
+        return out
+    if not _quote_requests(ev):
+        raise CheckFailure(
+            "the target made no authenticated REST request, so the auth policy was never exercised",
+            expected="a REST quote snapshot of each subscribed key at start (IUT contract)",
+        )
+    raise HarnessError("no authenticated request was answered with an auth-failure code")
 
 
 @check("POL-AUTH-FAILED")
@@ -193,13 +199,6 @@ def auth_failure_refreshes_token_then_retries(ev: Evidence) -> Verdict:
     """An auth-failure code makes the client request a new token, then retry the request with it."""
     token_type = ev.spec.clause("TOKEN-KIS-BEARER").string("token_type")
     failures = _auth_failures(ev)
-    if not failures:
-        if not [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]:
-            return failed(
-                "the target made no authenticated REST request, so the auth policy was never exercised",
-                expected="a REST quote snapshot of each subscribed key at start (IUT contract)",
-            )
-        raise HarnessError("no authenticated request was answered with an auth-failure code")
     req, resp = failures[0]
     code = response_code(resp)
     token_path = rest_path(ev.spec, "token")
@@ -256,13 +255,6 @@ def auth_failure_retried_at_most_once(ev: Evidence) -> Verdict:
     """A request that keeps failing with an auth code is retried once, then given up (no loop)."""
     retries = ev.spec.clause("POL-AUTH-FAILED").integer("max_retries")
     failures = _auth_failures(ev)
-    if not failures:
-        if not [r for r in ev.requests() if r.get("path") in quote_paths(ev.spec)]:
-            return failed(
-                "the target made no authenticated REST request, so the auth policy was never exercised",
-                expected="a REST quote snapshot of each subscribed key at start (IUT contract)",
-            )
-        raise HarnessError("no authenticated request was answered with an auth-failure code")
     per: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
     for req, _ in failures:
         per[_request_key(req)].append(req)

@@ -9,10 +9,12 @@ from stockmon.conformance.evidence import Evidence, Record, Socket
 from stockmon.conformance.protocol import (
     ack_code,
     acks,
+    best_socket,
     client_packets,
     data_events,
     registered_on,
     slack,
+    stalled_socket,
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 
@@ -95,19 +97,15 @@ def every_subscription_streamed_on_the_primary_socket(ev: Evidence) -> Verdict:
             "the target never opened a WebSocket to KIS_WS_URL",
             expected="every subscription registered on the primary WebSocket channel",
         )
-    best: tuple[int, Socket] | None = None
-    for sock in socks:
-        got = registered_on(ev, sock.conn) & wanted
-        if best is None or len(got) > best[0]:
-            best = (len(got), sock)
+    best = best_socket(socks, lambda conn: registered_on(ev, conn), wanted)
     assert best is not None
-    missing = wanted - registered_on(ev, best[1].conn)
+    missing = wanted - registered_on(ev, best.conn)
     if missing:
         return failed(
             f"{len(missing)} of {len(wanted)} subscriptions never registered on one socket: "
             + ", ".join(f"{t}:{k}" for t, k in sorted(missing)),
             expected="every KR/US tick and order-book subscription on the primary channel",
-            evidence=[best[1].open_record, *acks(ev, best[1].conn)[:6]],
+            evidence=[best.open_record, *acks(ev, best.conn)[:6]],
         )
     seen = {(str(e.data.get("tr_id")), str(e.data.get("key"))) for e in data_events(ev)}
     silent = wanted - seen
@@ -116,7 +114,7 @@ def every_subscription_streamed_on_the_primary_socket(ev: Evidence) -> Verdict:
             "no event on stdout for " + ", ".join(f"{t}:{k}" for t, k in sorted(silent)),
             expected="the data of every subscription delivered as event lines",
         )
-    return passed(f"{len(wanted)} subscriptions registered on {best[1].conn}, each with events")
+    return passed(f"{len(wanted)} subscriptions registered on {best.conn}, each with events")
 
 
 @check("POL-IDLE-RECONNECT")
@@ -124,10 +122,7 @@ def idle_socket_closed_then_reopened(ev: Evidence) -> Verdict:
     """A socket idle for the timeout is closed by the client, then a new one is opened."""
     idle = ev.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     tol = slack(ev)
-    stall = ev.marks.get("stall")
-    if stall is None:
-        raise HarnessError("the idle scenario set no 'stall' mark")
-    sock = next((s for s in ev.sockets() if s.open_at(stall)), None)
+    stall, sock = stalled_socket(ev)
     if sock is None:
         return failed("no socket was open when the mock went silent", expected="an open socket")
     if sock.close_t is None:
@@ -178,10 +173,7 @@ def idle_socket_closed_then_reopened(ev: Evidence) -> Verdict:
 @check("POL-IDLE-RECONNECT")
 def subscriptions_restored_after_reconnect(ev: Evidence) -> Verdict:
     """The new socket after an idle reconnect carries every subscription again."""
-    stall = ev.marks.get("stall")
-    if stall is None:
-        raise HarnessError("the idle scenario set no 'stall' mark")
-    first = next((s for s in ev.sockets() if s.open_at(stall)), None)
+    _, first = stalled_socket(ev)
     if first is None or first.close_record is None:
         return passed(
             "not exercised: no reconnect happened (judged by idle_socket_closed_then_reopened)"

@@ -1,15 +1,17 @@
 """The bearer token: its request and use (TOKEN-KIS-BEARER), its refresh inside the window
 (TOKEN-KIS-REFRESH) from the announced expiry (TOKEN-KIS-EXPIRY, 1.1), one issuance per refresh
-across a fleet (TOKEN-KIS-LOCK) and the issuance throttle waited out (TOKEN-KIS-THROTTLE, 1.1)."""
+across a fleet (TOKEN-KIS-LOCK), the issuance throttle waited out (TOKEN-KIS-THROTTLE, 1.1), and
+the Kiwoom token request with its secret (CRED-KIWOOM-SECRET)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stockmon.conformance.errors import HarnessError
+from stockmon.conformance.errors import CheckFailure, HarnessError
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import (
     authorization_of,
+    is_kiwoom,
     issued_token,
     quote_paths,
     rest_path,
@@ -17,15 +19,18 @@ from stockmon.conformance.protocol import (
 )
 from stockmon.conformance.registry import Verdict, check, failed, passed
 from stockmon.schemas import errors as schema_errors
+from stockmon.spec import broker_clause, broker_data
 
 
 def _token_requests(ev: Evidence) -> list[Record]:
     return ev.requests(rest_path(ev.spec, "token"))
 
 
-def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
-    """(request, response, announced expiry in spec seconds) of the first successful issuance."""
-    for req in _token_requests(ev):
+def _first_issue(ev: Evidence) -> tuple[Record, float, Record | None]:
+    """The response of the first successful issuance, the expiry it announced (spec s), and the
+    token request that came next (the refresh, if any)."""
+    reqs = _token_requests(ev)
+    for req in reqs:
         resp = ev.response_to(req)
         if issued_token(resp) is None or resp is None:
             continue
@@ -33,8 +38,22 @@ def _first_issue(ev: Evidence) -> tuple[Record, Record, float] | None:
         expires_in = body.get("expires_in") if isinstance(body, Mapping) else None
         if not isinstance(expires_in, int | float):
             raise HarnessError("the mock's token response has no expires_in")
-        return req, resp, float(resp["t_spec"]) + float(expires_in)
-    return None
+        nxt = next((r for r in reqs if int(r["seq"]) > int(resp["seq"])), None)
+        return resp, float(resp["t_spec"]) + float(expires_in), nxt
+    raise CheckFailure("the target never obtained a token", expected="a token, then its refresh")
+
+
+def _bodies_valid(requests: list[Record], schema: str, summary: str) -> Verdict:
+    """Every request body matches ``schema``; a failure names the first that does not."""
+    for req in requests:
+        errs = schema_errors(schema, req.get("body"))
+        if errs:
+            return failed(
+                f"a request body breaks schema {schema}: {errs[0]}",
+                expected=f"a body valid against schema {schema}",
+                evidence=[req],
+            )
+    return passed(summary)
 
 
 @check("TOKEN-KIS-BEARER")
@@ -47,15 +66,26 @@ def token_request_matches_schema(ev: Evidence) -> Verdict:
             expected="a bearer token obtained at start and kept valid (KIS REST/WS auth)",
             evidence=ev.requests()[:3],
         )
-    for req in reqs:
-        errs = schema_errors("kis-token-request", req.get("body"))
-        if errs:
+    summary = f"{len(reqs)} token request(s), all valid against kis-token-request"
+    return _bodies_valid(reqs, "kis-token-request", summary)
+
+
+@check("CRED-KIWOOM-SECRET")
+def kiwoom_token_requests_carry_the_secret(ev: Evidence) -> Verdict:
+    """Every Kiwoom token request sends appkey and secretkey (schema kiwoom-token-request)."""
+    path = str(broker_data(ev.spec, "rest", "kiwoom")["token"]["path"])
+    field = broker_clause(ev.spec, "CRED-KIWOOM-SECRET").string("request_field")
+    reqs = [r for r in ev.requests(path) if is_kiwoom(r)]
+    for r in reqs:
+        body = r.get("body")
+        if not isinstance(body, Mapping) or not body.get(field):
             return failed(
-                f"the token request body is malformed: {errs[0]}",
-                expected="schema kis-token-request (grant_type client_credentials, appkey, appsecret)",
-                evidence=[req],
+                f"a Kiwoom token request without {field}",
+                expected=f"appkey and {field} (KIWOOM_APP_SECRET) in every token request",
+                evidence=[r],
             )
-    return passed(f"{len(reqs)} token request(s), all valid against kis-token-request")
+    summary = f"{len(reqs)} Kiwoom token request(s), each with {field}"
+    return _bodies_valid(reqs, "kiwoom-token-request", summary)
 
 
 @check("TOKEN-KIS-BEARER")
@@ -90,12 +120,8 @@ def token_refreshed_inside_window(ev: Evidence) -> Verdict:
     """The token is refreshed inside the window before its expiry, and not before the window."""
     window = ev.spec.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
     tol = slack(ev)
-    first = _first_issue(ev)
-    if first is None:
-        return failed("the target never obtained a token", expected="a token, then its refresh")
-    _req, resp, expiry = first
+    resp, expiry, nxt = _first_issue(ev)
     opens = expiry - window
-    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
     stop = ev.marks.get("end", ev.end_t_spec)
     if nxt is None:
         if stop < expiry:
@@ -128,11 +154,7 @@ def token_refreshed_inside_window(ev: Evidence) -> Verdict:
 def expiry_taken_from_token_response(ev: Evidence) -> Verdict:
     """The client believes the expiry the server announced (expires_in), not an assumed 24 h."""
     tol = slack(ev)
-    first = _first_issue(ev)
-    if first is None:
-        return failed("the target never obtained a token", expected="a token, then its refresh")
-    _, resp, expiry = first
-    nxt = next((r for r in _token_requests(ev) if int(r["seq"]) > int(resp["seq"])), None)
+    resp, expiry, nxt = _first_issue(ev)
     stop = ev.marks.get("end", ev.end_t_spec)
     if nxt is None and stop < expiry + tol:
         raise HarnessError("the scenario ended before the announced expiry")
@@ -215,7 +237,6 @@ def throttled_token_request_waited_out(ev: Evidence) -> Verdict:
     """After the issuance throttle answers, the client waits the minute out instead of hammering."""
     clause = ev.spec.clause("TOKEN-KIS-THROTTLE")
     interval = clause.number("min_interval_s")
-    status = clause.integer("http_status")
     code = clause.string("error_code")
     tol = slack(ev)
     reqs = _token_requests(ev)
@@ -228,12 +249,7 @@ def throttled_token_request_waited_out(ev: Evidence) -> Verdict:
         if issued_token(resp) is not None:
             last_ok = float(req["t_spec"])
             continue
-        body = resp.get("body")
-        if (
-            resp.get("status") != status
-            or not isinstance(body, Mapping)
-            or body.get("error_code") != code
-        ):
+        if not _throttled(ev, resp):
             continue
         throttled += 1
         if last_ok is None or i + 1 >= len(reqs):

@@ -1,10 +1,12 @@
 """The suite can fail: each mutant fails on exactly the clauses it breaks; correct targets pass.
 
-A mutant is the standalone minimal client (targets/minimal_client.py, no stockmon code) with one
-behaviour switched off spec (``--mutant NAME``). Each case runs only the scenarios that exercise the
-broken behaviour (``-k``) and asserts the set of failing clauses among the checks that ran. All
-selected runs share one pool of scenario workers, so the whole matrix costs a few minutes of wall
-time on two cores, not the sum of its scenarios.
+A mutant is a target with one behaviour switched off spec: the standalone minimal client
+(targets/minimal_client.py, no stockmon code, ``--mutant NAME``, KIS only), or the reference client
+with one KIS session rule (targets/reference_mutant.py) or one Kiwoom or failover behaviour
+(targets/kiwoom_mutant.py) patched. Each case runs only the scenarios that exercise the broken
+behaviour (``-k``) and asserts the set of failing clauses among the checks that ran, for either
+broker. All selected runs share one pool of scenario workers, so the whole matrix costs a few
+minutes of wall time on two cores, not the sum of its scenarios.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ from stockmon.conformance.registry import Outcome
 from stockmon.conformance.report import render_terminal
 from stockmon.conformance.runner import ScenarioResult, SuiteOptions, SuiteResult, assemble, plan
 
-MINIMAL = (sys.executable, str(Path(__file__).resolve().parent / "targets" / "minimal_client.py"))
+TARGETS = Path(__file__).resolve().parent / "targets"
+MINIMAL = (sys.executable, str(TARGETS / "minimal_client.py"))
 REFERENCE = (sys.executable, "-m", "stockmon.cli", "stream")
-REFERENCE_MUTANT = (
-    sys.executable,
-    str(Path(__file__).resolve().parent / "targets" / "reference_mutant.py"),
-)
 # Scenarios run at once across every case: enough to finish in minutes, few enough that one
 # real second of timing slack is never eaten by scheduling on two cores.
 WORKERS = 5
@@ -49,23 +48,29 @@ class Case:
         return SuiteOptions(target=self.target, spec_version=version, keyword=self.select)
 
 
+def _case(prefix: str, argv: tuple[str, ...], select: str, breaks: dict[str, set[str]]) -> Case:
+    """A case ``prefix-name``; ``breaks`` maps 'v1_0'/'v1_1' to the clauses it must fail."""
+    versions = {k[1:].replace("_", "."): frozenset(v) for k, v in breaks.items()}
+    return Case(f"{prefix}{argv[-1]}", argv, select, versions)
+
+
 def mutant(name: str, select: str, **breaks: set[str]) -> Case:
-    """A case for ``minimal_client.py --mutant name``; ``breaks`` maps 'v1_0'/'v1_1' to clauses."""
-    return Case(
-        name,
-        (*MINIMAL, "--mutant", name),
-        select,
-        {k[1:].replace("_", "."): frozenset(v) for k, v in breaks.items()},
-    )
+    """A case for ``minimal_client.py --mutant name``."""
+    return _case("", (*MINIMAL, "--mutant", name), select, breaks)
 
 
 def reference_mutant(name: str, select: str, **breaks: set[str]) -> Case:
-    """A case for the reference client with one session rule patched (reference_mutant.py)."""
-    return Case(
-        f"reference-{name}",
-        (*REFERENCE_MUTANT, name),
-        select,
-        {k[1:].replace("_", "."): frozenset(v) for k, v in breaks.items()},
+    """A case for the reference client with one KIS session rule patched (reference_mutant.py)."""
+    return _case(
+        "reference-", (sys.executable, str(TARGETS / "reference_mutant.py"), name), select, breaks
+    )
+
+
+def kiwoom_mutant(name: str, select: str, **breaks: set[str]) -> Case:
+    """A case for the reference client with one Kiwoom or failover behaviour patched
+    (kiwoom_mutant.py), judged by the kiwoom-* scenarios."""
+    return _case(
+        "kiwoom-", (sys.executable, str(TARGETS / "kiwoom_mutant.py"), name), select, breaks
     )
 
 
@@ -131,10 +136,23 @@ CASES: tuple[Case, ...] = (
     reference_mutant("ignore-server-ping", "kis-steady", v1_1={"KA-SERVER-PINGPONG"}),
     reference_mutant("custtype-b", "kis-steady", v1_0={"PKT-SUBSCRIBE"}),
     reference_mutant("no-limit", "registration-limit", v1_1={"WS-SESSION-LIMITS"}),
-    # correct targets: the whole suite, nothing broken
-    # (the minimal client speaks KIS only: the Kiwoom scenarios are test_kiwoom_mutants.py's)
+    # the reference client, one Kiwoom behaviour patched (spec 1.1 has the Kiwoom clauses)
+    kiwoom_mutant("no-login", "kiwoom-steady", v1_1={"KIWOOM-PROTOCOL"}),
+    kiwoom_mutant("reg-before-login", "kiwoom-steady", v1_1={"KIWOOM-PROTOCOL"}),
+    kiwoom_mutant("ping-not-verbatim", "kiwoom-steady", v1_1={"KIWOOM-PROTOCOL"}),
+    kiwoom_mutant("prod-no-token", "kiwoom-prod", v1_1={"TOKEN-KIWOOM-SESSION"}),
+    kiwoom_mutant("accept-missing-secret", "kiwoom-missing-secret", v1_1={"CRED-KIWOOM-SECRET"}),
+    # ... or one failover behaviour
+    kiwoom_mutant("make-before-break", "kiwoom-failover", v1_1={"WS-SINGLE-SOCKET"}),
+    kiwoom_mutant("early-failover", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
+    kiwoom_mutant("no-switch-back", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
+    kiwoom_mutant("probe-storm", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
+    kiwoom_mutant("drop-us-silently", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
+    # correct targets, nothing broken: the minimal client speaks KIS only; the reference runs
+    # the whole suite, and once more the Kiwoom scenarios alone (1.0 runs kiwoom-prod only)
     Case("minimal", MINIMAL, "not kiwoom", {"1.0": frozenset(), "1.1": frozenset()}),
     Case("reference", REFERENCE, None, {"1.0": frozenset(), "1.1": frozenset()}),
+    Case("kiwoom-reference", REFERENCE, "kiwoom", {"1.0": frozenset(), "1.1": frozenset()}),
 )
 
 PARAMS = [pytest.param(c, v, id=f"{c.name}-{v}") for c in CASES for v in c.breaks]

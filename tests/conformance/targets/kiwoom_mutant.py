@@ -3,7 +3,7 @@
 
 ``kiwoom_mutant.py NAME`` patches one method of the reference's Kiwoom client or failover runner
 (the rest of the client is unchanged) and runs the stream command. The conformance suite must fail
-each mutant on exactly the clauses it breaks (test_kiwoom_mutants.py). Like reference_mutant.py for
+each mutant on exactly the clauses it breaks (test_mutants.py). Like reference_mutant.py for
 KIS: mutants are test artifacts, the reference itself carries no switch.
 """
 
