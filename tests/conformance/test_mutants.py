@@ -3,7 +3,7 @@
 A mutant is a target with one behaviour switched off spec: the standalone minimal client
 (targets/minimal_client.py, no stockmon code, ``--mutant NAME``, KIS only), or the reference client
 with one KIS session rule (targets/reference_mutant.py) or one Kiwoom or failover behaviour
-(targets/kiwoom_mutant.py) patched. Each case runs only the scenarios that exercise the broken
+(targets/backup_mutant.py) patched. Each case runs only the scenarios that exercise the broken
 behaviour (``-k``) and asserts the set of failing clauses among the checks that ran, for either
 broker. All selected runs share one pool of scenario workers, so the whole matrix costs a few
 minutes of wall time on two cores, not the sum of its scenarios.
@@ -68,9 +68,9 @@ def reference_mutant(name: str, select: str, **breaks: set[str]) -> Case:
 
 def kiwoom_mutant(name: str, select: str, **breaks: set[str]) -> Case:
     """A case for the reference client with one Kiwoom or failover behaviour patched
-    (kiwoom_mutant.py), judged by the kiwoom-* scenarios."""
+    (backup_mutant.py), judged by the kiwoom-* scenarios."""
     return _case(
-        "kiwoom-", (sys.executable, str(TARGETS / "kiwoom_mutant.py"), name), select, breaks
+        "kiwoom-", (sys.executable, str(TARGETS / "backup_mutant.py"), name), select, breaks
     )
 
 

@@ -53,6 +53,12 @@ def test_contracts_are_kept() -> None:
         ("spec/_bad.py", "import stockmon.reference\n", "CLI above roles"),
         ("conformance/_bad.py", "import stockmon.reference\n", "the judge never imports"),
         ("mockserver/_bad_a.py", "from stockmon.mockserver import _bad_b\n", "no import cycle"),
+        ("reference/kis/_bad.py", "import stockmon.reference.kiwoom\n", "broker dialects never"),
+        ("mockserver/kiwoom/_bad.py", "import stockmon.mockserver.kis\n", "mock dialects never"),
+        ("conformance/_bad.py", "import stockmon.mockserver.world\n", "public API only"),
+        ("reference/fleet/_bad.py", "import stockmon.reference.registry\n", "reference: CLI above"),
+        ("mockserver/kis/_bad.py", "import stockmon.mockserver.cli\n", "mockserver: CLI"),
+        ("conformance/checks/_bad.py", "import stockmon.conformance.runner\n", "conformance: CLI"),
     ],
 )
 def test_a_bad_import_breaks_its_contract(

@@ -11,7 +11,7 @@
    JSON-lines sink, against a naive baseline (json.loads, then json.dumps of every entry) in the same
    run; ``ratio`` = reference throughput / baseline throughput.
 
-    .venv/bin/python benchmarks/kiwoom_failover.py [--runs 3] [--scale 50] [--frames 20000]
+    .venv/bin/python benchmarks/failover.py [--runs 3] [--scale 50] [--frames 20000]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The reference client with one Kiwoom or failover behaviour off spec, then ``stockmon stream``.
 
-``kiwoom_mutant.py NAME`` patches one method of the reference's Kiwoom client or failover runner
+``backup_mutant.py NAME`` patches one method of the reference's Kiwoom client or failover runner
 (the rest of the client is unchanged) and runs the stream command. The conformance suite must fail
 each mutant on exactly the clauses it breaks (test_mutants.py). Like reference_mutant.py for
 KIS: mutants are test artifacts, the reference itself carries no switch.
@@ -211,7 +211,7 @@ MUTANTS: dict[str, Callable[[], None]] = {
 def main() -> int:
     """Apply one patch, then run ``stockmon stream``."""
     if len(sys.argv) != 2 or sys.argv[1] not in MUTANTS:
-        print(f"usage: kiwoom_mutant.py {{{','.join(MUTANTS)}}}", file=sys.stderr)
+        print(f"usage: backup_mutant.py {{{','.join(MUTANTS)}}}", file=sys.stderr)
         return 2
     MUTANTS[sys.argv[1]]()
     return stockmon_main(["stream"])
