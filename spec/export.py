@@ -532,7 +532,7 @@ def asyncapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, An
         "channels": {
             "stream": {
                 "address": stream.string("path"),
-                "description": f"Subprotocol {stream.string('subprotocol')}. Close codes: {closes}.",
+                "description": f"Subprotocol {auth.string('ws_subprotocol')}. Close codes: {closes}.",
                 "messages": {k: {"$ref": f"#/components/messages/{k}"} for k in messages},
             }
         },
