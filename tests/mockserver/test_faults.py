@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from stockmon.mockserver import KisMock, MockConfig, MockConfigError, ScenarioError
 from stockmon.mockserver.scenario import load_scenario
-from stockmon.spec import load_spec
+from stockmon.spec import latest_version, load_spec
 
 from .support import PING, code, get_approval, get_token, kr_quote, recv_control, recv_matching, sub
 
@@ -197,7 +197,7 @@ async def test_control_plane(client: httpx.AsyncClient, mock: KisMock) -> None:
     token = (await get_token(client, mock)).json()["access_token"]
     assert (await kr_quote(client, mock, token)).status_code != 200
     state = (await client.get("/_mock/state")).json()
-    assert state["spec_version"] == "1.1" and state["open_sockets"] == 0
+    assert state["spec_version"] == latest_version() and state["open_sockets"] == 0
     r = await client.post("/_mock/faults/explode", json={})
     assert r.status_code == 404
     r = await client.post("/_mock/faults/delay_rest", json={"seconds": "x"})
