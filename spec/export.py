@@ -480,6 +480,7 @@ def asyncapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, An
     s = _Schemas(docs)
     service, auth = spec.clause("API-SERVICE"), spec.clause("API-AUTH")
     stream, back = spec.clause("API-STREAM"), spec.clause("API-BACKPRESSURE")
+    cors = spec.clause("API-CORS")
     received = {"request": "api-stream-request"}
     sent = {name: f"api-stream-{name}" for name in stream.strings("server_messages")}
     messages: dict[str, Any] = {}
@@ -504,6 +505,8 @@ def asyncapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, An
         }
     closes = (
         f"{auth.integer('ws_close_code')} {auth.string('ws_close_reason')} (API-AUTH), "
+        f"{cors.integer('ws_origin_close_code')} {cors.string('ws_origin_close_reason')} "
+        "(API-CORS), "
         f"{back.integer('close_code')} {back.string('close_reason')} (API-BACKPRESSURE), "
         f"{stream.integer('oversize_close_code')} message over "
         f"{stream.integer('max_message_bytes')} bytes (API-STREAM), "
