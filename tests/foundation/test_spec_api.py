@@ -78,6 +78,15 @@ def test_api_defaults_the_gateway_reads(spec: Spec) -> None:
     assert spec.clause("API-BACKPRESSURE").integer("close_code") == 4408
 
 
+def test_cors_preflight_needs_no_key_and_websocket_origin_is_checked(spec: Spec) -> None:
+    """Browsers send no authorization on a preflight; a foreign Origin on the WebSocket is refused."""
+    cors = spec.clause("API-CORS")
+    assert cors.flag("preflight_needs_key") is False
+    assert cors.flag("wildcard") is False and cors.flag("allow_credentials") is False
+    assert cors.flag("ws_origin_checked") and cors.integer("ws_origin_close_code") == 4403
+    assert "authorization" in cors.strings("allow_headers")
+
+
 def test_subscription_limit_is_ws_session_limits(spec: Spec) -> None:
     """API-SUBSCRIPTIONS is bounded by WS-SESSION-LIMITS max_registrations (41): the 42nd is 409."""
     subs = spec.clause("API-SUBSCRIPTIONS")
