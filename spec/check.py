@@ -326,6 +326,14 @@ def generated_files(specs: Mapping[str, Spec], roots: Roots) -> dict[Path, str]:
                 )
             except (SpecError, KeyError, Unresolvable):
                 continue  # a broken schema is reported by check_schemas; do not double-report here
+            if not export.has_internal_api(s):
+                continue
+            try:
+                open_path, async_path = export.api_document_paths(s)
+                out[roots.spec / open_path] = export.dump(export.openapi_api(s, docs))
+                out[roots.spec / async_path] = export.dump(export.asyncapi_api(s, docs))
+            except (SpecError, KeyError, Unresolvable):
+                continue  # as above: the broken clause or schema is reported by its own step
     if roots.project is not None and specs:
         newest = specs[max(specs, key=loader.version_key)]
         out[roots.project / ".env.example"] = render.render_env_example(newest)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from stockmon.spec import load_spec
+from stockmon.spec import available_versions, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every variable an implementation reads, from the spec itself (never a hand-kept list).
-ENV_VARIABLES = sorted({e.name for v in ("1.0", "1.1") for e in load_spec(v).environment})
+ENV_VARIABLES = sorted({e.name for v in available_versions() for e in load_spec(v).environment})
 
 
 @pytest.fixture(autouse=True)

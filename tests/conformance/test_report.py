@@ -59,7 +59,7 @@ def test_junit_has_clause_ids_in_names_and_properties(tmp_path: Path) -> None:
     skipped = [c for c in cases if c.find("skipped") is not None]
     assert {c.find("./properties/property").get("value") for c in skipped} >= {
         "TEST-MOCKED",
-        *catalog.pending_clauses(),
+        *{cid for cid in catalog.pending_clauses() if SPEC.has(cid)},  # of the suite's version
     }
 
 

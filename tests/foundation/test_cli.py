@@ -51,6 +51,19 @@ def test_spec_diff_lists_every_erratum() -> None:
     assert "~ POL-AUTH-FAILED" in out.stdout and "EGW00123" in out.stdout
 
 
+def test_spec_diff_lists_the_internal_api() -> None:
+    """'spec diff 1.1 1.2' lists every API clause 1.2 adds, with its values, and changes nothing else."""
+    out = run("spec", "diff", "1.1", "1.2")
+    assert out.returncode == 0
+    added = set(load_spec("1.2").clause_ids) - set(load_spec("1.1").clause_ids)
+    assert {"API-AUTH", "API-STREAM", "API-SNAPSHOT", "API-STATUS", "API-SUBSCRIPTIONS"} <= added
+    for cid in added:
+        assert f"+ {cid}" in out.stdout
+    assert "ws_close_code = 4401" in out.stdout
+    for cid in load_spec("1.1").clause_ids:  # the broker clauses are 1.1's, unchanged
+        assert f"~ {cid}" not in out.stdout and f"- {cid}" not in out.stdout
+
+
 def test_spec_show_prints_values() -> None:
     """'spec show KA-PING' prints the clause with its values in both languages."""
     out = run("spec", "show", "KA-PING")

@@ -45,6 +45,21 @@ OWN = (
     "kiwoom-ping",
     "kiwoom-system",
     "event",
+    # The internal API of spec 1.2 (API-* clauses): its REST bodies and stream messages.
+    "api-error",
+    "api-ticket",
+    "api-quote",
+    "api-book",
+    "api-status",
+    "api-subscription",
+    "api-subscriptions",
+    "api-health",
+    "api-stream-request",
+    "api-stream-welcome",
+    "api-stream-ack",
+    "api-stream-snapshot",
+    "api-stream-event",
+    "api-stream-error",
 )
 FIXED_NAMES = frozenset((*OWN, "trace-record", "scenario"))
 DOCS = schemas.load_documents()

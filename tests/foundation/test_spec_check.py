@@ -114,14 +114,52 @@ def test_layout_role_must_name_a_field(tree: Path) -> None:
     assert any("roles/price" in p and "STCK_PRICE" in p for p in problems(tree))
 
 
+def _newest_draft() -> str:
+    """The newest version still a draft (the one an author edits), whichever it is today."""
+    from stockmon.spec import available_versions, load_spec
+
+    drafts = [v for v in available_versions() if load_spec(v).status == "draft"]
+    if not drafts:
+        pytest.fail("no draft spec version to edit")
+    return drafts[-1]
+
+
 def test_generated_docs_out_of_date_fails(tree: Path) -> None:
     """A draft edit without 'stockmon spec render' leaves the docs stale and fails."""
+    draft = _newest_draft()
+    edit(tree / f"spec/versions/{draft}.yaml", "idle_timeout_s: 600", "idle_timeout_s: 601")
+    found = problems(tree)
+    assert any(
+        f"SPEC-{draft}.md" in p and "out of date" in p and "stockmon spec render" in p
+        for p in found
+    )
+    assert not any(draft in p and "changed in place" in p for p in found)  # a draft may change
+
+
+def test_released_1_1_edited_in_place_fails(tree: Path) -> None:
+    """1.1 is released and locked: editing a value fails like an edit of 1.0 does."""
     edit(tree / "spec/versions/1.1.yaml", "idle_timeout_s: 600", "idle_timeout_s: 601")
     found = problems(tree)
     assert any(
-        "SPEC-1.1.md" in p and "out of date" in p and "stockmon spec render" in p for p in found
+        "released version 1.1 was changed in place" in p and "new version" in p for p in found
     )
-    assert not any("1.1" in p and "changed in place" in p for p in found)  # 1.1 is a draft
+
+
+def test_released_1_1_set_back_to_draft_fails(tree: Path) -> None:
+    """Turning released 1.1 back into a draft is caught (its lock entry stays)."""
+    edit(tree / "spec/versions/1.1.yaml", "\nstatus: released\n", "\nstatus: draft\n")
+    assert any("1.1.yaml" in p and "set back to draft" in p for p in problems(tree))
+
+
+def test_internal_api_documents_are_generated(tree: Path) -> None:
+    """The internal API's OpenAPI/AsyncAPI files are generated: edited or missing, the gate fails."""
+    docs = tree / "spec/docs"
+    (docs / "asyncapi-api-1.2.json").unlink()
+    path = docs / "openapi-api-1.2.json"
+    path.write_text(path.read_text(encoding="utf-8").replace("4", "5", 1), encoding="utf-8")
+    found = problems(tree)
+    assert any("asyncapi-api-1.2.json" in p and "missing" in p for p in found)
+    assert any("openapi-api-1.2.json" in p and "out of date" in p for p in found)
 
 
 def test_env_example_out_of_date_fails(tree: Path) -> None:
@@ -187,9 +225,11 @@ def test_coverage_requires_a_check_per_breakable_clause(tree: Path) -> None:
 
 def test_pending_clauses_are_reported_not_hidden(tree: Path) -> None:
     """A pending clause is listed on every run; a pending clause that has a check is a stale entry."""
-    from stockmon.spec import load_spec
+    from stockmon.spec import available_versions, load_spec
 
-    every = {c.id for v in ("1.0", "1.1") for c in load_spec(v).clauses if c.testability.breakable}
+    every = {
+        c.id for v in available_versions() for c in load_spec(v).clauses if c.testability.breakable
+    }
     index = {"all": sorted(every - {"KIWOOM-PROTOCOL"})}
     report = run_check(Roots.source_tree(tree), index, {"KIWOOM-PROTOCOL": "issue 7"})
     assert report.ok
@@ -223,9 +263,10 @@ def test_release_locks_a_draft(tree: Path) -> None:
     """'spec release' marks a draft released and locks it; editing it afterwards fails."""
     from stockmon.spec.check import release, render_all
 
+    draft = _newest_draft()
     roots = Roots.source_tree(tree)
-    release(roots, "1.1")
+    release(roots, draft)
     render_all(roots)
     assert problems(tree) == []
-    edit(tree / "spec/versions/1.1.yaml", "idle_timeout_s: 600", "idle_timeout_s: 601")
-    assert any("released version 1.1 was changed in place" in p for p in problems(tree))
+    edit(tree / f"spec/versions/{draft}.yaml", "idle_timeout_s: 600", "idle_timeout_s: 601")
+    assert any(f"released version {draft} was changed in place" in p for p in problems(tree))

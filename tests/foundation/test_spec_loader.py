@@ -112,7 +112,7 @@ def test_unknown_version_and_clause_are_clear_errors() -> None:
 def test_versions_sort_numerically() -> None:
     """1.10 sorts after 1.9; the newest version is the default."""
     assert version_key("1.10") > version_key("1.9")
-    assert available_versions()[:2] == ["1.0", "1.1"]
+    assert available_versions()[:3] == ["1.0", "1.1", "1.2"]
     assert load_spec().version == latest_version()
 
 
@@ -124,19 +124,20 @@ def test_environment_declares_every_design_variable() -> None:
         "KIS_APP_KEY", "KIS_APP_SECRET", "KIS_REST_URL", "KIS_WS_URL", "KIWOOM_APP_KEY",
         "KIWOOM_APP_SECRET", "KIWOOM_REST_URL", "KIWOOM_WS_URL", "VITE_API_KEY", "REDIS_URL",
         "STOCKMON_SUBSCRIPTIONS", "STOCKMON_TIME_SCALE", "STOCKMON_SPEC_VERSION", "STOCKMON_ENV",
-        "STOCKMON_BROKER",
+        "STOCKMON_BROKER", "STOCKMON_API_HOST", "STOCKMON_API_PORT", "STOCKMON_API_CORS_ORIGINS",
     }  # fmt: skip
     cred = set(load_spec("1.0").clause("CRED-ENV").strings("secret_variables"))
     assert cred <= set(spec.secret_variables)
 
 
-def test_released_version_matches_its_lock() -> None:
-    """The installed 1.0 is released and its digest is the locked one."""
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_released_version_matches_its_lock(version: str) -> None:
+    """The installed 1.0 and 1.1 are released and their digests are the locked ones."""
     import json
 
     from stockmon.spec import spec_dir
 
     lock = json.loads((spec_dir() / "versions.lock").read_text())["released"]
-    spec = load_spec("1.0")
+    spec = load_spec(version)
     assert spec.status == "released"
-    assert lock["1.0"] == spec.digest
+    assert lock[version] == spec.digest

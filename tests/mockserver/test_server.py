@@ -28,7 +28,7 @@ from stockmon.mockserver.kiwoom.session import KiwoomServerSession
 from stockmon.mockserver.kiwoom.state import KiwoomWorld
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.mockserver.trace import Trace
-from stockmon.spec import load_spec
+from stockmon.spec import latest_version, load_spec
 
 BROKERS = ["kis", "kiwoom"]
 SPEC = load_spec("1.1")
@@ -146,7 +146,7 @@ async def test_control_plane(any_mock: MockServer[Any]) -> None:
         assert (await c.post("/_mock/faults/explode", json={})).status_code == 404
         assert (await c.post("/_mock/faults/stall", content=b"[1]")).status_code == 400
         state = (await c.get("/_mock/state")).json()
-        assert state["spec_version"] == "1.1" and state["open_sockets"] == 0
+        assert state["spec_version"] == latest_version() and state["open_sockets"] == 0
         assert state["faults"]["refuse_connections"] is True
         lines = (await c.get("/_mock/trace")).text.splitlines()
         assert any(json.loads(x)["kind"] == "fault" for x in lines)
