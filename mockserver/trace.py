@@ -167,6 +167,17 @@ class Trace:
                 return rec, cursor
         return None, cursor
 
+    def _attempts(
+        self, predicate: Callable[[Record], bool], timeout_s: float, since_seq: int
+    ) -> Iterator[Record | None]:
+        """One scan per step (None: not yet), so the async and blocking waits share one deadline rule."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rec, since_seq = self._scan(predicate, since_seq)
+            if rec is None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching trace record within {timeout_s} s")
+            yield rec
+
     async def wait_for(
         self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
     ) -> Record:
@@ -174,27 +185,21 @@ class Trace:
 
         Works from any event loop and thread: it polls the thread-safe snapshot.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            rec, since_seq = self._scan(predicate, since_seq)
+        attempts = self._attempts(predicate, timeout_s, since_seq)
+        for rec in attempts:
             if rec is not None:
                 return rec
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no matching trace record within {timeout_s} s")
             await asyncio.sleep(_POLL_S)
+        raise AssertionError("attempts never ends")  # pragma: no cover
 
     def wait_for_sync(
         self, predicate: Callable[[Record], bool], timeout_s: float = 5.0, since_seq: int = 0
     ) -> Record:
         """Blocking twin of :meth:`wait_for` for synchronous callers (other threads only)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            rec, since_seq = self._scan(predicate, since_seq)
-            if rec is not None:
-                return rec
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no matching trace record within {timeout_s} s")
+        attempts = self._attempts(predicate, timeout_s, since_seq)
+        while (rec := next(attempts)) is None:
             time.sleep(_POLL_S)
+        return rec
 
 
 def _seq_of(entry: Record | tuple[Any, ...]) -> int:
