@@ -138,10 +138,16 @@ def parse_lease_value(value: str) -> LeaseInfo | None:
 class _Held:
     """What every lease knows of itself: its key, fencing epoch and holder (never its value)."""
 
-    _key: str
-    _epoch: int
-    _holder: str
-    _released: bool
+    def __init__(
+        self, key: str, value: str, ttl: float, start: float, epoch: int, holder: str
+    ) -> None:
+        self._key = key
+        self.value = value
+        self.ttl = ttl
+        self._start = start
+        self._epoch = epoch
+        self._holder = holder
+        self._released = False
 
     def __repr__(self) -> str:
         # The value is unguessable on purpose; keep it out of logs anyway.
@@ -177,15 +183,9 @@ class RedisLease(_Held):
         holder: str,
         monotonic: Monotonic,
     ) -> None:
+        super().__init__(key, value, ttl, start, epoch, holder)
         self._redis = redis
-        self._key = key
-        self.value = value
-        self.ttl = ttl
-        self._start = start
-        self._epoch = epoch
-        self._holder = holder
         self._monotonic = monotonic
-        self._released = False
 
     def remaining(self) -> float:
         """Validity left, measured from the send time of the last acquire/renew, minus drift."""
@@ -317,14 +317,8 @@ class LocalLease(_Held):
         epoch: int,
         holder: str,
     ) -> None:
+        super().__init__(key, value, ttl, start, epoch, holder)
         self._table = table
-        self._key = key
-        self.value = value
-        self.ttl = ttl
-        self._start = start
-        self._epoch = epoch
-        self._holder = holder
-        self._released = False
 
     def remaining(self) -> float:
         """Validity left (no drift in one process)."""
