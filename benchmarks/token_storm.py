@@ -19,13 +19,13 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
+
+from stockmon.conformance.redis_server import PrivateRedis
 
 WORKER = r"""
 import asyncio, json, sys, time
@@ -60,62 +60,6 @@ async def main(tasks):
 
 asyncio.run(main(int(sys.argv[1])))
 """
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Redis:
-    """A private, throw-away redis-server."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="token-storm-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        """redis:// URL."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        """Stop and clean up."""
-        self.proc.kill()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Worker:
@@ -252,7 +196,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     # FRESH for 1 s of real time (the warm-up calls), then STALE for the window (nobody calls),
     # then expired: the storm starts.
     validity = window + 1.0 * args.scale
-    redis = Redis()
+    redis = PrivateRedis(password=False, prefix="token-storm-redis-")
+    redis.start()
     try:
         config = MockConfig(
             time_scale=args.scale,
@@ -271,7 +216,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             redis_flush(redis)
             fleet = await storm(mock, redis.url, env, args.processes, args.tasks, args.rounds)
     finally:
-        redis.close()
+        redis.stop()
     base = summary(baseline["latencies"])
     st = summary(fleet["latencies"])
     base_tok = summary(baseline["token_waits"])
@@ -310,7 +255,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def redis_flush(redis: Redis) -> None:
+def redis_flush(redis: PrivateRedis) -> None:
     """Empty the server between baseline and storm (fresh versions, no leftover throttle)."""
     with socket.create_connection(("127.0.0.1", redis.port), 2) as s:
         s.sendall(b"FLUSHALL\r\n")

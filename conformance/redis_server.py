@@ -28,9 +28,15 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """One redis-server process owned by the harness; use as a context manager."""
+    """One redis-server process owned by its caller (harness, test or benchmark).
 
-    def __init__(self) -> None:
+    ``kill`` is an outage as clients see it (the port and directory are kept, so ``start`` brings
+    the same server back); ``stop`` ends it for good and removes the directory.
+    """
+
+    def __init__(
+        self, *, password: bool = True, prefix: str = "stockmon-conformance-redis-"
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ResourceError(
@@ -39,42 +45,27 @@ class PrivateRedis:
             )
         self._binary = binary
         self.port = free_port()
-        self.password = "canary-redis-" + secrets.token_hex(12)
-        self._dir = tempfile.mkdtemp(prefix="stockmon-conformance-redis-")
+        self.password = "canary-redis-" + secrets.token_hex(12) if password else ""
+        self._dir = tempfile.mkdtemp(prefix=prefix)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The URL handed to targets (carries the password)."""
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        """The URL handed to clients (carries the password, if there is one)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start the server and wait until it answers an authenticated PING."""
+        """Start (or restart) the server and wait until it answers an authenticated PING."""
+        args = f"--port {self.port} --bind 127.0.0.1 --appendonly no --daemonize no"
+        auth_args = ["--requirepass", self.password] if self.password else []
         self._proc = subprocess.Popen(
-            [
-                self._binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--requirepass",
-                self.password,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir,
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+            [self._binary, *args.split(), *auth_args, "--save", "", "--dir", self._dir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + _START_TIMEOUT_S
-        auth = f"AUTH {self.password}\r\nPING\r\n".encode()
+        auth = (f"AUTH {self.password}\r\n" if self.password else "").encode() + b"PING\r\n"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(
@@ -83,32 +74,26 @@ class PrivateRedis:
                 raise ResourceError(
                     f"redis-server exited at start (port {self.port}): {err.strip()[-200:]}"
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(auth)
-                    data = b""
-                    while b"PONG" not in data and len(data) < 64:
-                        chunk = s.recv(64)
-                        if not chunk:
-                            break
-                        data += chunk
-                    if b"PONG" in data:
-                        return
-            except OSError:
-                time.sleep(0.05)
+            if _answers_pong(self.port, auth):
+                return
+            time.sleep(0.05)
         self.stop()
         raise ResourceError(
             f"redis-server did not answer on port {self.port} within {_START_TIMEOUT_S} s"
         )
 
-    def stop(self) -> None:
-        """Kill the server and remove its directory."""
+    def kill(self) -> None:
+        """Kill the process only: an outage, as clients see it."""
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(timeout=10)
             if self._proc.stderr:
                 self._proc.stderr.close()
             self._proc = None
+
+    def stop(self) -> None:
+        """Kill the server and remove its directory."""
+        self.kill()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> PrivateRedis:
@@ -117,3 +102,19 @@ class PrivateRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _answers_pong(port: int, probe: bytes) -> bool:
+    """Whether the server on ``port`` answers ``probe`` with PONG (False while it is starting)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(probe)
+            data = b""
+            while b"PONG" not in data and len(data) < 64:
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+            return b"PONG" in data
+    except OSError:
+        return False

@@ -157,6 +157,28 @@ class SubEvent(enum.Enum):
 
 PEER_EVENTS = frozenset({SubEvent.ACK, SubEvent.ALREADY, SubEvent.REFUSED, SubEvent.RELEASED})
 SubTable = Mapping[tuple[SubState, SubEvent], SubState]
+_S, _V = SubState, SubEvent
+# Rows every broker shares; a dialect adds its answers to stray or repeated peer events and where a
+# subscription wanted again while releasing goes.
+SUBSCRIPTION_ROWS: SubTable = MappingProxyType(
+    {
+        (_S.QUEUED, _V.SEND): _S.SUBSCRIBING,
+        (_S.QUEUED, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.QUEUED, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.SUBSCRIBING, _V.ACK): _S.ACTIVE,
+        (_S.SUBSCRIBING, _V.REFUSED): _S.REJECTED,
+        (_S.SUBSCRIBING, _V.RELEASE): _S.RELEASING,
+        (_S.SUBSCRIBING, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.SUBSCRIBING, _V.SOCKET_LOST): _S.QUEUED,
+        (_S.ACTIVE, _V.RELEASE): _S.RELEASING,
+        (_S.ACTIVE, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.ACTIVE, _V.SOCKET_LOST): _S.QUEUED,  # registrations do not survive a socket
+        (_S.REJECTED, _V.RELEASE_LOCAL): _S.GONE,
+        (_S.REJECTED, _V.SOCKET_LOST): _S.QUEUED,  # asked again on the next socket
+        (_S.RELEASING, _V.RELEASED): _S.GONE,
+        (_S.RELEASING, _V.SOCKET_LOST): _S.GONE,  # a closed session releases everything
+    }
+)
 
 
 @dataclass(slots=True)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from stockmon.conformance.redis_server import PrivateRedis, free_port
 from stockmon.spec import available_versions, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,88 +22,14 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server process (no persistence) that tests may stop and restart."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed; .ci/run installs it (apt-get install redis-server)"
-            )
-        self.binary = binary
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="stockmon-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """redis:// URL of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start (or restart) the server and wait until it answers PING."""
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        """Kill the server (an outage, as seen by clients)."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def cleanup(self) -> None:
-        """Stop and remove the data directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+RedisServer = PrivateRedis  # tests use the harness's private server: one way to start Redis
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A fresh, private redis-server for one test."""
-    server = RedisServer()
-    server.start()
-    try:
+    with PrivateRedis(password=False, prefix="stockmon-redis-") as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -118,4 +39,3 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 __all__ = ["ENV_VARIABLES", "ROOT", "RedisServer", "free_port"]
-_ = os  # os kept for fixtures added by other test modules

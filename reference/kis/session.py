@@ -64,6 +64,7 @@ from stockmon.reference.events import BrokerErrorReceived, DataReceived, OpenSoc
 from stockmon.reference.kis.frames import FrameParser
 from stockmon.reference.lifecycle import (
     LIFECYCLE_TRANSITIONS,
+    SUBSCRIPTION_ROWS,
     ConnEvent,
     ConnState,
     CoreStats,
@@ -96,20 +97,13 @@ _S, _V = SubState, SubEvent
 # answer never raises; a missing local event is a bug and raises LocalProtocolError.
 SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = MappingProxyType(
     {
-        (_S.QUEUED, _V.SEND): _S.SUBSCRIBING,
+        **SUBSCRIPTION_ROWS,
         (_S.QUEUED, _V.NO_ROOM): _S.OVER_CAP,
-        (_S.QUEUED, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.QUEUED, _V.SOCKET_LOST): _S.QUEUED,
         (_S.OVER_CAP, _V.SEND): _S.SUBSCRIBING,
         (_S.OVER_CAP, _V.RELEASE_LOCAL): _S.GONE,
         (_S.OVER_CAP, _V.SOCKET_LOST): _S.QUEUED,
-        (_S.SUBSCRIBING, _V.ACK): _S.ACTIVE,
         (_S.SUBSCRIBING, _V.ALREADY): _S.RESETTING,  # POL-ALREADY-SUBSCRIBED: release, subscribe
-        (_S.SUBSCRIBING, _V.REFUSED): _S.REJECTED,
         (_S.SUBSCRIBING, _V.RELEASED): _S.SUBSCRIBING,  # stale answer to an earlier release
-        (_S.SUBSCRIBING, _V.RELEASE): _S.RELEASING,
-        (_S.SUBSCRIBING, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.SUBSCRIBING, _V.SOCKET_LOST): _S.QUEUED,
         (_S.RESETTING, _V.ACK): _S.ACTIVE,
         (_S.RESETTING, _V.ALREADY): _S.ACTIVE,  # the broker insists: take it as registered
         (_S.RESETTING, _V.RELEASED): _S.RESETTING,  # the answer to our own release
@@ -121,21 +115,14 @@ SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = Mapping
         (_S.ACTIVE, _V.ALREADY): _S.ACTIVE,
         (_S.ACTIVE, _V.REFUSED): _S.ACTIVE,  # an error after the ack is reported, not believed
         (_S.ACTIVE, _V.RELEASED): _S.ACTIVE,
-        (_S.ACTIVE, _V.RELEASE): _S.RELEASING,
-        (_S.ACTIVE, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.ACTIVE, _V.SOCKET_LOST): _S.QUEUED,
         (_S.REJECTED, _V.ACK): _S.ACTIVE,  # a late success wins
         (_S.REJECTED, _V.ALREADY): _S.REJECTED,
         (_S.REJECTED, _V.REFUSED): _S.REJECTED,
         (_S.REJECTED, _V.RELEASED): _S.REJECTED,
-        (_S.REJECTED, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.REJECTED, _V.SOCKET_LOST): _S.QUEUED,
-        (_S.RELEASING, _V.RELEASED): _S.GONE,
         (_S.RELEASING, _V.ACK): _S.RELEASING,
         (_S.RELEASING, _V.ALREADY): _S.RELEASING,
         (_S.RELEASING, _V.REFUSED): _S.RELEASING,
         (_S.RELEASING, _V.WANT): _S.RESETTING,  # release then subscribe are both on the wire
-        (_S.RELEASING, _V.SOCKET_LOST): _S.GONE,  # a closed session releases everything
     }
 )
 

@@ -44,6 +44,7 @@ from stockmon.reference.kiwoom.rules import KiwoomRules
 from stockmon.reference.lifecycle import (
     LIFECYCLE_TRANSITIONS,
     LIVE_STATES,
+    SUBSCRIPTION_ROWS,
     ConnEvent,
     ConnState,
     CoreStats,
@@ -78,22 +79,8 @@ _S, _V = SubState, SubEvent
 # event a state does not list is a stray answer and ignored; a missing local event raises.
 SUBSCRIPTION_TRANSITIONS: Mapping[tuple[SubState, SubEvent], SubState] = MappingProxyType(
     {
-        (_S.QUEUED, _V.SEND): _S.SUBSCRIBING,
-        (_S.QUEUED, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.QUEUED, _V.SOCKET_LOST): _S.QUEUED,
-        (_S.SUBSCRIBING, _V.ACK): _S.ACTIVE,
-        (_S.SUBSCRIBING, _V.REFUSED): _S.REJECTED,
-        (_S.SUBSCRIBING, _V.RELEASE): _S.RELEASING,
-        (_S.SUBSCRIBING, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.SUBSCRIBING, _V.SOCKET_LOST): _S.QUEUED,
-        (_S.ACTIVE, _V.RELEASE): _S.RELEASING,
-        (_S.ACTIVE, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.ACTIVE, _V.SOCKET_LOST): _S.QUEUED,  # registrations do not survive a socket
-        (_S.REJECTED, _V.RELEASE_LOCAL): _S.GONE,
-        (_S.REJECTED, _V.SOCKET_LOST): _S.QUEUED,  # asked again on the next socket
-        (_S.RELEASING, _V.RELEASED): _S.GONE,
+        **SUBSCRIPTION_ROWS,
         (_S.RELEASING, _V.WANT): _S.QUEUED,  # wanted again: REG after the REMOVE
-        (_S.RELEASING, _V.SOCKET_LOST): _S.GONE,  # a closed session releases everything
     }
 )
 

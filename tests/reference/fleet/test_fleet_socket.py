@@ -172,7 +172,7 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
 
             # 3. Redis dies: the holder closes before its lease could have lapsed in Redis
             outage_t = mock.trace.now()
-            redis_server.stop()
+            redis_server.kill()
             await until(lambda: mock.open_sockets() == 0, SOCKET_LEASE_TTL_S + 5, "the close")
             closed = [c for _, c, _ in open_intervals(mock) if c is not None and c > outage_t]
             assert closed, "the holder's socket was closed"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from stockmon.conformance.redis_server import PrivateRedis as RedisServer
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.lease import (
     LocalLeases,
@@ -124,11 +125,13 @@ async def test_release_survives_cancellation_of_its_caller(redis: Redis) -> None
     assert await redis.get(KEY) is None
 
 
-async def test_release_never_raises_when_redis_is_gone(redis_server: object, redis: Redis) -> None:
+async def test_release_never_raises_when_redis_is_gone(
+    redis_server: RedisServer, redis: Redis
+) -> None:
     """With Redis down, release logs and returns; the TTL frees the lease later."""
     lease = await try_acquire(redis, KEY, 5.0, "w1")
     assert lease is not None
-    redis_server.stop()  # type: ignore[attr-defined]
+    redis_server.kill()
     await lease.release()
 
 

@@ -22,6 +22,7 @@ from token_support import (
 )
 
 from stockmon.clock import FakeClock
+from stockmon.conformance.redis_server import PrivateRedis as RedisServer
 from stockmon.redaction import Secret
 from stockmon.reference.errors import (
     AuthError,
@@ -259,7 +260,7 @@ async def test_failing_issuance_backs_off(clients: Callable[[], Redis]) -> None:
 
 
 async def test_redis_outage_keeps_valid_token_and_recovers(
-    redis_server: object, clients: Callable[[], Redis], caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, clients: Callable[[], Redis], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis down: the still-valid token keeps serving, one log line each way, refresh afterwards."""
     clock = FakeClock()
@@ -267,14 +268,14 @@ async def test_redis_outage_keeps_valid_token_and_recovers(
     (m,) = fleet(clients, issuer, clock, 1)
     old = await m.get()
     clock.advance((VALIDITY - WINDOW) / SCALE + 1)  # STALE: wants a refresh
-    redis_server.stop()  # type: ignore[attr-defined]
+    redis_server.kill()
     caplog.set_level(logging.WARNING, logger="stockmon.reference.fleet.token_manager")
     for _ in range(30):
         assert (await m.get()).value == old.value
         await asyncio.sleep(0.01)
     down = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(down) == 1
-    redis_server.start()  # type: ignore[attr-defined]
+    redis_server.start()
     for _ in range(200):
         if m.state() is TokenState.FRESH:
             break
@@ -287,13 +288,13 @@ async def test_redis_outage_keeps_valid_token_and_recovers(
 
 
 async def test_no_token_and_no_redis_is_a_clear_bounded_error(
-    redis_server: object, clients: Callable[[], Redis]
+    redis_server: RedisServer, clients: Callable[[], Redis]
 ) -> None:
     """Without a valid token and without the mandatory lock, callers get a clear error in time."""
     issuer = FakeIssuer()
     tuning = Tuning(lease_ttl=1.0, store_backoff_base=0.05, store_backoff_cap=0.1, outage_wait=0.5)
     (m,) = fleet(clients, issuer, FakeClock(), 1, tuning=tuning)
-    redis_server.stop()  # type: ignore[attr-defined]
+    redis_server.kill()
     with pytest.raises(CredentialUnavailableError, match="TOKEN-KIS-LOCK"):
         await asyncio.wait_for(m.get(), 3.0)
     assert issuer.issued == 0
