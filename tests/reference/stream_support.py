@@ -29,7 +29,7 @@ from stockmon.reference.kis.auth import DirectApprovalKeyProvider
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.registry import LOGIN_TIMEOUT_REAL_S
-from stockmon.reference.seams import CredentialSource
+from stockmon.reference.seams import CredentialSource, SharedCredentialSource
 from stockmon.reference.shell import StreamClient
 from stockmon.spec import Layout, Spec
 
@@ -197,9 +197,19 @@ def kis_client(*, spec: Spec, approval: CredentialSource, ws_url: str, **kw: Any
 
 
 def kiwoom_client(
-    *, spec: Spec, tokens: CredentialSource, env: str, clock: ScaledClock, ws_url: str, **kw: Any
+    *,
+    spec: Spec,
+    clock: ScaledClock,
+    ws_url: str,
+    tokens: CredentialSource | None = None,
+    env: str = "mock",
+    **kw: Any,
 ) -> StreamClient:
-    """The one shell around a Kiwoom core (what the registry's Kiwoom entry builds)."""
+    """The one shell around a Kiwoom core (what the registry's Kiwoom entry builds).
+
+    Without ``tokens`` it logs in tokenless, as the mock environment allows.
+    """
+    tokens = SharedCredentialSource(None) if tokens is None else tokens
     login_timeout = LOGIN_TIMEOUT_REAL_S / clock.to_real(1.0)
     return StreamClient(
         core=KiwoomSessionCore(spec, env=env, login_timeout_s=login_timeout),

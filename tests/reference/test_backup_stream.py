@@ -12,7 +12,6 @@ from stream_support import kiwoom_client
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock, KiwoomMockConfig
 from stockmon.reference.events import StatusChanged
-from stockmon.reference.seams import SharedCredentialSource
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,8 +60,6 @@ async def test_pings_echoed_keep_the_session_past_the_miss_limit() -> None:
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS[:1],
-            tokens=SharedCredentialSource(None),
-            env="mock",
             clock=clock,
             sink=sink,
         )
@@ -81,8 +78,6 @@ async def test_drop_then_relogin_and_reregister() -> None:
             spec=SPEC,
             ws_url=m.ws_url,
             subscriptions=SUBS,
-            tokens=SharedCredentialSource(None),
-            env="mock",
             clock=clock,
             sink=sink,
         )

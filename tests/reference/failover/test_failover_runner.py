@@ -16,7 +16,6 @@ from stockmon.redaction import Secret
 from stockmon.reference.events import DataReceived
 from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.output import EventSink
-from stockmon.reference.seams import SharedCredentialSource
 from stockmon.reference.shell import StreamClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,8 +51,6 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
                     spec=SPEC,
                     ws_url=kw.ws_url,
                     subscriptions=SUBS,
-                    tokens=SharedCredentialSource(None),
-                    env="mock",
                     clock=clock,
                     sink=s,
                     on_outcome=o,
@@ -112,8 +109,6 @@ async def test_a_configuration_error_ends_the_failover_runner() -> None:
             spec=SPEC,
             ws_url="nonsense",
             subscriptions=SUBS,
-            tokens=SharedCredentialSource(None),
-            env="mock",
             clock=clock,
             sink=s,
             on_outcome=o,
@@ -186,8 +181,6 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
                         spec=SPEC,
                         ws_url=kw.ws_url,
                         subscriptions=SUBS,
-                        tokens=SharedCredentialSource(None),
-                        env="mock",
                         clock=clock,
                         sink=s,
                         on_outcome=o,
