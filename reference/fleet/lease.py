@@ -135,18 +135,28 @@ def parse_lease_value(value: str) -> LeaseInfo | None:
     return LeaseInfo(holder, int(epoch))
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What an acquisition granted: key, stored value, TTL, when it was asked, epoch and holder."""
+
+    key: str
+    value: str
+    ttl: float
+    start: float
+    epoch: int
+    holder: str
+
+
 class _Held:
     """What every lease knows of itself: its key, fencing epoch and holder (never its value)."""
 
-    def __init__(
-        self, key: str, value: str, ttl: float, start: float, epoch: int, holder: str
-    ) -> None:
-        self._key = key
-        self.value = value
-        self.ttl = ttl
-        self._start = start
-        self._epoch = epoch
-        self._holder = holder
+    def __init__(self, grant: Grant) -> None:
+        self._key = grant.key
+        self.value = grant.value
+        self.ttl = grant.ttl
+        self._start = grant.start
+        self._epoch = grant.epoch
+        self._holder = grant.holder
         self._released = False
 
     def __repr__(self) -> str:
@@ -172,18 +182,8 @@ class _Held:
 class RedisLease(_Held):
     """A lease held in Redis; see the module docstring for the guarantees and their limits."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        key: str,
-        value: str,
-        ttl: float,
-        start: float,
-        epoch: int,
-        holder: str,
-        monotonic: Monotonic,
-    ) -> None:
-        super().__init__(key, value, ttl, start, epoch, holder)
+    def __init__(self, redis: Redis, grant: Grant, monotonic: Monotonic) -> None:
+        super().__init__(grant)
         self._redis = redis
         self._monotonic = monotonic
 
@@ -241,7 +241,8 @@ async def try_acquire(
     epoch = await redis.eval(_ACQUIRE, 2, key, key + ":epoch", base, _ms(ttl))
     if not epoch:
         return None
-    return RedisLease(redis, key, f"{base}@{int(epoch)}", ttl, sent, int(epoch), holder, monotonic)
+    grant = Grant(key, f"{base}@{int(epoch)}", ttl, sent, int(epoch), holder)
+    return RedisLease(redis, grant, monotonic)
 
 
 async def current_holder(redis: Redis, key: str) -> LeaseInfo | None:
@@ -271,7 +272,7 @@ class LocalLeases:
         self._epochs[key] = epoch
         value = f"{holder}/{secrets.token_hex(20)}@{epoch}"
         self._held[key] = (value, now + ttl)
-        return LocalLease(self, key, value, ttl, now, epoch, holder)
+        return LocalLease(self, Grant(key, value, ttl, now, epoch, holder))
 
     def holds(self, key: str, value: str) -> bool:
         """Whether ``value`` is the live holder of ``key``."""
@@ -307,17 +308,8 @@ class LocalLeases:
 class LocalLease(_Held):
     """A lease in a :class:`LocalLeases` table."""
 
-    def __init__(
-        self,
-        table: LocalLeases,
-        key: str,
-        value: str,
-        ttl: float,
-        start: float,
-        epoch: int,
-        holder: str,
-    ) -> None:
-        super().__init__(key, value, ttl, start, epoch, holder)
+    def __init__(self, table: LocalLeases, grant: Grant) -> None:
+        super().__init__(grant)
         self._table = table
 
     def remaining(self) -> float:

@@ -395,14 +395,19 @@ class SharedCredential:
                 delay = next(polls)
             await asyncio.sleep(min(delay, left))
 
+    async def _settled(self, blocking: bool) -> tuple[_Outcome, float] | None:
+        """DONE when the cache already satisfies us, THROTTLED while issuance is forbidden."""
+        await self._sync()
+        if self._satisfied(blocking):
+            return _Outcome.DONE, 0.0
+        wait = await self._store(lambda: self.store.throttle_remaining(self.kind))
+        return (_Outcome.THROTTLED, wait) if wait > 0 else None
+
     async def _attempt(self, blocking: bool) -> tuple[_Outcome, float]:
         try:
-            await self._sync()
-            if self._satisfied(blocking):
-                return _Outcome.DONE, 0.0
-            wait = await self._store(lambda: self.store.throttle_remaining(self.kind))
-            if wait > 0:
-                return _Outcome.THROTTLED, wait
+            early = await self._settled(blocking)
+            if early is not None:
+                return early
             lease = await self._store(
                 lambda: self.store.try_acquire(self.kind, self.tuning.lease_ttl, self.holder)
             )
@@ -419,12 +424,9 @@ class SharedCredential:
 
     async def _refresh_under(self, lease: Lease, blocking: bool) -> tuple[_Outcome, float]:
         # Double-check: the previous holder may have written just before we acquired.
-        await self._sync()
-        if self._satisfied(blocking):
-            return _Outcome.DONE, 0.0
-        wait = await self._store(lambda: self.store.throttle_remaining(self.kind))
-        if wait > 0:
-            return _Outcome.THROTTLED, wait
+        early = await self._settled(blocking)
+        if early is not None:
+            return early
         budget = lease.remaining() - self.tuning.write_margin
         if budget <= 0:
             return _Outcome.FAILED, 0.0

@@ -67,19 +67,26 @@ async def until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def auth_for(
+    m: KiwoomMock,
+    http: httpx.AsyncClient,
+    *,
+    wall: Callable[[], float],
+    scale: float = SCALE,
+    app_secret: str | None = None,
+) -> KiwoomAuthClient:
+    """A Kiwoom auth client for the mock's credentials (or a wrong ``app_secret``)."""
+    secret = Secret(m.app_secret if app_secret is None else app_secret)
+    return KiwoomAuthClient(
+        http, m.rest_url, Secret(m.app_key), secret, SPEC, wall=wall, scale=scale
+    )
+
+
 def tokens_for(
     m: KiwoomMock, http: httpx.AsyncClient, clock: ScaledClock
 ) -> SharedCredentialSource:
     """A token source issuing from the mock through the shared token manager (local store)."""
-    auth = KiwoomAuthClient(
-        http,
-        m.rest_url,
-        Secret(m.app_key),
-        Secret(m.app_secret),
-        SPEC,
-        wall=clock.wall,
-        scale=SCALE,
-    )
+    auth = auth_for(m, http, wall=clock.wall)
     return SharedCredentialSource(
         token_manager(
             LocalCredentialStore(), auth.issue_token, TokenPolicy.for_kiwoom_token(SPEC, SCALE)

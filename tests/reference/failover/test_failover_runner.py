@@ -21,6 +21,44 @@ from stockmon.reference.shell import StreamClient
 pytestmark = pytest.mark.timeout(60)
 
 
+def failover_stream(
+    kis_url: str,
+    kiwoom_url: str,
+    approval: Any,
+    clock: ScaledClock,
+    sink: ListSink,
+    **shell: Any,
+) -> FailoverStream:
+    """A failover runner over the two mocks; ``shell`` goes to both clients (e.g. a gate)."""
+
+    def make_kis(s: EventSink, o: Any = None) -> StreamClient:
+        return kis_client(
+            spec=SPEC,
+            ws_url=kis_url,
+            subscriptions=SUBS,
+            approval=approval,
+            clock=clock,
+            sink=s,
+            on_outcome=o,
+            **shell,
+        )
+
+    def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
+        return kiwoom_client(
+            spec=SPEC,
+            ws_url=kiwoom_url,
+            subscriptions=SUBS,
+            clock=clock,
+            sink=s,
+            on_outcome=o,
+            **shell,
+        )
+
+    return FailoverStream(
+        spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
+    )
+
+
 # ---------------------------------------------------------------------- failover
 async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
     """FAILOVER-KIWOOM: KIS refused past the budget -> Kiwoom (KR only); KIS back -> switch back."""
@@ -35,30 +73,7 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
             clock, sink = ScaledClock(scale), ListSink()
             approval = direct_approval(kis, http, SPEC)
 
-            def make_kis(s: EventSink, o: Any = None) -> StreamClient:
-                return kis_client(
-                    spec=SPEC,
-                    ws_url=kis.ws_url,
-                    subscriptions=SUBS,
-                    approval=approval,
-                    clock=clock,
-                    sink=s,
-                    on_outcome=o,
-                )
-
-            def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
-                return kiwoom_client(
-                    spec=SPEC,
-                    ws_url=kw.ws_url,
-                    subscriptions=SUBS,
-                    clock=clock,
-                    sink=s,
-                    on_outcome=o,
-                )
-
-            runner = FailoverStream(
-                spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
-            )
+            runner = failover_stream(kis.ws_url, kw.ws_url, approval, clock, sink)
             async with running(runner):
                 await until(lambda: len(sink.statuses("subscribed")) == 3)
                 kis.faults.refuse_connections(True)
@@ -153,48 +168,8 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
                     renew_every=0.3,
                     poll=0.1,
                 )
-
-                def make_kis(
-                    s: EventSink,
-                    o: Any = None,
-                    gate: RedisConnectGate = gate,
-                    clock: ScaledClock = clock,
-                ) -> StreamClient:
-                    return kis_client(
-                        spec=SPEC,
-                        ws_url=kis.ws_url,
-                        subscriptions=SUBS,
-                        approval=approval,
-                        clock=clock,
-                        sink=s,
-                        on_outcome=o,
-                        gate=gate,
-                    )
-
-                def make_kiwoom(
-                    s: EventSink,
-                    o: Any = None,
-                    gate: RedisConnectGate = gate,
-                    clock: ScaledClock = clock,
-                ) -> StreamClient:
-                    return kiwoom_client(
-                        spec=SPEC,
-                        ws_url=kw.ws_url,
-                        subscriptions=SUBS,
-                        clock=clock,
-                        sink=s,
-                        on_outcome=o,
-                        gate=gate,
-                    )
-
                 runners.append(
-                    FailoverStream(
-                        spec=SPEC,
-                        clock=clock,
-                        sink=sink,
-                        make_kis=make_kis,
-                        make_kiwoom=make_kiwoom,
-                    )
+                    failover_stream(kis.ws_url, kw.ws_url, approval, clock, sink, gate=gate)
                 )
                 sinks.append(sink)
             tasks += [asyncio.create_task(r.run()) for r in runners]

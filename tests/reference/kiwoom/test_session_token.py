@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 import pytest
-from backup_support import SCALE, SPEC
+from backup_support import SCALE, SPEC, auth_for
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock, KiwoomMockConfig
@@ -14,7 +14,7 @@ from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, TokenThrottledError
 from stockmon.reference.fleet.token_manager import token_manager
 from stockmon.reference.fleet.token_state import TokenPolicy
-from stockmon.reference.kiwoom.auth import REMAINING_FIELD, KiwoomAuthClient
+from stockmon.reference.kiwoom.auth import REMAINING_FIELD
 from stockmon.reference.seams import SharedCredentialSource
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,15 +28,7 @@ async def test_token_expiry_read_from_expires_dt_in_kst() -> None:
         httpx.AsyncClient() as http,
     ):
         # the client's spec wall clock, here the mock's own (at scale 1 both are the real clock)
-        auth = KiwoomAuthClient(
-            http,
-            m.rest_url,
-            Secret(m.app_key),
-            Secret(m.app_secret),
-            SPEC,
-            wall=lambda: m.world.wall(m.now()),
-            scale=SCALE,
-        )
+        auth = auth_for(m, http, wall=lambda: m.world.wall(m.now()))
         token, body = await auth.issue_token(5.0)
         assert token and abs(body[REMAINING_FIELD] - 5000) < 60  # second resolution + scheduling
         assert auth.token_requests == 1
@@ -45,16 +37,12 @@ async def test_token_expiry_read_from_expires_dt_in_kst() -> None:
 async def test_kiwoom_error_envelope_becomes_typed_errors() -> None:
     """[8001:...] -> AuthError (no retry helps); 429 -> TokenThrottledError; [8005:...] -> retryable."""
     async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
-        bad = KiwoomAuthClient(
-            http, m.rest_url, Secret(m.app_key), Secret("x" * 43), SPEC, wall=lambda: 0.0
-        )
+        bad = auth_for(m, http, wall=lambda: 0.0, scale=1.0, app_secret="x" * 43)
         with pytest.raises(AuthError) as e1:
             await bad.issue_token(5.0)
         assert e1.value.code == "8001" and not e1.value.retryable
         m.faults.throttle_tokens(True)
-        good = KiwoomAuthClient(
-            http, m.rest_url, Secret(m.app_key), Secret(m.app_secret), SPEC, wall=lambda: 0.0
-        )
+        good = auth_for(m, http, wall=lambda: 0.0, scale=1.0)
         with pytest.raises(TokenThrottledError):
             await good.issue_token(5.0)
         err = good.error_of(
@@ -76,15 +64,7 @@ async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) ->
 
     async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
         clock = ScaledClock(SCALE)
-        auth = KiwoomAuthClient(
-            http,
-            m.rest_url,
-            Secret(m.app_key),
-            Secret(m.app_secret),
-            SPEC,
-            wall=clock.wall,
-            scale=SCALE,
-        )
+        auth = auth_for(m, http, wall=clock.wall)
         prefix = key_prefix("mock", Secret(m.app_key), "kiwoom")
         redises = [connect_redis(Secret(redis_url)) for _ in range(4)]
         try:
