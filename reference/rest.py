@@ -6,10 +6,12 @@ is the part that was the same for the KIS token, approval and quote calls and th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from stockmon.redaction import Secret
 from stockmon.reference.errors import NetworkError
 
 
@@ -33,3 +35,26 @@ async def call_json(
     except ValueError:  # not JSON, or not text
         body = None
     return resp, body
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerHttp:
+    """What every REST client of a broker holds: the pooled HTTP client, the base URL, the app's pair.
+
+    One value for the token, approval and quote clients of a broker, built once by the wiring.
+    """
+
+    http: httpx.AsyncClient
+    base_url: str
+    app_key: Secret
+    app_secret: Secret
+
+    def __repr__(self) -> str:
+        return f"BrokerHttp({self.base_url!r})"
+
+    async def call(
+        self, method: str, path: str, budget_s: float, **kwargs: Any
+    ) -> tuple[httpx.Response, Any]:
+        """:func:`call_json` on ``base_url + path``, named ``METHOD path`` in errors."""
+        url = self.base_url.rstrip("/") + path
+        return await call_json(self.http, method, url, f"{method} {path}", budget_s, **kwargs)

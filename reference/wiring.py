@@ -47,6 +47,7 @@ from stockmon.reference.kis.quote import snapshot_quotes
 from stockmon.reference.kis.rest import KisRestClient
 from stockmon.reference.kiwoom.auth import KiwoomAuthClient
 from stockmon.reference.output import EventSink, status_reporter
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import (
     ConnectGate,
     CredentialSource,
@@ -108,15 +109,14 @@ async def open_kis(
         store = LocalCredentialStore()
     own_http = http is None
     client = http or httpx.AsyncClient()
-    auth = KisAuthClient(client, settings.kis_rest_url, app_key, app_secret, spec, scale=scale)
+    conn = BrokerHttp(client, settings.kis_rest_url, app_key, app_secret)
+    auth = KisAuthClient(conn, spec, scale=scale)
     common = {"clock": clock, "holder": name, "tuning": tuning}
     tokens = token_manager(store, auth.issue_token, TokenPolicy.for_token(spec, scale), **common)
     approval = approval_key_manager(
         store, auth.issue_approval_key, TokenPolicy.for_approval_key(spec, scale), **common
     )
-    rest = KisRestClient(
-        client, settings.kis_rest_url, app_key, app_secret, tokens, spec, scale=scale
-    )
+    rest = KisRestClient(conn, tokens, spec, scale=scale)
     ctx = KisContext(settings, spec, name, redis, store, client, auth, tokens, approval, rest)
     try:
         yield ctx
@@ -218,15 +218,8 @@ async def kiwoom_seams(
             store: CredentialStore = (
                 RedisCredentialStore(redis, prefix) if redis is not None else LocalCredentialStore()
             )
-            auth = KiwoomAuthClient(
-                http,
-                settings.kiwoom_rest_url,
-                app_key,
-                app_secret,
-                settings.spec,
-                wall=clock.wall,
-                scale=settings.time_scale,
-            )
+            conn = BrokerHttp(http, settings.kiwoom_rest_url, app_key, app_secret)
+            auth = KiwoomAuthClient(conn, settings.spec, wall=clock.wall, scale=settings.time_scale)
             policy = TokenPolicy.for_kiwoom_token(settings.spec, settings.time_scale)
             manager = token_manager(store, auth.issue_token, policy)
             tokens = SharedCredentialSource(manager)

@@ -22,7 +22,7 @@ from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, NetworkError, RemoteProtocolError
 from stockmon.reference.kis.rest import RestErrorRules, error_from_body
-from stockmon.reference.rest import call_json
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import Issued
 from stockmon.spec import Spec, broker_clause
 
@@ -36,20 +36,10 @@ _AUTH_STATUSES = frozenset({httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN})
 class KisAuthClient:
     """Issues KIS credentials over HTTP; raises the typed errors of :mod:`rest_errors`."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        app_key: Secret,
-        app_secret: Secret,
-        spec: Spec,
-        *,
-        scale: float = 1.0,
-    ) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/")
-        self._app_key = app_key
-        self._app_secret = app_secret
+    def __init__(self, conn: BrokerHttp, spec: Spec, *, scale: float = 1.0) -> None:
+        self._conn = conn
+        self._app_key = conn.app_key
+        self._app_secret = conn.app_secret
         self._rules = RestErrorRules.from_spec(spec, scale)
         rest = spec.rest["kis"]
         self._token_path = str(rest["token"]["path"])
@@ -97,8 +87,7 @@ class KisAuthClient:
         return key, body
 
     async def _post(self, path: str, payload: dict[str, str], budget: float) -> Mapping[str, Any]:
-        url = self._base + path
-        resp, body = await call_json(self._http, "POST", url, f"POST {path}", budget, json=payload)
+        resp, body = await self._conn.call("POST", path, budget, json=payload)
         err = error_from_body(resp.status_code, body, self._rules)
         if err is not None:
             raise err

@@ -20,16 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from stockmon.redaction import Secret, scrub
+from stockmon.redaction import scrub
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
     RemoteProtocolError,
     TokenThrottledError,
 )
-from stockmon.reference.rest import call_json
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import Credential, CredentialCache
 from stockmon.spec import Spec
 
@@ -137,20 +135,16 @@ class KisRestClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        app_key: Secret,
-        app_secret: Secret,
+        conn: BrokerHttp,
         tokens: CredentialCache[Any],
         spec: Spec,
         *,
         scale: float = 1.0,
         timeout: float = 10.0,
     ) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/")
-        self._app_key = app_key
-        self._app_secret = app_secret
+        self._conn = conn
+        self._app_key = conn.app_key
+        self._app_secret = conn.app_secret
         self.tokens = tokens
         self.spec = spec
         self._rules = RestErrorRules.from_spec(spec, scale)
@@ -215,11 +209,9 @@ class KisRestClient:
         body: Mapping[str, Any] | None,
         cred: Credential,
     ) -> Mapping[str, Any]:
-        resp, data = await call_json(
-            self._http,
+        resp, data = await self._conn.call(
             method,
-            self._base + path,
-            f"{method} {path}",
+            path,
             self._timeout,
             params=dict(params or {}),
             json=dict(body) if body is not None else None,

@@ -24,16 +24,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-
-from stockmon.redaction import Secret, scrub
+from stockmon.redaction import scrub
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
     RemoteProtocolError,
     TokenThrottledError,
 )
-from stockmon.reference.rest import call_json
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import Issued, parse_kst
 from stockmon.spec import Spec, broker_clause, broker_data
 
@@ -60,21 +58,12 @@ class KiwoomAuthClient:
     """Issues Kiwoom session tokens over HTTP; raises the typed errors of the reference."""
 
     def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        app_key: Secret,
-        app_secret: Secret,
-        spec: Spec,
-        *,
-        wall: Callable[[], float],
-        scale: float = 1.0,
+        self, conn: BrokerHttp, spec: Spec, *, wall: Callable[[], float], scale: float = 1.0
     ) -> None:
         rest = broker_data(spec, "rest", "kiwoom")
-        self._http = http
-        self._base = base_url.rstrip("/")
-        self._app_key = app_key
-        self._app_secret = app_secret
+        self._conn = conn
+        self._app_key = conn.app_key
+        self._app_secret = conn.app_secret
         self._wall = wall
         self._scale = scale
         self._path = str(rest["token"]["path"])
@@ -91,7 +80,7 @@ class KiwoomAuthClient:
         self.token_requests = 0
 
     def __repr__(self) -> str:
-        return f"KiwoomAuthClient({self._base!r})"
+        return f"KiwoomAuthClient({self._conn.base_url!r})"
 
     async def issue_token(self, budget: float) -> Issued:
         """POST the token request; returns the token and the body with the remaining validity."""
@@ -101,9 +90,7 @@ class KiwoomAuthClient:
             "appkey": self._app_key.reveal(),
             self._secret_field: self._app_secret.reveal(),
         }
-        what = f"POST {self._path}"
-        url = self._base + self._path
-        resp, body = await call_json(self._http, "POST", url, what, budget, json=payload)
+        resp, body = await self._conn.call("POST", self._path, budget, json=payload)
         err = self.error_of(resp.status_code, body)
         if err is not None:
             raise err

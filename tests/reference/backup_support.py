@@ -18,6 +18,7 @@ from stockmon.reference.fleet.token_state import TokenPolicy
 from stockmon.reference.fleet.token_store import LocalCredentialStore
 from stockmon.reference.kiwoom.auth import KiwoomAuthClient
 from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomTick
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import SharedCredentialSource
 from stockmon.settings import Subscription
 from stockmon.spec import load_spec
@@ -77,9 +78,8 @@ def auth_for(
 ) -> KiwoomAuthClient:
     """A Kiwoom auth client for the mock's credentials (or a wrong ``app_secret``)."""
     secret = Secret(m.app_secret if app_secret is None else app_secret)
-    return KiwoomAuthClient(
-        http, m.rest_url, Secret(m.app_key), secret, SPEC, wall=wall, scale=scale
-    )
+    conn = BrokerHttp(http, m.rest_url, Secret(m.app_key), secret)
+    return KiwoomAuthClient(conn, SPEC, wall=wall, scale=scale)
 
 
 def tokens_for(
