@@ -12,11 +12,30 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from stockmon.errors import SpecError
 from stockmon.spec.loader import available_versions, load_spec, version_key
 from stockmon.spec.model import Clause, KiwoomLayout, Spec
+
+V = TypeVar("V")
+
+
+def need(values: Mapping[str, V], key: str, where: str) -> V:
+    """``values[key]``, or a SpecError naming the part of the spec that lacks it."""
+    try:
+        return values[key]
+    except KeyError:
+        raise SpecError(f"{where} has no {key!r}") from None
+
+
+def endpoint_port(url: str, where: str) -> int:
+    """The port of an endpoint URL of the spec (a mock listens there by default)."""
+    port = urlsplit(url).port
+    if port is None:
+        raise SpecError(f"{where} {url!r} has no port")
+    return port
 
 
 @functools.cache
@@ -89,8 +108,10 @@ def kiwoom_layouts(spec: Spec) -> Mapping[str, KiwoomLayout]:
 __all__ = [
     "broker_clause",
     "broker_data",
+    "endpoint_port",
     "kiwoom_layouts",
     "mock_profile_value",
+    "need",
     "newest_spec",
     "ws_answer_code",
 ]

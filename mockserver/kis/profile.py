@@ -19,19 +19,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from stockmon.errors import SpecError
-from stockmon.spec import Spec, load_spec, newest_spec
+from stockmon.spec import Spec, endpoint_port, load_spec, need, newest_spec
 from stockmon.spec import broker_clause as _clause
 from stockmon.spec import mock_profile_value as _value
-
-
-def _port(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise SpecError(f"endpoint {url!r} has no port")
-    return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +92,7 @@ class Profile:
 
     def ws_code(self, name: str) -> WsCode:
         """The code the mock answers with for a named situation (``already_subscribed`` ...)."""
-        try:
-            return self.codes[name]
-        except KeyError:
-            raise SpecError(f"mock_profile.ws_codes has no {name!r}") from None
+        return need(self.codes, name, "mock_profile.ws_codes")
 
     def rest_msg(self, code: str) -> str:
         """msg1 of a REST gateway code, from the selected version (or the newest)."""
@@ -167,8 +156,8 @@ def load_profile(version: str | None = None) -> Profile:
         approval_response_field=approval.string("response_field"),
         rest_success=_value(spec, "rest_success"),
         revoke_success=_value(spec, "revoke_success"),
-        default_rest_port=_port(spec.endpoints["kis"]["rest"]["prod"]),
-        default_ws_port=_port(spec.endpoints["kis"]["ws"]["prod"]),
+        default_rest_port=endpoint_port(spec.endpoints["kis"]["rest"]["prod"], "endpoints.kis"),
+        default_ws_port=endpoint_port(spec.endpoints["kis"]["ws"]["prod"], "endpoints.kis"),
         ping_tr_id=spec.clause("KA-PING").string("tr_id"),
         ping_datetime_format=server_ping.string("datetime_format"),
         server_pingpong_period_s=None if period is None else float(period),

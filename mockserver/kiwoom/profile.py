@@ -13,8 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stockmon.errors import SpecError
-from stockmon.spec import KiwoomLayout, Spec, broker_clause, broker_data, kiwoom_layouts, load_spec
+from stockmon.spec import (
+    KiwoomLayout,
+    Spec,
+    broker_clause,
+    broker_data,
+    endpoint_port,
+    kiwoom_layouts,
+    load_spec,
+    need,
+)
 
 # The SYSTEM frame keys (protocol/kiwoom.md §2.5): not return_code/return_msg but code/message.
 SYSTEM_CODE_KEY = "code"
@@ -85,10 +93,7 @@ class KiwoomProfile:
 
     def rest_error(self, name: str) -> RestError:
         """A named REST error answer (``invalid_token``, ``throttled`` ...)."""
-        try:
-            return self.rest_errors[name]
-        except KeyError:
-            raise SpecError(f"mock_profile.kiwoom.rest_errors has no {name!r}") from None
+        return need(self.rest_errors, name, "mock_profile.kiwoom.rest_errors")
 
     def rest_error_by_code(self, code: str) -> RestError | None:
         """The REST error answer carrying a documented 4-digit code, if the profile has one."""
@@ -96,20 +101,11 @@ class KiwoomProfile:
 
     def system_code(self, name: str) -> str:
         """A SYSTEM code by its KIWOOM-PROTOCOL name (``heartbeat_missed`` ...)."""
-        try:
-            return self.system_codes[name]
-        except KeyError:
-            raise SpecError(f"KIWOOM-PROTOCOL system_codes has no {name!r}") from None
+        return need(self.system_codes, name, "KIWOOM-PROTOCOL system_codes")
 
     def token_required(self, env: str) -> bool:
         """Whether LOGIN must carry a valid token in this environment (TOKEN-KIWOOM-SESSION)."""
         return env in self.token_required_in or env not in self.token_optional_in
-
-
-def _need(values: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in values:
-        raise SpecError(f"{where} has no {key!r}")
-    return values[key]
 
 
 def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
@@ -123,35 +119,31 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
     where_r, where_m = "rest.kiwoom", "mock_profile.kiwoom"
     errors = {
         name: RestError(int(e["status"]), int(e["return_code"]), str(e["code"]), str(e["message"]))
-        for name, e in _need(mp, "rest_errors", where_m).items()
+        for name, e in need(mp, "rest_errors", where_m).items()
     }
-    ws_url = str(spec.endpoints["kiwoom"]["ws"]["prod"])
-    port_match = re.search(r":(\d+)/", ws_url)
-    if port_match is None:
-        raise SpecError(f"endpoints.kiwoom.ws.prod {ws_url!r} has no port")
     layouts = kiwoom_layouts(spec)
-    names = _need(mp, "type_names", where_m)
-    login_failure = _need(mp, "login_failure", where_m)
-    reg_failure = _need(mp, "reg_failure", where_m)
+    names = need(mp, "type_names", where_m)
+    login_failure = need(mp, "login_failure", where_m)
+    reg_failure = need(mp, "reg_failure", where_m)
     kr = spec.markets["KR"]["key_pattern"]
     return KiwoomProfile(
         spec=spec,
-        token_path=str(_need(rest, "token", where_r)["path"]),
-        revoke_path=str(_need(rest, "revoke", where_r)["path"]),
-        quote=_need(rest, "quote", where_r),
-        header_names=_need(rest, "headers", where_r),
-        grant_type=str(_need(rest, "grant_type", where_r)),
+        token_path=str(need(rest, "token", where_r)["path"]),
+        revoke_path=str(need(rest, "revoke", where_r)["path"]),
+        quote=need(rest, "quote", where_r),
+        header_names=need(rest, "headers", where_r),
+        grant_type=str(need(rest, "grant_type", where_r)),
         secret_field=secret.string("request_field"),
-        token_field=str(_need(rest, "token_field", where_r)),
-        expires_field=str(_need(rest, "expires_field", where_r)),
-        expires_format=str(_need(rest, "expires_format", where_r)),
-        utc_offset_s=int(_need(rest, "utc_offset_s", where_r)),
-        success_return_code=int(_need(rest, "success_return_code", where_r)),
-        success_msg=str(_need(mp, "success_msg", where_m)),
-        token_validity_s=float(_need(mp, "token_validity_s", where_m)),
-        credential_lengths={k: int(v) for k, v in _need(mp, "credential_lengths", where_m).items()},
+        token_field=str(need(rest, "token_field", where_r)),
+        expires_field=str(need(rest, "expires_field", where_r)),
+        expires_format=str(need(rest, "expires_format", where_r)),
+        utc_offset_s=int(need(rest, "utc_offset_s", where_r)),
+        success_return_code=int(need(rest, "success_return_code", where_r)),
+        success_msg=str(need(mp, "success_msg", where_m)),
+        token_validity_s=float(need(mp, "token_validity_s", where_m)),
+        credential_lengths={k: int(v) for k, v in need(mp, "credential_lengths", where_m).items()},
         rest_errors=errors,
-        default_ws_port=int(port_match.group(1)),
+        default_ws_port=endpoint_port(spec.endpoints["kiwoom"]["ws"]["prod"], "endpoints.kiwoom"),
         ws_path=proto.string("path"),
         trnm_login=proto.string("first_message"),
         trnm_reg=proto.string("subscribe"),
@@ -160,7 +152,7 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
         trnm_ping=proto.string("ping"),
         trnm_system=proto.string("system"),
         system_codes={str(k): str(v) for k, v in proto.mapping("system_codes").items()},
-        system_messages={str(k): str(v) for k, v in _need(mp, "system_messages", where_m).items()},
+        system_messages={str(k): str(v) for k, v in need(mp, "system_messages", where_m).items()},
         auth_failure_codes=proto.strings("auth_failure_codes"),
         login_failure_code=int(login_failure["return_code"]),
         login_failure_msg=str(login_failure["message"]),
@@ -169,10 +161,10 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
         reg_failure_msg=str(reg_failure["message"]),
         token_required_in=session.strings("required_in"),
         token_optional_in=session.strings("optional_in"),
-        login_required=bool(_need(mp, "login_required", where_m)),
-        ping_period_s=float(_need(mp, "ping_period_s", where_m)),
-        max_missed_pings=int(_need(mp, "max_missed_pings", where_m)),
-        login_timeout_s=float(_need(mp, "login_timeout_s", where_m)),
+        login_required=bool(need(mp, "login_required", where_m)),
+        ping_period_s=float(need(mp, "ping_period_s", where_m)),
+        max_missed_pings=int(need(mp, "max_missed_pings", where_m)),
+        login_timeout_s=float(need(mp, "login_timeout_s", where_m)),
         layouts=layouts,
         type_names={str(k): str(v) for k, v in names.items()},
         kr_key=re.compile(str(kr)),
