@@ -132,6 +132,12 @@ def structural_errors(data: Mapping[str, Any], root: Path | None = None) -> list
     return errors
 
 
+def _record_layout(lay: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every broker's layout has (:class:`RecordLayout`), from its YAML entry."""
+    keys = ("broker", "market", "kind", "source")
+    return {**{k: lay[k] for k in keys}, "roles": freeze(lay["roles"])}
+
+
 def build_spec(data: Mapping[str, Any], digest: str) -> Spec:
     """Typed objects from already-validated data."""
     clauses = tuple(
@@ -153,23 +159,15 @@ def build_spec(data: Mapping[str, Any], digest: str) -> Spec:
         fields = tuple(LayoutField(**f) for f in lay["fields"])
         layouts[tr_id] = Layout(
             tr_id=tr_id,
-            broker=lay["broker"],
-            market=lay["market"],
-            kind=lay["kind"],
-            source=lay["source"],
-            roles=freeze(lay["roles"]),
             fields=fields,
             _index=MappingProxyType({f.name: i for i, f in enumerate(fields)}),
+            **_record_layout(lay),
         )
     kiwoom = {
         code: KiwoomLayout(
             type_code=code,
-            broker=lay["broker"],
-            market=lay["market"],
-            kind=lay["kind"],
-            source=lay["source"],
-            roles=freeze(lay["roles"]),
             fields=tuple(KiwoomField(**f) for f in lay["fields"]),
+            **_record_layout(lay),
         )
         for code, lay in data["kiwoom_layouts"].items()
     }

@@ -137,19 +137,49 @@ class LayoutField:
 
 
 @dataclass(frozen=True, slots=True)
-class Layout:
-    """Field layout of one KIS realtime TR (``^``-joined record)."""
+class RecordLayout:
+    """What every broker's record layout states: broker, market, kind, source and field roles."""
 
-    tr_id: str
     broker: str
     market: str
     kind: Literal["tick", "orderbook"]
     source: str
     roles: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        """How errors name this layout (its TR ID or type code)."""
+        raise NotImplementedError
+
+    def role(self, role: str) -> str:
+        """Name of the field that plays a role (key, time, price, volume ...)."""
+        v = self.roles.get(role)
+        if not isinstance(v, str):
+            raise SpecError(f"layout {self.label} has no single-field role {role!r}")
+        return v
+
+    def role_list(self, role: str) -> tuple[str, ...]:
+        """Names of the fields that play a list role (ask_prices, bid_quantities ...)."""
+        v = self.roles.get(role)
+        if not isinstance(v, tuple):
+            raise SpecError(f"layout {self.label} has no list role {role!r}")
+        return v
+
+
+@dataclass(frozen=True, slots=True)
+class Layout(RecordLayout):
+    """Field layout of one KIS realtime TR (``^``-joined record)."""
+
+    tr_id: str
     fields: tuple[LayoutField, ...]
     _index: Mapping[str, int] = field(
         repr=False, compare=False, default_factory=lambda: MappingProxyType({})
     )
+
+    @property
+    def label(self) -> str:
+        """The TR ID."""
+        return self.tr_id
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -162,20 +192,6 @@ class Layout:
             return self._index[name]
         except KeyError:
             raise SpecError(f"layout {self.tr_id} has no field {name!r}") from None
-
-    def role(self, role: str) -> str:
-        """Name of the field that plays a role (key, time, price, volume ...)."""
-        v = self.roles.get(role)
-        if not isinstance(v, str):
-            raise SpecError(f"layout {self.tr_id} has no single-field role {role!r}")
-        return v
-
-    def role_list(self, role: str) -> tuple[str, ...]:
-        """Names of the fields that play a list role (ask_prices, bid_quantities ...)."""
-        v = self.roles.get(role)
-        if not isinstance(v, tuple):
-            raise SpecError(f"layout {self.tr_id} has no list role {role!r}")
-        return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,16 +206,16 @@ class KiwoomField:
 
 
 @dataclass(frozen=True, slots=True)
-class KiwoomLayout:
+class KiwoomLayout(RecordLayout):
     """FID layout of one Kiwoom realtime type (0B, 0D ...)."""
 
     type_code: str
-    broker: str
-    market: str
-    kind: Literal["tick", "orderbook"]
-    source: str
-    roles: Mapping[str, Any]
     fields: tuple[KiwoomField, ...]
+
+    @property
+    def label(self) -> str:
+        """The Kiwoom type code."""
+        return self.type_code
 
 
 @dataclass(frozen=True, slots=True)
