@@ -254,8 +254,17 @@ def api_document_paths(spec: Spec) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+def _answer(s: _Schemas, description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, **_json_body(s, schema)}
+
+
 def _api_error(s: _Schemas, description: str) -> dict[str, Any]:
-    return {"description": description, **_json_body(s, "api-error")}
+    return _answer(s, description, "api-error")
+
+
+def _op(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """One OpenAPI operation; ``extra`` (description, parameters, security) before its answers."""
+    return {"operationId": op_id, "summary": summary, **extra, "responses": responses}
 
 
 def openapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
@@ -291,62 +300,44 @@ def openapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any
     }
     paths: dict[str, Any] = {
         auth.string("ticket_path"): {
-            auth.string("ticket_method").lower(): {
-                "operationId": "issueStreamTicket",
-                "summary": "A single-use WebSocket ticket (API-AUTH)",
-                "description": (
+            auth.string("ticket_method").lower(): _op(
+                "issueStreamTicket",
+                "A single-use WebSocket ticket (API-AUTH)",
+                {
+                    str(auth.integer("ticket_status")): _answer(s, "ticket issued", "api-ticket"),
+                    **unauthorized,
+                },
+                description=(
                     f"Valid {auth.integer('ticket_ttl_s')} s; offer it as the WebSocket subprotocol "
                     f"'{auth.string('ws_ticket_subprotocol_prefix')}<ticket>' next to "
                     f"'{auth.string('ws_subprotocol')}'."
                 ),
-                "responses": {
-                    str(auth.integer("ticket_status")): {
-                        "description": "ticket issued",
-                        **_json_body(s, "api-ticket"),
-                    },
-                    **unauthorized,
-                },
-            }
+            )
         },
-        snap.string("quote_path"): {
-            "get": {
-                "operationId": "getQuote",
-                "summary": "Latest tick of a key (API-SNAPSHOT)",
-                "parameters": [key_param],
-                "responses": {
-                    str(snap.integer("ok_status")): {
-                        "description": "latest tick",
-                        **_json_body(s, "api-quote"),
+        **{
+            snap.string(f"{what}_path"): {
+                "get": _op(
+                    op_id,
+                    f"Latest {noun} of a key (API-SNAPSHOT)",
+                    {
+                        str(snap.integer("ok_status")): _answer(s, f"latest {noun}", f"api-{what}"),
+                        **unauthorized,
+                        **unknown_key,
                     },
-                    **unauthorized,
-                    **unknown_key,
-                },
+                    parameters=[key_param],
+                )
             }
-        },
-        snap.string("book_path"): {
-            "get": {
-                "operationId": "getBook",
-                "summary": "Latest order book of a key (API-SNAPSHOT)",
-                "parameters": [key_param],
-                "responses": {
-                    str(snap.integer("ok_status")): {
-                        "description": "latest order book",
-                        **_json_body(s, "api-book"),
-                    },
-                    **unauthorized,
-                    **unknown_key,
-                },
-            }
+            for what, op_id, noun in (
+                ("quote", "getQuote", "tick"),
+                ("book", "getBook", "order book"),
+            )
         },
         status.string("path"): {
-            "get": {
-                "operationId": "getStatus",
-                "summary": "Broker, socket, heartbeat, failover and subscriptions (API-STATUS)",
-                "responses": {
-                    "200": {"description": "status", **_json_body(s, "api-status")},
-                    **unauthorized,
-                },
-            }
+            "get": _op(
+                "getStatus",
+                "Broker, socket, heartbeat, failover and subscriptions (API-STATUS)",
+                {"200": _answer(s, "status", "api-status"), **unauthorized},
+            )
         },
     }
     listing = {"description": "every broker subscription", **_json_body(s, "api-subscriptions")}
@@ -392,35 +383,25 @@ def openapi_api(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any
     }
     paths[subs.string("path")] = {m.lower(): ops[m.lower()] for m in subs.strings("methods")}
     public: list[dict[str, Any]] = []
+    ok, not_ready = str(health.integer("ok_status")), str(health.integer("not_ready_status"))
     paths[health.string("liveness_path")] = {
-        "get": {
-            "operationId": "liveness",
-            "summary": "Alive (API-HEALTH); no key",
-            "security": public,
-            "responses": {
-                str(health.integer("ok_status")): {
-                    "description": "alive",
-                    **_json_body(s, "api-health"),
-                }
-            },
-        }
+        "get": _op(
+            "liveness",
+            "Alive (API-HEALTH); no key",
+            {ok: _answer(s, "alive", "api-health")},
+            security=public,
+        )
     }
     paths[health.string("readiness_path")] = {
-        "get": {
-            "operationId": "readiness",
-            "summary": "Ready (API-HEALTH); no key",
-            "security": public,
-            "responses": {
-                str(health.integer("ok_status")): {
-                    "description": "ready",
-                    **_json_body(s, "api-health"),
-                },
-                str(health.integer("not_ready_status")): {
-                    "description": "not ready",
-                    **_json_body(s, "api-health"),
-                },
+        "get": _op(
+            "readiness",
+            "Ready (API-HEALTH); no key",
+            {
+                ok: _answer(s, "ready", "api-health"),
+                not_ready: _answer(s, "not ready", "api-health"),
             },
-        }
+            security=public,
+        )
     }
     names = ", ".join(str(m["name"]) for m in metrics.mapping("metrics").values())
     paths[metrics.string("path")] = {
