@@ -21,6 +21,7 @@ from stockmon.reference.failover.core import (
     KIS,
     KIWOOM,
     FailoverCore,
+    FailoverEvent,
     Mode,
     RunKis,
     RunKiwoom,
@@ -148,19 +149,23 @@ class FailoverStream(CoreLoop):
     def _pump(self) -> None:
         core = self.core
         while (ev := core.next_event()) is not None:
-            if isinstance(ev, RunKis):
-                self._launch(KIS)
-            elif isinstance(ev, RunKiwoom):
-                self._launch(KIWOOM)
-            elif isinstance(ev, StopKis | StopKiwoom):
-                if self._client is not None:
-                    self._client.stop()
-            else:
-                self.sink.event(ev)
-                self.sink.flush()
+            self._handle(ev)
         if core.mode is Mode.STOPPED:
             self._done.set()
         self._arm(core.get_timer())
+
+    def _handle(self, ev: FailoverEvent) -> None:
+        """Carry out one output of the core: run or stop a client, or pass an event on."""
+        if isinstance(ev, RunKis):
+            self._launch(KIS)
+        elif isinstance(ev, RunKiwoom):
+            self._launch(KIWOOM)
+        elif isinstance(ev, StopKis | StopKiwoom):
+            if self._client is not None:
+                self._client.stop()
+        else:
+            self.sink.event(ev)
+            self.sink.flush()
 
     def _start(self, broker: str, client: Client) -> None:
         if self._task is not None and not self._task.done():

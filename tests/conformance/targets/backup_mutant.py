@@ -20,7 +20,7 @@ from stockmon.cli import main as stockmon_main
 from stockmon.redaction import Secret
 from stockmon.reference import registry, wiring
 from stockmon.reference.failover import core as failover_core
-from stockmon.reference.failover.core import KIS, KIWOOM, FailoverRules, Mode, RunKiwoom, StopKiwoom
+from stockmon.reference.failover.core import KIS, FailoverRules, Mode, RunKiwoom, StopKiwoom
 from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.lifecycle import SubState
@@ -124,20 +124,6 @@ class _MakeBeforeBreak(FailoverStream):
         if core.mode is Mode.STOPPED:
             self._done.set()
         self._arm(core.get_timer())
-
-    def _handle(self, ev: Any) -> None:
-        from stockmon.reference.failover.core import RunKis, StopKis
-
-        if isinstance(ev, RunKis):
-            self._launch(KIS)
-        elif isinstance(ev, RunKiwoom):
-            self._launch(KIWOOM)
-        elif isinstance(ev, StopKis | StopKiwoom):
-            if self._client is not None:
-                self._client.stop()
-        else:
-            self.sink.event(ev)
-            self.sink.flush()
 
     async def _run_client(self, broker: str, client: Any) -> None:
         await client.run()
