@@ -20,17 +20,18 @@ SUBS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL,H0STASP0:000660"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
+async def _spawn_stream(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``stockmon stream`` as a child with piped stdout and stderr."""
+    return await asyncio.create_subprocess_exec(
+        STOCKMON, "stream", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+
 async def _stream_until(
     mock: KisMock, sig: int, *, min_data: int = 6, subs: str | None = SUBS
 ) -> tuple[int, list[str], str]:
     env = cli_env({**mock.env(), **({"STOCKMON_SUBSCRIPTIONS": subs} if subs is not None else {})})
-    proc = await asyncio.create_subprocess_exec(
-        STOCKMON,
-        "stream",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _spawn_stream(env)
     assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
     data = 0
@@ -139,13 +140,7 @@ async def test_missing_variable_is_one_line_and_connects_nowhere() -> None:
     async with KisMock(MockConfig(time_scale=50.0)) as mock:
         env = cli_env({**mock.env(), "STOCKMON_SUBSCRIPTIONS": SUBS})
         del env["KIS_APP_KEY"]
-        proc = await asyncio.create_subprocess_exec(
-            STOCKMON,
-            "stream",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _spawn_stream(env)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
         assert proc.returncode == 2
         assert out == b""
