@@ -109,9 +109,8 @@ class ScenarioMocks:
         """What checks need to know of the mocks as they ran (the KIS grace for an unanswered
         PINGPONG, whether Kiwoom wants a session token): only what some check reads."""
         facts: dict[str, Any] = {}
-        settings = getattr(getattr(self.thread.mock, "world", None), "session_settings", None)
-        if settings is not None:
-            facts["unanswered_pingpong_grace_s"] = settings.unanswered_pingpong_grace_s
+        if self.thread is not None:
+            facts["unanswered_pingpong_grace_s"] = self.thread.mock.unanswered_pingpong_grace_s
         if self.kiwoom is not None:
-            facts["kiwoom_token_required"] = self.kiwoom.world.settings.token_required
+            facts["kiwoom_token_required"] = self.kiwoom.token_required
         return facts

@@ -74,6 +74,11 @@ class KisMock(MockServer[ServerSession]):
         self.rest = RestApp(self.world)
         self.faults: KisFaults = KisFaults(self, self.world)
 
+    @property
+    def unanswered_pingpong_grace_s(self) -> float | None:
+        """How long this run lets a server PINGPONG go unanswered before it drops the socket."""
+        return self.world.session_settings.unanswered_pingpong_grace_s
+
     def env(self) -> dict[str, str]:
         """The environment an implementation needs to use this mock (DESIGN §4)."""
         return {

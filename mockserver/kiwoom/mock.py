@@ -120,6 +120,11 @@ class KiwoomMock(MockServer[KiwoomServerSession]):
         """The Kiwoom environment this run emulates: ``mock`` (token optional) or ``prod``."""
         return self.world.settings.env
 
+    @property
+    def token_required(self) -> bool:
+        """Whether LOGIN must carry a valid token in this run (TOKEN-KIWOOM-SESSION)."""
+        return self.world.settings.token_required
+
     def env(self) -> dict[str, str]:
         """The KIWOOM_* environment an implementation needs to use this mock (DESIGN §4)."""
         return {

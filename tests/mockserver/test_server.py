@@ -179,3 +179,10 @@ def test_core_records_carry_the_callers_time(broker: str) -> None:
     assert [r["kind"] for r in records][:2] == ["text", "violation"]
     assert {r["t_spec"] for r in records} == {12.5, 13.0}
     assert all(r["t"] == r["t_spec"] / 10 for r in records)
+
+
+def test_run_facts_the_judge_reads_are_public_properties() -> None:
+    """The grace of an unanswered PINGPONG and Kiwoom's token rule are read without internals."""
+    assert KisMock(MockConfig(unanswered_pingpong_grace_s=7.0)).unanswered_pingpong_grace_s == 7.0
+    assert KiwoomMock(KiwoomMockConfig(env="prod")).token_required is True
+    assert KiwoomMock(KiwoomMockConfig(env="mock")).token_required is False
