@@ -32,10 +32,11 @@ from stockmon.mockserver import KisMock, MockConfig, kiwoom_beside
 from stockmon.redaction import Secret
 from stockmon.reference.events import DataReceived, Event
 from stockmon.reference.failover.runner import FailoverStream
-from stockmon.reference.kis.auth import DirectApprovalKeyProvider
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider, KisAuthClient
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.output import EventSink, JsonLinesSink
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import SharedCredentialSource
 from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.settings import Subscription
@@ -78,13 +79,8 @@ async def failover_once(scale: float) -> dict[str, float]:
         kw = kiwoom_beside(kis, tick_rate_hz=5.0 / scale)
         await kw.start()
         clock, sink = ScaledClock(scale), _Sink()
-        approval = DirectApprovalKeyProvider(
-            client=http,
-            rest_url=kis.rest_url,
-            app_key=Secret(kis.app_key),
-            app_secret=Secret(kis.app_secret),
-            spec=spec,
-        )
+        conn = BrokerHttp(http, kis.rest_url, Secret(kis.app_key), Secret(kis.app_secret))
+        approval = DirectApprovalKeyProvider(KisAuthClient(conn, spec))
 
         def make_kis(s: EventSink, on_outcome: Callable[[Outcome], None]) -> StreamClient:
             return StreamClient(

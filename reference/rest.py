@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import NetworkError
 
@@ -48,6 +49,7 @@ class BrokerHttp:
     base_url: str
     app_key: Secret
     app_secret: Secret
+    variable: str = "the REST URL variable"  # what a malformed base URL is blamed on
 
     def __repr__(self) -> str:
         return f"BrokerHttp({self.base_url!r})"
@@ -55,6 +57,12 @@ class BrokerHttp:
     async def call(
         self, method: str, path: str, budget_s: float, **kwargs: Any
     ) -> tuple[httpx.Response, Any]:
-        """:func:`call_json` on ``base_url + path``, named ``METHOD path`` in errors."""
+        """:func:`call_json` on ``base_url + path``, named ``METHOD path`` in errors.
+
+        A base URL httpx cannot use is the user's setting, not the network: a SettingsError.
+        """
         url = self.base_url.rstrip("/") + path
-        return await call_json(self.http, method, url, f"{method} {path}", budget_s, **kwargs)
+        try:
+            return await call_json(self.http, method, url, f"{method} {path}", budget_s, **kwargs)
+        except httpx.InvalidURL:
+            raise SettingsError(f"{self.variable} does not make a valid URL: {url}") from None

@@ -109,7 +109,7 @@ async def open_kis(
         store = LocalCredentialStore()
     own_http = http is None
     client = http or httpx.AsyncClient()
-    conn = BrokerHttp(client, settings.kis_rest_url, app_key, app_secret)
+    conn = BrokerHttp(client, settings.kis_rest_url, app_key, app_secret, "KIS_REST_URL")
     auth = KisAuthClient(conn, spec, scale=scale)
     common = {"clock": clock, "holder": name, "tuning": tuning}
     tokens = token_manager(store, auth.issue_token, TokenPolicy.for_token(spec, scale), **common)
@@ -132,14 +132,9 @@ async def open_kis(
 def single_process_seams(settings: Settings, http: httpx.AsyncClient) -> Seams:
     """Approval keys fetched directly and a gate that always grants (no REDIS_URL)."""
     app_key, app_secret = settings.require_kis()
-    provider = DirectApprovalKeyProvider(
-        client=http,
-        rest_url=settings.kis_rest_url,
-        app_key=app_key,
-        app_secret=app_secret,
-        spec=settings.spec,
-    )
-    return provider, OpenGate()
+    conn = BrokerHttp(http, settings.kis_rest_url, app_key, app_secret, "KIS_REST_URL")
+    auth = KisAuthClient(conn, settings.spec, scale=settings.time_scale)
+    return DirectApprovalKeyProvider(auth), OpenGate()
 
 
 @asynccontextmanager
@@ -218,7 +213,9 @@ async def kiwoom_seams(
             store: CredentialStore = (
                 RedisCredentialStore(redis, prefix) if redis is not None else LocalCredentialStore()
             )
-            conn = BrokerHttp(http, settings.kiwoom_rest_url, app_key, app_secret)
+            conn = BrokerHttp(
+                http, settings.kiwoom_rest_url, app_key, app_secret, "KIWOOM_REST_URL"
+            )
             auth = KiwoomAuthClient(conn, settings.spec, wall=clock.wall, scale=settings.time_scale)
             policy = TokenPolicy.for_kiwoom_token(settings.spec, settings.time_scale)
             manager = token_manager(store, auth.issue_token, policy)

@@ -12,15 +12,13 @@ the app secret is revealed only into the request body.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
-from stockmon.reference.errors import AuthError, BrokerError, NetworkError, RemoteProtocolError
+from stockmon.reference.errors import RemoteProtocolError
 from stockmon.reference.kis.rest import RestErrorRules, error_from_body
 from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import Issued
@@ -51,6 +49,9 @@ class KisAuthClient:
         self._approval_field = approval.string("response_field")
         self.token_requests = 0
         self.approval_requests = 0
+
+    def __repr__(self) -> str:
+        return f"KisAuthClient({self._conn.base_url!r})"
 
     async def issue_token(self, budget: float) -> Issued:
         """POST the token request; returns the access token and the whole response body."""
@@ -97,33 +98,21 @@ class KisAuthClient:
 
 
 class DirectApprovalKeyProvider:
-    """Fetches approval keys from ``POST {rest_url}{path}`` with the app key and secret."""
+    """The single-process approval-key source: :class:`KisAuthClient`'s call, cached in memory."""
 
-    def __init__(
-        self,
-        *,
-        client: httpx.AsyncClient,
-        rest_url: str,
-        app_key: Secret,
-        app_secret: Secret,
-        spec: Spec,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        clause = broker_clause(spec, _APPROVAL_CLAUSE)
-        self._client = client
-        self._url = rest_url.rstrip("/") + clause.string("path")
-        self._secret_field = clause.string("secret_field")
-        self._grant_type = clause.string("grant_type")
-        self._response_field = clause.string("response_field")
-        self._app_key = app_key
-        self._app_secret = app_secret
+    def __init__(self, auth: KisAuthClient, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._auth = auth
         self._timeout = timeout_s
         self._key: Secret | None = None
         self._lock = asyncio.Lock()
-        self.requests = 0
 
     def __repr__(self) -> str:
-        return f"DirectApprovalKeyProvider({self._url!r})"
+        return f"DirectApprovalKeyProvider({self._auth!r})"
+
+    @property
+    def requests(self) -> int:
+        """Approval requests sent so far."""
+        return self._auth.approval_requests
 
     async def credential(self, *, force_new: bool = False) -> str:
         """The cached key, or a new one (always new with ``force_new``)."""
@@ -134,43 +123,9 @@ class DirectApprovalKeyProvider:
             # another task may have fetched a new key while we waited for the lock
             if self._key is not None and self._key is not stale:
                 return self._key.reveal()
-            self._key = Secret(await self._fetch())
-            return self._key.reveal()
-
-    async def _fetch(self) -> str:
-        self.requests += 1
-        body = {
-            "grant_type": self._grant_type,
-            "appkey": self._app_key.reveal(),
-            self._secret_field: self._app_secret.reveal(),
-        }
-        try:
-            resp = await self._client.post(self._url, json=body, timeout=self._timeout)
-        except httpx.InvalidURL:
-            raise SettingsError(f"KIS_REST_URL does not make a valid URL: {self._url}") from None
-        except httpx.HTTPError as exc:
-            raise NetworkError(
-                f"approval request to {self._url} failed: {type(exc).__name__}"
-            ) from None
-        data: Any
-        try:
-            data = resp.json()
-        except (ValueError, json.JSONDecodeError):
-            data = None
-        if resp.status_code == httpx.codes.OK and isinstance(data, dict):
-            key = data.get(self._response_field)
-            if isinstance(key, str) and key:
-                return key
-            raise BrokerError(
-                "", f"approval answer has no {self._response_field}", resp.status_code
-            )
-        code, message = "", resp.reason_phrase
-        if isinstance(data, dict):
-            code = str(data.get("msg_cd") or data.get("error_code") or "")
-            message = str(data.get("msg1") or data.get("error_description") or message)
-        if resp.status_code in _AUTH_STATUSES:
-            raise AuthError(code, message, resp.status_code, retryable=False)
-        raise BrokerError(code, message, resp.status_code)
+            key, _ = await self._auth.issue_approval_key(self._timeout)
+            self._key = Secret(key)
+            return key
 
 
 __all__ = ["DirectApprovalKeyProvider", "KisAuthClient"]

@@ -25,10 +25,11 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
-from stockmon.reference.kis.auth import DirectApprovalKeyProvider
+from stockmon.reference.kis.auth import DirectApprovalKeyProvider, KisAuthClient
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.registry import LOGIN_TIMEOUT_REAL_S
+from stockmon.reference.rest import BrokerHttp
 from stockmon.reference.seams import CredentialSource, SharedCredentialSource
 from stockmon.reference.shell import StreamClient
 from stockmon.spec import Layout, Spec
@@ -245,13 +246,8 @@ def most_open_sockets(records: list[dict[str, Any]]) -> int:
 
 def direct_approval(mock: Any, http: httpx.AsyncClient, spec: Spec) -> DirectApprovalKeyProvider:
     """The single-process approval-key source against a KIS mock."""
-    return DirectApprovalKeyProvider(
-        client=http,
-        rest_url=mock.rest_url,
-        app_key=Secret(mock.app_key),
-        app_secret=Secret(mock.app_secret),
-        spec=spec,
-    )
+    conn = BrokerHttp(http, mock.rest_url, Secret(mock.app_key), Secret(mock.app_secret))
+    return DirectApprovalKeyProvider(KisAuthClient(conn, spec))
 
 
 @contextlib.contextmanager
