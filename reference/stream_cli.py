@@ -47,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(
             settings, subscriptions=parse_subscriptions(DEFAULT_SUBSCRIPTIONS, settings.spec)
         )
-        print(
-            f"stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; streaming {DEFAULT_SUBSCRIPTIONS}",
-            file=sys.stderr,
-        )
+        if sys.stderr.isatty():  # a notice for a person; pipelines and logs get the data only
+            print(
+                "stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; "
+                f"streaming {DEFAULT_SUBSCRIPTIONS}",
+                file=sys.stderr,
+            )
     fmt = args.format
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"

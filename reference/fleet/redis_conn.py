@@ -57,7 +57,7 @@ def connect_redis(
 def require_lock_backend(settings: Settings) -> bool:
     """True when Redis is configured; False for the local fallback; SettingsError in prod.
 
-    Logs the one-line single-process warning when it falls back.
+    Logs the one-line single-process notice when it falls back (a warning unless against the mock).
     """
     if settings.redis_url is not None:
         return True
@@ -66,7 +66,9 @@ def require_lock_backend(settings: Settings) -> bool:
             "REDIS_URL is not set: the token refresh lock is mandatory in production "
             "(TOKEN-KIS-LOCK); set REDIS_URL, or STOCKMON_ENV=mock for a single local process"
         )
-    log.warning(LOCAL_FALLBACK_WARNING)
+    # Against the mock this is the expected single-process setup: say it only with -v. Against a
+    # real broker a second process would issue its own token, so it is a warning.
+    log.log(logging.INFO if settings.env == "mock" else logging.WARNING, LOCAL_FALLBACK_WARNING)
     return False
 
 

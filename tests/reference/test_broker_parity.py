@@ -140,19 +140,18 @@ def mocks() -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fleet", [False, True], ids=["mock-exports-only", "fleet"])
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_a_closed_stdout_ends_the_stream_quietly(
-    mode: str, mocks: dict[str, str], redis_url: str
+    mode: str, fleet: bool, mocks: dict[str, str], redis_url: str
 ) -> None:
-    """``stockmon stream | head -n 3``: exit 0 within 2 s of the reader leaving, stderr empty."""
-    env = cli_env(
-        {
-            **mocks,
-            "STOCKMON_BROKER": mode,
-            "STOCKMON_SUBSCRIPTIONS": SUBS,
-            "REDIS_URL": redis_url,  # no single-process warning on stderr
-        }
-    )
+    """``stockmon stream | head -n 3``: exit 0 within 2 s of the reader leaving, stderr empty.
+
+    Once with nothing but the mock's exports (the README's first run: default subscriptions, no
+    Redis), once as a fleet member (Redis, explicit subscriptions).
+    """
+    extra = {"STOCKMON_SUBSCRIPTIONS": SUBS, "REDIS_URL": redis_url} if fleet else {}
+    env = cli_env({**mocks, "STOCKMON_BROKER": mode, **extra})
     proc = subprocess.Popen(
         [STOCKMON, "stream"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

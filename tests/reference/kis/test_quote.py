@@ -72,13 +72,14 @@ async def test_second_process_reuses_the_fleet_token(mock: KisMock, redis_url: s
     assert len(token_requests(mock)) == 1
 
 
-async def test_without_redis_in_mock_env_warns_once(mock: KisMock) -> None:
-    """REDIS_URL unset with STOCKMON_ENV=mock: works, with exactly one single-process warning line."""
+async def test_without_redis_in_mock_env_is_quiet_unless_verbose(mock: KisMock) -> None:
+    """REDIS_URL unset with STOCKMON_ENV=mock: works with a clean stderr; -v tells the fallback."""
     code, out, err = await stockmon(client_env(mock), "quote", "005930")
     assert code == 0, err
     assert out.startswith("005930 KR ")
-    warnings = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(warnings) == 1 and LOCAL_FALLBACK_WARNING in warnings[0]
+    assert err.strip() == ""
+    code, _, err = await stockmon(client_env(mock), "-v", "quote", "000660")
+    assert code == 0 and err.count(LOCAL_FALLBACK_WARNING) == 1
 
 
 async def test_without_redis_in_prod_is_refused(mock: KisMock) -> None:
