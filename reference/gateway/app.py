@@ -308,10 +308,26 @@ def build_app(gw: Gateway) -> Starlette:
             media_type=metrics_c.string("content_type"),
         )
 
-    page = resources.files("stockmon.reference.gateway").joinpath("static/index.html")
+    page_config = {
+        "header": auth.string("rest_header"),
+        "scheme": auth.string("rest_scheme"),
+        "ticket_path": auth.string("ticket_path"),
+        "subprotocol": auth.string("ws_subprotocol"),
+        "ticket_prefix": auth.string("ws_ticket_subprotocol_prefix"),
+        "stream_path": stream_c.string("path"),
+        "status_path": status_c.string("path"),
+        "subscriptions_path": subs_c.string("path"),
+        "tr_ids": sorted(spec.layouts),
+    }
+    page = (
+        resources.files("stockmon.reference.gateway")
+        .joinpath("static/index.html")
+        .read_text(encoding="utf-8")
+        .replace("__STOCKMON_CONFIG__", json.dumps(page_config).replace("<", "\\u003c"))
+    )
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(page.read_text(encoding="utf-8"))
+        return HTMLResponse(page)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -371,6 +387,7 @@ class StreamEndpoint:
             self.cors.flag("ws_origin_checked")
             and origin is not None
             and origin not in self.gw.origins
+            and origin != _own_origin(ws)  # the dashboard served from here is not cross-origin
         ):
             await ws.close(
                 self.cors.integer("ws_origin_close_code"),
@@ -517,6 +534,11 @@ class StreamEndpoint:
         new = [k for k in keys if k not in sub.keys]
         sub.keys.update(new)
         return new
+
+
+def _own_origin(ws: WebSocket) -> str:
+    scheme = "https" if ws.url.scheme == "wss" else "http"
+    return f"{scheme}://{ws.headers.get('host', '')}"
 
 
 def close_all(gw: Gateway) -> None:

@@ -183,3 +183,17 @@ def test_the_canary_key_never_leaves_the_service(service: Service) -> None:
     log = service.log.read_text()
     assert "GET /v1/status" in log  # the log is there and holds the access lines
     assert service.key not in log
+
+
+async def test_a_foreign_origin_is_closed_4403(service: Service) -> None:
+    """API-CORS: a WebSocket handshake from an origin not configured is closed with 4403."""
+    cors = service.spec.clause("API-CORS")
+    async with websockets.connect(
+        service.ws_url,
+        subprotocols=service.subprotocols(service.ticket()),  # type: ignore[arg-type]
+        origin="http://evil.example",  # type: ignore[arg-type]
+    ) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == cors.integer("ws_origin_close_code")
