@@ -283,6 +283,14 @@ def build_app(gw: Gateway) -> Starlette:
         gw.subscriptions.remove(sub)
         return changed("unsubscribe", sub, "deleted_status")
 
+    # one route per path, so a 405 lists every method of it in Allow (RFC 9110)
+    by_method: dict[str, Handler] = dict(
+        zip(subs_c.strings("methods"), (list_subs, add_sub, delete_sub), strict=True)
+    )
+
+    async def subscriptions(request: Request) -> Response:
+        return await by_method[request.method](request)
+
     async def ticket(request: Request) -> Response:
         value, ttl = gw.issue_ticket()
         return JSONResponse(
@@ -332,16 +340,16 @@ def build_app(gw: Gateway) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+        answer = error(exc.status_code, code, str(exc.detail))
+        answer.headers.update(exc.headers or {})  # e.g. Allow on a 405 (RFC 9110)
+        return answer
 
     routes = [
         Route("/", dashboard),
         Route(snap.string("quote_path"), guarded(latest_of("tick", "tick"))),
         Route(snap.string("book_path"), guarded(latest_of("orderbook", "book"))),
         Route(status_c.string("path"), guarded(status)),
-        Route(subs_c.string("path"), guarded(list_subs), methods=["GET"]),
-        Route(subs_c.string("path"), guarded(add_sub), methods=["POST"]),
-        Route(subs_c.string("path"), guarded(delete_sub), methods=["DELETE"]),
+        Route(subs_c.string("path"), guarded(subscriptions), methods=list(by_method)),
         Route(auth.string("ticket_path"), guarded(ticket), methods=[auth.string("ticket_method")]),
         Route(health.string("liveness_path"), healthz),
         Route(health.string("readiness_path"), readyz),
