@@ -453,12 +453,7 @@ class StreamEndpoint:
             if pending is None:
                 await sub.wake.wait()
                 continue
-            body = dict(pending.body)
-            body["seq"] = sub.next_seq()
-            if pending.conflated:
-                body["conflated"] = pending.conflated
-            await ws.send_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-            self.gw.hub.sent((body,))
+            await ws.send_text(self.gw.hub.encode(pending, sub.next_seq()))
 
     async def _read(self, ws: WebSocket, sub: Subscriber) -> None:
         while sub.closed_code is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,8 @@ from stockmon.reference.events import (
 from stockmon.reference.gateway.enrich import Enricher, RawRecord
 from stockmon.reference.output import status_object
 from stockmon.spec import Spec
+
+ENCODED = "\x00encoded"  # the body's JSON without its opening brace (never sent as a key)
 
 
 @dataclass
@@ -226,7 +228,9 @@ class Hub:
     def publish(self, obj: dict[str, Any]) -> None:
         """Fan one event object out to every subscriber watching its key (status: everyone)."""
         self.event_id += 1
-        body = {"type": "event", "event": obj, "event_id": str(self.event_id)}
+        body: dict[str, Any] = {"type": "event", "event": obj, "event_id": str(self.event_id)}
+        # encoded once for every subscriber: only seq (and conflated) differ per connection
+        body[ENCODED] = json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:]
         key = obj.get("key")
         for sub in tuple(self.subscribers):
             if obj.get("type") == "status" or key in sub.keys:
@@ -258,8 +262,15 @@ class Hub:
         """The latest (tick, book) of a key."""
         return self.latest.get(("tick", key)), self.latest.get(("orderbook", key))
 
-    def sent(self, bodies: Iterable[dict[str, Any]]) -> None:
-        """Count events sent to browsers by event type."""
-        for body in bodies:
-            if body.get("type") == "event":
-                self.metrics.events_out.labels(body["event"]["type"]).inc()
+    def encode(self, pending: Pending, seq: int) -> str:
+        """The message text with this connection's seq; counts events sent by event type."""
+        body = pending.body
+        tail = body.get(ENCODED)
+        if tail is None:
+            extra = {"conflated": pending.conflated} if pending.conflated else {}
+            return json.dumps(
+                {**body, "seq": seq, **extra}, ensure_ascii=False, separators=(",", ":")
+            )
+        self.metrics.events_out.labels(body["event"]["type"]).inc()
+        conflated = f',"conflated":{pending.conflated}' if pending.conflated else ""
+        return f'{{"seq":{seq}{conflated},{tail}'
