@@ -98,6 +98,9 @@ class _Server(uvicorn.Server):
             assert callable(hook)
             hook()
         super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has stopped; a clean stop exits 0 instead,
+        # like `stockmon stream` (the service already closed everything it holds)
+        self._captured_signals.clear()
 
 
 async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
