@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from stockmon.errors import SpecError
 from stockmon.reference.events import (
     BrokerErrorReceived,
     DataReceived,
@@ -32,6 +33,14 @@ from stockmon.reference.gateway.enrich import Enricher, RawRecord
 from stockmon.reference.output import status_object
 from stockmon.spec import Spec
 
+# The failover runner's status words (reference/failover/core.py) -> API-STATUS failover_states.
+FAILOVER_STATES = {
+    "failing_over": "backup",
+    "failover": "backup",
+    "probe_failed": "backup",
+    "probing": "probing",
+    "switched_back": "primary",
+}
 ENCODED = "\x00encoded"  # the body's JSON without its opening brace (never sent as a key)
 
 
@@ -188,6 +197,11 @@ class Hub:
         self.conflate_types = frozenset(bp.strings("conflate_types"))
         self.drop_conflated, self.drop_slow = spec.clause("API-METRICS").strings("drop_reasons")
         self.enricher = Enricher(spec)
+        unknown = set(FAILOVER_STATES.values()) - set(
+            spec.clause("API-STATUS").strings("failover_states")
+        )
+        if unknown:
+            raise SpecError(f"API-STATUS failover_states lacks {sorted(unknown)}")
         self.metrics = Metrics(spec)
         self.latest: dict[tuple[str, str], Latest] = {}
         self.subscribers: set[Subscriber] = set()
@@ -237,14 +251,9 @@ class Hub:
                 sub.put(body)
 
     def _track(self, ev: StatusChanged) -> None:
-        if ev.state in ("probing",):
-            self.state.failover = "probing"
-        elif ev.state in ("switched_back",):
-            self.state.failover = "primary"
-        elif ev.reason.startswith("failover") or ev.state == "failover":
-            self.state.failover = "backup"
-        if "token" in ev.reason and ev.state in ("token_refreshed", "refreshed"):
-            self.metrics.token_refreshes.labels(ev.source).inc()
+        state = FAILOVER_STATES.get(ev.state)
+        if state is not None:
+            self.state.failover = state
 
     def attach(self) -> Subscriber:
         """A new stream subscriber."""
