@@ -173,18 +173,6 @@ def test_the_42nd_subscription_is_409_naming_the_clause(service: Service) -> Non
     assert len(httpx.get(url, headers=service.auth()).json()["subscriptions"]) == have
 
 
-def test_the_canary_key_never_leaves_the_service(service: Service) -> None:
-    """API-AUTH key_in_logs: after every test above, the key is in no log line and no answer."""
-    answers = [
-        httpx.get(_path(service, c, v), headers=service.auth()).text
-        for c, v in (("API-STATUS", "path"), ("API-SUBSCRIPTIONS", "path"), ("API-METRICS", "path"))
-    ]
-    assert all(service.key not in a for a in answers)
-    log = service.log.read_text()
-    assert "GET /v1/status" in log  # the log is there and holds the access lines
-    assert service.key not in log
-
-
 async def test_a_foreign_origin_is_closed_4403(service: Service) -> None:
     """API-CORS: a WebSocket handshake from an origin not configured is closed with 4403."""
     cors = service.spec.clause("API-CORS")
@@ -197,3 +185,43 @@ async def test_a_foreign_origin_is_closed_4403(service: Service) -> None:
             await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == cors.integer("ws_origin_close_code")
+
+
+async def test_rapid_unauthenticated_connects_leave_a_subscriber_unaffected(
+    service: Service,
+) -> None:
+    """Bad input: 200 quick connects without a ticket are each closed 4401; a live stream goes on."""
+    auth = service.spec.clause("API-AUTH")
+    codes: list[int | None] = []
+
+    async def intruder() -> None:
+        async with websockets.connect(
+            service.ws_url,
+            subprotocols=[auth.string("ws_subprotocol")],  # type: ignore[list-item]
+        ) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+
+    async with websockets.connect(
+        service.ws_url,
+        subprotocols=service.subprotocols(service.ticket()),  # type: ignore[arg-type]
+    ) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "subscribe", "keys": ["005930"]}))
+        await asyncio.gather(*(intruder() for _ in range(200)))
+        seqs = [json.loads(await asyncio.wait_for(ws.recv(), 10))["seq"] for _ in range(10)]
+    assert codes == [auth.integer("ws_close_code")] * 200
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+
+
+def test_the_canary_key_never_leaves_the_service(service: Service) -> None:
+    """API-AUTH key_in_logs: after every test above, the key is in no log line and no answer."""
+    answers = [
+        httpx.get(_path(service, c, v), headers=service.auth()).text
+        for c, v in (("API-STATUS", "path"), ("API-SUBSCRIPTIONS", "path"), ("API-METRICS", "path"))
+    ]
+    assert all(service.key not in a for a in answers)
+    log = service.log.read_text()
+    assert "GET /v1/status" in log  # the log is there and holds the access lines
+    assert service.key not in log
