@@ -11,9 +11,10 @@ is a new dialect subfolder plus one entry here.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import websockets
@@ -29,7 +30,10 @@ from stockmon.reference.output import EventSink
 from stockmon.reference.seams import ConnectGate, CredentialSource
 from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.reference.wiring import check_kiwoom, kis_seams, kiwoom_seams
-from stockmon.settings import Settings
+from stockmon.settings import Settings, load_settings, parse_subscriptions
+
+# What to stream when STOCKMON_SUBSCRIPTIONS is unset: one KR and one US tick. Not normative.
+DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
 
 # Real seconds a Kiwoom LOGIN may wait for its reply (the server sometimes closes during the
 # handshake without one, protocol/kiwoom.md §5). Not normative.
@@ -188,4 +192,37 @@ def mode_of(settings: Settings) -> Mode:
         ) from None
 
 
-__all__ = ["BROKERS", "KIS", "KIWOOM", "LOGIN_TIMEOUT_REAL_S", "MODES", "Broker", "Mode", "mode_of"]
+def checked_settings(command: str) -> tuple[Mode, Settings]:
+    """The mode and settings every ingest command runs with (``stockmon stream``, ``stockmon serve``).
+
+    Every variable is checked before anything is contacted (a SettingsError is the one-line exit 2);
+    without STOCKMON_SUBSCRIPTIONS (``stockmon mock`` exports none) it streams the default pair.
+    """
+    settings = load_settings()
+    mode = mode_of(settings)
+    mode.check(settings)
+    if not settings.subscriptions:
+        settings = replace(
+            settings, subscriptions=parse_subscriptions(DEFAULT_SUBSCRIPTIONS, settings.spec)
+        )
+        if sys.stderr.isatty():  # a notice for a person; pipelines and logs get the data only
+            print(
+                f"stockmon {command}: STOCKMON_SUBSCRIPTIONS is not set; "
+                f"streaming {DEFAULT_SUBSCRIPTIONS}",
+                file=sys.stderr,
+            )
+    return mode, settings
+
+
+__all__ = [
+    "BROKERS",
+    "DEFAULT_SUBSCRIPTIONS",
+    "KIS",
+    "KIWOOM",
+    "LOGIN_TIMEOUT_REAL_S",
+    "MODES",
+    "Broker",
+    "Mode",
+    "checked_settings",
+    "mode_of",
+]

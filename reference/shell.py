@@ -214,6 +214,16 @@ class StreamClient(CoreLoop):
         self.core.stop(self.clock.monotonic())
         self._pump()
 
+    def subscribe(self, sub: Subscription) -> None:
+        """Add a subscription while running (``stockmon serve``'s POST /v1/subscriptions)."""
+        self.core.subscribe(sub, self.clock.monotonic())
+        self._pump()
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Release a subscription while running (``stockmon serve``'s DELETE /v1/subscriptions)."""
+        self.core.unsubscribe(sub, self.clock.monotonic())
+        self._pump()
+
     async def run(self) -> None:
         """Stream until :meth:`stop`; never raises for network or broker trouble."""
         self._loop = asyncio.get_running_loop()

@@ -14,16 +14,12 @@ import argparse
 import asyncio
 import signal
 import sys
-from dataclasses import replace
 
 from stockmon.clock import ScaledClock
 from stockmon.reference.failover.runner import Client
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
-from stockmon.reference.registry import Mode, mode_of
-from stockmon.settings import Settings, load_settings, parse_subscriptions
-
-# What to stream when STOCKMON_SUBSCRIPTIONS is unset: one KR and one US tick. Not normative.
-DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
+from stockmon.reference.registry import Mode, checked_settings
+from stockmon.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,20 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand; returns the exit code."""
-    settings = load_settings()
-    mode = mode_of(settings)
-    mode.check(settings)
-    if not settings.subscriptions:
-        # `stockmon mock` exports no subscriptions: stream something useful rather than nothing
-        settings = replace(
-            settings, subscriptions=parse_subscriptions(DEFAULT_SUBSCRIPTIONS, settings.spec)
-        )
-        if sys.stderr.isatty():  # a notice for a person; pipelines and logs get the data only
-            print(
-                "stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; "
-                f"streaming {DEFAULT_SUBSCRIPTIONS}",
-                file=sys.stderr,
-            )
+    mode, settings = checked_settings("stream")
     fmt = args.format
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"

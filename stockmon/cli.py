@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "quote": ("stockmon.reference.quote_cli", "print the current price of a KR code or US key"),
     "stream": ("stockmon.reference.stream_cli", "stream KIS ticks and order books as JSON lines"),
+    "serve": (
+        "stockmon.reference.gateway.serve_cli",
+        "run the backend: the broker ingest and the internal API (REST, WebSocket, dashboard)",
+    ),
     "conformance": (
         "stockmon.conformance.cli",
         "judge an implementation against the spec (CI gate)",

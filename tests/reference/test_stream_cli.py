@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import signal
 import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from stream_support import STOCKMON, cli_env
 
 from stockmon.mockserver import KisMock, MockConfig
+from stockmon.reference.registry import DEFAULT_SUBSCRIPTIONS, checked_settings
 from stockmon.schemas import errors as schema_errors
 
 SUBS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL,H0STASP0:000660"
@@ -74,11 +77,11 @@ async def test_streams_json_lines_and_exits_cleanly_on_signal(sig: int) -> None:
 
 
 async def test_without_subscriptions_a_kr_and_a_us_tick_are_streamed() -> None:
-    """With only the mock's exports, ticks for a KR and a US key are printed, and stderr says why."""
+    """With only the mock's exports, ticks for a KR and a US key are printed; a piped stderr stays clean."""
     async with KisMock(MockConfig(time_scale=50.0, tick_rate_hz=2.0)) as mock:
         code, lines, err = await _stream_until(mock, signal.SIGINT, subs=None)
         assert code == 0
-        assert "STOCKMON_SUBSCRIPTIONS is not set" in err
+        assert "STOCKMON_SUBSCRIPTIONS" not in err
         ticks = {json.loads(line)["key"] for line in lines if json.loads(line)["type"] == "tick"}
         assert ticks == {"005930", "DNASAAPL"}
 
@@ -178,3 +181,22 @@ def test_bad_settings_are_one_line_errors(change: dict[str, str], needle: str) -
     assert proc.returncode == 2
     err = proc.stderr.decode()
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_default_subscriptions_are_announced_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A person at a terminal is told which keys are streamed when STOCKMON_SUBSCRIPTIONS is unset."""
+    for name, value in KisMock(MockConfig()).env().items():  # the exports; nothing is contacted
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("STOCKMON_BROKER", "kis")
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    _, settings = checked_settings("stream")
+    assert settings.subscriptions
+    assert f"streaming {DEFAULT_SUBSCRIPTIONS}" in err.getvalue()

@@ -1,0 +1,156 @@
+"""``stockmon serve``: the reference ingest and the internal API in one process (DESIGN §8).
+
+The broker client runs exactly as ``stockmon stream`` runs it (the same registry mode and
+settings check) with the :class:`~stockmon.reference.gateway.hub.Hub` as its sink, next to a
+uvicorn server on the same event loop. SIGTERM or SIGINT closes every stream connection with the
+spec's shutdown code, stops the client and lets uvicorn finish within ``shutdown_grace_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+from types import FrameType
+
+import uvicorn
+
+from stockmon.clock import ScaledClock
+from stockmon.errors import SettingsError
+from stockmon.reference.failover.runner import Client
+from stockmon.reference.gateway.app import Gateway, build_app, close_all
+from stockmon.reference.gateway.hub import Hub
+from stockmon.reference.registry import Mode, checked_settings
+from stockmon.settings import Settings
+from stockmon.spec import Spec
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``stockmon serve`` (defaults: STOCKMON_API_HOST/PORT, else API-SERVICE)."""
+    parser.add_argument("--host", help="listen address (default: STOCKMON_API_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default: STOCKMON_API_PORT or 8000)")
+    parser.set_defaults(func=run)
+
+
+def listen_address(spec: Spec, host: str | None, port: int | None) -> tuple[str, int]:
+    """The address to bind: the flag, else the variable, else the clause's default."""
+    service = spec.clause("API-SERVICE")
+    host = host or os.environ.get(service.string("host_variable"), "").strip()
+    host = host or service.string("host")
+    if port is None:
+        raw = os.environ.get(service.string("port_variable"), "").strip()
+        try:
+            port = int(raw) if raw else service.integer("port")
+        except ValueError:
+            raise SettingsError(
+                f"{service.string('port_variable')}={raw!r} is not a port number"
+            ) from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"port {port} is out of range 0-65535")
+    return host, port
+
+
+def origins(spec: Spec) -> tuple[str, ...]:
+    """The CORS origins: STOCKMON_API_CORS_ORIGINS (comma-separated), else the clause's default."""
+    cors = spec.clause("API-CORS")
+    raw = os.environ.get(cors.string("origins_variable"), "")
+    given = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    return given or cors.strings("default_origins")
+
+
+def check_key(settings: Settings) -> None:
+    """STOCKMON_ENV=prod refuses to start without the key (API-AUTH key_required_in)."""
+    auth = settings.spec.clause("API-AUTH")
+    if settings.vite_api_key is None and settings.env in auth.strings("key_required_in"):
+        raise SettingsError(
+            f"{auth.string('key_variable')} is not set and STOCKMON_ENV={settings.env}: "
+            "export the key the front end will send"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of the subcommand; returns the exit code."""
+    mode, settings = checked_settings("serve")
+    spec = settings.spec
+    if not spec.has("API-SERVICE"):
+        raise SettingsError(
+            f"spec {spec.version} has no internal API (API-SERVICE): use STOCKMON_SPEC=1.2 or later"
+        )
+    check_key(settings)
+    host, port = listen_address(spec, args.host, args.port)
+    asyncio.run(_main(mode, settings, host, port))
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the gateway first when a signal asks it to stop."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: list[object]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        for hook in self.on_exit:
+            assert callable(hook)
+            hook()
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has stopped; a clean stop exits 0 instead,
+        # like `stockmon stream` (the service already closed everything it holds)
+        self._captured_signals.clear()
+
+
+async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
+    spec = settings.spec
+    clock = ScaledClock(settings.time_scale)
+    loop = asyncio.get_running_loop()
+    hub = Hub(spec, clock.monotonic)
+    gw = Gateway(
+        spec=spec,
+        hub=hub,
+        key=settings.vite_api_key,
+        origins=origins(spec),
+        subscriptions=list(settings.subscriptions),
+        broker=mode.brokers[0].name,
+        failover=len(mode.brokers) > 1,
+        monotonic=time.monotonic,
+        ingest_clock=clock.monotonic,
+    )
+    runners: list[Client] = []
+    stopping: list[bool] = []
+
+    def started(client: Client) -> None:
+        gw.runner = client
+        runners.append(client)
+        if stopping:
+            loop.call_soon(client.stop)
+
+    def stop() -> None:
+        stopping.append(True)
+        close_all(gw)
+        for client in runners:
+            client.stop()
+
+    grace = spec.clause("API-SERVICE").number("shutdown_grace_s")
+    config = uvicorn.Config(
+        build_app(gw),
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="off",
+        timeout_graceful_shutdown=int(grace),
+        ws="websockets-sansio",
+    )
+    server = _Server(config, [lambda: loop.call_soon_threadsafe(stop)])
+    ingest = asyncio.create_task(mode.run(settings, clock, hub, started))
+    try:
+        await server.serve()
+    finally:
+        stop()
+        try:
+            await asyncio.wait_for(ingest, timeout=grace)
+        except TimeoutError:
+            log.warning("the broker client did not stop within %s s", grace)
