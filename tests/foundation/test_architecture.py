@@ -56,7 +56,11 @@ def test_contracts_are_kept() -> None:
         ("reference/kis/_bad.py", "import stockmon.reference.kiwoom\n", "broker dialects never"),
         ("mockserver/kiwoom/_bad.py", "import stockmon.mockserver.kis\n", "mock dialects never"),
         ("conformance/_bad.py", "import stockmon.mockserver.world\n", "public API only"),
-        ("reference/fleet/_bad.py", "import stockmon.reference.registry\n", "reference: CLI above"),
+        (
+            "reference/fleet/_bad.py",
+            "import stockmon.reference.registry\n",
+            "reference: CLI and the gateway above",
+        ),
         ("mockserver/kis/_bad.py", "import stockmon.mockserver.cli\n", "mockserver: CLI"),
         ("conformance/checks/_bad.py", "import stockmon.conformance.runner\n", "conformance: CLI"),
     ],
