@@ -11,7 +11,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+import platformdirs
 
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
@@ -52,6 +55,8 @@ class Settings:
     spec_version: str
     env: Env
     broker: Broker
+    # Single-user token cache without Redis (STOCKMON_CACHE_DIR, default: platformdirs' user cache).
+    cache_dir: Path = Path()
 
     @property
     def spec(self) -> Spec:
@@ -171,4 +176,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spec_version=version,
         env=run_env,  # type: ignore[arg-type]
         broker=broker,  # type: ignore[arg-type]
+        cache_dir=Path(
+            env.get("STOCKMON_CACHE_DIR", "").strip() or platformdirs.user_cache_dir("stockmon")
+        ),
     )

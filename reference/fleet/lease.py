@@ -169,7 +169,45 @@ class _Held:
         return self._holder
 
 
-class RedisLease(_Held):
+class TimedLease(_Held):
+    """A lease held elsewhere (Redis, a file): validity measured on our own monotonic clock."""
+
+    def __init__(
+        self,
+        key: str,
+        value: str,
+        ttl: float,
+        start: float,
+        epoch: int,
+        holder: str,
+        monotonic: Monotonic,
+    ) -> None:
+        super().__init__(key, value, ttl, start, epoch, holder)
+        self._monotonic = monotonic
+
+    def remaining(self) -> float:
+        """Validity left, measured from the send time of the last acquire/renew, minus drift."""
+        if self._released:
+            return 0.0
+        return self.ttl - (self._monotonic() - self._start) - drift_allowance(self.ttl)
+
+    async def renew(self) -> bool:
+        """Compare-and-extend; on success the validity restarts from the send time."""
+        if self._released:
+            return False
+        sent = self._monotonic()
+        if await self._extend():
+            self._start = sent
+            return True
+        self._start = -float("inf")  # lost: never trust this lease again
+        return False
+
+    async def _extend(self) -> bool:
+        """Extend the stored lease to a full TTL if its value is still ours."""
+        raise NotImplementedError
+
+
+class RedisLease(TimedLease):
     """A lease held in Redis; see the module docstring for the guarantees and their limits."""
 
     def __init__(
@@ -183,27 +221,12 @@ class RedisLease(_Held):
         holder: str,
         monotonic: Monotonic,
     ) -> None:
-        super().__init__(key, value, ttl, start, epoch, holder)
+        super().__init__(key, value, ttl, start, epoch, holder, monotonic)
         self._redis = redis
-        self._monotonic = monotonic
 
-    def remaining(self) -> float:
-        """Validity left, measured from the send time of the last acquire/renew, minus drift."""
-        if self._released:
-            return 0.0
-        return self.ttl - (self._monotonic() - self._start) - drift_allowance(self.ttl)
-
-    async def renew(self) -> bool:
-        """Compare-and-PEXPIRE; on success the validity restarts from the send time."""
-        if self._released:
-            return False
-        sent = self._monotonic()
-        ok = await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl))
-        if ok:
-            self._start = sent
-            return True
-        self._start = -float("inf")  # lost: never trust this lease again
-        return False
+    async def _extend(self) -> bool:
+        """Compare-and-PEXPIRE."""
+        return bool(await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl)))
 
     async def release(self) -> None:
         """Compare-and-DEL in a task of its own, so cancelling the caller cannot interrupt it."""
@@ -351,6 +374,7 @@ __all__ = [
     "LocalLease",
     "LocalLeases",
     "RedisLease",
+    "TimedLease",
     "backoff_delays",
     "current_holder",
     "drift_allowance",
