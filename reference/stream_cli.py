@@ -20,14 +20,35 @@ from stockmon.clock import ScaledClock
 from stockmon.reference.failover.runner import Client
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
 from stockmon.reference.registry import Mode, mode_of
-from stockmon.settings import Settings, load_settings, parse_subscriptions
+from stockmon.settings import Settings, load_settings, parse_subscriptions, variables_epilog
 
 # What to stream when STOCKMON_SUBSCRIPTIONS is unset: one KR and one US tick. Not normative.
 DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
 
+# The variables this command reads (their descriptions come from the spec).
+VARIABLES = (
+    "STOCKMON_SUBSCRIPTIONS",
+    "STOCKMON_BROKER",
+    "KIS_APP_KEY",
+    "KIS_APP_SECRET",
+    "KIS_REST_URL",
+    "KIS_WS_URL",
+    "KIWOOM_APP_KEY",
+    "KIWOOM_APP_SECRET",
+    "KIWOOM_REST_URL",
+    "KIWOOM_WS_URL",
+    "REDIS_URL",
+    "STOCKMON_CACHE_DIR",
+    "STOCKMON_ENV",
+    "STOCKMON_TIME_SCALE",
+    "STOCKMON_SPEC_VERSION",
+)
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon stream``."""
+    parser.epilog = variables_epilog(VARIABLES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--format",
         choices=("auto", "json", "table"),
