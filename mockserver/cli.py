@@ -11,6 +11,7 @@ import contextlib
 import shlex
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from stockmon.errors import UsageError
@@ -71,6 +72,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Kiwoom WebSocket port, 0 = free port (default %(default)s)",
     )
     parser.add_argument(
+        "--ports",
+        type=int,
+        choices=(0,),
+        default=None,
+        metavar="0",
+        help="0 = a free port for each of the four (the exports show the real ones); "
+        "for a second mock beside a first",
+    )
+    parser.add_argument(
         "--kiwoom-env",
         choices=ENVS,
         default=None,
@@ -104,6 +114,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--trace", metavar="FILE", help="write the trace as JSONL here on exit")
     parser.set_defaults(func=run)
+
+
+def _free_ports(args: argparse.Namespace) -> None:
+    """``--ports 0``: every port of both mocks is a free one."""
+    if args.ports == 0:
+        args.rest_port = args.ws_port = args.kiwoom_rest_port = args.kiwoom_ws_port = 0
 
 
 def _config(args: argparse.Namespace) -> MockConfig:
@@ -154,6 +170,7 @@ def _kiwoom_config(args: argparse.Namespace, config: MockConfig) -> KiwoomMockCo
 
 def run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C or SIGTERM; returns the exit code."""
+    _free_ports(args)
     config = _config(args)
     if config.scenario is not None:
         from stockmon.mockserver.scenario import load_scenario
@@ -178,12 +195,12 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     mock = KisMock(config)
-    await mock.start()
+    await _start(mock.start)
     kiwoom: KiwoomMock | None = None
     try:
         if kiwoom_config is not None:
             kiwoom = KiwoomMock(kiwoom_config, beside=mock)
-            await kiwoom.start()
+            await _start(kiwoom.start)
         _banner(mock, kiwoom)
         await stop.wait()
     finally:
@@ -195,6 +212,20 @@ async def _serve(
             print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
         print("stockmon mock: stopped", file=sys.stderr)
     return 0
+
+
+async def _start(start: Callable[[], Awaitable[None]]) -> None:
+    """Start one mock; a port clash says which flag moves it."""
+    from stockmon.mockserver.errors import MockConfigError
+
+    try:
+        await start()
+    except MockConfigError as exc:
+        if "in use" not in str(exc):
+            raise
+        raise MockConfigError(
+            f"{exc} (another stockmon mock running? '--ports 0' takes free ports for all four)"
+        ) from None
 
 
 def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
