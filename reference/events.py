@@ -9,9 +9,12 @@ right ``source`` (schema ``event``). Every event is an immutable value; none hol
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from stockmon.reference.errors import BrokerError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from stockmon.reference.output import Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +50,8 @@ class Records(Protocol):
         """One JSON line per record (schema ``event``), joined; FrameError for a bad value."""
         ...
 
-    def table_rows(self) -> list[tuple[str, str, str]]:
-        """``(tr_id, key, row text)`` per record for the live table."""
+    def table_rows(self) -> list[tuple[str, str, Row]]:
+        """``(tr_id, key, row)`` per record for the live table."""
         ...
 
 

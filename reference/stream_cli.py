@@ -105,8 +105,10 @@ async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
 
     sink: EventSink
     json_sink: JsonLinesSink | None = None
+    table: LiveTable | None = None
     if fmt == "table":
-        sink = LiveTable(sys.stdout)
+        zones = {str(m["key_pattern"]): str(m["timezone"]) for m in settings.spec.markets.values()}
+        sink = table = LiveTable(sys.stdout, zones=zones)
     else:
         sink = json_sink = JsonLinesSink(sys.stdout, on_broken=stop_soon)
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -117,4 +119,6 @@ async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if table is not None:
+            table.close()
     return json_sink is not None and json_sink.broken

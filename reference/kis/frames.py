@@ -32,7 +32,7 @@ from operator import itemgetter
 from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
-from stockmon.reference.output import book_row, tick_row
+from stockmon.reference.output import Row, book_row, tick_row
 from stockmon.spec import Layout, Spec, broker_clause
 
 Value: TypeAlias = int | Decimal | str
@@ -440,7 +440,7 @@ class Frame:
             enc = _ENCODERS[key] = _encoder(self.record_type, source)
         return enc(self)
 
-    def table_rows(self) -> list[tuple[str, str, str]]:
+    def table_rows(self) -> list[tuple[str, str, Row]]:
         """Live-table rows of every record."""
         rows = []
         for rec in self.records:
