@@ -9,12 +9,9 @@ right ``source`` (schema ``event``). Every event is an immutable value; none hol
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 from stockmon.reference.errors import BrokerError, RemoteProtocolError
-
-if TYPE_CHECKING:
-    from stockmon.reference.output import Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +33,20 @@ class CloseSocket:
     """Close the socket now and report ``closed`` to the core once it is fully closed."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One live-table row, as every dialect builds it: a trade, or the best level of a book.
+
+    ``time`` is the exchange-local ``HHMMSS`` of the record; the table adds date and zone.
+    """
+
+    time: str
+    price: object = None
+    volume: object = None
+    bid: tuple[object, object] | None = None
+    ask: tuple[object, object] | None = None
 
 
 class Records(Protocol):

@@ -20,7 +20,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
@@ -39,6 +38,7 @@ from stockmon.reference.events import (
     Event,
     MalformedFrame,
     Report,
+    Row,
     StatusChanged,
 )
 
@@ -132,20 +132,6 @@ class JsonLinesSink:
             self.broken = True
             if self.on_broken is not None:
                 self.on_broken()
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One live-table row, as every dialect builds it: a trade, or the best level of a book.
-
-    ``time`` is the exchange-local ``HHMMSS`` of the record; the table adds date and zone.
-    """
-
-    time: str
-    price: object = None
-    volume: object = None
-    bid: tuple[object, object] | None = None
-    ask: tuple[object, object] | None = None
 
 
 def tick_row(time_: str, price: object, volume: object) -> Row:

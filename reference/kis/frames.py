@@ -32,7 +32,8 @@ from operator import itemgetter
 from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
-from stockmon.reference.output import Row, book_row, tick_row
+from stockmon.reference.events import Row
+from stockmon.reference.output import book_row, tick_row
 from stockmon.spec import Layout, Spec, broker_clause
 
 Value: TypeAlias = int | Decimal | str

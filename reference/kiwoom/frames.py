@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from stockmon.reference.errors import FrameError
-from stockmon.reference.output import Row, book_row, tick_row
+from stockmon.reference.events import Row
+from stockmon.reference.output import book_row, tick_row
 from stockmon.spec import KiwoomLayout
 
 _SIGNS = "+- "
