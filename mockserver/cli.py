@@ -30,7 +30,7 @@ DEFAULT_KIWOOM_REST_PORT = 10443
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``stockmon mock``."""
-    from stockmon.mockserver.config import ENVS
+    from stockmon.mockserver.config import ENVS, MARKET_MODES
     from stockmon.mockserver.kis.profile import load_profile
     from stockmon.mockserver.kiwoom.profile import load_kiwoom_profile
 
@@ -87,6 +87,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Kiwoom LOGIN rule (TOKEN-KIWOOM-SESSION): prod requires a token, mock does not "
         "(default: the spec's mock profile)",
     )
+    parser.add_argument(
+        "--market",
+        choices=MARKET_MODES,
+        default="always",
+        help="always: every market trades at any hour (default, for development); hours: KRX and "
+        "US regular sessions (mock profile), closed otherwise, as /_mock/state shows",
+    )
     parser.add_argument("--no-kiwoom", action="store_true", help="run the KIS mock only")
     parser.add_argument("--seed", type=int, default=1, help="simulator and credential seed")
     parser.add_argument("--scenario", metavar="FILE", help="scenario YAML (schemas/scenario.json)")
@@ -135,6 +142,7 @@ def _config(args: argparse.Namespace) -> MockConfig:
         ws_port=args.ws_port,
         seed=args.seed,
         time_scale=args.time_scale,
+        market=args.market,
         scenario=args.scenario,
         replay_path=args.replay,
         trace_limit=CLI_TRACE_LIMIT,
@@ -233,6 +241,12 @@ def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
     who = "KIS and Kiwoom stand-ins" if kiwoom is not None else "KIS stand-in"
     lines = [
         f"stockmon mock — {who}, spec {c.spec_version}, seed {c.seed}, time scale {c.time_scale:g}",
+        "  market      "
+        + ", ".join(
+            f"{m} {st}"
+            for m, st in mock.world.sim.market_states(mock.world.wall(mock.now())).items()
+        )
+        + f" (--market {c.market})",
         f"  KIS REST    {mock.rest_url}",
         f"  KIS WS      {mock.ws_url}",
         f"  control     {mock.rest_url}/_mock/state  (POST /_mock/faults/<name>, GET /_mock/trace)",
