@@ -17,6 +17,7 @@ import sys
 from dataclasses import replace
 
 from stockmon.clock import ScaledClock
+from stockmon.errors import UsageError
 from stockmon.reference.failover.runner import Client
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
 from stockmon.reference.registry import Mode, mode_of
@@ -55,6 +56,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="json lines, a live table, or auto (table on a terminal, json otherwise)",
     )
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after SECONDS (real), exit 0; default: until Ctrl-C or SIGTERM",
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
             f"stockmon stream: STOCKMON_SUBSCRIPTIONS is not set; streaming {DEFAULT_SUBSCRIPTIONS}",
             file=sys.stderr,
         )
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--for {args.duration:g}: give a positive number of seconds")
     fmt = args.format
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"
     try:
-        broken = asyncio.run(_main(mode, settings, fmt))
+        broken = asyncio.run(_main(mode, settings, fmt, args.duration))
     except BrokenPipeError:
         broken = True
     if broken:
@@ -84,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
+async def _main(mode: Mode, settings: Settings, fmt: str, duration: float | None = None) -> bool:
     """Stream until a signal or a closed stdout; True when stdout was closed."""
     loop = asyncio.get_running_loop()
     runner: list[Client] = []
@@ -114,6 +125,8 @@ async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop)
+    if duration is not None:
+        loop.call_later(duration, stop)
     try:
         await mode.run(settings, ScaledClock(settings.time_scale), sink, started)
     finally:
