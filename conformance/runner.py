@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -272,7 +273,9 @@ class ScenarioRun:
         self._notes.append(text)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def _build_env(self, mock_env: Mapping[str, str], redis: PrivateRedis | None) -> None:
+    def _build_env(
+        self, mock_env: Mapping[str, str], redis: PrivateRedis | None, cache_dir: str
+    ) -> None:
         strip = spec_variables()
         env = {k: v for k, v in os.environ.items() if k not in strip}
         env.update(mock_env)
@@ -281,6 +284,8 @@ class ScenarioRun:
         env["STOCKMON_SPEC_VERSION"] = self.spec.version
         env["STOCKMON_ENV"] = self.scenario.env
         env["STOCKMON_BROKER"] = self.scenario.broker
+        # A token cached by an earlier scenario's mock must not leak into this one.
+        env["STOCKMON_CACHE_DIR"] = cache_dir
         # Python targets block-buffer a pipe; events must arrive as they happen.
         env["PYTHONUNBUFFERED"] = "1"
         # Canaries: secrets the target has no use for must not be printed either (CRED-ENV).
@@ -330,12 +335,13 @@ class ScenarioRun:
 
     def _run(self) -> Evidence:
         redis: PrivateRedis | None = None
+        cache = tempfile.TemporaryDirectory(prefix="stockmon-cache-")
         try:
             self._mocks.start()
             if self.scenario.redis:
                 redis = PrivateRedis()
                 redis.start()
-            self._build_env(self._mocks.env(), redis)
+            self._build_env(self._mocks.env(), redis, cache.name)
             try:
                 self.scenario.script(self)
             finally:
@@ -353,6 +359,7 @@ class ScenarioRun:
             finally:
                 if redis is not None:
                     redis.stop()
+                cache.cleanup()
         self._check_started(records, runs)
         return Evidence(
             scenario=self.scenario.name,

@@ -11,6 +11,7 @@ import contextlib
 import shlex
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from stockmon.errors import UsageError
@@ -29,7 +30,7 @@ DEFAULT_KIWOOM_REST_PORT = 10443
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``stockmon mock``."""
-    from stockmon.mockserver.config import ENVS
+    from stockmon.mockserver.config import ENVS, MARKET_MODES
     from stockmon.mockserver.kis.profile import load_profile
     from stockmon.mockserver.kiwoom.profile import load_kiwoom_profile
 
@@ -71,11 +72,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Kiwoom WebSocket port, 0 = free port (default %(default)s)",
     )
     parser.add_argument(
+        "--ports",
+        type=int,
+        choices=(0,),
+        default=None,
+        metavar="0",
+        help="0 = a free port for each of the four (the exports show the real ones); "
+        "for a second mock beside a first",
+    )
+    parser.add_argument(
         "--kiwoom-env",
         choices=ENVS,
         default=None,
         help="Kiwoom LOGIN rule (TOKEN-KIWOOM-SESSION): prod requires a token, mock does not "
         "(default: the spec's mock profile)",
+    )
+    parser.add_argument(
+        "--market",
+        choices=MARKET_MODES,
+        default="always",
+        help="always: every market trades at any hour (default, for development); hours: KRX and "
+        "US regular sessions (mock profile), closed otherwise, as /_mock/state shows",
     )
     parser.add_argument("--no-kiwoom", action="store_true", help="run the KIS mock only")
     parser.add_argument("--seed", type=int, default=1, help="simulator and credential seed")
@@ -106,6 +123,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def _free_ports(args: argparse.Namespace) -> None:
+    """``--ports 0``: every port of both mocks is a free one."""
+    if args.ports == 0:
+        args.rest_port = args.ws_port = args.kiwoom_rest_port = args.kiwoom_ws_port = 0
+
+
 def _config(args: argparse.Namespace) -> MockConfig:
     from dataclasses import replace
 
@@ -119,6 +142,7 @@ def _config(args: argparse.Namespace) -> MockConfig:
         ws_port=args.ws_port,
         seed=args.seed,
         time_scale=args.time_scale,
+        market=args.market,
         scenario=args.scenario,
         replay_path=args.replay,
         trace_limit=CLI_TRACE_LIMIT,
@@ -154,6 +178,7 @@ def _kiwoom_config(args: argparse.Namespace, config: MockConfig) -> KiwoomMockCo
 
 def run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C or SIGTERM; returns the exit code."""
+    _free_ports(args)
     config = _config(args)
     if config.scenario is not None:
         from stockmon.mockserver.scenario import load_scenario
@@ -178,12 +203,12 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     mock = KisMock(config)
-    await mock.start()
+    await _start(mock.start)
     kiwoom: KiwoomMock | None = None
     try:
         if kiwoom_config is not None:
             kiwoom = KiwoomMock(kiwoom_config, beside=mock)
-            await kiwoom.start()
+            await _start(kiwoom.start)
         _banner(mock, kiwoom)
         await stop.wait()
     finally:
@@ -197,11 +222,31 @@ async def _serve(
     return 0
 
 
+async def _start(start: Callable[[], Awaitable[None]]) -> None:
+    """Start one mock; a port clash says which flag moves it."""
+    from stockmon.mockserver.errors import MockConfigError
+
+    try:
+        await start()
+    except MockConfigError as exc:
+        if "in use" not in str(exc):
+            raise
+        raise MockConfigError(
+            f"{exc} (another stockmon mock running? '--ports 0' takes free ports for all four)"
+        ) from None
+
+
 def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
     c = mock.config
     who = "KIS and Kiwoom stand-ins" if kiwoom is not None else "KIS stand-in"
     lines = [
         f"stockmon mock — {who}, spec {c.spec_version}, seed {c.seed}, time scale {c.time_scale:g}",
+        "  market      "
+        + ", ".join(
+            f"{m} {st}"
+            for m, st in mock.world.sim.market_states(mock.world.wall(mock.now())).items()
+        )
+        + f" (--market {c.market})",
         f"  KIS REST    {mock.rest_url}",
         f"  KIS WS      {mock.ws_url}",
         f"  control     {mock.rest_url}/_mock/state  (POST /_mock/faults/<name>, GET /_mock/trace)",

@@ -35,6 +35,9 @@ def _non_negative(config: object, *names: str) -> None:
             raise MockConfigError(f"{name} must be >= 0 spec seconds or None, got {v!r}")
 
 
+MARKET_MODES = ("always", "hours")
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     """What one run of any broker's mock needs. Immutable; faults change behaviour, not the config."""
@@ -46,6 +49,8 @@ class CommonConfig:
     seed: int = 1
     time_scale: float = 1.0
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    # "always": every market trades at any hour (development); "hours": the spec's sessions.
+    market: str = "always"
     token_validity_s: float | None = None
     # Market simulator: data frames per spec second per registration.
     tick_rate_hz: float = 2.0
@@ -71,6 +76,8 @@ class CommonConfig:
             if not (isinstance(port, int) and 0 <= port <= 65535):
                 raise MockConfigError(f"{name} must be 0..65535 (0 = free port), got {port!r}")
         _non_negative(self, "token_validity_s")
+        if self.market not in MARKET_MODES:
+            raise MockConfigError(f"market must be one of {', '.join(MARKET_MODES)}")
         if not (math.isfinite(self.tick_rate_hz) and self.tick_rate_hz >= 0):
             raise MockConfigError(f"tick_rate_hz must be >= 0, got {self.tick_rate_hz!r}")
         if self.ws_max_size < 1024:
@@ -130,7 +137,7 @@ class KiwoomMockConfig(CommonConfig):
     @classmethod
     def beside(cls, config: CommonConfig, **fields: Any) -> KiwoomMockConfig:
         """The Kiwoom part of a run beside ``config``: same spec, host, seed, clock and symbols."""
-        same = ("spec_version", "host", "seed", "time_scale", "symbols")
+        same = ("spec_version", "host", "seed", "time_scale", "symbols", "market")
         return cls(**{name: getattr(config, name) for name in same}, **fields)
 
     def __post_init__(self) -> None:

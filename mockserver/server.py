@@ -116,6 +116,7 @@ class MockServer(Generic[S]):
             "rest_url": self.rest_url,
             "ws_url": self.ws_url,
             "open_sockets": self.open_sockets(),
+            "market": self.world.sim.market_states(self.world.wall(self.now())),
             "sessions": self.sessions(),
             "tokens_issued": self.world.auth.issued_count,
             "faults": {

@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,9 +77,16 @@ class Instrument:
 class MarketSimulator:
     """Deterministic market: ``step(instrument, hms)`` is one trade of that instrument."""
 
-    def __init__(self, spec: Spec, seed: int, symbols: Iterable[str] = ()) -> None:
+    def __init__(
+        self, spec: Spec, seed: int, symbols: Iterable[str] = (), *, market_hours: bool = False
+    ) -> None:
         self.spec = spec
         self.seed = seed
+        self.market_hours = market_hours
+        profile = spec.mock_profile or {}
+        # Starting levels of well-known keys (mock_profile.instruments; absent before 1.2).
+        self._known: dict[str, dict[str, Any]] = dict(profile.get("instruments") or {})
+        self._sessions: dict[str, dict[str, str]] = dict(profile.get("sessions") or {})
         self.key_patterns = {m: re.compile(str(v["key_pattern"])) for m, v in spec.markets.items()}
         kr = spec.markets["KR"]
         self._tick_bands: list[tuple[float, int]] = [
@@ -95,6 +102,27 @@ class MarketSimulator:
         for key in symbols:
             if self.market_of_key(key) is not None:
                 self.instrument(key)
+
+    def zone(self, market: str) -> tzinfo:
+        """The exchange zone of a market."""
+        return self.kst if market == "KR" else self.ny
+
+    def is_open(self, market: str, wall: float) -> bool:
+        """Whether ``market`` trades at real wall time ``wall`` (always, unless market hours)."""
+        session = self._sessions.get(market)
+        if not self.market_hours or session is None:
+            return True
+        local = datetime.fromtimestamp(wall, self.zone(market))
+        hm = f"{local:%H:%M}"
+        return local.weekday() < 5 and session["open"] <= hm < session["close"]
+
+    def market_states(self, wall: float) -> dict[str, str]:
+        """``open`` or ``closed`` per market (for /_mock/state)."""
+        return {m: "open" if self.is_open(m, wall) else "closed" for m in self.key_patterns}
+
+    def lot(self, key: str) -> int:
+        """The lot a key's trades come in (mock_profile.instruments, else 1)."""
+        return max(1, int(self._known.get(key, {}).get("lot", 1)))
 
     def market_of_key(self, key: str) -> str | None:
         """Which market's key pattern a tr_key matches (KR, US), or None."""
@@ -144,8 +172,14 @@ class MarketSimulator:
             rng = random.Random(f"{self.seed}:{key}")
             upper: int | None
             lower: int | None
+            known = self._known.get(key)
             if market == "KR":
-                prev = self.floor_grid(math.exp(rng.uniform(math.log(1500), math.log(700000))))
+                level = (
+                    float(known["price"])
+                    if known
+                    else math.exp(rng.uniform(math.log(1500), math.log(700000)))
+                )
+                prev = self.floor_grid(level)
                 upper = self.floor_grid(prev * (1 + self._limit_ratio))
                 lower = self.ceil_grid(prev * (1 - self._limit_ratio))
                 opening = prev
@@ -153,7 +187,12 @@ class MarketSimulator:
                     opening = self.up(opening) if rng.random() < 0.5 else self.down(opening)
                 opening = min(max(opening, lower), upper)
             else:
-                prev = int(math.exp(rng.uniform(math.log(800), math.log(60000))))  # cents
+                level = (
+                    float(known["price"]) * 100
+                    if known
+                    else math.exp(rng.uniform(math.log(800), math.log(60000)))
+                )
+                prev = int(level)  # cents
                 upper = lower = None
                 opening = max(1, prev + rng.randint(-prev // 50, prev // 50))
             inst = Instrument(
@@ -174,7 +213,7 @@ class MarketSimulator:
             price = min(max(price, inst.lower), inst.upper)
         else:
             price = max(1, price + move * max(1, price // 4000))
-        vol = int(rng.expovariate(1.0 / _MEAN_TRADE)) + 1
+        vol = (int(rng.expovariate(1.0 / _MEAN_TRADE)) + 1) * self.lot(inst.key)
         buy = rng.random() < 0.5
         inst.last = price
         inst.last_vol = vol

@@ -35,6 +35,20 @@ class CloseSocket:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One live-table row, as every dialect builds it: a trade, or the best level of a book.
+
+    ``time`` is the exchange-local ``HHMMSS`` of the record; the table adds date and zone.
+    """
+
+    time: str
+    price: object = None
+    volume: object = None
+    bid: tuple[object, object] | None = None
+    ask: tuple[object, object] | None = None
+
+
 class Records(Protocol):
     """The parsed records of one data frame, as a dialect hands them to the sinks."""
 
@@ -47,8 +61,8 @@ class Records(Protocol):
         """One JSON line per record (schema ``event``), joined; FrameError for a bad value."""
         ...
 
-    def table_rows(self) -> list[tuple[str, str, str]]:
-        """``(tr_id, key, row text)`` per record for the live table."""
+    def table_rows(self) -> list[tuple[str, str, Row]]:
+        """``(tr_id, key, row)`` per record for the live table."""
         ...
 
 

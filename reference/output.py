@@ -16,10 +16,20 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from typing import Any, Protocol, TextIO
+from zoneinfo import ZoneInfo
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from stockmon.reference.errors import FrameError
 from stockmon.reference.events import (
@@ -28,6 +38,7 @@ from stockmon.reference.events import (
     Event,
     MalformedFrame,
     Report,
+    Row,
     StatusChanged,
 )
 
@@ -123,35 +134,125 @@ class JsonLinesSink:
                 self.on_broken()
 
 
+def tick_row(time_: str, price: object, volume: object) -> Row:
+    """The live-table row of a trade (every dialect's)."""
+    return Row(time_, price=price, volume=volume)
+
+
+def book_row(time_: str, best_ask: tuple[object, object], best_bid: tuple[object, object]) -> Row:
+    """The live-table row of an order book (every dialect's)."""
+    return Row(time_, bid=best_bid, ask=best_ask)
+
+
+# Lines of the screen that are not data rows: title, table header and rule, status line, margin.
+_CHROME_LINES = 5
+_COLUMNS = (
+    ("TR", "left"),
+    ("key", "left"),
+    ("time", "left"),
+    ("last", "right"),
+    ("volume", "right"),
+    ("bid", "right"),
+    ("ask", "right"),
+)
+
+
 class LiveTable:
-    """A compact terminal view: last tick / best quote per key, plus the latest status."""
+    """The terminal view on rich: title, one row per (TR, key), the status line pinned below.
+
+    Rows never wrap (cells end in an ellipsis), so the screen holds as many rows as the terminal
+    is high; the title then says "N of M keys". Exchange times are shown in the viewer's local
+    zone, dated in the title (and in a row when its date differs). A price up on the previous one
+    of its key is green, down red.
+    """
 
     def __init__(
         self,
-        stream: TextIO,
+        console: Console | TextIO,
         *,
+        zones: Mapping[str, str] | None = None,
         min_interval_s: float = 0.2,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        local_zone: tzinfo | None = None,
     ) -> None:
-        self._stream = stream
-        self._rows: dict[tuple[str, str], str] = {}
+        self.console = console if isinstance(console, Console) else Console(file=console)
+        # key pattern -> exchange zone (the spec's markets.<market>.timezone)
+        self._zones = {k: ZoneInfo(v) for k, v in (zones or {}).items()}
+        self._rows: dict[tuple[str, str], tuple[Row, int]] = {}  # row, direction (-1, 0, 1)
         self._status = "starting"
         self._interval = min_interval_s
         self._monotonic = monotonic
+        self._wall = wall
+        self._local = local_zone
         self._last_draw = float("-inf")
         self._dirty = False
+        self._live: Live | None = None
 
     def event(self, ev: Event) -> None:
         """Update the rows; data values are converted here, like in the JSON sink."""
         if isinstance(ev, DataReceived):
             for tr_id, key, row in ev.records.table_rows():
-                self._rows[(tr_id, key)] = row
+                old = self._rows.get((tr_id, key))
+                move = 0
+                if old is not None:
+                    before, move = old
+                    new_p, old_p = _price(row), _price(before)
+                    if new_p is not None and old_p is not None and new_p != old_p:
+                        move = 1 if new_p > old_p else -1
+                self._rows[(tr_id, key)] = (row, move)
             self._dirty = True
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
             obj = status_object(ev)
             who = " ".join(str(obj[k]) for k in ("tr_id", "key") if k in obj)
             self._status = f"[{obj['source']}] {obj['state']} {obj['reason']} {who}".strip()
             self._dirty = True
+
+    def render(self) -> RenderableType:
+        """The whole screen: title, the rows that fit, the status line."""
+        now = datetime.fromtimestamp(self._wall(), tz=UTC).astimezone(self._local)
+        capacity = max(1, self.console.size.height - _CHROME_LINES)
+        keys = sorted(self._rows)
+        shown = keys[:capacity]
+        zone = now.strftime("%Z") or now.strftime("UTC%z")
+        title = Text(f"stockmon stream — {now:%Y-%m-%d}, times in {zone}", style="bold")
+        title.no_wrap, title.overflow = True, "ellipsis"
+        if len(shown) < len(keys):
+            title.append(f" — {len(shown)} of {len(keys)} keys")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+        for name, justify in _COLUMNS:
+            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+        for tr_id, key in shown:
+            row, move = self._rows[(tr_id, key)]
+            style = {1: "green", -1: "red"}.get(move, "")
+            table.add_row(
+                tr_id,
+                key,
+                self._time(row.time, key, now),
+                Text(_text(row.price), style=style),
+                _text(row.volume),
+                Text(_level(row.bid), style=style if row.bid else ""),
+                _level(row.ask),
+            )
+        status = Text(self._status, no_wrap=True, overflow="ellipsis", style="reverse")
+        return Group(title, table, status)
+
+    def _time(self, hhmmss: str, key: str, now: datetime) -> str:
+        """``HHMMSS`` of the key's exchange, in the local zone (dated when not today)."""
+        zone = next((z for pattern, z in self._zones.items() if re.match(pattern, key)), None)
+        if zone is None or len(hhmmss) < 6 or not hhmmss[:6].isdigit():
+            return hhmmss
+        at = (
+            now.astimezone(zone)
+            .replace(
+                hour=int(hhmmss[:2]) % 24,
+                minute=int(hhmmss[2:4]) % 60,
+                second=int(hhmmss[4:6]) % 60,
+                microsecond=0,
+            )
+            .astimezone(now.tzinfo)
+        )
+        return f"{at:%H:%M:%S}" if at.date() == now.date() else f"{at:%m-%d %H:%M:%S}"
 
     def flush(self) -> None:
         """Redraw at most every ``min_interval_s`` seconds."""
@@ -160,21 +261,32 @@ class LiveTable:
             return
         self._last_draw = now
         self._dirty = False
-        lines = ["\x1b[H\x1b[J" + f"stockmon stream — {self._status}"]
-        lines += [f"{tr:<9} {key:<12} {row}" for (tr, key), row in sorted(self._rows.items())]
-        self._stream.write("\n".join(lines) + "\n")
-        self._stream.flush()
+        if self._live is None:
+            self._live = Live(console=self.console, auto_refresh=False, vertical_overflow="crop")
+            self._live.start()
+        self._live.update(self.render(), refresh=True)
+
+    def close(self) -> None:
+        """Leave the last screen in place and give the cursor back."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
-def tick_row(time_: str, price: object, volume: object) -> str:
-    """The live-table row of a trade (every dialect's)."""
-    return f"{time_}  last {price!s:>12}  vol {volume!s:>8}"
+def _price(row: Row) -> Decimal | None:
+    value = row.price if row.price is not None else (row.bid[0] if row.bid else None)
+    try:
+        return None if value is None else Decimal(str(value))
+    except ArithmeticError:
+        return None
 
 
-def book_row(time_: str, best_ask: tuple[object, object], best_bid: tuple[object, object]) -> str:
-    """The live-table row of an order book (every dialect's)."""
-    (ap, aq), (bp, bq) = best_ask, best_bid
-    return f"{time_}  bid {bp!s:>12} x {bq!s:<8} ask {ap!s:>12} x {aq!s:<8}"
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _level(level: tuple[object, object] | None) -> str:
+    return "" if level is None else f"{level[0]} x {level[1]}"
 
 
 def safe_event(sink: EventSink, ev: DataReceived | Report) -> bool:

@@ -14,11 +14,25 @@ from decimal import Decimal
 from stockmon.reference.kis.quote import Quote, fetch_quote, market_of
 from stockmon.reference.output import silence_stdout
 from stockmon.reference.wiring import open_kis
-from stockmon.settings import Settings, load_settings
+from stockmon.settings import Settings, load_settings, variables_epilog
+
+# The variables this command reads (their descriptions come from the spec).
+VARIABLES = (
+    "KIS_APP_KEY",
+    "KIS_APP_SECRET",
+    "KIS_REST_URL",
+    "REDIS_URL",
+    "STOCKMON_CACHE_DIR",
+    "STOCKMON_ENV",
+    "STOCKMON_TIME_SCALE",
+    "STOCKMON_SPEC_VERSION",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon quote``."""
+    parser.epilog = variables_epilog(VARIABLES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "keys", nargs="+", metavar="KEY", help="KR code (005930) or US key (DNASAAPL)"
     )
@@ -66,4 +80,4 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-__all__ = ["configure", "format_quote", "quote_all", "run"]
+__all__ = ["VARIABLES", "configure", "format_quote", "quote_all", "run"]

@@ -16,19 +16,49 @@ import signal
 import sys
 
 from stockmon.clock import ScaledClock
+from stockmon.errors import UsageError
 from stockmon.reference.failover.runner import Client
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
 from stockmon.reference.registry import Mode, checked_settings
-from stockmon.settings import Settings
+from stockmon.settings import Settings, variables_epilog
+
+# The variables this command reads (their descriptions come from the spec).
+VARIABLES = (
+    "STOCKMON_SUBSCRIPTIONS",
+    "STOCKMON_BROKER",
+    "KIS_APP_KEY",
+    "KIS_APP_SECRET",
+    "KIS_REST_URL",
+    "KIS_WS_URL",
+    "KIWOOM_APP_KEY",
+    "KIWOOM_APP_SECRET",
+    "KIWOOM_REST_URL",
+    "KIWOOM_WS_URL",
+    "REDIS_URL",
+    "STOCKMON_CACHE_DIR",
+    "STOCKMON_ENV",
+    "STOCKMON_TIME_SCALE",
+    "STOCKMON_SPEC_VERSION",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon stream``."""
+    parser.epilog = variables_epilog(VARIABLES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--format",
         choices=("auto", "json", "table"),
         default="auto",
         help="json lines, a live table, or auto (table on a terminal, json otherwise)",
+    )
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after SECONDS (real), exit 0; default: until Ctrl-C or SIGTERM",
     )
     parser.set_defaults(func=run)
 
@@ -36,11 +66,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand; returns the exit code."""
     mode, settings = checked_settings("stream")
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--for {args.duration:g}: give a positive number of seconds")
     fmt = args.format
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"
     try:
-        broken = asyncio.run(_main(mode, settings, fmt))
+        broken = asyncio.run(_main(mode, settings, fmt, args.duration))
     except BrokenPipeError:
         broken = True
     if broken:
@@ -48,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
+async def _main(mode: Mode, settings: Settings, fmt: str, duration: float | None = None) -> bool:
     """Stream until a signal or a closed stdout; True when stdout was closed."""
     loop = asyncio.get_running_loop()
     runner: list[Client] = []
@@ -69,16 +101,22 @@ async def _main(mode: Mode, settings: Settings, fmt: str) -> bool:
 
     sink: EventSink
     json_sink: JsonLinesSink | None = None
+    table: LiveTable | None = None
     if fmt == "table":
-        sink = LiveTable(sys.stdout)
+        zones = {str(m["key_pattern"]): str(m["timezone"]) for m in settings.spec.markets.values()}
+        sink = table = LiveTable(sys.stdout, zones=zones)
     else:
         sink = json_sink = JsonLinesSink(sys.stdout, on_broken=stop_soon)
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop)
+    if duration is not None:
+        loop.call_later(duration, stop)
     try:
         await mode.run(settings, ScaledClock(settings.time_scale), sink, started)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if table is not None:
+            table.close()
     return json_sink is not None and json_sink.broken

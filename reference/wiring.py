@@ -25,6 +25,7 @@ import httpx
 from redis.asyncio import Redis
 
 from stockmon.clock import Clock, ScaledClock
+from stockmon.reference.fleet.file_store import FileCredentialStore, cache_file
 from stockmon.reference.fleet.lease_gate import RedisConnectGate, socket_lease
 from stockmon.reference.fleet.redis_conn import connect_redis, require_lock_backend
 from stockmon.reference.fleet.token_manager import (
@@ -38,7 +39,6 @@ from stockmon.reference.fleet.token_state import TokenPolicy
 from stockmon.reference.fleet.token_store import (
     SOCKET,
     CredentialStore,
-    LocalCredentialStore,
     RedisCredentialStore,
     key_prefix,
 )
@@ -106,7 +106,7 @@ async def open_kis(
         redis = connect_redis(settings.redis_url)
         store = RedisCredentialStore(redis, key_prefix(settings.env, app_key))
     else:
-        store = LocalCredentialStore()
+        store = FileCredentialStore(cache_file(settings.cache_dir, settings.env, app_key))
     own_http = http is None
     client = http or httpx.AsyncClient()
     conn = BrokerHttp(client, settings.kis_rest_url, app_key, app_secret, "KIS_REST_URL")
@@ -211,7 +211,11 @@ async def kiwoom_seams(
             app_key, app_secret = settings.require_kiwoom()
             prefix = key_prefix(settings.env, app_key, "kiwoom")
             store: CredentialStore = (
-                RedisCredentialStore(redis, prefix) if redis is not None else LocalCredentialStore()
+                RedisCredentialStore(redis, prefix)
+                if redis is not None
+                else FileCredentialStore(
+                    cache_file(settings.cache_dir, settings.env, app_key, "kiwoom")
+                )
             )
             conn = BrokerHttp(
                 http, settings.kiwoom_rest_url, app_key, app_secret, "KIWOOM_REST_URL"

@@ -11,6 +11,7 @@ supplied, a breakable clause no check covers or a check citing an unknown clause
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,6 +417,82 @@ def check_coverage(
         notes.append(f"NOT COVERED (pending): {cid} — {pending[cid]}")
 
 
+# Documents the spec cites, and where each lives in this repository (issue 12): the protocol facts in
+# docs/protocol/ (written in our words), the v1.0 sheet as its machine-readable copy 1.0.yaml.
+CITED_DOCS: dict[str, str] = {
+    "shared/protocol/kis.md": "docs/protocol/kis.md",
+    "shared/protocol/kiwoom.md": "docs/protocol/kiwoom.md",
+    "protocol/kis.md": "docs/protocol/kis.md",
+    "protocol/kiwoom.md": "docs/protocol/kiwoom.md",
+    "shared/spec/backend-spec-v1.0.md": "spec/versions/1.0.yaml",
+    "sheet": "spec/versions/1.0.yaml",
+}
+# Cited, but kept outside the repository (the project's design notes).
+EXTERNAL_DOCS = ("shared/DESIGN.md",)
+_CITATION = re.compile(
+    r"(?<![\w/])((?:shared/)?(?:protocol|spec)/[\w.-]+\.md)((?:[ ,]*§\s*[0-9][0-9.]*)*)"
+)
+
+
+def citations(text: str) -> Iterable[tuple[str, list[str]]]:
+    """``(document, [sections])`` for every protocol/spec document cited in a spec file's text."""
+    for m in _CITATION.finditer(text):
+        yield m.group(1), [x.rstrip(".") for x in re.findall(r"§\s*([0-9][0-9.]*)", m.group(2))]
+
+
+def _headings(path: Path) -> set[str]:
+    """Section numbers of a Markdown file's headings (``## 2.6 ...`` -> ``2.6``)."""
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#+\s+([0-9]+(?:\.[0-9]+)*)[. ]", line)
+        if m:
+            out.add(m.group(1))
+    return out
+
+
+def check_citations(
+    specs: Mapping[str, Spec], roots: Roots, findings: list[Finding], notes: list[str]
+) -> None:
+    """Every document the spec cites (clause sources and notes) resolves to a file in the repo,
+    and every cited section number to a heading of it."""
+    if roots.project is None:
+        notes.append("citations: not checked (installed package, no source tree)")
+        return
+    external = 0
+    for version in specs:
+        text = (roots.spec / "versions" / f"{version}.yaml").read_text(encoding="utf-8")
+        cited = list(citations(text))
+        cited += [
+            (c.source.doc, [x.rstrip(".") for x in re.findall(r"§\s*([0-9][0-9.]*)", c.source.ref)])
+            for c in specs[version].clauses
+        ]
+        for doc, sections in cited:
+            if doc in EXTERNAL_DOCS:
+                external += 1
+                continue
+            target = CITED_DOCS.get(doc)
+            where = f"spec {version} cites {doc}"
+            if target is None or not (roots.project / target).is_file():
+                findings.append(
+                    Finding(where, "no such document in the repository", "add it under docs/")
+                )
+                continue
+            if sections and target.endswith(".md"):
+                missing = [x for x in sections if x not in _headings(roots.project / target)]
+                if missing:
+                    findings.append(
+                        Finding(
+                            where,
+                            f"{target} has no section {', '.join('§' + x for x in missing)}",
+                            f"add the section to {target} or fix the citation",
+                        )
+                    )
+    if external:
+        notes.append(
+            f"citations: {external} of {', '.join(EXTERNAL_DOCS)} (outside the repository)"
+        )
+
+
 def run_check(
     roots: Roots,
     check_index: Mapping[str, Sequence[str]] | None = None,
@@ -429,6 +506,7 @@ def run_check(
     docs = check_schemas(roots, findings)
     check_clause_refs(specs, docs, roots, findings)
     check_generated(specs, roots, findings)
+    check_citations(specs, roots, findings, notes)
     if check_index is None:
         notes.append("clause coverage: not checked (no conformance check index available)")
     else:

@@ -30,11 +30,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("diff", help="clause-level changes between two versions")
-    p.add_argument("old")
-    p.add_argument("new")
+    p.add_argument("old", metavar="OLD", help="the earlier version, e.g. 1.0")
+    p.add_argument("new", metavar="NEW", help="the later version, e.g. 1.1")
     p.set_defaults(func=cmd_diff)
     p = sub.add_parser("show", help="print one clause with its values")
-    p.add_argument("clause_id", metavar="CLAUSE")
+    p.add_argument(
+        "clause_id",
+        metavar="CLAUSE",
+        help="clause ID, any case (KA-PING); 'stockmon spec list' shows them",
+    )
     p.add_argument("--spec", dest="version", help="spec version (default: newest)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
@@ -45,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, help="source tree to write into")
     p.set_defaults(func=cmd_render)
     p = sub.add_parser("release", help="mark a draft version released and lock its digest")
-    p.add_argument("version")
+    p.add_argument("version", metavar="VERSION", help="the draft version to release, e.g. 1.2")
     p.add_argument("--root", type=Path, help="source tree to write into")
     p.set_defaults(func=cmd_release)
 
@@ -110,11 +114,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Print one clause."""
     spec = loader.load_spec(_version(args.version) if args.version else None)
-    if not spec.has(args.clause_id):
+    # IDs are upper case by convention; a user typing ka-ping means KA-PING.
+    found = [i for i in spec.clause_ids if i.casefold() == args.clause_id.casefold()]
+    if not found:
         raise UsageError(
             f"spec {spec.version} has no clause {args.clause_id!r}; 'stockmon spec list' shows them"
         )
-    c = spec.clause(args.clause_id)
+    c = spec.clause(found[0])
     if args.json:
         print(
             json.dumps(

@@ -36,25 +36,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _ArgumentError(UsageError):
+    """A flag or positional argparse refused; ``prog`` is the (sub)command that refused it."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so every usage error has the same one-line shape."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        raise _ArgumentError(self.prog, f"{message} (see '{self.prog} --help')")
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """Top-level parser; only the chosen subcommand's module is imported."""
-    epilog = "commands:\n" + "\n".join(f"  {n:<12} {h}" for n, (_, h) in COMMANDS.items())
     parser = _Parser(
         prog="stockmon",
         description="Spec-driven contract testing and reference backend for KIS/Kiwoom market data.",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="'stockmon COMMAND --help' shows a command's flags and the variables it reads.",
     )
     parser.add_argument("--version", action="version", version=f"stockmon {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", title="commands", metavar="COMMAND", parser_class=_Parser
+    )
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:
@@ -74,8 +82,10 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(args_list)
+    prog = f"stockmon {command}" if command else "stockmon"
     try:
-        parser = build_parser(_command_of(args_list))
+        parser = build_parser(command)
         args = parser.parse_args(args_list)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -89,11 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         code = func(args)
         return int(code or 0)
+    except _ArgumentError as exc:
+        print(f"{exc.prog}: error: {scrub(str(exc))}", file=sys.stderr)
+        return 2
     except UsageError as exc:
-        print(f"stockmon: error: {scrub(str(exc))}", file=sys.stderr)
+        print(f"{prog}: error: {scrub(str(exc))}", file=sys.stderr)
         return 2
     except StockmonError as exc:
-        print(f"stockmon: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        print(f"{prog}: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

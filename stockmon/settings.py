@@ -7,11 +7,17 @@ says what to do, so the CLI never shows a traceback for a configuration mistake.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
-from collections.abc import Mapping
+import shutil
+import textwrap
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
 
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
@@ -52,6 +58,8 @@ class Settings:
     spec_version: str
     env: Env
     broker: Broker
+    # Single-user token cache without Redis (STOCKMON_CACHE_DIR, default: platformdirs' user cache).
+    cache_dir: Path = Path()
 
     @property
     def spec(self) -> Spec:
@@ -101,9 +109,20 @@ def _url(environ: Mapping[str, str], name: str, default: str, schemes: tuple[str
 def parse_subscriptions(raw: str, spec: Spec) -> tuple[Subscription, ...]:
     """Parse ``TR_ID:KEY,TR_ID:KEY``; TR IDs must have a field layout in the spec."""
     subs: list[Subscription] = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
+    parts = [p.strip() for p in raw.split(",")]
+    if raw.strip() and not any(parts):
+        raise SettingsError(
+            f"STOCKMON_SUBSCRIPTIONS={raw!r} is empty: give TR_ID:KEY pairs "
+            "(e.g. H0STCNT0:005930) or unset it"
+        )
+    known = ", ".join(sorted(spec.layouts))
+    for part in (p for p in parts if p):
+        tr_id, _, key = part.partition(":")
+        if tr_id in spec.kiwoom_layouts:
+            raise SettingsError(
+                f"STOCKMON_SUBSCRIPTIONS: {tr_id} is not a TR ID with a layout; Kiwoom "
+                f"subscriptions use the KIS TR IDs ({known}), e.g. H0STCNT0:{key or '005930'}"
+            )
         m = _SUB_RE.match(part)
         if not m:
             raise SettingsError(
@@ -111,18 +130,69 @@ def parse_subscriptions(raw: str, spec: Spec) -> tuple[Subscription, ...]:
             )
         tr_id, key = m.groups()
         if tr_id not in spec.layouts:
-            known = ", ".join(sorted(spec.layouts))
             raise SettingsError(f"STOCKMON_SUBSCRIPTIONS: unknown TR {tr_id!r}; known: {known}")
-        pattern = spec.markets[spec.layouts[tr_id].market]["key_pattern"]
+        market = spec.layouts[tr_id].market
+        pattern = spec.markets[market]["key_pattern"]
         if not re.match(pattern, key):
+            hint = suggest_key(key, spec, market)
             raise SettingsError(
-                f"STOCKMON_SUBSCRIPTIONS: {key!r} is not a {spec.layouts[tr_id].market} key "
-                f"for {tr_id} (pattern {pattern})"
+                f"STOCKMON_SUBSCRIPTIONS: {key!r} is not a {market} key for {tr_id}"
+                + (f"; did you mean {tr_id}:{hint}?" if hint else f" (pattern {pattern})")
             )
         sub = Subscription(tr_id, key)
         if sub not in subs:
             subs.append(sub)
     return tuple(subs)
+
+
+def _literal_prefixes(pattern: str, limit: int = 256) -> list[str]:
+    """Every fixed prefix a key pattern starts with (``^[DR](NAS|NYS)`` -> DNAS, DNYS, RNAS...),
+    in the pattern's own order; empty when the pattern starts with no literal choice."""
+    sre: Any = importlib.import_module("re._parser")  # the stdlib's own regex parser
+
+    out = [""]
+    for op, arg in sre.parse(pattern):
+        if op is sre.AT:
+            continue
+        if op is sre.LITERAL:
+            choices = [chr(arg)]
+        elif op is sre.IN and all(o is sre.LITERAL for o, _ in arg):
+            choices = [chr(a) for _, a in arg]
+        elif op is sre.SUBPATTERN and len(arg[3]) == 1 and arg[3][0][0] is sre.BRANCH:
+            branches = arg[3][0][1][1]
+            if not all(all(o is sre.LITERAL for o, _ in b) for b in branches):
+                break
+            choices = ["".join(chr(a) for _, a in b) for b in branches]
+        else:
+            break
+        out = [p + c for p in out for c in choices][:limit]
+    return [p for p in out if p]
+
+
+def suggest_key(key: str, spec: Spec, market: str | None = None) -> str | None:
+    """The first well-formed key the spec's key patterns make of ``key`` (``AAPL`` -> DNASAAPL)."""
+    markets = [market] if market else list(spec.markets)
+    for name in markets:
+        pattern = str(spec.markets[name]["key_pattern"])
+        for candidate in (key.upper(), *(p + key.upper() for p in _literal_prefixes(pattern))):
+            if candidate != key and re.match(pattern, candidate):
+                return candidate
+    return None
+
+
+def variables_epilog(names: Iterable[str]) -> str:
+    """A help epilog listing ``names`` with their descriptions from the newest spec (CRED-ENV):
+    the spec's ``environment`` section is the one place they are described."""
+    spec = load_spec(latest_version())
+    width = max(20, min(shutil.get_terminal_size().columns, 100) - 2)
+    lines = ["environment variables (see .env.example):"]
+    for name in names:
+        var = spec.env(name)
+        text = var.description + (" [secret]" if var.secret else "")
+        lines += textwrap.wrap(
+            text, width, initial_indent=f"  {name:<24}", subsequent_indent=" " * 26
+        )
+    return "\n".join(lines)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -171,4 +241,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spec_version=version,
         env=run_env,  # type: ignore[arg-type]
         broker=broker,  # type: ignore[arg-type]
+        cache_dir=Path(
+            env.get("STOCKMON_CACHE_DIR", "").strip() or platformdirs.user_cache_dir("stockmon")
+        ),
     )

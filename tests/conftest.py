@@ -16,10 +16,11 @@ ENV_VARIABLES = sorted({e.name for v in available_versions() for e in load_spec(
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own credentials or settings never leak into a test."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's own credentials or settings never leak into a test (nor its token cache)."""
     for name in ENV_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STOCKMON_CACHE_DIR", str(tmp_path / "stockmon-cache"))
 
 
 RedisServer = PrivateRedis  # tests use the harness's private server: one way to start Redis

@@ -287,7 +287,8 @@ class ServerSession(CoreBase):
             self._out,
         )
         max_records, prob = s.max_records_per_frame, s.multi_record_probability
-        regs = list(self.registrations)
+        sim = world.sim  # a closed market (mock --market hours) sends no data
+        regs = [r for r in self.registrations if sim.is_open(sim.market_of_key(r[1]) or "", wall)]
         for _ in range(rounds):
             for tr_id, tr_key in regs:
                 text: str | None = None

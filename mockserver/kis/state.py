@@ -179,7 +179,9 @@ class World(WorldBase):
         sim: MarketSimulator | None = None,
         wall0: float = 0.0,
     ) -> None:
-        sim = sim or MarketSimulator(profile.spec, config.seed, config.symbols)
+        sim = sim or MarketSimulator(
+            profile.spec, config.seed, config.symbols, market_hours=config.market == "hours"
+        )
         super().__init__(config, trace, sim, wall0)
         self.config: MockConfig = config
         self.profile = profile

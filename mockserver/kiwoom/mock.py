@@ -99,7 +99,12 @@ class KiwoomMock(MockServer[KiwoomServerSession]):
             trace, sim, wall0 = beside.trace, beside.world.sim, beside.world.wall0
         else:
             trace = Trace(config.time_scale, config.trace_limit)
-            sim = MarketSimulator(load_spec(config.spec_version), config.seed, config.symbols)
+            sim = MarketSimulator(
+                load_spec(config.spec_version),
+                config.seed,
+                config.symbols,
+                market_hours=config.market == "hours",
+            )
             wall0 = time.time()
         super().__init__(trace)
         self.config: KiwoomMockConfig = config

@@ -281,7 +281,12 @@ class KiwoomServerSession(CoreBase):
 
     def _emit_real(self, now: float, rounds: int) -> None:
         wall = self.world.wall(now)
-        regs = [pair for pair in self.registrations if self.market.serves(*pair)]
+        sim = self.world.sim
+        regs = [
+            pair
+            for pair in self.registrations
+            if self.market.serves(*pair) and sim.is_open(sim.market_of_key(pair[1]) or "", wall)
+        ]
         if not regs:
             return
         faults = self.world.faults

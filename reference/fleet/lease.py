@@ -179,12 +179,11 @@ class _Held:
         return self._holder
 
 
-class RedisLease(_Held):
-    """A lease held in Redis; see the module docstring for the guarantees and their limits."""
+class TimedLease(_Held):
+    """A lease held elsewhere (Redis, a file): validity measured on our own monotonic clock."""
 
-    def __init__(self, redis: Redis, grant: Grant, monotonic: Monotonic) -> None:
+    def __init__(self, grant: Grant, monotonic: Monotonic) -> None:
         super().__init__(grant)
-        self._redis = redis
         self._monotonic = monotonic
 
     def remaining(self) -> float:
@@ -194,16 +193,31 @@ class RedisLease(_Held):
         return self.ttl - (self._monotonic() - self._start) - drift_allowance(self.ttl)
 
     async def renew(self) -> bool:
-        """Compare-and-PEXPIRE; on success the validity restarts from the send time."""
+        """Compare-and-extend; on success the validity restarts from the send time."""
         if self._released:
             return False
         sent = self._monotonic()
-        ok = await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl))
-        if ok:
+        if await self._extend():
             self._start = sent
             return True
         self._start = -float("inf")  # lost: never trust this lease again
         return False
+
+    async def _extend(self) -> bool:
+        """Extend the stored lease to a full TTL if its value is still ours."""
+        raise NotImplementedError
+
+
+class RedisLease(TimedLease):
+    """A lease held in Redis; see the module docstring for the guarantees and their limits."""
+
+    def __init__(self, redis: Redis, grant: Grant, monotonic: Monotonic) -> None:
+        super().__init__(grant, monotonic)
+        self._redis = redis
+
+    async def _extend(self) -> bool:
+        """Compare-and-PEXPIRE."""
+        return bool(await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl)))
 
     async def release(self) -> None:
         """Compare-and-DEL in a task of its own, so cancelling the caller cannot interrupt it."""
@@ -343,6 +357,7 @@ __all__ = [
     "LocalLease",
     "LocalLeases",
     "RedisLease",
+    "TimedLease",
     "backoff_delays",
     "current_holder",
     "drift_allowance",

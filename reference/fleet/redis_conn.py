@@ -3,8 +3,8 @@
 - ``REDIS_URL`` set: a Redis client with short, bounded timeouts and no hidden retries (the token
   manager and the socket gate retry on their own schedule, and a lease holder must never block
   past its validity on one command).
-- unset with ``STOCKMON_ENV=mock``: process-local leases and cache, announced by one warning line,
-  because then nothing coordinates two processes.
+- unset with ``STOCKMON_ENV=mock``: the single-user file cache (file_store.py), announced by one
+  warning line, because then nothing coordinates two machines.
 - unset with ``STOCKMON_ENV=prod``: refused, because the spec makes the Redis lock mandatory.
 """
 
@@ -28,8 +28,8 @@ COMMAND_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 1.0
 
 LOCAL_FALLBACK_WARNING = (
-    "REDIS_URL is not set: using a process-local lock and token cache (STOCKMON_ENV=mock); "
-    "this is safe for a single process only"
+    "REDIS_URL is not set: using the single-user token cache in STOCKMON_CACHE_DIR "
+    "(a file lock, one machine only; STOCKMON_ENV=mock)"
 )
 
 

@@ -483,10 +483,14 @@ class SharedCredential:
         if not self._throttle_warned:
             self._throttle_warned = True
             log.warning(
-                "%s issuance throttled by the broker (%s); waiting %.1f s, not retrying sooner",
+                "%s issuance throttled by the broker (%s); waiting %.1f s, not retrying sooner "
+                "(the %s is kept in %s for the next run; REDIS_URL shares it across processes "
+                "and machines)",
                 self.kind,
                 exc.code,
                 exc.retry_after,
+                self.kind,
+                self.store.location,
             )
         with contextlib.suppress(_StoreDown):
             await self._store(lambda: self.store.set_throttle(self.kind, exc.retry_after))

@@ -49,10 +49,14 @@ return v
 """
 
 
+def app_key_digest(app_key: Secret) -> str:
+    """The name an app key goes by in stores and file names: a SHA-256 digest, never the key."""
+    return hashlib.sha256(app_key.reveal().encode()).hexdigest()[:32]
+
+
 def key_prefix(env: str, app_key: Secret, broker: str = "kis") -> str:
     """Redis key prefix of one broker's app key in one environment; the key itself never shows."""
-    digest = hashlib.sha256(app_key.reveal().encode()).hexdigest()[:32]
-    return f"stockmon:{{{env}:{broker}:{digest}}}"
+    return f"stockmon:{{{env}:{broker}:{app_key_digest(app_key)}}}"
 
 
 class CredentialStore(Protocol):
@@ -60,7 +64,12 @@ class CredentialStore(Protocol):
 
     @property
     def backend(self) -> str:
-        """``redis`` or ``local`` (for logs and status events)."""
+        """``redis``, ``file`` or ``local`` (for logs and status events)."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where credentials are kept, in words a user can act on (no secret in it)."""
         ...
 
     async def read(self, kind: str) -> CachedCredential | None:
@@ -107,6 +116,11 @@ class RedisCredentialStore:
     def backend(self) -> str:
         """Always ``redis``."""
         return "redis"
+
+    @property
+    def location(self) -> str:
+        """The Redis of REDIS_URL (the URL itself may hold a password)."""
+        return "Redis (REDIS_URL)"
 
     def key(self, kind: str, suffix: str = "") -> str:
         """Full Redis key of ``kind`` (plus ``:suffix``)."""
@@ -194,6 +208,11 @@ class LocalCredentialStore:
         """Always ``local``."""
         return "local"
 
+    @property
+    def location(self) -> str:
+        """This process only."""
+        return "process memory"
+
     async def read(self, kind: str) -> CachedCredential | None:
         """The credential stored by this process."""
         return self._creds.get(kind)
@@ -242,5 +261,6 @@ __all__ = [
     "CredentialStore",
     "LocalCredentialStore",
     "RedisCredentialStore",
+    "app_key_digest",
     "key_prefix",
 ]

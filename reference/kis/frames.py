@@ -32,6 +32,7 @@ from operator import itemgetter
 from typing import Any, ClassVar, NoReturn, TypeAlias, cast
 
 from stockmon.reference.errors import FrameError
+from stockmon.reference.events import Row
 from stockmon.reference.output import book_row, tick_row
 from stockmon.spec import Layout, Spec, broker_clause
 
@@ -440,7 +441,7 @@ class Frame:
             enc = _ENCODERS[key] = _encoder(self.record_type, source)
         return enc(self)
 
-    def table_rows(self) -> list[tuple[str, str, str]]:
+    def table_rows(self) -> list[tuple[str, str, Row]]:
         """Live-table rows of every record."""
         rows = []
         for rec in self.records:

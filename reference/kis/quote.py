@@ -25,7 +25,7 @@ from stockmon.reference.errors import BrokerError, ClientError, RemoteProtocolEr
 from stockmon.reference.events import StatusChanged
 from stockmon.reference.kis.rest import KisRestClient
 from stockmon.reference.kis.session import SOURCE
-from stockmon.settings import Subscription
+from stockmon.settings import Subscription, suggest_key
 from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ def market_of(key: str, spec: Spec) -> tuple[str, re.Match[str]]:
         m = re.match(str(info["key_pattern"]), key)
         if m:
             return market, m
+    hint = suggest_key(key, spec)
+    if hint is not None:
+        raise UsageError(f"{key!r} is not a symbol key: did you mean {hint}?")
     known = "; ".join(f"{mk}: {info['key_pattern']}" for mk, info in spec.markets.items())
     raise UsageError(f"{key!r} is not a known symbol key ({known})")
 

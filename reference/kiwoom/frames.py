@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from stockmon.reference.errors import FrameError
+from stockmon.reference.events import Row
 from stockmon.reference.output import book_row, tick_row
 from stockmon.spec import KiwoomLayout
 
@@ -96,7 +97,7 @@ class KiwoomFrame:
             for r, k in zip(self.records, self.kis_tr_ids, strict=True)
         )
 
-    def table_rows(self) -> list[tuple[str, str, str]]:
+    def table_rows(self) -> list[tuple[str, str, Row]]:
         """Live-table rows, keyed by the Kiwoom type and item."""
         return [
             (

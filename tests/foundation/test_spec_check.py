@@ -23,6 +23,7 @@ def tree(tmp_path: Path) -> Path:
         ROOT / "schemas", tmp_path / "schemas", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
+    shutil.copytree(ROOT / "docs" / "protocol", tmp_path / "docs" / "protocol")
     return tmp_path
 
 
@@ -271,3 +272,18 @@ def test_release_locks_a_draft(tree: Path) -> None:
     assert problems(tree) == []
     edit(tree / f"spec/versions/{draft}.yaml", "idle_timeout_s: 600", "idle_timeout_s: 601")
     assert any(f"released version {draft} was changed in place" in p for p in problems(tree))
+
+
+def test_a_cited_document_must_be_in_the_repository(tree: Path) -> None:
+    """Deleting docs/protocol/kiwoom.md fails the gate on every version that cites it."""
+    (tree / "docs" / "protocol" / "kiwoom.md").unlink()
+    found = problems(tree)
+    assert found and all("kiwoom.md" in f and "no such document" in f for f in found)
+    assert any(f.startswith("spec 1.1 cites") for f in found)
+
+
+def test_a_cited_section_must_exist(tree: Path) -> None:
+    """A citation of a section the document lacks names the document and the section."""
+    edit(tree / "docs" / "protocol" / "kis.md", "### 2.8 Session limits", "### Session limits")
+    found = problems(tree)
+    assert found and any("docs/protocol/kis.md has no section §2.8" in f for f in found)

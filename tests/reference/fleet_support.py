@@ -42,11 +42,12 @@ def settings_for(mock: KisMock, redis_url: str | None = None, **extra: str) -> S
 
 
 def subprocess_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A child environment: the test's PATH and friends plus exactly the given variables."""
+    """A child environment: the test's PATH and friends (and its private token cache dir) plus
+    exactly the given variables."""
     keep = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KIS_", "KIWOOM_", "STOCKMON_", "REDIS_"))
+        if not k.startswith(("KIS_", "KIWOOM_", "STOCKMON_", "REDIS_")) or k == "STOCKMON_CACHE_DIR"
     }
     keep.update(env)
     keep["PYTHONUNBUFFERED"] = "1"

@@ -6,9 +6,11 @@ import io
 import itertools
 import json
 import random
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from rich.console import Console
 from stream_support import data_frame, sample_fields
 
 from stockmon.reference.backoff import jittered_backoff
@@ -141,22 +143,84 @@ class TestJsonLines:
         assert all(schema_ok(o) for o in out)
 
 
+ZONES = {str(m["key_pattern"]): str(m["timezone"]) for m in SPEC.markets.values()}
+# 2026-12-02 01:00:00 UTC: 10:00 in Seoul, 20:00 the day before in New York.
+WALL = 1796173200.0
+
+
+def live(height: int = 24, width: int = 80) -> tuple[LiveTable, Console]:
+    """A table on a recording console of a given size, viewed from UTC."""
+    console = Console(width=width, height=height, record=True, color_system="truecolor")
+    table = LiveTable(
+        console,
+        zones=ZONES,
+        monotonic=itertools.count(0.0, 1.0).__next__,
+        wall=lambda: WALL,
+        local_zone=UTC,
+    )
+    return table, console
+
+
+def feed(table: LiveTable, tr_id: str, key: str, n: int) -> None:
+    """One data frame of sample values for ``key``."""
+    f = sample_fields(SPEC.layout(tr_id), key, n)
+    table.event(DataReceived(PARSER.parse(data_frame(SPEC, tr_id, [f])), "kis"))
+
+
+def screen(table: LiveTable, console: Console) -> list[str]:
+    """The rendered screen, line by line."""
+    console.print(table.render())
+    return console.export_text(styles=False).splitlines()
+
+
 class TestLiveTable:
-    def test_rows_per_key_and_status_line(self) -> None:
-        """The table shows one row per (TR, key) with the latest values and the latest status."""
-        out = io.StringIO()
-        clock = itertools.count(0.0, 1.0)
-        table = LiveTable(out, monotonic=lambda: next(clock))
-        layout = SPEC.layout("H0STCNT0")
+    def test_header_rows_and_status_line(self) -> None:
+        """A title with date and zone, a header row, one row per (TR, key), the status last."""
+        table, console = live()
         table.event(StatusChanged("connected", "session_open", source="kis"))
         for n in range(3):
-            f = sample_fields(layout, "005930", n)
-            table.event(DataReceived(PARSER.parse(data_frame(SPEC, "H0STCNT0", [f])), "kis"))
-        table.flush()
-        screen = out.getvalue()
-        assert "connected session_open" in screen
-        assert screen.count("005930") == 1
-        assert str(int(sample_fields(layout, "005930", 2)[layout.index("STCK_PRPR")])) in screen
+            feed(table, "H0STCNT0", "005930", n)
+        lines = screen(table, console)
+        assert "2026-12-02" in lines[0] and "UTC" in lines[0]
+        assert lines[1].split() == ["TR", "key", "time", "last", "volume", "bid", "ask"]
+        assert sum("005930" in ln for ln in lines) == 1
+        layout = SPEC.layout("H0STCNT0")
+        assert str(int(sample_fields(layout, "005930", 2)[layout.index("STCK_PRPR")])) in "".join(
+            lines
+        )
+        assert "connected session_open" in lines[-1]
+
+    def test_32_keys_fit_80x24_with_the_status_pinned(self) -> None:
+        """At 80x24, 32 keys and a US book: no line wider than 80, N of M keys, status last."""
+        table, console = live()
+        keys = [f"{n:06d}" for n in range(100, 132)]
+        for n, key in enumerate(keys):
+            feed(table, "H0STCNT0", key, n)
+        feed(table, "HDFSASP0", "DNASAAPL", 1)
+        table.event(StatusChanged("subscribed", "ack", source="kis"))
+        lines = screen(table, console)
+        assert len(lines) <= 24 and all(len(ln) <= 80 for ln in lines)
+        assert f"of {len(keys) + 1} keys" in lines[0]
+        assert "subscribed ack" in lines[-1]
+
+    def test_times_are_local_with_the_date_when_it_differs(self) -> None:
+        """An exchange time shows in the viewer's zone; a US row of yesterday carries its date."""
+        table, console = live()
+        feed(table, "HDFSCNT0", "DNASAAPL", 1)
+        text = "\n".join(screen(table, console))
+        assert "12-02 " in text or "12-01 " in text  # the US row is dated: not today in UTC
+
+    def test_up_and_down_are_coloured(self) -> None:
+        """A price above the previous one of its key is green, below it red."""
+        table, console = live()
+        feed(table, "H0STCNT0", "005930", 1)
+        feed(table, "H0STCNT0", "005930", 2)
+        feed(table, "H0STCNT0", "000660", 2)
+        feed(table, "H0STCNT0", "000660", 1)
+        console.print(table.render())
+        html = console.export_html(inline_styles=True)
+        assert "#008000" in html or "color: #00" in html
+        assert "#800000" in html or "#ff0000" in html.lower()
 
     def test_redraws_are_rate_limited(self) -> None:
         """Two flushes within the minimum interval draw once."""
@@ -166,7 +230,9 @@ class TestLiveTable:
         table.flush()
         table.event(StatusChanged("subscribed", "ack", source="kis"))
         table.flush()
+        table.close()
         assert out.getvalue().count("stockmon stream") == 1
+        assert "subscribed" not in out.getvalue()
 
 
 class TestBackoff:
