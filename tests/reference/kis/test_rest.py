@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fleet_support import quote_paths, records, responses_to, settings_for, token_requests
@@ -156,7 +157,7 @@ async def test_bad_app_secret_fails_fast(mock: KisMock, redis_url: str) -> None:
 # --- TOKEN-KIS-THROTTLE ---------------------------------------------------------------------
 
 
-async def test_throttle_answer_is_waited_out() -> None:
+async def test_throttle_answer_is_waited_out(tmp_path: Path) -> None:
     """A client that does not share the fleet's cache gets EGW00133 once, then waits it out."""
     interval = SPEC.clause("TOKEN-KIS-THROTTLE").number("min_interval_s")
     # A slower clock than the module's: the second client must ask inside the throttle window
@@ -164,9 +165,12 @@ async def test_throttle_answer_is_waited_out() -> None:
     scale = interval / 1.5
     async with KisMock(MockConfig(time_scale=scale)) as mock:
         env = {"STOCKMON_TIME_SCALE": str(scale)}
-        async with open_kis(settings_for(mock, **env)) as first:  # process-local store
+        # two token caches (STOCKMON_CACHE_DIR): the outsider cannot see the first token
+        first_env = {**env, "STOCKMON_CACHE_DIR": str(tmp_path / "first")}
+        async with open_kis(settings_for(mock, **first_env)) as first:
             await fetch_quote(first.rest, "005930")
-        async with open_kis(settings_for(mock, **env)) as outsider:
+        outsider_env = {**env, "STOCKMON_CACHE_DIR": str(tmp_path / "outsider")}
+        async with open_kis(settings_for(mock, **outsider_env)) as outsider:
             await fetch_quote(outsider.rest, "005930")
         reqs = token_requests(mock)
         statuses = [r["status"] for r in responses_to(mock, reqs)]
