@@ -154,6 +154,11 @@ class FailoverStream(CoreLoop):
             self._done.set()
         self._arm(core.get_timer())
 
+    @property
+    def active(self) -> Client | None:
+        """The client streaming now (KIS or the backup), None between the two."""
+        return self._client
+
     def _handle(self, ev: FailoverEvent) -> None:
         """Carry out one output of the core: run or stop a client, or pass an event on."""
         if isinstance(ev, RunKis):

@@ -98,10 +98,15 @@ class Gateway:
 
     # ------------------------------------------------------------------ status
 
+    def client(self) -> Any:
+        """The StreamClient streaming now: the runner itself, or the failover runner's active one."""
+        active = getattr(self.runner, "active", None)
+        return active if active is not None else self.runner
+
     def socket_state(self) -> str:
         """connecting, open, closed or backoff (API-STATUS socket_states)."""
         connecting, open_, closed, backoff = self.spec.clause("API-STATUS").strings("socket_states")
-        core = getattr(self.runner, "core", None)
+        core = getattr(self.client(), "core", None)
         state = getattr(core, "state", None)
         if state is ConnState.OPEN:
             return open_
@@ -116,7 +121,7 @@ class Gateway:
 
     def reconnects(self) -> int:
         """Sockets opened after the first one."""
-        opened = int(getattr(self.runner, "sockets_opened", 0))
+        opened = int(getattr(self.client(), "sockets_opened", 0))
         count = max(0, opened - 1)
         if count > self._reconnects_counted:
             self.hub.metrics.reconnects.labels(self.broker_now()).inc(
@@ -132,7 +137,7 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         """The API-STATUS body."""
         off, primary, *_ = self.spec.clause("API-STATUS").strings("failover_states")
-        core = getattr(self.runner, "core", None)
+        core = getattr(self.client(), "core", None)
         now = self.ingest_clock()
 
         def age(name: str) -> float | None:
@@ -243,8 +248,8 @@ def build_app(gw: Gateway) -> Starlette:
         return Subscription(tr_id, key)
 
     def changed(method: str, sub: Subscription, status_value: str) -> Response:
-        """Tell the running client (a StreamClient can; the failover runner keeps its set)."""
-        live = getattr(gw.runner, method, None)
+        """Tell the client streaming now (after a failover switch the new one starts from the set)."""
+        live = getattr(gw.client(), method, None)
         if live is not None:
             live(sub)
         return JSONResponse(listing(), status_code=subs_c.integer(status_value))

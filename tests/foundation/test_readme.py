@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from stockmon.conformance.redis_server import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"(<!-- readme-test: skip[^>]*-->\n)?```(sh|bash|python)\n(.*?)```", re.S)
 BIN = str(Path(sys.executable).parent)
@@ -45,11 +47,17 @@ def test_shell_block_pastes_whole(body: str, tmp_path: Path) -> None:
     work, tmp = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
     tmp.mkdir()
-    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "PATH": BIN + os.pathsep + os.environ["PATH"],
+        "TMPDIR": str(tmp),
+        "STOCKMON_API_PORT": str(free_port()),  # a block's `stockmon serve` never meets another
+    }
     proc = subprocess.Popen(
         ["bash", "-e", "-c", body],
         cwd=work,
         env=env,
+        stdin=subprocess.DEVNULL,  # a block's "press Enter" prompt returns at once
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
