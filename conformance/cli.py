@@ -8,12 +8,14 @@ not run, a target that never starts, a port or redis-server problem) with a one-
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from stockmon.conformance.errors import ConfigError
 from stockmon.conformance.runner import DEFAULT_JOBS, ScenarioResult, SuiteOptions, run_suite
+from stockmon.conformance.scenario import DEFAULT_PROFILE, PROFILE_VARIABLE, PROFILES
 from stockmon.spec import latest_version
 
 
@@ -35,6 +37,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="spec_version",
         metavar="VERSION",
         help="spec version to judge against (default: newest)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        type=str.lower,
+        help="what the target is judged as: "
+        + "; ".join(f"{k} = {v}" for k, v in PROFILES.items())
+        + f" (default: the target's declaration in ${PROFILE_VARIABLE}, else {DEFAULT_PROFILE})",
     )
     parser.add_argument(
         "--time-scale",
@@ -97,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
         target = default_target()
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    profile = _profile(args.profile)
     if args.list:
-        return _list(version, args.keyword)
+        return _list(version, args.keyword, profile)
     options = SuiteOptions(
         target=tuple(target),
         spec_version=version,
@@ -106,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         keyword=args.keyword,
         jobs=args.jobs,
         trace_dir=args.trace_dir,
+        profile=profile,
     )
     print(
         f"stockmon conformance: spec {version}, target {shlex.join(target)}",
@@ -137,13 +149,36 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _list(version: str, keyword: str | None) -> int:
+def _profile(flag: str | None) -> str:
+    """The profile to judge: the flag, else the target's declaration, else the default (said)."""
+    if flag is not None:
+        return flag
+    declared = os.environ.get(PROFILE_VARIABLE, "").strip().lower()
+    if declared:
+        if declared not in PROFILES:
+            raise ConfigError(
+                f"${PROFILE_VARIABLE}={declared!r} is not a profile; use one of {', '.join(PROFILES)}"
+            )
+        print(
+            f"stockmon conformance: profile {declared} (declared by ${PROFILE_VARIABLE})",
+            file=sys.stderr,
+        )
+        return declared
+    print(
+        f"stockmon conformance: profile {DEFAULT_PROFILE} assumed (the target declared none: "
+        f"pass --profile {'|'.join(PROFILES)} or set ${PROFILE_VARIABLE})",
+        file=sys.stderr,
+    )
+    return DEFAULT_PROFILE
+
+
+def _list(version: str, keyword: str | None, profile: str) -> int:
     from stockmon.conformance import catalog
     from stockmon.conformance.runner import selected
     from stockmon.spec import load_spec
 
     spec = load_spec(version)
-    for sc, checks in selected(catalog.SCENARIOS, spec, keyword):
+    for sc, checks in selected(catalog.SCENARIOS, spec, keyword, profile):
         print(f"{sc.name} (time scale {sc.time_scale:g}): {sc.doc}")
         for c in checks:
             print(f"    {c.name:<52} {', '.join(c.clauses)}")
