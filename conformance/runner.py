@@ -9,6 +9,7 @@ Scenarios run concurrently (each has its own mock, ports and processes).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -50,6 +51,10 @@ from stockmon.spec import Spec, available_versions, load_spec
 _POLL_S = 0.02
 # Non-normative: the most scenarios run at once by default (each is a mock thread + a process).
 DEFAULT_JOBS = 4
+# Non-normative: real seconds the checks of one scenario may take to judge its evidence. Judging
+# is linear in the trace; a trace that still takes longer grew without bound (a storm of frames),
+# and that is the target's failure, not the harness's.
+JUDGING_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class SuiteOptions:
     trace_dir: Path | None = None
     seed: int = 1
     profile: str = DEFAULT_PROFILE
+    judging_budget_s: float = JUDGING_BUDGET_S
 
 
 @dataclass(frozen=True)
@@ -350,9 +356,15 @@ class ScenarioRun:
             return self._errored(crash, time.monotonic() - started)
         wall = time.monotonic() - started
         silent = not self.scenario.expect_exit and not contacted(evidence.records)
+        verdicts = judge_within(
+            self.checks,
+            evidence,
+            lambda c: self._judge(c, evidence, silent),
+            self.options.judging_budget_s,
+        )
         results = [
-            CheckResult(c, self.scenario.name, self._judge(c, evidence, silent), wall)
-            for c in self.checks
+            CheckResult(c, self.scenario.name, v, wall)
+            for c, v in zip(self.checks, verdicts, strict=True)
         ]
         return ScenarioResult(
             self.scenario, results, wall, self.time_scale, None, list(self._notes), evidence
@@ -451,6 +463,57 @@ class ScenarioRun:
         if not isinstance(verdict, Verdict):
             return errored(f"check {check.name} returned {type(verdict).__name__}, not a Verdict")
         return verdict
+
+
+# ------------------------------------------------------------------------------------ watchdog
+class _JudgingStopped(BaseException):
+    """Raised inside a check that overran the judging budget (never caught by a check)."""
+
+
+def _stop_thread(thread: threading.Thread) -> None:
+    """Interrupt a pure-Python check at its next bytecode (it holds no resource to clean up)."""
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(_JudgingStopped)
+        )
+
+
+def judge_within(
+    checks: Sequence[Check],
+    evidence: Evidence,
+    judge: Callable[[Check], Verdict],
+    budget_s: float,
+) -> list[Verdict]:
+    """Every check's verdict, the checks judged one after another under a watchdog: the checks
+    still unjudged when ``budget_s`` real seconds are up fail (the evidence grew without bound)."""
+    verdicts: list[Verdict] = []
+
+    def work() -> None:
+        try:
+            for c in checks:
+                verdicts.append(judge(c))
+        except _JudgingStopped:
+            return
+
+    worker = threading.Thread(target=work, name="judge", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(budget_s)
+    if worker.is_alive():
+        _stop_thread(worker)
+        worker.join(5.0)
+    done = list(verdicts)
+    if len(done) == len(checks):
+        return done
+    mine = [r for r in evidence.records if r.get("dir") == "in"]
+    stopped = failed(
+        f"the evidence grew without bound: judging was stopped by the watchdog after "
+        f"{time.monotonic() - started:.1f} real s ({len(evidence.records)} trace records, "
+        f"{len(mine)} of them sent by the target)",
+        expected=f"a trace the suite can judge within {budget_s:g} real s (no storm of frames)",
+        evidence=mine[-3:],
+    )
+    return done + [stopped] * (len(checks) - len(done))
 
 
 # ------------------------------------------------------------------------------------ the suite

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 
 from stockmon.conformance.errors import HarnessError
@@ -116,12 +117,21 @@ def _reflection_answers(ev: Evidence) -> tuple[int, list[tuple[Record, Record]]]
     window = _interval(ev) * _ANSWER_FRACTION
     found: list[tuple[Record, Record]] = []
     refl = reflections(ev)
+    pings: dict[str, tuple[list[Packet], list[int]]] = {}
     for r in refl:
         t = float(r["t_spec"])
-        for p in _own_pings(ev, str(r["conn"])):
-            if t < p.t <= t + window and int(p.record["seq"]) > int(r["seq"]):
-                found.append((r, p.record))
-                break
+        conn = str(r["conn"])
+        if conn not in pings:
+            own = _own_pings(ev, conn)
+            pings[conn] = (own, [int(p.record["seq"]) for p in own])
+        own, seqs = pings[conn]
+        # The first own ping after the reflection in trace order (binary search: a ping storm
+        # has as many reflections as pings, and judging must stay linear in the trace).
+        i = bisect.bisect_right(seqs, int(r["seq"]))
+        while i < len(own) and own[i].t <= t:
+            i += 1
+        if i < len(own) and own[i].t <= t + window:
+            found.append((r, own[i].record))
     return len(refl), found
 
 
