@@ -134,7 +134,7 @@ def _failure_text(result: SuiteResult, r: CheckResult) -> list[str]:
     if v.expected:
         lines.append(f"  expected: {v.expected}")
     if v.evidence:
-        lines.append("  trace (> = the records this verdict rests on):")
+        lines.append("  trace (t in spec seconds; > = the records this verdict rests on):")
         lines.extend(f"    {line}" for line in slice_lines(result, r))
     return lines
 

@@ -70,6 +70,8 @@ class SuiteOptions:
     seed: int = 1
     profile: str = DEFAULT_PROFILE
     judging_budget_s: float = JUDGING_BUDGET_S
+    # -x: stop starting scenarios after the first one with a failure.
+    exitfirst: bool = False
 
 
 @dataclass(frozen=True)
@@ -583,9 +585,15 @@ def run_suite(
     with ThreadPoolExecutor(
         max_workers=max(1, min(options.jobs, len(runs))), thread_name_prefix="scenario"
     ) as pool:
-        for fut in [pool.submit(run.execute) for run in runs]:
+        futures = [pool.submit(run.execute) for run in runs]
+        for fut in futures:
+            if fut.cancelled():
+                continue
             res = fut.result()
             results.append(res)
             if progress is not None:
                 progress(res)
+            if options.exitfirst and any(r.verdict.outcome is Outcome.FAIL for r in res.results):
+                for other in futures:
+                    other.cancel()
     return assemble(options, scenarios, results, time.monotonic() - started)
