@@ -126,12 +126,17 @@ class Evidence:
         )
 
     def response_to(self, request: Record) -> Record | None:
-        """The mock's response record to a request record."""
-        seq = request.get("seq")
-        for r in self.records:
-            if r.get("kind") == "response" and r.get("request_seq") == seq:
-                return r
-        return None
+        """The mock's response record to a request record (one index for the trace: judging
+        stays linear in the trace however many requests a check looks up)."""
+        index = self._cache.get("responses")
+        if index is None:
+            index = {}
+            for r in self.records:
+                if r.get("kind") == "response":
+                    index.setdefault(r.get("request_seq"), r)
+            self._cache["responses"] = index
+        found: Record | None = index.get(request.get("seq"))
+        return found
 
     def faults(self, name: str | None = None) -> list[Record]:
         """Fault records (what the harness injected, when)."""

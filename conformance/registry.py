@@ -52,6 +52,15 @@ def failed(summary: str, *, expected: str, evidence: Sequence[Record] = ()) -> V
     return Verdict(Outcome.FAIL, summary, expected, tuple(evidence))
 
 
+NO_EVIDENCE = "no evidence: "
+
+
+def no_evidence(what: str, *, expected: str, evidence: Sequence[Record] = ()) -> Verdict:
+    """A check that had nothing to judge (no socket, no frame, no event) fails: silence proves
+    nothing, and a gate must never go green on a target that did nothing."""
+    return Verdict(Outcome.FAIL, NO_EVIDENCE + what, expected, tuple(evidence))
+
+
 def errored(summary: str) -> Verdict:
     """The harness could not judge (a harness error, never the target's fault)."""
     return Verdict(Outcome.ERROR, summary)

@@ -83,7 +83,8 @@ def render_terminal(result: SuiteResult, pending: Mapping[str, str], verbose: bo
     """The plain-text report printed by the CLI."""
     out: list[str] = []
     out.append(
-        f"stockmon conformance — spec {result.spec_version} — target: {' '.join(result.target)}"
+        f"stockmon conformance — spec {result.spec_version} — profile {result.profile} — "
+        f"target: {' '.join(result.target)}"
     )
     out.append(f"{'clause':<24} {'verdict':<8} {'checks':>6} {'time':>7}  title / note")
     for row in clause_rows(result, pending):
@@ -108,6 +109,10 @@ def render_terminal(result: SuiteResult, pending: Mapping[str, str], verbose: bo
         out.append("")
         out.append("scenario notes:")
         out.extend(f"  [{name}] {n}" for name, n in notes)
+    if result.not_in_profile or result.notes:
+        out.append("")
+        out.extend(f"  [{name}] {why}" for name, why in result.not_in_profile)
+        out.extend(f"  {n}" for n in result.notes)
     n_checks = len(result.results)
     counts = {o: sum(1 for r in result.results if r.verdict.outcome is o) for o in Outcome}
     out.append("")
@@ -129,7 +134,7 @@ def _failure_text(result: SuiteResult, r: CheckResult) -> list[str]:
     if v.expected:
         lines.append(f"  expected: {v.expected}")
     if v.evidence:
-        lines.append("  trace (> = the records this verdict rests on):")
+        lines.append("  trace (t in spec seconds; > = the records this verdict rests on):")
         lines.extend(f"    {line}" for line in slice_lines(result, r))
     return lines
 
@@ -139,7 +144,7 @@ def render_markdown(result: SuiteResult, pending: Mapping[str, str]) -> str:
     out = [
         f"# Conformance report — spec {result.spec_version}",
         "",
-        f"Target: `{' '.join(result.target)}`  ",
+        f"Target: `{' '.join(result.target)}`, profile {result.profile}  ",
         f"Verdict: **{_verdict_word(result.exit_code)}** (exit {result.exit_code}), "
         f"{len(result.results)} checks in {len(result.scenarios)} scenarios, {result.wall_s:.1f} s wall.",
         "",
@@ -182,6 +187,7 @@ def render_markdown(result: SuiteResult, pending: Mapping[str, str]) -> str:
             if v.evidence:
                 out += ["", "```text", *slice_lines(result, r, width=400), "```"]
     notes = [(s.scenario.name, n) for s in result.scenarios for n in s.notes]
+    notes += result.not_in_profile + [("suite", n) for n in result.notes]
     if notes:
         out += ["", "## Scenario notes", ""]
         out += [f"- `{name}`: {_md(n)}" for name, n in notes]

@@ -9,6 +9,7 @@ Scenarios run concurrently (each has its own mock, ports and processes).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -41,8 +42,9 @@ from stockmon.conformance.registry import (
     Verdict,
     errored,
     failed,
+    no_evidence,
 )
-from stockmon.conformance.scenario import Scenario
+from stockmon.conformance.scenario import DEFAULT_PROFILE, PROFILES, Scenario
 from stockmon.conformance.target import TargetProcess
 from stockmon.spec import Spec, available_versions, load_spec
 
@@ -50,6 +52,10 @@ from stockmon.spec import Spec, available_versions, load_spec
 _POLL_S = 0.02
 # Non-normative: the most scenarios run at once by default (each is a mock thread + a process).
 DEFAULT_JOBS = 4
+# Non-normative: real seconds the checks of one scenario may take to judge its evidence. Judging
+# is linear in the trace; a trace that still takes longer grew without bound (a storm of frames),
+# and that is the target's failure, not the harness's.
+JUDGING_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class SuiteOptions:
     jobs: int = DEFAULT_JOBS
     trace_dir: Path | None = None
     seed: int = 1
+    profile: str = DEFAULT_PROFILE
+    judging_budget_s: float = JUDGING_BUDGET_S
+    # -x: stop starting scenarios after the first one with a failure.
+    exitfirst: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,10 @@ class SuiteResult:
     target: tuple[str, ...]
     scenarios: list[ScenarioResult]
     wall_s: float
+    profile: str = DEFAULT_PROFILE
+    # Scenarios the -k selection chose but the profile leaves out, with the reason.
+    not_in_profile: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def results(self) -> list[CheckResult]:
@@ -109,12 +123,13 @@ class SuiteResult:
 
     @property
     def exit_code(self) -> int:
-        """0 conformant, 1 non-conformant, 2 the harness could not judge."""
+        """0 conformant, 1 non-conformant, 2 the harness could not judge; a proven failure is 1
+        whatever else could not be judged (CI must never retry it as an infrastructure flake)."""
         outcomes = {r.verdict.outcome for r in self.results}
-        if self.errors or Outcome.ERROR in outcomes:
-            return 2
         if Outcome.FAIL in outcomes:
             return 1
+        if self.errors or Outcome.ERROR in outcomes:
+            return 2
         return 0
 
     def clause_verdicts(self) -> dict[str, tuple[Outcome, list[CheckResult]]]:
@@ -132,13 +147,14 @@ class SuiteResult:
 
 # ------------------------------------------------------------------------------------ selection
 def selected(
-    scenarios: Sequence[Scenario], spec: Spec, keyword: str | None
+    scenarios: Sequence[Scenario], spec: Spec, keyword: str | None, profile: str | None = None
 ) -> list[tuple[Scenario, tuple[Check, ...]]]:
-    """The scenarios to run for a spec version, each with the checks of it that are selected."""
+    """The scenarios to run for a spec version, each with the checks of it that are selected
+    (only those in ``profile``, when given)."""
     expr = KeywordExpression(keyword) if keyword else None
     out = []
     for sc in scenarios:
-        if not sc.applies_to(spec):
+        if not sc.applies_to(spec) or (profile is not None and not sc.in_profile(profile)):
             continue
         checks = tuple(
             c
@@ -148,6 +164,31 @@ def selected(
         if checks:
             out.append((sc, checks))
     return out
+
+
+def out_of_profile(options: SuiteOptions, scenarios: Sequence[Scenario]) -> list[tuple[str, str]]:
+    """Scenarios the selection chose that the profile leaves out, each with the reason."""
+    spec = load_spec(options.spec_version)
+    return [
+        (sc.name, f"not in profile {options.profile}: {PROFILES[options.profile]}")
+        for sc, _ in selected(scenarios, spec, options.keyword)
+        if not sc.in_profile(options.profile)
+    ]
+
+
+def profile_notes(profile: str) -> list[str]:
+    """What the profile cannot judge yet (said, never faked as verdicts)."""
+    if profile == "api":
+        return [
+            "profile api: the internal API scenarios are pending until the gateway lands "
+            "(issue 16 part 1); only the broker-facing half is judged"
+        ]
+    return []
+
+
+def contacted(records: Sequence[Record]) -> bool:
+    """Whether the target ever talked to a mock (a request, a frame or a socket)."""
+    return any(r.get("dir") == "in" or r.get("kind") == "ws_open" for r in records)
 
 
 def resolve_target(argv: Sequence[str]) -> tuple[str, ...]:
@@ -321,8 +362,16 @@ class ScenarioRun:
             )
             return self._errored(crash, time.monotonic() - started)
         wall = time.monotonic() - started
+        silent = not self.scenario.expect_exit and not contacted(evidence.records)
+        verdicts = judge_within(
+            self.checks,
+            evidence,
+            lambda c: self._judge(c, evidence, silent),
+            self.options.judging_budget_s,
+        )
         results = [
-            CheckResult(c, self.scenario.name, self._judge(c, evidence), wall) for c in self.checks
+            CheckResult(c, self.scenario.name, v, wall)
+            for c, v in zip(self.checks, verdicts, strict=True)
         ]
         return ScenarioResult(
             self.scenario, results, wall, self.time_scale, None, list(self._notes), evidence
@@ -379,9 +428,9 @@ class ScenarioRun:
         """A target that exited before it ever talked to the mock could not start."""
         if self.scenario.expect_exit or not runs:
             return
-        contacted = any(r.get("dir") == "in" or (r.get("kind") == "ws_open") for r in records)
+        talked = contacted(records)
         for run in runs:
-            if run.exited_by_itself and not contacted:
+            if run.exited_by_itself and not talked:
                 raise TargetStartError(
                     f"target exited with status {run.returncode} before contacting the mock "
                     f"(scenario {self.scenario.name})",
@@ -400,7 +449,17 @@ class ScenarioRun:
                 )
                 fh.write("\n")
 
-    def _judge(self, check: Check, evidence: Evidence) -> Verdict:
+    def _judge(self, check: Check, evidence: Evidence, silent: bool = False) -> Verdict:
+        verdict = self._verdict(check, evidence)
+        if silent and verdict.ok:
+            return no_evidence(
+                "the target never contacted the mock (no request, no socket, no frame); "
+                f"the check alone would have said: {verdict.summary}",
+                expected=check.doc,
+            )
+        return verdict
+
+    def _verdict(self, check: Check, evidence: Evidence) -> Verdict:
         try:
             verdict = check.func(evidence)
         except CheckFailure as exc:
@@ -415,6 +474,57 @@ class ScenarioRun:
         return verdict
 
 
+# ------------------------------------------------------------------------------------ watchdog
+class _JudgingStopped(BaseException):
+    """Raised inside a check that overran the judging budget (never caught by a check)."""
+
+
+def _stop_thread(thread: threading.Thread) -> None:
+    """Interrupt a pure-Python check at its next bytecode (it holds no resource to clean up)."""
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(_JudgingStopped)
+        )
+
+
+def judge_within(
+    checks: Sequence[Check],
+    evidence: Evidence,
+    judge: Callable[[Check], Verdict],
+    budget_s: float,
+) -> list[Verdict]:
+    """Every check's verdict, the checks judged one after another under a watchdog: the checks
+    still unjudged when ``budget_s`` real seconds are up fail (the evidence grew without bound)."""
+    verdicts: list[Verdict] = []
+
+    def work() -> None:
+        try:
+            for c in checks:
+                verdicts.append(judge(c))
+        except _JudgingStopped:
+            return
+
+    worker = threading.Thread(target=work, name="judge", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(budget_s)
+    if worker.is_alive():
+        _stop_thread(worker)
+        worker.join(5.0)
+    done = list(verdicts)
+    if len(done) == len(checks):
+        return done
+    mine = [r for r in evidence.records if r.get("dir") == "in"]
+    stopped = failed(
+        f"the evidence grew without bound: judging was stopped by the watchdog after "
+        f"{time.monotonic() - started:.1f} real s ({len(evidence.records)} trace records, "
+        f"{len(mine)} of them sent by the target)",
+        expected=f"a trace the suite can judge within {budget_s:g} real s (no storm of frames)",
+        evidence=mine[-3:],
+    )
+    return done + [stopped] * (len(checks) - len(done))
+
+
 # ------------------------------------------------------------------------------------ the suite
 def plan(options: SuiteOptions, scenarios: Sequence[Scenario]) -> list[ScenarioRun]:
     """Validate the options and build one run per selected scenario (longest first); raises
@@ -423,16 +533,21 @@ def plan(options: SuiteOptions, scenarios: Sequence[Scenario]) -> list[ScenarioR
         raise ConfigError(
             f"--spec {options.spec_version!r} is unknown; available: {', '.join(available_versions())}"
         )
+    if options.profile not in PROFILES:
+        raise ConfigError(
+            f"--profile {options.profile!r} is unknown; choose one of {', '.join(PROFILES)}"
+        )
     if not options.time_scale_factor > 0:
         raise ConfigError("--time-scale must be a positive number")
     spec = load_spec(options.spec_version)
     resolve_target(options.target)
-    chosen = selected(scenarios, spec, options.keyword)
+    chosen = selected(scenarios, spec, options.keyword, options.profile)
     if not chosen:
         raise ConfigError(
-            f"-k {options.keyword!r} selects no check for spec {spec.version}"
+            f"-k {options.keyword!r} selects no check for spec {spec.version} in profile "
+            f"{options.profile}"
             if options.keyword
-            else f"no scenario applies to spec {spec.version}"
+            else f"no scenario applies to spec {spec.version} in profile {options.profile}"
         )
     if any(sc.redis for sc, _ in chosen) and shutil.which("redis-server") is None:
         names = ", ".join(sc.name for sc, _ in chosen if sc.redis)
@@ -453,7 +568,15 @@ def assemble(
     """The suite result of finished scenario runs, in catalogue order."""
     order = {sc.name: i for i, sc in enumerate(scenarios)}
     ordered = sorted(results, key=lambda r: order.get(r.scenario.name, 0))
-    return SuiteResult(options.spec_version, options.target, ordered, wall_s)
+    return SuiteResult(
+        options.spec_version,
+        options.target,
+        ordered,
+        wall_s,
+        options.profile,
+        out_of_profile(options, scenarios),
+        profile_notes(options.profile),
+    )
 
 
 def run_suite(
@@ -469,9 +592,15 @@ def run_suite(
     with ThreadPoolExecutor(
         max_workers=max(1, min(options.jobs, len(runs))), thread_name_prefix="scenario"
     ) as pool:
-        for fut in [pool.submit(run.execute) for run in runs]:
+        futures = [pool.submit(run.execute) for run in runs]
+        for fut in futures:
+            if fut.cancelled():
+                continue
             res = fut.result()
             results.append(res)
             if progress is not None:
                 progress(res)
+            if options.exitfirst and any(r.verdict.outcome is Outcome.FAIL for r in res.results):
+                for other in futures:
+                    other.cancel()
     return assemble(options, scenarios, results, time.monotonic() - started)

@@ -84,6 +84,21 @@ def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+# ------------------------------------------------------------------------------ profiles
+# What a backend is judged as: ``kis`` a KIS-only backend (no Kiwoom backup, so the Kiwoom and
+# failover stories are not in its profile), ``full`` KIS with the Kiwoom backup, ``api`` the full
+# backend and its internal API.
+PROFILES: Mapping[str, str] = {
+    "kis": "a KIS-only backend (Kiwoom and failover scenarios not in profile)",
+    "full": "KIS with the Kiwoom backup",
+    "api": "the full backend and its internal API",
+}
+# How a target declares its profile when --profile is not given: this variable in the environment
+# the suite runs in (next to the --target command in CI).
+PROFILE_VARIABLE = "STOCKMON_TARGET_PROFILE"
+DEFAULT_PROFILE = "full"
+
+
 def _no_overrides(spec: Spec) -> Mapping[str, Any]:
     return {}
 
@@ -120,6 +135,11 @@ class Scenario:
     def check_objects(self) -> tuple[Check, ...]:
         """The registered checks this scenario feeds."""
         return tuple(registered(f) for f in self.checks)
+
+    def in_profile(self, profile: str) -> bool:
+        """Whether the scenario judges a backend of that profile (a KIS-only backend has no
+        Kiwoom backup to register, log in to or fail over to)."""
+        return profile != "kis" or (self.kiwoom is None and self.broker == "kis")
 
     def applies_to(self, spec: Spec) -> bool:
         """Whether the scenario makes sense for a spec version."""

@@ -13,7 +13,7 @@ from stockmon.errors import UsageError
 from stockmon.spec import loader
 from stockmon.spec.check import Roots, release, render_all, run_check
 from stockmon.spec.diff import diff_specs, format_diff
-from stockmon.spec.model import thaw
+from stockmon.spec.model import Spec, thaw
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +116,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     spec = loader.load_spec(_version(args.version) if args.version else None)
     # IDs are upper case by convention; a user typing ka-ping means KA-PING.
     found = [i for i in spec.clause_ids if i.casefold() == args.clause_id.casefold()]
+    if not found and _show_section(spec, args.clause_id, args.json):
+        return 0
     if not found:
         raise UsageError(
             f"spec {spec.version} has no clause {args.clause_id!r}; 'stockmon spec list' shows them"
@@ -154,6 +156,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not c.testability.breakable:
         print(f"  not checkable on the wire: {c.testability.reason}")
     return 0
+
+
+def _show_section(spec: Spec, name: str, as_json: bool) -> bool:
+    """Print a section (rest, layouts, a TR ID, mock, ...) if ``name`` is one; False if not."""
+    from stockmon.spec.sections import format_section, resolve, section_data
+
+    found = resolve(spec, name)
+    if found is None:
+        return False
+    section, item = found
+    if as_json:
+        doc = {"spec": spec.version, "section": section, "item": item}
+        print(
+            json.dumps(
+                {**doc, "data": section_data(spec, section, item)}, ensure_ascii=False, indent=2
+            )
+        )
+    else:
+        sys.stdout.write(format_section(spec, section, item))
+    return True
 
 
 def cmd_list(args: argparse.Namespace) -> int:

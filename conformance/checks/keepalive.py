@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 
 from stockmon.conformance.errors import HarnessError
@@ -15,7 +16,7 @@ from stockmon.conformance.protocol import (
     slack,
     stalled_socket,
 )
-from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec.model import thaw
 
@@ -116,12 +117,21 @@ def _reflection_answers(ev: Evidence) -> tuple[int, list[tuple[Record, Record]]]
     window = _interval(ev) * _ANSWER_FRACTION
     found: list[tuple[Record, Record]] = []
     refl = reflections(ev)
+    pings: dict[str, tuple[list[Packet], list[int]]] = {}
     for r in refl:
         t = float(r["t_spec"])
-        for p in _own_pings(ev, str(r["conn"])):
-            if t < p.t <= t + window and int(p.record["seq"]) > int(r["seq"]):
-                found.append((r, p.record))
-                break
+        conn = str(r["conn"])
+        if conn not in pings:
+            own = _own_pings(ev, conn)
+            pings[conn] = (own, [int(p.record["seq"]) for p in own])
+        own, seqs = pings[conn]
+        # The first own ping after the reflection in trace order (binary search: a ping storm
+        # has as many reflections as pings, and judging must stay linear in the trace).
+        i = bisect.bisect_right(seqs, int(r["seq"]))
+        while i < len(own) and own[i].t <= t:
+            i += 1
+        if i < len(own) and own[i].t <= t + window:
+            found.append((r, own[i].record))
     return len(refl), found
 
 
@@ -136,7 +146,10 @@ def _reflection_verdict(ev: Evidence, clause_text: str) -> Verdict:
             evidence=[r, p],
         )
     if n == 0:
-        return passed("no reflection to answer (the target sent no ping the mock reflected)")
+        return no_evidence(
+            "the target sent no ping the mock reflected, so no reflection to judge",
+            expected=clause_text,
+        )
     return passed(f"none of {n} reflections was answered")
 
 
@@ -163,6 +176,11 @@ def missing_reflections_tolerated(ev: Evidence) -> Verdict:
     """With a server that never reflects pings, the client keeps its socket and its ping rhythm."""
     interval = _interval(ev)
     tol = slack(ev)
+    if not any(_own_pings(ev, s.conn) for s in ev.sockets()):
+        return no_evidence(
+            "the target opened no socket or sent no ping on it",
+            expected=f"one ping every {interval:g} s whether or not the server reflects it",
+        )
     for sock in ev.sockets():
         if (
             _client_closed(ev, sock)
@@ -282,7 +300,10 @@ def idle_measured_from_last_inbound(ev: Evidence) -> Verdict:
     end = _end(ev, sock)
     sends = [p for p in client_packets(ev, sock.conn) if stall < p.t < end]
     if not sends:
-        return passed("not exercised: the target sent nothing while the mock was silent")
+        return no_evidence(
+            "the target sent nothing while the mock was silent",
+            expected=f"pings go on while silent; close {idle:g} s after the last inbound frame",
+        )
     if sock.close_t is None or not _client_closed(ev, sock):
         return failed(
             f"the target kept sending ({len(sends)} packets) on a socket that received nothing "
@@ -311,6 +332,11 @@ def inbound_frames_reset_idle_timer(ev: Evidence) -> Verdict:
     idle = ev.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     tol = slack(ev)
     longest = 0.0
+    if not ev.sockets():
+        return no_evidence(
+            "the target opened no socket",
+            expected=f"an open socket kept past {idle:g} s of no data while other frames arrive",
+        )
     for sock in ev.sockets():
         if not _client_closed(ev, sock) or sock.close_t is None:
             continue

@@ -33,7 +33,7 @@ from stockmon.conformance.protocol import (
     slack,
     trnm,
 )
-from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec import KiwoomLayout, Spec, kiwoom_layouts
 
@@ -196,7 +196,10 @@ def kiwoom_pings_echoed_verbatim(ev: Evidence) -> Verdict:
         )
     if seen == 0:
         # No session lived a PING period (a target that fails elsewhere): nothing to answer.
-        return passed("no Kiwoom session lasted long enough to receive a PING")
+        return no_evidence(
+            "no Kiwoom session lasted long enough to receive a PING",
+            expected="a Kiwoom session that receives PINGs and echoes each verbatim",
+        )
     return passed(f"{seen} PINGs, each echoed verbatim")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from stockmon.conformance.evidence import Evidence
 from stockmon.conformance.protocol import Packet, client_packets
-from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 from stockmon.schemas import errors as schema_errors
 
 
@@ -54,7 +54,10 @@ def subscribe_packets_match_schema(ev: Evidence) -> Verdict:
 def unsubscribe_packets_match_schema(ev: Evidence) -> Verdict:
     """Every release has the subscribe shape with the release tr_type (schema kis-ws-unsubscribe)."""
     if not any(p.kind == "release" for p in client_packets(ev)):
-        return passed("not exercised: the target released nothing (judged by the OPSP0002 policy)")
+        return no_evidence(
+            "the target sent no release packet",
+            expected="release packets shaped like schema kis-ws-unsubscribe",
+        )
     return _judge_shape(ev, "release", "kis-ws-unsubscribe", "PKT-UNSUBSCRIBE", "release")
 
 

@@ -23,6 +23,7 @@ from stockmon.conformance.protocol import (
     issued_token,
     mentions_code,
     quote_paths,
+    release_tr_type,
     response_code,
     rest_path,
     slack,
@@ -42,11 +43,13 @@ def _tr_type(p: Packet) -> object:
 def already_subscribed_key_released_then_resubscribed(ev: Evidence) -> Verdict:
     """On 'already subscribed' the client releases that one key, then subscribes it again.
 
-    Any registration packet for the key that is not a subscribe counts as the release here (1.0
-    does not say how to release; PKT-UNSUBSCRIBE judges the release packet's shape where it can).
+    Only a packet with the broker's release ``tr_type`` (PKT-UNSUBSCRIBE, a broker fact for 1.0)
+    releases: a registration packet with any other ``tr_type`` is refused by the broker, so the
+    retry behind it meets 'already subscribed' again, and the policy fails on it.
     """
     code = ev.spec.clause("POL-ALREADY-SUBSCRIBED").string("code")
     sub_type = subscribe_tr_type(ev.spec)
+    rel_type = release_tr_type(ev.spec)
     hits = acks(ev, code=code)
     if not hits:
         raise HarnessError(f"the mock never answered {code} (the injected fault did not fire)")
@@ -58,7 +61,25 @@ def already_subscribed_key_released_then_resubscribed(ev: Evidence) -> Verdict:
         for p in client_packets(ev, conn)
         if int(p.record["seq"]) > int(hit["seq"]) and p.kind in ("subscribe", "release")
     ]
-    releases = [p for p in after if _tr_type(p) != sub_type]
+    invalid = next(
+        (
+            p
+            for p in after
+            if _tr_type(p) not in (sub_type, rel_type) and (p.tr_id, p.tr_key) == target
+        ),
+        None,
+    )
+    if invalid is not None:
+        answer = next(
+            (a for a in acks(ev, conn) if int(a["seq"]) > int(invalid.record["seq"])), None
+        )
+        return failed(
+            f"after {code} for {target[0]}:{target[1]} the target 'released' it with tr_type "
+            f"{_tr_type(invalid)!r}, which is no release (tr_type {rel_type!r})",
+            expected=f"force-unsubscribe that key with tr_type {rel_type!r}, then retry the subscribe",
+            evidence=[hit, invalid.record, *([answer] if answer is not None else [])],
+        )
+    releases = [p for p in after if _tr_type(p) == rel_type]
     subscribes = [p for p in after if _tr_type(p) == sub_type]
     release = next((p for p in releases if (p.tr_id, p.tr_key) == target), None)
     early = next(

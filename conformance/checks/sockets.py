@@ -16,7 +16,7 @@ from stockmon.conformance.protocol import (
     slack,
     stalled_socket,
 )
-from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 
 
 def _closes(sock: Socket) -> list[Record]:
@@ -36,6 +36,10 @@ def never_two_sockets_open(ev: Evidence) -> Verdict:
             evidence=[a.open_record, b.open_record, *_closes(a)],
         )
     n = len(ev.sockets())
+    if n == 0:
+        return no_evidence(
+            "the target opened no socket", expected="one market-data socket at a time"
+        )
     return passed(f"{n} socket(s), never two open at once")
 
 
@@ -175,12 +179,15 @@ def subscriptions_restored_after_reconnect(ev: Evidence) -> Verdict:
     """The new socket after an idle reconnect carries every subscription again."""
     _, first = stalled_socket(ev)
     if first is None or first.close_record is None:
-        return passed(
-            "not exercised: no reconnect happened (judged by idle_socket_closed_then_reopened)"
+        return no_evidence(
+            "no reconnect happened", expected="every subscription restored on the new socket"
         )
     later = [s for s in ev.sockets() if int(s.open_record["seq"]) > int(first.close_record["seq"])]
     if not later:
-        return passed("not exercised: no new socket (judged by idle_socket_closed_then_reopened)")
+        return no_evidence(
+            "no new socket after the idle close",
+            expected="every subscription restored on the new socket",
+        )
     sock = later[0]
     wanted = set(ev.subscriptions)
     sent = {
@@ -245,7 +252,10 @@ def in_use_refusal_backs_off_before_reconnecting(ev: Evidence) -> Verdict:
     tol = slack(ev)
     refusals = acks(ev, code=code)
     if not refusals:
-        return passed("not exercised: the target was never refused with the in-use code")
+        return no_evidence(
+            f"the target was never refused with {code} (it subscribed on no socket)",
+            expected=f"back off {backoff:g} s after {code}, then reconnect",
+        )
     for r in refusals:
         t = float(r["t_spec"])
         nxt = [s for s in ev.sockets() if int(s.open_record["seq"]) > int(r["seq"])]

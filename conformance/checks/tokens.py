@@ -17,7 +17,7 @@ from stockmon.conformance.protocol import (
     rest_path,
     slack,
 )
-from stockmon.conformance.registry import Verdict, check, failed, passed
+from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 from stockmon.schemas import errors as schema_errors
 from stockmon.spec import broker_clause, broker_data
 
@@ -111,7 +111,10 @@ def bearer_token_on_authenticated_requests(ev: Evidence) -> Verdict:
                 evidence=[rec],
             )
     if checked == 0:
-        return passed("not exercised: the target made no authenticated REST request")
+        return no_evidence(
+            "the target made no authenticated REST request",
+            expected=f"authorization: {token_type} <the access token the server issued>",
+        )
     return passed(f"{checked} authenticated request(s), each with an issued {token_type} token")
 
 
@@ -176,8 +179,9 @@ def one_token_request_per_refresh_across_processes(ev: Evidence) -> Verdict:
 
     Requests are grouped by the moment a *new* token became available: every request made before
     that moment (and after the previous one) competed for the same issuance, and under the lock
-    only one process makes it. Answers of the issuance throttle do not count (TOKEN-KIS-THROTTLE
-    judges them). The WS approval key, a credential of the same kind, is fetched once per fleet.
+    only one process makes it. Every request counts, throttled or not: a request the throttle
+    refused was still a second process asking. The WS approval key, a credential of the same kind,
+    is fetched once per fleet.
     """
     per = ev.spec.clause("TOKEN-KIS-LOCK").integer("issuances_per_fleet_refresh")
     n = len(ev.targets)
@@ -188,7 +192,7 @@ def one_token_request_per_refresh_across_processes(ev: Evidence) -> Verdict:
             expected=f"{per} approval-key issuance for the whole fleet (under the Redis lock)",
             evidence=approvals[:4],
         )
-    reqs = [r for r in _token_requests(ev) if not _throttled(ev, ev.response_to(r))]
+    reqs = _token_requests(ev)
     if not reqs and not approvals:
         return failed(
             "the fleet never obtained a credential", expected="one credential for all processes"
@@ -209,8 +213,10 @@ def one_token_request_per_refresh_across_processes(ev: Evidence) -> Verdict:
     for i, group in enumerate(epochs):
         if len(group) > per:
             when = "at start" if i == 0 else f"for refresh {i}"
+            refused = sum(1 for r in group if _throttled(ev, ev.response_to(r)))
             return failed(
-                f"{len(group)} token requests {when} from {n} processes, before a new token was out",
+                f"{len(group)} token requests {when} from {n} processes, before a new token was out"
+                + (f" ({refused} refused by the issuance throttle)" if refused else ""),
                 expected=f"{per} token request per refresh for the whole fleet (under the Redis lock)",
                 evidence=group[:4],
             )
@@ -261,6 +267,11 @@ def throttled_token_request_waited_out(ev: Evidence) -> Verdict:
                 expected=f"wait until {interval:g} s after the last issuance before asking again",
                 evidence=[req, resp, nxt],
             )
+    if not reqs:
+        return no_evidence(
+            "the target requested no token",
+            expected=f"wait until {interval:g} s after the last issuance before asking again",
+        )
     if throttled == 0:
         return passed("not exercised: the target never hit the issuance throttle")
     return passed(f"{throttled} throttled answer(s), each waited out")

@@ -50,6 +50,8 @@ MUTANTS = {
     "open-before-close": "opens the new socket before closing the old one",
     "drop-subscriptions": "does not resubscribe after a reconnect",
     "opsp0002-no-release": "retries an already-subscribed key without releasing it first",
+    "release-tr-type-0": "releases with tr_type 0 (not the release tr_type) and retries at once",
+    "approval-wrong-field": "sends the app secret under appsecret, not secretkey, for the approval key",
     "custtype-b": "sends custtype B in subscribe and release packets",
     "misparse": "reads the tick price from the wrong field",
     "first-record-only": "emits only the first record of a multi-record frame",
@@ -313,7 +315,9 @@ class Credentials:
                     json={
                         "grant_type": "client_credentials",
                         "appkey": self.key,
-                        "secretkey": self.secret,
+                        (
+                            "appsecret" if mutant == "approval-wrong-field" else "secretkey"
+                        ): self.secret,
                     },
                 )
                 body = _json(resp)
@@ -547,6 +551,13 @@ class Session:
             if mutant == "opsp0002-no-release":
                 self.retries[target] = self.retries.get(target, 0) + 1
                 if self.retries[target] <= 3:
+                    await self.clock.sleep(1.0)
+                    await self.send(packet(self.approval, "1", *target))
+                return None
+            if mutant == "release-tr-type-0":
+                self.retries[target] = self.retries.get(target, 0) + 1
+                if self.retries[target] <= 3:
+                    await self.send(packet(self.approval, "0", *target))
                     await self.clock.sleep(1.0)
                     await self.send(packet(self.approval, "1", *target))
                 return None
