@@ -83,6 +83,13 @@ def status_object(ev: Report) -> dict[str, Any]:
     }
 
 
+def _ascii_lines(text: str) -> str:
+    """The same JSON lines with every non-ASCII character escaped (valid JSON, any encoding)."""
+    return "".join(
+        json.dumps(json.loads(line), separators=(",", ":")) + "\n" for line in text.splitlines()
+    )
+
+
 class JsonLinesSink:
     """One JSON object per line on a text stream (the IUT contract)."""
 
@@ -112,7 +119,15 @@ class JsonLinesSink:
 
     def _out(self, text: str) -> None:
         if not self.broken:
-            self._guard(lambda: self._write(text))
+            self._guard(lambda: self._write_text(text))
+
+    def _write_text(self, text: str) -> None:
+        try:
+            self._write(text)
+        except (
+            UnicodeEncodeError
+        ):  # a lone surrogate or a narrow stream encoding: escape, never die
+            self._write(_ascii_lines(text))
 
     def _guard(self, call: Callable[[], object]) -> None:
         try:

@@ -12,12 +12,12 @@ the app secret is revealed only into the request body.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import AuthError, BrokerError, NetworkError, RemoteProtocolError
@@ -165,8 +165,8 @@ class DirectApprovalKeyProvider:
             ) from None
         data: Any
         try:
-            data = resp.json()
-        except (ValueError, json.JSONDecodeError):
+            data = bounded_json(resp.content, what="approval answer")
+        except ValueError:
             data = None
         if resp.status_code == httpx.codes.OK and isinstance(data, dict):
             key = data.get(self._response_field)
