@@ -11,7 +11,8 @@ import contextlib
 import shlex
 import signal
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from stockmon.errors import UsageError
 from stockmon.spec import available_versions, latest_version
@@ -160,14 +161,28 @@ def run(args: argparse.Namespace) -> int:
 
         load_scenario(str(config.scenario))  # fail before binding anything
     kiwoom = _kiwoom_config(args, config)
+    trace_file: TextIO | None = None
+    if args.trace:
+        try:  # opened now: a missing directory or a read-only disk fails at start, not at exit
+            trace_file = Path(args.trace).open("w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the trace to {args.trace}: {exc.strerror}; pick a writable --trace FILE"
+            ) from None
     try:
-        return asyncio.run(_serve(config, args.trace, kiwoom))
+        return asyncio.run(_serve(config, args.trace, kiwoom, trace_file))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if trace_file is not None:
+            trace_file.close()
 
 
 async def _serve(
-    config: MockConfig, trace_path: str | None, kiwoom_config: KiwoomMockConfig | None = None
+    config: MockConfig,
+    trace_path: str | None,
+    kiwoom_config: KiwoomMockConfig | None = None,
+    trace_file: TextIO | None = None,
 ) -> int:
     from stockmon.mockserver.kis.mock import KisMock
     from stockmon.mockserver.kiwoom.mock import KiwoomMock
@@ -191,8 +206,12 @@ async def _serve(
             await kiwoom.stop()
         await mock.stop()
         if trace_path:
-            n = mock.trace.to_jsonl(trace_path)
-            print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
+            try:
+                n = mock.trace.to_jsonl(trace_file if trace_file is not None else trace_path)
+            except OSError as exc:  # a full disk: say so, the mock still stops cleanly
+                print(f"could not write the trace to {trace_path}: {exc.strerror}", file=sys.stderr)
+            else:
+                print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
         print("stockmon mock: stopped", file=sys.stderr)
     return 0
 

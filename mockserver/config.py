@@ -18,6 +18,7 @@ DEFAULT_SYMBOLS = ("005930", "000660", "035720", "DNASAAPL", "DNASMSFT", "DNYSIB
 # Largest inbound WebSocket message accepted; bigger ones are closed with 1009 by websockets.
 # Non-normative: broker packets are a few hundred bytes.
 DEFAULT_WS_MAX_SIZE = 64 * 1024
+DEFAULT_TRACE_MAX_BYTES = 256 * 1024 * 1024
 # Kiwoom environments whose LOGIN rule applies (TOKEN-KIWOOM-SESSION).
 ENVS = ("mock", "prod")
 T = TypeVar("T")
@@ -54,6 +55,9 @@ class CommonConfig:
     ws_max_size: int = DEFAULT_WS_MAX_SIZE
     # Keep only the newest N trace records (None = all); the CLI sets a bound for long runs.
     trace_limit: int | None = None
+    # ... and at most about this many bytes of them (texts counted; None = unbounded). Not
+    # normative: a memory bound of the mock (256 MiB keeps a long run far from the machine's RAM).
+    trace_max_bytes: int | None = DEFAULT_TRACE_MAX_BYTES
     # Fixed test credentials (None = derived from the seed, shaped like real ones).
     app_key: str | None = None
     app_secret: str | None = field(default=None, repr=False)
@@ -77,6 +81,8 @@ class CommonConfig:
             raise MockConfigError("ws_max_size must be at least 1024 bytes")
         if self.trace_limit is not None and self.trace_limit < 1:
             raise MockConfigError("trace_limit must be >= 1 or None")
+        if self.trace_max_bytes is not None and self.trace_max_bytes < 1024:
+            raise MockConfigError("trace_max_bytes must be >= 1024 or None")
 
 
 @dataclass(frozen=True)

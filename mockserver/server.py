@@ -450,7 +450,7 @@ class MockServer(Generic[S]):
             return HttpResponse(
                 200,
                 None,
-                raw=self.trace.jsonl(since_seq).encode(),
+                chunks=self.trace.jsonl_chunks(since_seq),
                 content_type="application/x-ndjson; charset=utf-8",
             )
         if req.method == "GET" and sub == "state":
