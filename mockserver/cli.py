@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import shlex
 import signal
 import sys
@@ -110,9 +111,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> MockConfig:
     from dataclasses import replace
 
-    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.config import MockConfig, is_loopback
     from stockmon.mockserver.kis.profile import load_profile
 
+    # Off loopback the control plane (faults, /_mock/env with the secrets) needs a token: one for
+    # both brokers' mocks, printed once in the banner.
+    token = None if is_loopback(args.host) else secrets.token_urlsafe(24)
     config = MockConfig(
         spec_version=args.spec,
         host=args.host,
@@ -123,6 +127,7 @@ def _config(args: argparse.Namespace) -> MockConfig:
         scenario=args.scenario,
         replay_path=args.replay,
         trace_limit=CLI_TRACE_LIMIT,
+        control_token=token,
     )
     if args.symbols:
         profile = load_profile(args.spec)
@@ -242,6 +247,14 @@ def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
         if kiwoom is not None
         else ""
     )
+    if c.control_token is not None:
+        print(
+            f"warning: listening on {c.host}, not loopback: anyone who can reach these ports can "
+            "stream and call the REST side. The control plane (/_mock/*) needs the header\n"
+            f"  authorization: Bearer {c.control_token}",
+            file=sys.stderr,
+            flush=True,
+        )
     lines += ["", f"# paste into your shell{hint}:"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines += ["", "Ctrl-C to stop."]

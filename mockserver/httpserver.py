@@ -115,6 +115,9 @@ class HttpServer:
         self.conn_id = conn_id
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # real seconds: to send a whole request (half-open connections end), and idle between requests
+        self.request_timeout_s = 10.0
+        self.idle_timeout_s = 120.0
 
     async def start(self, host: str, port: int) -> int:
         """Bind and return the port."""
@@ -138,11 +141,13 @@ class HttpServer:
         self._tasks.add(task)
         conn = self.conn_id()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+        served = False
         try:
             while True:
-                req = await self._read_request(h, reader, writer, conn)
+                req = await self._read_request(h, reader, writer, conn, served)
                 if req is None:
                     break
+                served = True
                 try:
                     resp = await self.handler(req)
                 except Exception:
@@ -173,6 +178,7 @@ class HttpServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         conn: str,
+        served: bool = False,
     ) -> HttpRequest | None:
         head: h11.Request | None = None
         body = bytearray()
@@ -183,7 +189,17 @@ class HttpServer:
                 await self._bad_request(h, writer, f"bad HTTP request: {exc}")
                 return None
             if event is h11.NEED_DATA:
-                data = await reader.read(READ_CHUNK)
+                # idle keep-alive between requests may last; a request once begun must be quick
+                idle = head is None and not body and h.their_state is h11.IDLE and served
+                try:
+                    async with asyncio.timeout(
+                        self.idle_timeout_s if idle else self.request_timeout_s
+                    ):
+                        data = await reader.read(READ_CHUNK)
+                except TimeoutError:
+                    if head is not None:  # a head without its body: say why before closing
+                        await self._bad_request(h, writer, "request not complete in time", 408)
+                    return None
                 try:
                     h.receive_data(data)
                 except h11.RemoteProtocolError as exc:
@@ -217,9 +233,11 @@ class HttpServer:
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
 
-    async def _bad_request(self, h: h11.Connection, writer: asyncio.StreamWriter, msg: str) -> None:
+    async def _bad_request(
+        self, h: h11.Connection, writer: asyncio.StreamWriter, msg: str, status: int = 400
+    ) -> None:
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            resp = HttpResponse(400, {"rt_cd": "1", "msg_cd": "MOCK0400", "msg1": msg})
+            resp = HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
             with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
                 await self._write(h, writer, resp)
 
