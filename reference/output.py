@@ -132,8 +132,13 @@ class JsonLinesSink:
     def _guard(self, call: Callable[[], object]) -> None:
         try:
             call()
-        except (BrokenPipeError, ValueError):  # the reader went away (ValueError: stream closed)
+        except (OSError, ValueError) as exc:  # reader gone (pipe, closed stream) or disk full
             self.broken = True
+            if not isinstance(exc, BrokenPipeError | ValueError):
+                print(
+                    f"stockmon stream: cannot write the output ({exc.strerror}); stopping",
+                    file=sys.stderr,
+                )
             if self.on_broken is not None:
                 self.on_broken()
 

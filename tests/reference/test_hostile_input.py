@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -109,3 +110,19 @@ def test_sink_never_dies_on_a_lone_surrogate() -> None:
     assert "\\ud800" in line
     assert json.loads(line)["state"] == "frame_dropped"
     assert not sink.broken
+
+
+def test_full_disk_stops_the_sink_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Writing to /dev/full (ENOSPC) marks the sink broken and says so in one line, no traceback."""
+    called: list[bool] = []
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        sink = JsonLinesSink(full, on_broken=lambda: called.append(True))
+        sink.event(MalformedFrame(RemoteProtocolError("x"), "x", source="kis"))
+        sink.flush()
+        assert sink.broken
+        assert called == [True]
+        with contextlib.suppress(OSError):  # the buffered line cannot be flushed on close either
+            full.close()
+    err = capsys.readouterr().err
+    assert "cannot write the output" in err
+    assert "Traceback" not in err
