@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.spec import Spec
 
 Record = Mapping[str, Any]
@@ -223,7 +224,7 @@ def client_json(record: Record) -> Mapping[str, Any] | None:
     if not isinstance(text, str):
         return None
     try:
-        parsed = json.loads(text)
+        parsed = bounded_json(text, what="trace record")
     except ValueError:
         return None
     return parsed if isinstance(parsed, Mapping) else None

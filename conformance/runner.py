@@ -441,7 +441,8 @@ class ScenarioRun:
         assert self.options.trace_dir is not None
         self.options.trace_dir.mkdir(parents=True, exist_ok=True)
         path = self.options.trace_dir / f"{self.spec.version}-{self.scenario.name}.jsonl"
-        with path.open("w", encoding="utf-8") as fh:
+        # backslashreplace: whatever a target made the mock record, the dump never fails on it
+        with path.open("w", encoding="utf-8", errors="backslashreplace") as fh:
             for r in records:
                 # Compact JSON, one record a line; a value JSON cannot hold becomes its string.
                 fh.write(

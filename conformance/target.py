@@ -8,7 +8,6 @@ process group so a shell wrapper and its children all receive the signal.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.conformance.errors import ConfigError
 from stockmon.conformance.evidence import Event, Line, TargetRun
 from stockmon.schemas import errors as schema_errors
@@ -147,7 +147,7 @@ class TargetProcess:
             if not text:
                 continue
             try:
-                obj = json.loads(text)
+                obj = bounded_json(text, what="output line")
             except ValueError:
                 bad.append((n, line.text, "not JSON"))
                 continue

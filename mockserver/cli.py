@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from stockmon.errors import UsageError
 from stockmon.spec import available_versions, latest_version
@@ -132,9 +134,12 @@ def _free_ports(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> MockConfig:
     from dataclasses import replace
 
-    from stockmon.mockserver.config import MockConfig
+    from stockmon.mockserver.config import MockConfig, is_loopback
     from stockmon.mockserver.kis.profile import load_profile
 
+    # Off loopback the control plane (faults, /_mock/env with the secrets) needs a token: one for
+    # both brokers' mocks, printed once in the banner.
+    token = None if is_loopback(args.host) else secrets.token_urlsafe(24)
     config = MockConfig(
         spec_version=args.spec,
         host=args.host,
@@ -146,6 +151,7 @@ def _config(args: argparse.Namespace) -> MockConfig:
         scenario=args.scenario,
         replay_path=args.replay,
         trace_limit=CLI_TRACE_LIMIT,
+        control_token=token,
     )
     if args.symbols:
         profile = load_profile(args.spec)
@@ -185,14 +191,28 @@ def run(args: argparse.Namespace) -> int:
 
         load_scenario(str(config.scenario))  # fail before binding anything
     kiwoom = _kiwoom_config(args, config)
+    trace_file: TextIO | None = None
+    if args.trace:
+        try:  # opened now: a missing directory or a read-only disk fails at start, not at exit
+            trace_file = Path(args.trace).open("w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the trace to {args.trace}: {exc.strerror}; pick a writable --trace FILE"
+            ) from None
     try:
-        return asyncio.run(_serve(config, args.trace, kiwoom))
+        return asyncio.run(_serve(config, args.trace, kiwoom, trace_file))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if trace_file is not None:
+            trace_file.close()
 
 
 async def _serve(
-    config: MockConfig, trace_path: str | None, kiwoom_config: KiwoomMockConfig | None = None
+    config: MockConfig,
+    trace_path: str | None,
+    kiwoom_config: KiwoomMockConfig | None = None,
+    trace_file: TextIO | None = None,
 ) -> int:
     from stockmon.mockserver.kis.mock import KisMock
     from stockmon.mockserver.kiwoom.mock import KiwoomMock
@@ -216,8 +236,12 @@ async def _serve(
             await kiwoom.stop()
         await mock.stop()
         if trace_path:
-            n = mock.trace.to_jsonl(trace_path)
-            print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
+            try:
+                n = mock.trace.to_jsonl(trace_file if trace_file is not None else trace_path)
+            except OSError as exc:  # a full disk: say so, the mock still stops cleanly
+                print(f"could not write the trace to {trace_path}: {exc.strerror}", file=sys.stderr)
+            else:
+                print(f"wrote {n} trace records to {trace_path}", file=sys.stderr)
         print("stockmon mock: stopped", file=sys.stderr)
     return 0
 
@@ -268,6 +292,14 @@ def _banner(mock: KisMock, kiwoom: KiwoomMock | None = None) -> None:
         if kiwoom is not None
         else ""
     )
+    if c.control_token is not None:
+        print(
+            f"warning: listening on {c.host}, not loopback: anyone who can reach these ports can "
+            "stream and call the REST side. The control plane (/_mock/*) needs the header\n"
+            f"  authorization: Bearer {c.control_token}",
+            file=sys.stderr,
+            flush=True,
+        )
     lines += ["", f"# paste into your shell{hint}:"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines += ["", "Ctrl-C to stop."]

@@ -6,6 +6,7 @@ Every spec duration is in spec seconds. ``None`` means "the value of the selecte
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ DEFAULT_SYMBOLS = ("005930", "000660", "035720", "DNASAAPL", "DNASMSFT", "DNYSIB
 # Largest inbound WebSocket message accepted; bigger ones are closed with 1009 by websockets.
 # Non-normative: broker packets are a few hundred bytes.
 DEFAULT_WS_MAX_SIZE = 64 * 1024
+DEFAULT_TRACE_MAX_BYTES = 256 * 1024 * 1024
 # Kiwoom environments whose LOGIN rule applies (TOKEN-KIWOOM-SESSION).
 ENVS = ("mock", "prod")
 T = TypeVar("T")
@@ -26,6 +28,16 @@ T = TypeVar("T")
 def chosen(value: T | None, default: T) -> T:
     """A config value, or the profile's ``default`` where the config leaves it ``None``."""
     return default if value is None else value
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _non_negative(config: object, *names: str) -> None:
@@ -59,6 +71,16 @@ class CommonConfig:
     ws_max_size: int = DEFAULT_WS_MAX_SIZE
     # Keep only the newest N trace records (None = all); the CLI sets a bound for long runs.
     trace_limit: int | None = None
+    # ... and at most about this many bytes of them (texts counted; None = unbounded). Not
+    # normative: a memory bound of the mock (256 MiB keeps a long run far from the machine's RAM).
+    trace_max_bytes: int | None = DEFAULT_TRACE_MAX_BYTES
+    # Bearer token the control plane (/_mock/*) requires; None = none on a loopback host, a random
+    # one (see MockServer.control_token) on any other address.
+    control_token: str | None = field(default=None, repr=False)
+    # Real seconds a REST connection may take to send a request (half-open connections are
+    # closed), and may sit idle between keep-alive requests. Not normative: a listener's hygiene.
+    rest_request_timeout_s: float = 10.0
+    rest_idle_timeout_s: float = 120.0
     # Fixed test credentials (None = derived from the seed, shaped like real ones).
     app_key: str | None = None
     app_secret: str | None = field(default=None, repr=False)
@@ -84,6 +106,10 @@ class CommonConfig:
             raise MockConfigError("ws_max_size must be at least 1024 bytes")
         if self.trace_limit is not None and self.trace_limit < 1:
             raise MockConfigError("trace_limit must be >= 1 or None")
+        if not (self.rest_request_timeout_s > 0 and self.rest_idle_timeout_s > 0):
+            raise MockConfigError("rest_request_timeout_s and rest_idle_timeout_s must be > 0")
+        if self.trace_max_bytes is not None and self.trace_max_bytes < 1024:
+            raise MockConfigError("trace_max_bytes must be >= 1024 or None")
 
 
 @dataclass(frozen=True)
@@ -137,7 +163,7 @@ class KiwoomMockConfig(CommonConfig):
     @classmethod
     def beside(cls, config: CommonConfig, **fields: Any) -> KiwoomMockConfig:
         """The Kiwoom part of a run beside ``config``: same spec, host, seed, clock and symbols."""
-        same = ("spec_version", "host", "seed", "time_scale", "symbols", "market")
+        same = ("spec_version", "host", "seed", "time_scale", "symbols", "market", "control_token")
         return cls(**{name: getattr(config, name) for name in same}, **fields)
 
     def __post_init__(self) -> None:

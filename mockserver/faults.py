@@ -10,14 +10,107 @@ handed to the loop and waits until applied. Durations are spec seconds.
 from __future__ import annotations
 
 import asyncio
+import math
+import reprlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator
+from websockets.frames import EXTERNAL_CLOSE_CODES
 
 from stockmon.mockserver.config import CommonConfig
 from stockmon.mockserver.errors import MockConfigError
 from stockmon.mockserver.trace import Trace
 from stockmon.mockserver.world import FaultState, SubscribeError, WorldBase
+
+# Non-normative bounds of the control plane: far above any test's need, far below a memory problem.
+MAX_FAULT_COUNT = 10_000  # n / count of one fault call
+MAX_FAULT_SECONDS = 86_400.0  # spec seconds of one stall or delay
+MAX_CLOSE_REASON_BYTES = (
+    123  # RFC 6455 §5.5: a control frame's payload is 125 bytes, 2 for the code
+)
+_CLOSE_CODES = sorted(int(c) for c in EXTERNAL_CLOSE_CODES)
+
+_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_FAULT_COUNT}
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_FAULT_SECONDS}
+_CONN = {"type": ["string", "null"], "maxLength": 200}
+_CODE = {"type": ["string", "null"], "maxLength": 40}
+_SWITCH = {"type": "boolean"}
+_NONE: dict[str, Any] = {}
+
+# JSON Schema of each fault's parameters (control plane and scenario files); a dialect adds its own.
+FAULT_PARAMS: Mapping[str, Mapping[str, Any]] = {
+    "drop_socket": {"conn": _CONN},
+    "close_socket": {
+        "code": {
+            "anyOf": [
+                {"type": "integer", "enum": _CLOSE_CODES},
+                {"type": "integer", "minimum": 3000, "maximum": 4999},
+            ]
+        },
+        "reason": {"type": "string", "maxLength": MAX_CLOSE_REASON_BYTES},
+        "conn": _CONN,
+    },
+    "stall": {"seconds": _SECONDS},
+    "next_subscribe_error": {
+        "code": _CODE,
+        "tr_key": {"type": ["string", "null"], "maxLength": 40},
+        "count": {**_COUNT, "minimum": 1},
+    },
+    "fail_rest": {"n": _COUNT, "code": _CODE},
+    "expire_tokens": _NONE,
+    "revoke_tokens": _NONE,
+    "throttle_tokens": {"on": {"type": ["boolean", "null"]}},
+    "delay_rest": {"seconds": _SECONDS, "n": {**_COUNT, "type": ["integer", "null"]}},
+    "malformed_frames": {"n": _COUNT, "kind": {"type": "string"}},
+    "refuse_connections": {"on": _SWITCH},
+    "server_ping_now": _NONE,
+    "clear": _NONE,
+    "revoke_approvals": _NONE,
+    "system_now": {"code": {"type": ["string", "integer"], "maxLength": 40}, "close": _SWITCH},
+}
+
+
+def _describe(schema: Mapping[str, Any]) -> str:
+    """The allowed values of one parameter, for a 400's message."""
+    if "anyOf" in schema:
+        return " or ".join(_describe(s) for s in schema["anyOf"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    kinds = schema.get("type")
+    text = "/".join(kinds) if isinstance(kinds, list) else str(kinds)
+    if "minimum" in schema or "maximum" in schema:
+        text += f" in {schema.get('minimum', '-inf')}..{schema.get('maximum', 'inf')}"
+    if "maxLength" in schema:
+        text += f" of at most {schema['maxLength']} characters"
+    return text
+
+
+def validate_params(name: str, params: Mapping[str, Any]) -> None:
+    """MockConfigError naming the field and its allowed range unless ``params`` fit the fault."""
+    props = FAULT_PARAMS.get(name)
+    if props is None:
+        return
+    schema = {"type": "object", "properties": props, "additionalProperties": False}
+    error = next(iter(Draft202012Validator(schema).iter_errors(dict(params))), None)
+    if error is not None:
+        field = next((str(p) for p in error.path), None)
+        if field is None:  # an unknown parameter
+            known = ", ".join(props) or "none"
+            raise MockConfigError(f"fault {name}: {error.message}; parameters: {known}")
+        raise MockConfigError(
+            f"fault {name}: {field}={reprlib.repr(params[field])} is not allowed; "
+            f"{field} must be {_describe(props[field])}"
+        )
+    for field, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MockConfigError(f"fault {name}: {field} must be a finite number, got {value!r}")
+    reason = params.get("reason")
+    if isinstance(reason, str) and len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+        raise MockConfigError(
+            f"fault {name}: reason must be at most {MAX_CLOSE_REASON_BYTES} bytes in UTF-8"
+        )
 
 
 class MockProtocol(Protocol):
@@ -95,6 +188,7 @@ class Faults:
         return self._mock.world.faults
 
     def _apply(self, name: str, params: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        validate_params(name, params)  # the Python API too, not only the control plane
         mock = self._mock
         loop = mock.loop
 
@@ -137,8 +231,7 @@ class Faults:
         self, code: int = 1011, reason: str = "mock fault", conn: str | None = None
     ) -> int:
         """Close one WS session or all with a close frame; returns how many."""
-        if not (1000 <= int(code) <= 4999):
-            raise MockConfigError(f"close code must be 1000..4999, got {code!r}")
+        validate_params("close_socket", {"code": code, "reason": reason, "conn": conn})
         return int(
             self._apply(
                 "close_socket",
@@ -249,6 +342,7 @@ class Faults:
         """Apply a fault by name (control plane, scenarios); MockConfigError if unknown/bad."""
         if name not in self.NAMES and name != "clear":
             raise MockConfigError(f"unknown fault {name!r}; known: {', '.join(self.NAMES)}")
+        validate_params(name, params or {})
         try:
             return getattr(self, name)(**(params or {}))
         except TypeError as exc:

@@ -12,19 +12,28 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.mockserver.world import Token, WorldBase
+from stockmon.redaction import MASK, scrub
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = frozenset({"appsecret", "secretkey"})
-MASK = "***"
+# Body fields and headers holding a secret of CRED-ENV (KIS_APP_KEY, KIS_APP_SECRET, KIWOOM_APP_KEY,
+# KIWOOM_APP_SECRET): the names of the spec's REST layouts (rest.headers, WS-APPROVAL-KEY secret_field,
+# CRED-KIWOOM-SECRET request_field). Values registered as secrets are scrubbed from any text as well.
+SECRET_KEYS = frozenset({"appkey", "appsecret", "secretkey"})
+_SECRET_TEXT = re.compile(
+    r"""(?P<k>(?:"|\b)(?:appkey|appsecret|secretkey)"?\s*[:=]\s*"?)(?P<v>[^"&,}\s]*)""",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -48,7 +57,8 @@ class HttpResponse:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     token: str | None = None
-    raw: bytes | None = None  # pre-encoded body (JSONL trace export)
+    raw: bytes | None = None  # pre-encoded body
+    chunks: AsyncIterator[bytes] | None = None  # streamed body (JSONL trace export), chunked
     content_type: str = "application/json; charset=utf-8"
 
     def encode(self) -> bytes:
@@ -67,13 +77,26 @@ def mask(value: Any) -> Any:
     return value
 
 
+def mask_text(text: str) -> str:
+    """A body that is not JSON (form-encoded, broken JSON) with every secret field and every
+    registered secret value masked."""
+    return scrub(_SECRET_TEXT.sub(lambda m: m["k"] + (MASK if m["v"] else ""), text))
+
+
+def traced_body(parsed: Any, is_json: bool) -> Any:
+    """What the trace keeps of a request body: JSON masked by field, anything else as masked text."""
+    if is_json:
+        return mask(parsed)
+    return mask_text(parsed) if isinstance(parsed, str) else parsed
+
+
 def parse_body(body: bytes) -> tuple[Any, bool]:
-    """(parsed JSON, True) or (raw text, False)."""
-    text = body.decode("utf-8", "replace")
+    """(parsed JSON, True) or (raw text, False); bounded in depth, non-UTF-8 bytes escaped."""
+    text = body.decode("utf-8", "backslashreplace")
     if not text:
         return None, False
     try:
-        return json.loads(text), True
+        return bounded_json(text, what="request body"), True
     except ValueError:
         return text, False
 
@@ -92,6 +115,9 @@ class HttpServer:
         self.conn_id = conn_id
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # real seconds: to send a whole request (half-open connections end), and idle between requests
+        self.request_timeout_s = 10.0
+        self.idle_timeout_s = 120.0
 
     async def start(self, host: str, port: int) -> int:
         """Bind and return the port."""
@@ -115,11 +141,13 @@ class HttpServer:
         self._tasks.add(task)
         conn = self.conn_id()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+        served = False
         try:
             while True:
-                req = await self._read_request(h, reader, writer, conn)
+                req = await self._read_request(h, reader, writer, conn, served)
                 if req is None:
                     break
+                served = True
                 try:
                     resp = await self.handler(req)
                 except Exception:
@@ -150,6 +178,7 @@ class HttpServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         conn: str,
+        served: bool = False,
     ) -> HttpRequest | None:
         head: h11.Request | None = None
         body = bytearray()
@@ -160,7 +189,17 @@ class HttpServer:
                 await self._bad_request(h, writer, f"bad HTTP request: {exc}")
                 return None
             if event is h11.NEED_DATA:
-                data = await reader.read(READ_CHUNK)
+                # idle keep-alive between requests may last; a request once begun must be quick
+                idle = head is None and not body and h.their_state is h11.IDLE and served
+                try:
+                    async with asyncio.timeout(
+                        self.idle_timeout_s if idle else self.request_timeout_s
+                    ):
+                        data = await reader.read(READ_CHUNK)
+                except TimeoutError:
+                    if head is not None:  # a head without its body: say why before closing
+                        await self._bad_request(h, writer, "request not complete in time", 408)
+                    return None
                 try:
                     h.receive_data(data)
                 except h11.RemoteProtocolError as exc:
@@ -194,15 +233,20 @@ class HttpServer:
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
 
-    async def _bad_request(self, h: h11.Connection, writer: asyncio.StreamWriter, msg: str) -> None:
+    async def _bad_request(
+        self, h: h11.Connection, writer: asyncio.StreamWriter, msg: str, status: int = 400
+    ) -> None:
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            resp = HttpResponse(400, {"rt_cd": "1", "msg_cd": "MOCK0400", "msg1": msg})
+            resp = HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
             with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
                 await self._write(h, writer, resp)
 
     async def _write(
         self, h: h11.Connection, writer: asyncio.StreamWriter, resp: HttpResponse
     ) -> None:
+        if resp.chunks is not None:
+            await self._write_chunked(h, writer, resp, resp.chunks)
+            return
         payload = resp.encode()
         headers = [
             ("content-type", resp.content_type),
@@ -216,6 +260,27 @@ class HttpServer:
             + (h.send(h11.EndOfMessage()) or b"")
         )
         writer.write(data)
+        await writer.drain()
+
+    async def _write_chunked(
+        self,
+        h: h11.Connection,
+        writer: asyncio.StreamWriter,
+        resp: HttpResponse,
+        chunks: AsyncIterator[bytes],
+    ) -> None:
+        """Send a streamed body chunk by chunk, draining between chunks (bounded memory)."""
+        headers = [
+            ("content-type", resp.content_type),
+            ("transfer-encoding", "chunked"),
+            *resp.headers.items(),
+        ]
+        writer.write(h.send(h11.Response(status_code=resp.status, headers=headers)) or b"")
+        async for chunk in chunks:
+            if chunk:
+                writer.write(h.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+        writer.write(h.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
 
@@ -255,8 +320,12 @@ class RestAppBase:
                 "in",
                 "violation",
                 schema=schema,
-                errors=errs,
-                text=json.dumps(mask(parsed), ensure_ascii=False) if parsed is not None else None,
+                errors=[mask_text(e) for e in errs],
+                text=(
+                    json.dumps(traced_body(parsed, not isinstance(parsed, str)), ensure_ascii=False)
+                    if parsed is not None
+                    else None
+                ),
             )
 
     def _issued(self, token: Token, now: float, reused: bool) -> float:
@@ -313,7 +382,7 @@ async def traced_call(
         path=req.path,
         query=req.query,
         headers=headers,
-        body=mask(parsed) if is_json else parsed,
+        body=traced_body(parsed, is_json),
     )
     resp = handle(req, now)
     if resp.delay_s > 0:

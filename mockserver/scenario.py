@@ -34,6 +34,10 @@ def load_scenario(source: str | Path | dict[str, Any]) -> dict[str, Any]:
             data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ScenarioError(f"cannot read scenario {where}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # found by fuzz/run.py (scenario_loader)
+            raise ScenarioError(
+                f"scenario {where} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
         except yaml.YAMLError as exc:
             raise ScenarioError(
                 f"scenario {where} is not valid YAML: {exc}".splitlines()[0]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -22,7 +24,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from stockmon.mockserver.config import CommonConfig
+from stockmon.mockserver.config import CommonConfig, is_loopback
 from stockmon.mockserver.core import Close, CoreBase, Send
 from stockmon.mockserver.errors import MockConfigError, MockError
 from stockmon.mockserver.faults import Faults
@@ -94,6 +96,7 @@ class MockServer(Generic[S]):
         self._scenario: Any = None
         self._started = False
         self._bg: set[asyncio.Future[None]] = set()
+        self._control_token: str | None = None
 
     # --- what a dialect says ----------------------------------------------------------------
     def _new_session(self, conn: str, now: float) -> S:
@@ -190,6 +193,11 @@ class MockServer(Generic[S]):
         logger = ".".join(
             ["stockmon.mockserver", *([self.world.broker] if self.world.broker else []), "ws"]
         )
+        self._control_token = self.config.control_token or (
+            None if is_loopback(self.config.host) else secrets.token_urlsafe(24)
+        )
+        self._http.request_timeout_s = self.config.rest_request_timeout_s
+        self._http.idle_timeout_s = self.config.rest_idle_timeout_s
         try:
             self.rest_port = await self._http.start(self.config.host, self.config.rest_port)
             self._ws_server = await serve(
@@ -440,7 +448,22 @@ class MockServer(Generic[S]):
             self.world.record, self.rest.handle, req, self.now, self.config.time_scale
         )
 
+    @property
+    def control_token(self) -> str | None:
+        """The bearer token /_mock/* requires (None on loopback unless configured)."""
+        return self._control_token
+
     def _control(self, req: HttpRequest) -> HttpResponse:
+        token = self._control_token
+        if token is not None and not hmac.compare_digest(
+            req.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            return HttpResponse(
+                401,
+                {
+                    "error": "the control plane needs 'authorization: Bearer <token>' (printed at start)"
+                },
+            )
         sub = req.path[len(CONTROL_PREFIX) :]
         if req.method == "GET" and sub == "trace":
             since = req.query.get("since", "0")
@@ -451,7 +474,7 @@ class MockServer(Generic[S]):
             return HttpResponse(
                 200,
                 None,
-                raw=self.trace.jsonl(since_seq).encode(),
+                chunks=self.trace.jsonl_chunks(since_seq),
                 content_type="application/x-ndjson; charset=utf-8",
             )
         if req.method == "GET" and sub == "state":
@@ -512,6 +535,8 @@ def _peer(ws: ServerConnection) -> str:
 
 
 def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - only for printing a reachable URL
+    if host in ("0.0.0.0", ""):  # noqa: S104 - only for printing a reachable URL
         return "127.0.0.1"
+    if host == "::":  # IPv6 any-address: an IPv6-only socket, reachable at the IPv6 loopback
+        return "[::1]"
     return f"[{host}]" if ":" in host else host

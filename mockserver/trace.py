@@ -12,32 +12,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+import reprlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 Record = dict[str, Any]
 # How often wait_for looks at new records; short enough for tests, cheap for the loop.
 _POLL_S = 0.002
+# Records encoded per chunk of a streamed export; the loop gets control back between chunks.
+_CHUNK_RECORDS = 256
+# Estimated bytes of a record's fixed keys (seq, t, channel, ...), added to its texts' length.
+_RECORD_OVERHEAD = 200
 
 
 class Trace:
-    """An append-only list of trace records (optionally only the newest ``limit``)."""
+    """An append-only list of trace records: only the newest ``limit`` records and at most about
+    ``max_bytes`` of them (estimated from their texts) are kept, the oldest dropped first."""
 
     def __init__(
         self,
         time_scale: float = 1.0,
         limit: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        max_bytes: int | None = None,
     ) -> None:
         self.time_scale = time_scale
         self._monotonic = monotonic
         self._t0 = monotonic()
         self._lock = threading.Lock()
-        self._records: deque[Record | tuple[Any, ...]] = deque(maxlen=limit)
+        self._records: deque[Record | tuple[Any, ...]] = deque()
+        self._sizes: deque[int] = deque()
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self.bytes = 0
+        self.dropped = 0
         self._seq = 0
 
     def now(self) -> float:
@@ -58,11 +70,26 @@ class Trace:
             "kind": kind,
         }
         rec.update(extra)
+        size = _RECORD_OVERHEAD + _text_size(rec)
         with self._lock:
             self._seq += 1
             rec["seq"] = self._seq
-            self._records.append(rec)
+            self._append(rec, size)
         return rec
+
+    def _append(self, entry: Record | tuple[Any, ...], size: int) -> None:
+        """Append under the lock, then drop the oldest while over either bound."""
+        self._records.append(entry)
+        self._sizes.append(size)
+        self.bytes += size
+        limit, max_bytes = self._limit, self._max_bytes
+        while len(self._records) > 1 and (
+            (limit is not None and len(self._records) > limit)
+            or (max_bytes is not None and self.bytes > max_bytes)
+        ):
+            self._records.popleft()
+            self.bytes -= self._sizes.popleft()
+            self.dropped += 1
 
     def record_text_out(
         self,
@@ -79,9 +106,10 @@ class Trace:
     ) -> None:
         """Fast path for outbound text frames (tens of thousands per second): stored compactly,
         turned into the same dict as :meth:`record` when read."""
+        size = _RECORD_OVERHEAD + 2 * len(text)  # the text and (roughly) its parsed json
         with self._lock:
             self._seq += 1
-            self._records.append(
+            self._append(
                 (
                     self._seq,
                     t_spec,
@@ -94,7 +122,8 @@ class Trace:
                     msg_cd,
                     frame,
                     broker,
-                )
+                ),
+                size,
             )
 
     def _dict(self, entry: Record | tuple[Any, ...]) -> Record:
@@ -125,14 +154,15 @@ class Trace:
             rec["trnm"] = tr_id  # a tagged broker's records name the frame type in its own word
         return rec
 
-    def records(self, since_seq: int = 0) -> list[Record]:
-        """A snapshot of the records with seq > since_seq, oldest first."""
+    def _raw(self, since_seq: int) -> list[Record | tuple[Any, ...]]:
         with self._lock:
             if since_seq <= 0:
-                raw = list(self._records)
-            else:
-                raw = [r for r in self._records if _seq_of(r) > since_seq]
-        return [self._dict(r) for r in raw]
+                return list(self._records)
+            return [r for r in self._records if _seq_of(r) > since_seq]
+
+    def records(self, since_seq: int = 0) -> list[Record]:
+        """A snapshot of the records with seq > since_seq, oldest first."""
+        return [self._dict(r) for r in self._raw(since_seq)]
 
     def __len__(self) -> int:
         with self._lock:
@@ -147,18 +177,35 @@ class Trace:
         with self._lock:
             return self._seq
 
-    def to_jsonl(self, path: str | Path) -> int:
-        """Write every record as one JSON line; returns the number written."""
-        recs = self.records()
-        with Path(path).open("w", encoding="utf-8") as fh:
-            for rec in recs:
-                fh.write(dumps(rec))
-                fh.write("\n")
-        return len(recs)
+    def to_jsonl(self, path: str | Path | IO[str]) -> int:
+        """Write every record as one JSON line (to a path or an open text file); the count written."""
+        raw = self._raw(0)
+        if isinstance(path, str | Path):
+            with Path(path).open("w", encoding="utf-8", errors="backslashreplace") as fh:
+                return self._write_lines(fh, raw)
+        return self._write_lines(path, raw)
+
+    def _write_lines(self, fh: IO[str], raw: list[Record | tuple[Any, ...]]) -> int:
+        for entry in raw:
+            fh.write(dumps(self._dict(entry)))
+            fh.write("\n")
+        fh.flush()
+        return len(raw)
 
     def jsonl(self, since_seq: int = 0) -> str:
-        """The records as JSONL text (for ``GET /_mock/trace``)."""
+        """The records as JSONL text."""
         return "".join(dumps(r) + "\n" for r in self.records(since_seq))
+
+    async def jsonl_chunks(self, since_seq: int = 0) -> AsyncIterator[bytes]:
+        """The records as UTF-8 JSONL in chunks, yielding to the loop between chunks (for a
+        streamed ``GET /_mock/trace``: never the whole export in memory, never the loop blocked)."""
+        raw = self._raw(since_seq)  # references only: the records are immutable once recorded
+        for start in range(0, len(raw), _CHUNK_RECORDS):
+            batch = raw[start : start + _CHUNK_RECORDS]
+            yield "".join(dumps(self._dict(e)) + "\n" for e in batch).encode(
+                "utf-8", "backslashreplace"
+            )
+            await asyncio.sleep(0)
 
     def _scan(self, predicate: Callable[[Record], bool], cursor: int) -> tuple[Record | None, int]:
         for rec in self.records(cursor):
@@ -206,6 +253,34 @@ def _seq_of(entry: Record | tuple[Any, ...]) -> int:
     return int(entry["seq"] if isinstance(entry, dict) else entry[0])
 
 
+def _text_size(rec: Record) -> int:
+    """Estimated bytes of a record's payload: its texts, and a parsed body or JSON counted as its text."""
+    size = 0
+    for key in ("text", "body", "json", "errors"):
+        value = rec.get(key)
+        if isinstance(value, str):
+            size += len(value)
+        elif value is not None:
+            size += len(rec["text"]) if isinstance(rec.get("text"), str) else 256
+    return size
+
+
 def dumps(rec: Record) -> str:
-    """One record as compact JSON (non-JSON values become strings rather than failing)."""
-    return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One record as compact JSON that never fails: non-JSON values become strings, and a record
+    that cannot be encoded at all (too deep, NaN) is kept as its seq, kind and escaped repr.
+
+    Lone surrogates stay in the returned text; encode it with ``errors="backslashreplace"``, which
+    turns them into the JSON escape they came from."""
+    try:
+        return json.dumps(
+            rec, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+        )
+    except (ValueError, RecursionError, TypeError) as exc:
+        stub = {k: rec.get(k) for k in _STUB_KEYS if k in rec}
+        if isinstance(rec.get("text"), str):
+            stub["text"] = rec["text"]
+        stub["unencodable"] = f"{type(exc).__name__}: {reprlib.repr(rec)}"
+        return json.dumps(stub, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+_STUB_KEYS = ("seq", "t", "t_spec", "channel", "conn", "dir", "kind", "frame")

@@ -21,6 +21,7 @@ from stockmon.errors import SpecError
 from stockmon.mockserver.config import CommonConfig
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.mockserver.trace import Record, Trace
+from stockmon.redaction import register_secret
 from stockmon.schemas import errors as schema_errors
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class TokenBook:
         """Register a credential pair (generated in the broker's shape unless given)."""
         key, secret = app_key or self._new_app_key(), app_secret or self._new_app_secret()
         self.credentials[key] = secret
+        register_secret(
+            key
+        )  # app keys are secrets too (.env.example): scrubbed from any trace text
+        register_secret(secret)
         return key, secret
 
     def _new_app_key(self) -> str:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from stockmon.boundedjson import decode_text
+from stockmon.errors import InputRejected
 from stockmon.redaction import Secret
 from stockmon.reference.errors import LocalProtocolError, RemoteProtocolError
 from stockmon.reference.events import CloseSocket, Event, MalformedFrame, OpenSocket, StatusChanged
@@ -62,6 +64,7 @@ class BrokerCore(Protocol):
     def subscribe(self, sub: Subscription, now: float) -> None: ...
     def unsubscribe(self, sub: Subscription, now: float) -> None: ...
     def text_received(self, text: str, now: float) -> None: ...
+    def bytes_received(self, data: bytes, now: float) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
     def data_to_send(self) -> list[str]: ...
@@ -309,6 +312,18 @@ class SessionLifecycle:
             raise LocalProtocolError(f"text_received() in state {self.state.value}")
         self._last_inbound = now
         self._received(text)
+
+    def bytes_received(self, data: bytes, now: float) -> None:
+        """One binary frame: read as the text it must be (strict UTF-8), else counted and dropped."""
+        try:
+            text = decode_text(data, "binary frame")
+        except InputRejected as exc:
+            if self.state not in RECEIVING_STATES:
+                raise LocalProtocolError(f"bytes_received() in state {self.state.value}") from None
+            self._last_inbound = now
+            self._malformed(RemoteProtocolError(str(exc)), repr(data[:EXCERPT]))
+            return
+        self.text_received(text, now)
 
     # the dialect's inputs and outputs (see BrokerCore)
     def subscribe(self, sub: Subscription, now: float) -> None: ...

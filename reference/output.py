@@ -94,6 +94,13 @@ def status_object(ev: Report) -> dict[str, Any]:
     }
 
 
+def _ascii_lines(text: str) -> str:
+    """The same JSON lines with every non-ASCII character escaped (valid JSON, any encoding)."""
+    return "".join(
+        json.dumps(json.loads(line), separators=(",", ":")) + "\n" for line in text.splitlines()
+    )
+
+
 class JsonLinesSink:
     """One JSON object per line on a text stream (the IUT contract)."""
 
@@ -123,13 +130,26 @@ class JsonLinesSink:
 
     def _out(self, text: str) -> None:
         if not self.broken:
-            self._guard(lambda: self._write(text))
+            self._guard(lambda: self._write_text(text))
+
+    def _write_text(self, text: str) -> None:
+        try:
+            self._write(text)
+        except (
+            UnicodeEncodeError
+        ):  # a lone surrogate or a narrow stream encoding: escape, never die
+            self._write(_ascii_lines(text))
 
     def _guard(self, call: Callable[[], object]) -> None:
         try:
             call()
-        except (BrokenPipeError, ValueError):  # the reader went away (ValueError: stream closed)
+        except (OSError, ValueError) as exc:  # reader gone (pipe, closed stream) or disk full
             self.broken = True
+            if not isinstance(exc, BrokenPipeError | ValueError):
+                print(
+                    f"stockmon stream: cannot write the output ({exc.strerror}); stopping",
+                    file=sys.stderr,
+                )
             if self.on_broken is not None:
                 self.on_broken()
 

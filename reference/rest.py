@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import NetworkError
@@ -32,8 +33,8 @@ async def call_json(
     except httpx.HTTPError as exc:
         raise NetworkError(f"{what} failed: {type(exc).__name__}") from None
     try:
-        body: Any = resp.json()
-    except ValueError:  # not JSON, or not text
+        body: Any = bounded_json(resp.content, what=f"{what} answer")
+    except ValueError:  # not JSON, not UTF-8, too deep or too large
         body = None
     return resp, body
 

@@ -330,15 +330,14 @@ class StreamClient(CoreLoop):
         assert self._outbox is not None
         writer = asyncio.create_task(self._write(ws, self._outbox))
         watcher = asyncio.create_task(self._watch_gate())
-        text_received, monotonic = self.core.text_received, self.clock.monotonic
+        core, monotonic = self.core, self.clock.monotonic
+        text_received = core.text_received
         try:
             async for message in ws:
-                text = (
-                    message
-                    if isinstance(message, str)
-                    else message.decode("utf-8", errors="replace")
-                )
-                text_received(text, monotonic())
+                if isinstance(message, str):
+                    text_received(message, monotonic())
+                else:
+                    core.bytes_received(message, monotonic())
                 self._pump()
         except websockets.ConnectionClosed:
             pass

@@ -67,7 +67,9 @@ class KisMock(MockServer[ServerSession]):
         config = config or MockConfig()
         if overrides:
             config = replace(config, **overrides)
-        super().__init__(Trace(config.time_scale, config.trace_limit))
+        super().__init__(
+            Trace(config.time_scale, config.trace_limit, max_bytes=config.trace_max_bytes)
+        )
         self.config: MockConfig = config
         self.profile: Profile = load_profile(config.spec_version)
         self.world: World = World(config, self.profile, self.trace, wall0=time.time())

@@ -18,6 +18,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.mockserver.core import CoreBase, Send, SessionState
 from stockmon.mockserver.kis.state import World
 from stockmon.mockserver.world import short_hash
@@ -101,8 +102,8 @@ class ServerSession(CoreBase):
             "frame": "other",
         }
         try:
-            obj: Any = json.loads(text)
-        except (ValueError, RecursionError):
+            obj: Any = bounded_json(text, what="client frame")
+        except ValueError:
             obj = None
             parsed = False
         else:
@@ -345,7 +346,7 @@ class ServerSession(CoreBase):
 
 def _pingpong_datetime(data: bytes, ping_tr_id: str) -> str | None:
     try:
-        obj = json.loads(data)
+        obj = bounded_json(data, what="pingpong")
     except ValueError:
         return None
     header = obj.get("header") if isinstance(obj, dict) else None

@@ -98,7 +98,7 @@ class KiwoomMock(MockServer[KiwoomServerSession]):
                 )
             trace, sim, wall0 = beside.trace, beside.world.sim, beside.world.wall0
         else:
-            trace = Trace(config.time_scale, config.trace_limit)
+            trace = Trace(config.time_scale, config.trace_limit, max_bytes=config.trace_max_bytes)
             sim = MarketSimulator(
                 load_spec(config.spec_version),
                 config.seed,

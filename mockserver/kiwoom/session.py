@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.mockserver.core import ENDED, CoreBase, Send, SessionState
 from stockmon.mockserver.kiwoom.market import KiwoomMarket
 from stockmon.mockserver.kiwoom.profile import SYSTEM_CODE_KEY, SYSTEM_MESSAGE_KEY
@@ -115,8 +116,8 @@ class KiwoomServerSession(CoreBase):
         """One inbound text frame."""
         self._now = now
         try:
-            obj: Any = json.loads(text)
-        except (ValueError, RecursionError):
+            obj: Any = bounded_json(text, what="client frame")
+        except ValueError:
             obj = None
         trnm = obj.get("trnm") if isinstance(obj, dict) else None
         trnm = trnm if isinstance(trnm, str) else None

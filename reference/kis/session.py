@@ -46,13 +46,13 @@ Illegal calls (our own bugs, e.g. ``connected`` while a socket is open) raise
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.reference.errors import (
     AuthError,
     BrokerError,
@@ -342,9 +342,11 @@ class SessionCore(SessionLifecycle):
             self._events.append(DataReceived(frame, SOURCE))
             return
         try:
-            msg = json.loads(text)
-        except ValueError:
-            self._malformed(RemoteProtocolError("text frame is neither data nor JSON"), text)
+            msg = bounded_json(text, what="control frame")
+        except ValueError as exc:
+            self._malformed(
+                RemoteProtocolError(f"text frame is neither data nor JSON: {exc}"), text
+            )
             return
         if not isinstance(msg, dict):
             self._malformed(RemoteProtocolError("JSON frame is not an object"), text)

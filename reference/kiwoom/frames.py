@@ -114,7 +114,7 @@ class KiwoomFrame:
 def unsigned(text: str, fid: str, type_code: str) -> int:
     """The absolute integer of a signed FID string (``"+20800"``, ``"-0"``, ``" 67300"``)."""
     digits = text.strip().lstrip(_SIGNS)
-    if not digits.isdigit():
+    if not (digits.isdigit() and digits.isascii()):
         raise FrameError(f"{type_code} FID {fid} is not a signed integer: {text[:40]!r}")
     return int(digits)
 

@@ -30,13 +30,13 @@ Policies (KIWOOM-PROTOCOL, TOKEN-KIWOOM-SESSION; values from :class:`KiwoomRules
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.reference.errors import AuthError, BrokerError, FrameError, RemoteProtocolError
 from stockmon.reference.events import BrokerErrorReceived, DataReceived, OpenSocket
 from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomParser, KiwoomRecord
@@ -232,9 +232,9 @@ class KiwoomSessionCore(SessionLifecycle):
     def _received(self, text: str) -> None:
         """One text frame: PING, LOGIN/REG/REMOVE reply, REAL, SYSTEM or nonsense."""
         try:
-            msg = json.loads(text)
-        except ValueError:
-            self._malformed(RemoteProtocolError("text frame is not JSON"), text)
+            msg = bounded_json(text, what="text frame")
+        except ValueError as exc:
+            self._malformed(RemoteProtocolError(f"text frame is not JSON: {exc}"), text)
             return
         if not isinstance(msg, dict):
             self._malformed(RemoteProtocolError("JSON frame is not an object"), text)

@@ -153,7 +153,9 @@ def test_structural_errors_raise_frame_error(text: str, why: str) -> None:
         PARSER.parse(text)
 
 
-@pytest.mark.parametrize("bad", ["abc", "", "1.5", "NaN"])
+@pytest.mark.parametrize(
+    "bad", ["abc", "", "1.5", "NaN", "１２３", "٣٤٥", "1_000", " 2425 ", "+5", "--1", "-"]
+)
 def test_bad_int_value_raises_on_access_naming_the_field(bad: str) -> None:
     """A value that does not convert raises FrameError naming the field when it is read."""
     layout = SPEC.layout("H0STCNT0")
@@ -166,7 +168,10 @@ def test_bad_int_value_raises_on_access_naming_the_field(bad: str) -> None:
         frame.validate()
 
 
-@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-inf", "1e99", "x1"])
+@pytest.mark.parametrize(
+    "bad",
+    ["NaN", "Infinity", "-inf", "1e99", "x1", "１２３.5", "٣٤٥", "1_000.5", " 187.23 ", "1e2"],
+)
 def test_non_finite_or_absurd_decimal_is_malformed(bad: str) -> None:
     """NaN, infinities and absurd exponents are not prices."""
     layout = SPEC.layout("HDFSCNT0")
@@ -175,6 +180,20 @@ def test_non_finite_or_absurd_decimal_is_malformed(bad: str) -> None:
     (rec,) = PARSER.parse(data_frame(SPEC, "HDFSCNT0", [fields])).records
     with pytest.raises(FrameError, match="LAST"):
         _ = rec.price  # type: ignore[attr-defined]
+
+
+def test_ascii_digits_only_in_every_typed_path() -> None:
+    """Non-ASCII digits are refused by record properties, Frame.ticks() and to_dict (issue 11, probe 7)."""
+    layout = SPEC.layout("H0STCNT0")
+    fields = sample_fields(layout, "005930")
+    fields[layout.index(layout.role("volume"))] = "１２３"
+    frame = PARSER.parse(data_frame(SPEC, "H0STCNT0", [fields]))
+    with pytest.raises(FrameError):
+        frame.ticks()
+    with pytest.raises(FrameError):
+        frame.records[0].to_dict()
+    fields[layout.index(layout.role("volume"))] = "-17"
+    assert PARSER.parse(data_frame(SPEC, "H0STCNT0", [fields])).ticks()[0][3] == -17
 
 
 def test_unknown_field_name_is_a_key_error() -> None:
