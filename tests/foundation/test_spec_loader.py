@@ -125,6 +125,7 @@ def test_environment_declares_every_design_variable() -> None:
         "KIWOOM_APP_SECRET", "KIWOOM_REST_URL", "KIWOOM_WS_URL", "VITE_API_KEY", "REDIS_URL",
         "STOCKMON_SUBSCRIPTIONS", "STOCKMON_TIME_SCALE", "STOCKMON_SPEC_VERSION", "STOCKMON_ENV",
         "STOCKMON_BROKER", "STOCKMON_API_HOST", "STOCKMON_API_PORT", "STOCKMON_API_CORS_ORIGINS",
+        "STOCKMON_CACHE_DIR",
     }  # fmt: skip
     cred = set(load_spec("1.0").clause("CRED-ENV").strings("secret_variables"))
     assert cred <= set(spec.secret_variables)
