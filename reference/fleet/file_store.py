@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import secrets
 import tempfile
@@ -118,18 +117,10 @@ class FileCredentialStore:
             raw = data.get(kind, {}).get("cred")
         if not isinstance(raw, dict) or float(raw.get("keep_until", 0)) <= self._wall():
             return None
-        try:
-            cred = CachedCredential(
-                Secret(str(raw["value"])),
-                float(raw["expires_at"]),
-                float(raw["issued_at"]),
-                int(raw["version"]),
-                float(raw.get("refresh_after", 0.0)),
-            )
-        except (KeyError, TypeError, ValueError):
+        cred = CachedCredential.from_stored(raw)
+        if cred is None:
             log.warning("ignoring a malformed %s entry in %s", kind, self.path)
-            return None
-        return cred if math.isfinite(cred.expires_at) else None
+        return cred
 
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> FileLease | None:
         """Take the refresh lease of ``kind`` unless a live one is in the file."""

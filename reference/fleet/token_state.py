@@ -76,6 +76,25 @@ class CachedCredential:
     # handed out this same, already stale credential again (its reuse window, kis.md §1.1).
     refresh_after: float = 0.0
 
+    @classmethod
+    def from_stored(cls, fields: Mapping[str, Any]) -> CachedCredential | None:
+        """The credential a shared store kept as text or JSON fields; None when malformed.
+
+        A store reads back what any process (of any version) wrote: a missing field, a non-number
+        or an infinite expiry reads as absent, never as a credential.
+        """
+        try:
+            cred = cls(
+                Secret(str(fields["value"])),
+                float(fields["expires_at"]),
+                float(fields["issued_at"]),
+                int(fields["version"]),
+                float(fields.get("refresh_after", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cred if math.isfinite(cred.expires_at) else None
+
     def state(self, now: float, refresh_window: float) -> TokenState:
         """This credential's state at ``now`` (real wall seconds)."""
         return token_state(self.expires_at, now, refresh_window)

@@ -131,20 +131,9 @@ class RedisCredentialStore:
         raw = await self.redis.hgetall(self.key(kind))
         if not raw:
             return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        try:
-            cred = CachedCredential(
-                Secret(fields["value"]),
-                float(fields["expires_at"]),
-                float(fields["issued_at"]),
-                int(fields["version"]),
-                float(fields.get("refresh_after", "0")),
-            )
-        except (KeyError, ValueError):
+        cred = CachedCredential.from_stored({_text(k): _text(v) for k, v in raw.items()})
+        if cred is None:
             log.warning("ignoring a malformed %s cache entry in Redis", kind)
-            return None
-        if not math.isfinite(cred.expires_at):
-            return None
         return cred
 
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> RedisLease | None:
