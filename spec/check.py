@@ -418,7 +418,8 @@ def check_coverage(
 
 
 # Documents the spec cites, and where each lives in this repository (issue 12): the protocol facts in
-# docs/protocol/ (written in our words), the v1.0 sheet as its machine-readable copy 1.0.yaml.
+# docs/protocol/ (written in our words), the design notes in docs/design.md, the v1.0 sheet as its
+# machine-readable copy 1.0.yaml.
 CITED_DOCS: dict[str, str] = {
     "shared/protocol/kis.md": "docs/protocol/kis.md",
     "shared/protocol/kiwoom.md": "docs/protocol/kiwoom.md",
@@ -426,9 +427,10 @@ CITED_DOCS: dict[str, str] = {
     "protocol/kiwoom.md": "docs/protocol/kiwoom.md",
     "shared/spec/backend-spec-v1.0.md": "spec/versions/1.0.yaml",
     "sheet": "spec/versions/1.0.yaml",
+    "shared/DESIGN.md": "docs/design.md",
 }
-# Cited, but kept outside the repository (the project's design notes).
-EXTERNAL_DOCS = ("shared/DESIGN.md",)
+# Cited, but kept outside the repository (none today; a name here is reported as a note).
+EXTERNAL_DOCS: tuple[str, ...] = ()
 _CITATION = re.compile(
     r"(?<![\w/])((?:shared/)?(?:protocol|spec)/[\w.-]+\.md)((?:[ ,]*§\s*[0-9][0-9.]*)*)"
 )
