@@ -23,7 +23,7 @@ def tree(tmp_path: Path) -> Path:
         ROOT / "schemas", tmp_path / "schemas", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
-    shutil.copytree(ROOT / "docs" / "protocol", tmp_path / "docs" / "protocol")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
     return tmp_path
 
 
