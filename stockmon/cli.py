@@ -86,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"stockmon {command}" if command else "stockmon"
     try:
         parser = build_parser(command)
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if extra:  # argparse leaves these to the top level; the subcommand is the one that refuses
+            raise _ArgumentError(
+                prog, f"unrecognized arguments: {' '.join(extra)} (see '{prog} --help')"
+            )
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -65,6 +65,20 @@ def test_errors_have_one_prefix_and_name_the_subcommand_help(
     assert err.startswith("stockmon quote: error: ") and "'stockmon quote --help'" in err
 
 
+@pytest.mark.parametrize("command", ["stream", "quote", "mock", "serve", "conformance"])
+def test_an_unknown_flag_points_at_the_subcommands_help(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """``stockmon stream --bogus`` is refused by ``stream``, with ``stockmon stream --help``."""
+    needed = ["005930"] if command == "quote" else []  # its positional comes first
+    code, _, err = run(capsys, command, *needed, "--bogus")
+    assert code == 2
+    assert err == (
+        f"stockmon {command}: error: unrecognized arguments: --bogus "
+        f"(see 'stockmon {command} --help')\n"
+    )
+
+
 def test_spec_show_is_case_insensitive(capsys: pytest.CaptureFixture[str]) -> None:
     """``spec show ka-ping`` shows KA-PING."""
     code, out, _ = run(capsys, "spec", "show", "ka-ping")
