@@ -6,7 +6,6 @@ stdout and stderr go to a file that tests search for the canary.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,18 +15,12 @@ from pathlib import Path
 import httpx
 from stream_support import STOCKMON, cli_env
 
+from stockmon.conformance.redis_server import free_port
 from stockmon.mockserver import KisMock, MockConfig, MockThread
 from stockmon.spec import Spec, load_spec
 
 CANARY_KEY = "canary-VITE-key-7f3a9c1e5b2d"
 SUBSCRIPTIONS = "H0STCNT0:005930,H0STASP0:005930,HDFSCNT0:DNASAAPL"
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
