@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,23 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ENV_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("STOCKMON_CACHE_DIR", str(tmp_path / "stockmon-cache"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary the browser tests drive (Debian's, through Playwright).
+
+    Without one the browser tests are skipped on a developer's machine, but fail where the suite
+    is told a browser is there (``.ci/run`` sets STOCKMON_TEST_REQUIRE_BROWSER=1): in CI a missing
+    browser is a broken setup, never a silent pass.
+    """
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        why = "no chromium binary (apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("STOCKMON_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return path
 
 
 RedisServer = PrivateRedis  # tests use the harness's private server: one way to start Redis

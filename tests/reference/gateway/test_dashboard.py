@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from serve_support import Service
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 
-
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install -y chromium (.ci/run does)"
-)
-def test_dashboard_shows_live_prices_and_adds_a_key(service: Service) -> None:
+def test_dashboard_shows_live_prices_and_adds_a_key(service: Service, chromium: str) -> None:
     """The page asks the key once, shows changing prices, and a key added there gets its own row."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page()
             prompts: list[str] = []
