@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import httpx
@@ -30,32 +31,15 @@ def failover_stream(
     **shell: Any,
 ) -> FailoverStream:
     """A failover runner over the two mocks; ``shell`` goes to both clients (e.g. a gate)."""
-
-    def make_kis(s: EventSink, o: Any = None) -> StreamClient:
-        return kis_client(
-            spec=SPEC,
-            ws_url=kis_url,
-            subscriptions=SUBS,
-            approval=approval,
-            clock=clock,
-            sink=s,
-            on_outcome=o,
-            **shell,
-        )
-
-    def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
-        return kiwoom_client(
-            spec=SPEC,
-            ws_url=kiwoom_url,
-            subscriptions=SUBS,
-            clock=clock,
-            sink=s,
-            on_outcome=o,
-            **shell,
-        )
-
+    common = {"spec": SPEC, "subscriptions": SUBS, "clock": clock, **shell}
+    kis = partial(kis_client, ws_url=kis_url, approval=approval, **common)
+    kiwoom = partial(kiwoom_client, ws_url=kiwoom_url, **common)
     return FailoverStream(
-        spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
+        spec=SPEC,
+        clock=clock,
+        sink=sink,
+        make_kis=lambda s, o=None: kis(sink=s, on_outcome=o),
+        make_kiwoom=lambda s, o=None: kiwoom(sink=s, on_outcome=o),
     )
 
 
