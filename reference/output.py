@@ -175,6 +175,7 @@ _COLUMNS = (
     ("bid", "right"),
     ("ask", "right"),
 )
+_KEPT_COLUMNS = 5  # TR, key, time, last, volume: kept whole; bid and ask shrink when they must
 
 
 class LiveTable:
@@ -239,21 +240,41 @@ class LiveTable:
         title.no_wrap, title.overflow = True, "ellipsis"
         if len(shown) < len(keys):
             title.append(f" — {len(shown)} of {len(keys)} keys")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
-        for name, justify in _COLUMNS:
-            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+        cells: list[tuple[Text, ...]] = []
         for tr_id, key in shown:
             row, move = self._rows[(tr_id, key)]
             style = {1: "green", -1: "red"}.get(move, "")
-            table.add_row(
-                tr_id,
-                key,
-                self._time(row.time, key, now),
-                Text(_text(row.price), style=style),
-                _text(row.volume),
-                Text(_level(row.bid), style=style if row.bid else ""),
-                _level(row.ask),
+            cells.append(
+                (
+                    Text(tr_id),
+                    Text(key),
+                    Text(self._time(row.time, key, now)),
+                    Text(_text(row.price), style=style),
+                    Text(_text(row.volume)),
+                    Text(_level(row.bid), style=style if row.bid else ""),
+                    Text(_level(row.ask)),
+                )
             )
+        # What names a row and its price is never cut; only the book levels give way, sharing
+        # what the terminal has left (between columns: a pad on each side and the box's divider).
+        widths = [
+            max([len(name), *(c[i].cell_len for c in cells)])
+            for i, (name, _) in enumerate(_COLUMNS)
+        ]
+        left = self.console.size.width - 3 * (len(_COLUMNS) - 1) - sum(widths[:_KEPT_COLUMNS])
+        share = max(1, left // (len(_COLUMNS) - _KEPT_COLUMNS))
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+        for i, (name, justify) in enumerate(_COLUMNS):
+            width = widths[i] if i < _KEPT_COLUMNS else min(widths[i], share)
+            table.add_column(
+                name,
+                justify=justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                overflow="ellipsis",
+                width=width,
+            )
+        for row_cells in cells:
+            table.add_row(*row_cells)
         status = Text(self._status, no_wrap=True, overflow="ellipsis", style="reverse")
         return Group(title, table, status)
 

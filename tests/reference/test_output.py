@@ -203,6 +203,19 @@ class TestLiveTable:
         assert f"of {len(keys) + 1} keys" in lines[0]
         assert "subscribed ack" in lines[-1]
 
+    def test_at_80_columns_keys_and_prices_are_whole_and_only_book_levels_give_way(self) -> None:
+        """A US tick and book at 80 columns: TR, key and last price in full; bid/ask may be cut."""
+        table, console = live()
+        feed(table, "HDFSCNT0", "DNASAAPL", 1)
+        feed(table, "HDFSASP0", "DNASAAPL", 1)
+        lines = screen(table, console)
+        assert all(len(ln) <= 80 for ln in lines)
+        tick = next(ln for ln in lines if ln.startswith("HDFSCNT0"))
+        layout = SPEC.layout("HDFSCNT0")
+        last = sample_fields(layout, "DNASAAPL", 1)[layout.index(layout.role("price"))]
+        assert tick.split()[1] == "DNASAAPL" and last.strip() in tick and "…" not in tick
+        assert any(ln.startswith("HDFSASP0   DNASAAPL") for ln in lines)
+
     def test_times_are_local_with_the_date_when_it_differs(self) -> None:
         """An exchange time shows in the viewer's zone; a US row of yesterday carries its date."""
         table, console = live()
