@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
@@ -87,20 +88,43 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the gateway first when a signal asks it to stop."""
+    """uvicorn's server that lets the gateway close its streams before uvicorn shuts down.
 
-    def __init__(self, config: uvicorn.Config, on_exit: list[object]) -> None:
+    uvicorn's own shutdown closes every open WebSocket with 1012; the spec's code must reach the
+    clients first, so the first signal runs ``drain`` on the loop and only then asks uvicorn to
+    exit. A second signal goes straight to uvicorn (its force exit).
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        loop: asyncio.AbstractEventLoop,
+        drain: Callable[[], Awaitable[None]],
+    ) -> None:
         super().__init__(config)
-        self.on_exit = on_exit
+        self._loop = loop
+        self._drain = drain
+        self._draining: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        for hook in self.on_exit:
-            assert callable(hook)
-            hook()
-        super().handle_exit(sig, frame)
+        if self._draining is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+        else:
+            self._loop.call_soon_threadsafe(self._begin_drain, sig, frame)
         # uvicorn re-raises a captured signal once it has stopped; a clean stop exits 0 instead,
         # like `stockmon stream` (the service already closed everything it holds)
         self._captured_signals.clear()
+
+    def _begin_drain(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining is None:
+            self._draining = self._loop.create_task(self._drain_then_exit(sig, frame))
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            await self._drain()
+        finally:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
 
 
 async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
@@ -144,7 +168,15 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
         timeout_graceful_shutdown=int(grace),
         ws="websockets-sansio",
     )
-    server = _Server(config, [lambda: loop.call_soon_threadsafe(stop)])
+    async def drain() -> None:
+        # the streams get the spec's close code while uvicorn still serves them; bounded by the
+        # grace so a client that never answers the close cannot hold the shutdown
+        stop()
+        deadline = time.monotonic() + grace / 2
+        while hub.subscribers and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    server = _Server(config, loop, drain)
     ingest = asyncio.create_task(mode.run(settings, clock, hub, started))
     try:
         await server.serve()
