@@ -205,6 +205,8 @@ class Hub:
         self.metrics = Metrics(spec)
         self.latest: dict[tuple[str, str], Latest] = {}
         self.subscribers: set[Subscriber] = set()
+        self.idle = asyncio.Event()  # set while no stream is attached: a shutdown waits on it
+        self.idle.set()
         self.state = IngestState()
         self.event_id = 0
 
@@ -259,12 +261,15 @@ class Hub:
         """A new stream subscriber."""
         sub = Subscriber(self)
         self.subscribers.add(sub)
+        self.idle.clear()
         self.metrics.subscribers.set(len(self.subscribers))
         return sub
 
     def detach(self, sub: Subscriber) -> None:
         """A stream subscriber went away."""
         self.subscribers.discard(sub)
+        if not self.subscribers:
+            self.idle.set()
         self.metrics.subscribers.set(len(self.subscribers))
 
     def snapshot(self, key: str) -> tuple[Latest | None, Latest | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -168,13 +169,13 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
         timeout_graceful_shutdown=int(grace),
         ws="websockets-sansio",
     )
+
     async def drain() -> None:
         # the streams get the spec's close code while uvicorn still serves them; bounded by the
         # grace so a client that never answers the close cannot hold the shutdown
         stop()
-        deadline = time.monotonic() + grace / 2
-        while hub.subscribers and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hub.idle.wait(), grace / 2)
 
     server = _Server(config, loop, drain)
     ingest = asyncio.create_task(mode.run(settings, clock, hub, started))
