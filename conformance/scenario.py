@@ -147,6 +147,27 @@ class Scenario:
 
 
 # ------------------------------------------------------------------------------ pacing
+def story(
+    name: str, checks: tuple[CheckFunc, ...], **options: Any
+) -> Callable[[Callable[[Driver], None]], Scenario]:
+    """Declare a scenario on its script: the script's docstring is the scenario's doc (``--list``
+    and the reports), so what a story does and what it says it does stand together."""
+
+    def declare(script: Callable[[Driver], None]) -> Scenario:
+        if not script.__doc__:
+            raise TypeError(f"scenario {name}: its script needs a docstring (the scenario's doc)")
+        doc = " ".join(script.__doc__.split())
+        return Scenario(name=name, doc=doc, checks=checks, script=script, **options)
+
+    return declare
+
+
+def ticking(scale: float, per_real_s: float = 5.0) -> Callable[[Spec], Mapping[str, Any]]:
+    """Mock overrides that only pace market data (:func:`frames`) for a story at ``scale``."""
+    rate = frames(scale, per_real_s)
+    return lambda spec: {"tick_rate_hz": rate}
+
+
 # Non-normative: spec seconds a script lets pass after the situation it waited for, so late
 # misbehaviour (a second request, a storm) still lands in the trace.
 SETTLE_REAL_S = 1.5

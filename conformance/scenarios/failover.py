@@ -6,11 +6,32 @@ from __future__ import annotations
 from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, failover, sockets
 from stockmon.conformance.protocol import kiwoom_reg_accepted
-from stockmon.conformance.scenario import Driver, Scenario
+from stockmon.conformance.scenario import Driver, Scenario, story
 from stockmon.spec import broker_clause
 
 
-def _failover_script(d: Driver) -> None:
+@story(
+    "kiwoom-failover",
+    checks=(
+        sockets.never_two_sockets_open,
+        failover.failover_after_the_reconnect_budget,
+        failover.backup_serves_kr_and_reports_us,
+        failover.switches_back_to_kis,
+        failover.kis_probed_on_schedule,
+        credentials.secrets_never_printed,
+    ),
+    subscriptions=sc.kiwoom_subscriptions,
+    time_scale=100.0,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
+    kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
+    broker="auto",
+    requires=("FAILOVER-KIWOOM",),
+    weight=16,
+)
+def kiwoom_failover(d: Driver) -> None:
+    """STOCKMON_BROKER=auto: KIS refuses connections for two probe intervals. After the reconnect
+    budget, KIS closed then Kiwoom opened for the KR keys (US reported), KIS probed on schedule,
+    then back on KIS; never two sockets across both brokers."""
     interval = broker_clause(d.spec, "FAILOVER-KIWOOM").number("probe_interval_s")
     d.start()
     if not d.wait_until(sc.all_subscribed(d), 10 * d.time_scale, "every subscription on KIS"):
@@ -30,27 +51,4 @@ def _failover_script(d: Driver) -> None:
     sc.settle(d)
 
 
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        name="kiwoom-failover",
-        doc="STOCKMON_BROKER=auto: KIS refuses connections for two probe intervals. After the "
-        "reconnect budget, KIS closed then Kiwoom opened for the KR keys (US reported), KIS probed "
-        "on schedule, then back on KIS; never two sockets across both brokers.",
-        checks=(
-            sockets.never_two_sockets_open,
-            failover.failover_after_the_reconnect_budget,
-            failover.backup_serves_kr_and_reports_us,
-            failover.switches_back_to_kis,
-            failover.kis_probed_on_schedule,
-            credentials.secrets_never_printed,
-        ),
-        script=_failover_script,
-        subscriptions=sc.kiwoom_subscriptions,
-        time_scale=100.0,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
-        kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
-        broker="auto",
-        requires=("FAILOVER-KIWOOM",),
-        weight=16,
-    ),
-)
+SCENARIOS: tuple[Scenario, ...] = (kiwoom_failover,)

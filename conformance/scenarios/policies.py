@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, packets, policies, sockets, tokens
 from stockmon.conformance.evidence import Record
-from stockmon.conformance.scenario import Driver, Scenario
+from stockmon.conformance.scenario import Driver, Scenario, story, ticking
 from stockmon.spec import Spec, mock_profile_value, ws_answer_code
 
 
@@ -50,7 +50,19 @@ def _throttle(spec: Spec) -> float:
     return spec.clause("TOKEN-KIS-THROTTLE").number("min_interval_s") if has else 0.0
 
 
-def _subscribe_errors_script(d: Driver) -> None:
+@story(
+    "subscribe-errors",
+    checks=(
+        policies.already_subscribed_key_released_then_resubscribed,
+        packets.unsubscribe_packets_match_schema,
+        policies.ws_error_body_code_surfaced,
+    ),
+    mock=ticking(10.0),
+    weight=6,
+)
+def subscribe_errors(d: Driver) -> None:
+    """The first subscribe of one key is answered 'already subscribed', of another with an
+    internal error: release-then-subscribe for the first, the second's code surfaced."""
     spec = d.spec
     already = spec.clause("POL-ALREADY-SUBSCRIBED").string("code")
     keys = [k for _, k in d.subscriptions]
@@ -65,7 +77,21 @@ def _subscribe_errors_script(d: Driver) -> None:
     d.sleep(2 * d.time_scale)
 
 
-def _auth_failure_script(d: Driver) -> None:
+@story(
+    "auth-failure",
+    checks=(
+        policies.auth_failure_refreshes_token_then_retries,
+        tokens.throttled_token_request_waited_out,
+        tokens.token_request_matches_schema,
+        tokens.bearer_token_on_authenticated_requests,
+        credentials.secrets_never_printed,
+    ),
+    mock=ticking(10.0),
+    weight=12,
+)
+def auth_failure(d: Driver) -> None:
+    """The first authenticated REST call fails with the version's auth code: token refresh
+    (waiting out the issuance throttle where the version has one), then one retry."""
     _first_quote_fails(d, n=1)
     d.wait_until(
         _quote_response(d, sc.last_seq(d), ok=True),
@@ -75,19 +101,38 @@ def _auth_failure_script(d: Driver) -> None:
     sc.settle(d)
 
 
-def _auth_persistent_script(d: Driver) -> None:
+@story(
+    "auth-persistent",
+    checks=(policies.auth_failure_retried_at_most_once,),
+    mock=ticking(10.0),
+    weight=12,
+)
+def auth_persistent(d: Driver) -> None:
+    """Every authenticated REST call fails with the auth code: one refresh and one retry, then
+    the error surfaces; never a retry loop."""
     retries = d.spec.clause("POL-AUTH-FAILED").integer("max_retries")
     _first_quote_fails(d, n=1000)
     # Room for the one allowed retry (after a throttled refresh) and for a loop to show itself.
     d.sleep((retries + 1) * _throttle(d.spec) + 4 * d.time_scale)
 
 
-def _rest_error_script(d: Driver) -> None:
+@story("rest-error", checks=(policies.rest_error_body_code_surfaced,), mock=ticking(10.0), weight=5)
+def rest_error(d: Driver) -> None:
+    """The first authenticated REST call fails with a non-auth gateway code: it is read from the
+    error body and surfaced."""
     _first_quote_fails(d, n=1, code=mock_profile_value(d.spec, "rest_rate_limit"))
     d.sleep(2 * d.time_scale)
 
 
-def _approval_invalid_script(d: Driver) -> None:
+@story(
+    "approval-invalid",
+    checks=(policies.invalid_approval_key_renewed_then_reconnected, sockets.never_two_sockets_open),
+    mock=ticking(10.0),
+    requires=("WS-APPROVAL-KEY",),
+    weight=6,
+)
+def approval_invalid(d: Driver) -> None:
+    """A subscribe is answered 'invalid approval key': new key, reconnect, resubscribe."""
     code = d.spec.clause("POL-AUTH-FAILED").strings("ws_codes")[0]
     keys = [k for _, k in d.subscriptions]
     d.fault("next_subscribe_error", code=code, tr_key=keys[-1])
@@ -103,62 +148,9 @@ def _approval_invalid_script(d: Driver) -> None:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        name="subscribe-errors",
-        doc="The first subscribe of one key is answered 'already subscribed', of another with an "
-        "internal error: release-then-subscribe for the first, the second's code surfaced.",
-        checks=(
-            policies.already_subscribed_key_released_then_resubscribed,
-            packets.unsubscribe_packets_match_schema,
-            policies.ws_error_body_code_surfaced,
-        ),
-        script=_subscribe_errors_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        weight=6,
-    ),
-    Scenario(
-        name="auth-failure",
-        doc="The first authenticated REST call fails with the version's auth code: token refresh "
-        "(waiting out the issuance throttle where the version has one), then one retry.",
-        checks=(
-            policies.auth_failure_refreshes_token_then_retries,
-            tokens.throttled_token_request_waited_out,
-            tokens.token_request_matches_schema,
-            tokens.bearer_token_on_authenticated_requests,
-            credentials.secrets_never_printed,
-        ),
-        script=_auth_failure_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        weight=12,
-    ),
-    Scenario(
-        name="auth-persistent",
-        doc="Every authenticated REST call fails with the auth code: one refresh and one retry, "
-        "then the error surfaces; never a retry loop.",
-        checks=(policies.auth_failure_retried_at_most_once,),
-        script=_auth_persistent_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        weight=12,
-    ),
-    Scenario(
-        name="rest-error",
-        doc="The first authenticated REST call fails with a non-auth gateway code: it is read from "
-        "the error body and surfaced.",
-        checks=(policies.rest_error_body_code_surfaced,),
-        script=_rest_error_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        weight=5,
-    ),
-    Scenario(
-        name="approval-invalid",
-        doc="A subscribe is answered 'invalid approval key': new key, reconnect, resubscribe.",
-        checks=(
-            policies.invalid_approval_key_renewed_then_reconnected,
-            sockets.never_two_sockets_open,
-        ),
-        script=_approval_invalid_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        requires=("WS-APPROVAL-KEY",),
-        weight=6,
-    ),
+    subscribe_errors,
+    auth_failure,
+    auth_persistent,
+    rest_error,
+    approval_invalid,
 )

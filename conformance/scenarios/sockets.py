@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import keepalive, sockets
 from stockmon.conformance.evidence import Record
-from stockmon.conformance.scenario import Driver, Scenario
+from stockmon.conformance.scenario import Driver, Scenario, story, ticking
 from stockmon.spec import Spec, ws_answer_code
 
 
@@ -21,7 +21,21 @@ def _over_the_limit(spec: Spec) -> tuple[tuple[str, str], ...]:
     return tuple((kr, f"{100000 + i:06d}") for i in range(cap + 4))
 
 
-def _stall_script(d: Driver) -> None:
+@story(
+    "stall",
+    checks=(
+        sockets.idle_socket_closed_then_reopened,
+        sockets.subscriptions_restored_after_reconnect,
+        keepalive.idle_measured_from_last_inbound,
+        sockets.never_two_sockets_open,
+    ),
+    time_scale=60.0,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(60.0), **sc.calm(spec, 60.0)},
+    weight=13,
+)
+def stall(d: Driver) -> None:
+    """The mock goes silent (pings and reflections included) for longer than the idle
+    timeout: close, then open, then every subscription again."""
     idle = d.spec.clause("POL-IDLE-RECONNECT").number("idle_timeout_s")
     if not sc.start_and_subscribe(d):
         return
@@ -57,16 +71,47 @@ def _drop_script(spec_s: float, timeout_s: float, label: str, d: Driver) -> None
     sc.settle(d)
 
 
-def _socket_loss_script(d: Driver) -> None:
+@story(
+    "socket-loss",
+    checks=(sockets.reconnects_after_socket_loss, sockets.never_two_sockets_open),
+    mock=ticking(10.0),
+    weight=5,
+)
+def socket_loss(d: Driver) -> None:
+    """The mock drops the TCP connection: the client reconnects, and never holds two
+    sockets."""
     _drop_script(sc.ping_interval(d.spec) / 2, 12 * d.time_scale, "reconnected and resubscribed", d)
 
 
-def _in_use_script(d: Driver) -> None:
+@story(
+    "in-use",
+    checks=(sockets.in_use_refusal_backs_off_before_reconnecting, sockets.never_two_sockets_open),
+    time_scale=20.0,
+    mock=lambda spec: {
+        "appkey_slot_hold_s": 1.5 * spec.clause("WS-SESSION-LIMITS").number("in_use_backoff_s"),
+        "tick_rate_hz": sc.frames(20.0),
+        **sc.calm(spec, 20.0),
+    },
+    requires=("WS-SESSION-LIMITS",),
+    weight=12,
+)
+def in_use(d: Driver) -> None:
+    """After a drop the broker keeps the appkey's session slot a while: 'appkey in use'
+    is waited out with the spec's back-off, never with a second socket."""
     backoff = d.spec.clause("WS-SESSION-LIMITS").number("in_use_backoff_s")
     _drop_script(0, 4 * backoff + 4 * d.time_scale, "back on a socket", d)
 
 
-def _limit_script(d: Driver) -> None:
+@story(
+    "registration-limit",
+    checks=(sockets.at_most_max_registrations_per_session,),
+    subscriptions=_over_the_limit,
+    mock=ticking(10.0, 0.2),
+    requires=("WS-SESSION-LIMITS",),
+    weight=6,
+)
+def registration_limit(d: Driver) -> None:
+    """More subscriptions than one session may hold: never more registrations than the limit."""
     d.start()
     over = d.spec.clause("WS-SESSION-LIMITS").string("over_limit_code")
     cap = d.spec.clause("WS-SESSION-LIMITS").integer("max_registrations")
@@ -85,59 +130,5 @@ def _limit_script(d: Driver) -> None:
     d.sleep(2 * d.time_scale)
 
 
-RECONNECTS: tuple[Scenario, ...] = (
-    Scenario(
-        name="stall",
-        doc="The mock goes silent (pings and reflections included) for longer than the idle "
-        "timeout: close, then open, then every subscription again.",
-        checks=(
-            sockets.idle_socket_closed_then_reopened,
-            sockets.subscriptions_restored_after_reconnect,
-            keepalive.idle_measured_from_last_inbound,
-            sockets.never_two_sockets_open,
-        ),
-        script=_stall_script,
-        time_scale=60.0,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(60.0), **sc.calm(spec, 60.0)},
-        weight=13,
-    ),
-    Scenario(
-        name="socket-loss",
-        doc="The mock drops the TCP connection: the client reconnects, and never holds two sockets.",
-        checks=(sockets.reconnects_after_socket_loss, sockets.never_two_sockets_open),
-        script=_socket_loss_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0)},
-        weight=5,
-    ),
-)
-
-LIMITS: tuple[Scenario, ...] = (
-    Scenario(
-        name="in-use",
-        doc="After a drop the broker keeps the appkey's session slot a while: 'appkey in use' is "
-        "waited out with the spec's back-off, never with a second socket.",
-        checks=(
-            sockets.in_use_refusal_backs_off_before_reconnecting,
-            sockets.never_two_sockets_open,
-        ),
-        script=_in_use_script,
-        time_scale=20.0,
-        mock=lambda spec: {
-            "appkey_slot_hold_s": 1.5 * spec.clause("WS-SESSION-LIMITS").number("in_use_backoff_s"),
-            "tick_rate_hz": sc.frames(20.0),
-            **sc.calm(spec, 20.0),
-        },
-        requires=("WS-SESSION-LIMITS",),
-        weight=12,
-    ),
-    Scenario(
-        name="registration-limit",
-        doc="More subscriptions than one session may hold: never more registrations than the limit.",
-        checks=(sockets.at_most_max_registrations_per_session,),
-        script=_limit_script,
-        subscriptions=_over_the_limit,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(10.0, 0.2)},
-        requires=("WS-SESSION-LIMITS",),
-        weight=6,
-    ),
-)
+RECONNECTS: tuple[Scenario, ...] = (stall, socket_loss)
+LIMITS: tuple[Scenario, ...] = (in_use, registration_limit)

@@ -9,7 +9,7 @@ from typing import Any
 from stockmon.conformance import scenario as sc
 from stockmon.conformance.checks import credentials, sockets, tokens
 from stockmon.conformance.evidence import Record
-from stockmon.conformance.scenario import Driver, Scenario
+from stockmon.conformance.scenario import Driver, Scenario, story
 from stockmon.spec import Spec
 
 # The mock issues tokens valid this many refresh windows, so the window opens a little after start
@@ -76,12 +76,40 @@ def _token_mock(scale: float) -> Callable[[Spec], Mapping[str, Any]]:
     return cfg
 
 
-def _token_refresh_script(d: Driver) -> None:
+@story(
+    "token-refresh",
+    checks=(
+        tokens.token_refreshed_inside_window,
+        tokens.expiry_taken_from_token_response,
+        tokens.token_request_matches_schema,
+    ),
+    time_scale=100.0,
+    mock=_token_mock(100.0),
+    weight=20,
+)
+def token_refresh(d: Driver) -> None:
+    """Tokens valid a little longer than the refresh window: the refresh comes inside the window
+    of the announced expiry, not before it."""
     d.start()
     _token_story(d, sc.SETTLE_REAL_S * d.time_scale)
 
 
-def _fleet_script(d: Driver) -> None:
+@story(
+    "fleet",
+    checks=(
+        tokens.one_token_request_per_refresh_across_processes,
+        sockets.fleet_streams_through_one_socket,
+        credentials.secrets_never_printed,
+    ),
+    time_scale=100.0,
+    mock=_token_mock(100.0),
+    targets=2,
+    redis=True,
+    weight=22,
+)
+def fleet(d: Driver) -> None:
+    """Two processes share one Redis: one token request at start and one at the refresh for both,
+    and one socket between them."""
     # Hold the first REST answers a while so the processes' first token requests overlap: without
     # the lock both would ask, whatever the start-up order on a loaded machine. A correct fleet
     # waits on the lock and asks once; the delay costs it nothing but time.
@@ -90,35 +118,4 @@ def _fleet_script(d: Driver) -> None:
     _token_story(d, 2 * sc.SETTLE_REAL_S * d.time_scale, through_refresh=True)
 
 
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        name="token-refresh",
-        doc="Tokens valid a little longer than the refresh window: the refresh comes inside the "
-        "window of the announced expiry, not before it.",
-        checks=(
-            tokens.token_refreshed_inside_window,
-            tokens.expiry_taken_from_token_response,
-            tokens.token_request_matches_schema,
-        ),
-        script=_token_refresh_script,
-        time_scale=100.0,
-        mock=_token_mock(100.0),
-        weight=20,
-    ),
-    Scenario(
-        name="fleet",
-        doc="Two processes share one Redis: one token request at start and one at the refresh "
-        "for both, and one socket between them.",
-        checks=(
-            tokens.one_token_request_per_refresh_across_processes,
-            sockets.fleet_streams_through_one_socket,
-            credentials.secrets_never_printed,
-        ),
-        script=_fleet_script,
-        time_scale=100.0,
-        mock=_token_mock(100.0),
-        targets=2,
-        redis=True,
-        weight=22,
-    ),
-)
+SCENARIOS: tuple[Scenario, ...] = (token_refresh, fleet)
