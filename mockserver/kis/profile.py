@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockmon.errors import SpecError
-from stockmon.spec import Spec, endpoint_port, load_spec, need, newest_spec
+from stockmon.mockserver.profile import BrokerProfile
 from stockmon.spec import broker_clause as _clause
+from stockmon.spec import endpoint_port, load_spec, need, newest_spec
 from stockmon.spec import mock_profile_value as _value
 
 
@@ -36,20 +37,14 @@ class WsCode:
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(BrokerProfile):
     """Resolved values for one spec version (before per-run config overrides)."""
 
-    spec: Spec
     # REST
-    token_path: str
-    revoke_path: str
     approval_path: str
     quotes: Mapping[str, Mapping[str, Any]]
-    header_names: Mapping[str, str]
-    credential_lengths: Mapping[str, int]
     token_type: str
     grant_type: str
-    token_validity_s: float
     token_reuse_window_s: float
     gateway_error_status: int
     error_rt_cd: str
@@ -66,7 +61,6 @@ class Profile:
     rest_success: Mapping[str, str]
     revoke_success: Mapping[str, Any]
     default_rest_port: int
-    default_ws_port: int
     # WebSocket
     ping_tr_id: str
     ping_datetime_format: str

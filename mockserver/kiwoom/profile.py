@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stockmon.mockserver.profile import BrokerProfile
 from stockmon.spec import (
     KiwoomLayout,
-    Spec,
     broker_clause,
     broker_data,
     endpoint_port,
@@ -44,15 +44,11 @@ class RestError:
 
 
 @dataclass(frozen=True)
-class KiwoomProfile:
+class KiwoomProfile(BrokerProfile):
     """Resolved Kiwoom values for one spec version."""
 
-    spec: Spec
     # REST
-    token_path: str
-    revoke_path: str
     quote: Mapping[str, Any]
-    header_names: Mapping[str, str]
     grant_type: str
     secret_field: str
     token_field: str
@@ -61,10 +57,7 @@ class KiwoomProfile:
     utc_offset_s: int
     success_return_code: int
     success_msg: str
-    token_validity_s: float
-    credential_lengths: Mapping[str, int]
     rest_errors: Mapping[str, RestError]
-    default_ws_port: int
     # WebSocket
     ws_path: str
     trnm_login: str
