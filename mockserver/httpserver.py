@@ -300,8 +300,12 @@ class RestAppBase:
         self._now = now
         route = self._routes.get((req.method, req.path))
         if route is None:
-            known = any(path == req.path for _, path in self._routes)
-            return self._no_route(req, 405 if known else 404)
+            allowed = sorted(method for method, path in self._routes if path == req.path)
+            if not allowed:
+                return self._no_route(req, 404)
+            resp = self._no_route(req, 405)
+            resp.headers["allow"] = ", ".join(allowed)  # RFC 9110 §15.5.6: a 405 lists them
+            return resp
         parsed, _ = parse_body(req.body)
         resp = route(req, parsed, now)
         resp.delay_s = self._base_world.faults.take_rest_delay()

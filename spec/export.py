@@ -15,6 +15,7 @@ from typing import Any
 
 from stockmon.errors import SpecError
 from stockmon.schemas import build_registry, bundle_from
+from stockmon.spec.facts import mock_profile_value
 from stockmon.spec.model import Spec, thaw
 
 _STRIP = ("$schema", "$id", "examples", "x-invalid-examples")
@@ -45,6 +46,12 @@ def openapi(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     kis = spec.rest["kis"]
     headers = kis["headers"]
     err = {"description": "gateway error (ERR-REST-BODY)", **_json_body(s, "kis-rest-error")}
+    # the OAuth endpoints refuse in their own shape, with this status (protocol/kis.md §1.6)
+    status = str(mock_profile_value(spec, "token_endpoint_error_status"))
+    refused = {
+        "description": "credentials refused or a malformed request",
+        **_json_body(s, "kis-oauth-error"),
+    }
     paths: dict[str, Any] = {
         kis["token"]["path"]: {
             kis["token"]["method"].lower(): {
@@ -53,9 +60,10 @@ def openapi(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "requestBody": {"required": True, **_json_body(s, "kis-token-request")},
                 "responses": {
                     "200": {"description": "token issued", **_json_body(s, "kis-token-response")},
-                    "403": {
-                        "description": "issuance throttled (TOKEN-KIS-THROTTLE)",
-                        **_json_body(s, "kis-token-throttle-error"),
+                    status: {
+                        "description": "issuance throttled (TOKEN-KIS-THROTTLE), credentials "
+                        "refused or a malformed request",
+                        **_json_body(s, "kis-oauth-error"),
                     },
                 },
             }
@@ -66,7 +74,9 @@ def openapi(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "summary": "Revoke an access token",
                 "requestBody": {"required": True, **_json_body(s, "kis-revoke-request")},
                 "responses": {
-                    "200": {"description": "revoked", **_json_body(s, "kis-revoke-response")}
+                    "200": {"description": "revoked", **_json_body(s, "kis-revoke-response")},
+                    status: refused,
+                    str(kis["gateway_error_status"]): err,
                 },
             }
         },
@@ -76,7 +86,11 @@ def openapi(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "summary": "Issue a WebSocket approval key (WS-APPROVAL-KEY)",
                 "requestBody": {"required": True, **_json_body(s, "kis-approval-request")},
                 "responses": {
-                    "200": {"description": "approval key", **_json_body(s, "kis-approval-response")}
+                    "200": {
+                        "description": "approval key",
+                        **_json_body(s, "kis-approval-response"),
+                    },
+                    status: refused,
                 },
             }
         },
@@ -124,21 +138,27 @@ def openapi(spec: Spec, docs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "parameters": params,
                 "responses": {
                     "200": {
-                        "description": f"price in output.{q['price_field']}",
+                        "description": f"price in output.{q['price_field']}, or a refusal "
+                        "with rt_cd other than the success code (HTTP 200 all the same)",
                         "content": {
                             "application/json": {
                                 "schema": {
-                                    "type": "object",
-                                    "required": ["rt_cd", "output"],
-                                    "properties": {
-                                        "rt_cd": {"type": "string"},
-                                        "msg_cd": {"type": "string"},
-                                        "msg1": {"type": "string"},
-                                        "output": {
+                                    "oneOf": [
+                                        {
                                             "type": "object",
-                                            "required": [q["price_field"]],
+                                            "required": ["rt_cd", "output"],
+                                            "properties": {
+                                                "rt_cd": {"type": "string"},
+                                                "msg_cd": {"type": "string"},
+                                                "msg1": {"type": "string"},
+                                                "output": {
+                                                    "type": "object",
+                                                    "required": [q["price_field"]],
+                                                },
+                                            },
                                         },
-                                    },
+                                        s.ref("kis-rest-error", "#/components/schemas/"),
+                                    ]
                                 }
                             }
                         },

@@ -16,10 +16,6 @@ from stockmon.spec import mock_profile_value
 
 # Mock-specific answers for requests the real gateway would reject in ways nobody has recorded;
 # prefixed MOCK so nobody mistakes them for KIS codes.
-MOCK_UNKNOWN_PATH = "MOCK0404"
-MOCK_BAD_TR_ID = "MOCK0001"
-MOCK_BAD_PARAMS = "MOCK0002"
-MOCK_BAD_BODY = "MOCK0003"
 
 
 class RestApp(RestAppBase):
@@ -44,19 +40,28 @@ class RestApp(RestAppBase):
             self._quotes[str(q["path"])] = market
         self._cred_fail: Mapping[str, str] = mock_profile_value(p.spec, "rest_credential_failure")
         self._token_err_status = int(mock_profile_value(p.spec, "token_endpoint_error_status"))
+        self._own: Mapping[str, str] = mock_profile_value(p.spec, "mock_codes")
 
     def _no_route(self, req: HttpRequest, status: int) -> HttpResponse:
-        return self._rest_error(status, MOCK_UNKNOWN_PATH, f"no {req.method} {req.path} here")
+        return self._rest_error(
+            status, self._own["unknown_path"], f"no {req.method} {req.path} here"
+        )
 
     def _rest_error(self, status: int, code: str, msg1: str | None = None) -> HttpResponse:
         if msg1 is None:
             msg1 = self.p.rest_msg(code)
         return HttpResponse(status, {"rt_cd": self.p.error_rt_cd, "msg_cd": code, "msg1": msg1})
 
-    def _token_error(self, code: str) -> HttpResponse:
+    def _token_error(self, code: str, description: str | None = None) -> HttpResponse:
+        """An OAuth endpoint's refusal, in its own error_code/error_description shape."""
+        if description is None:
+            description = self.p.rest_msg(code)
         return HttpResponse(
-            self._token_err_status, {"error_code": code, "error_description": self.p.rest_msg(code)}
+            self._token_err_status, {"error_code": code, "error_description": description}
         )
+
+    def _bad_grant(self) -> HttpResponse:
+        return self._token_error(self._own["bad_body"], f"grant_type must be {self.p.grant_type}")
 
     def _creds(self, appkey: Any, secret: Any) -> str | None:
         bad = self.world.auth.credentials_ok(appkey, secret)
@@ -67,9 +72,7 @@ class RestApp(RestAppBase):
         body = body if isinstance(body, dict) else {}
         self.world.emit("token_request", appkey=body.get("appkey"))
         if body.get("grant_type") != self.p.grant_type:
-            return self._rest_error(
-                self._token_err_status, MOCK_BAD_BODY, "grant_type must be client_credentials"
-            )
+            return self._bad_grant()
         bad = self._creds(body.get("appkey"), body.get("appsecret"))
         if bad is not None:
             return self._token_error(bad)
@@ -115,9 +118,7 @@ class RestApp(RestAppBase):
         self._violations("kis-approval-request", body, req.conn)
         body = body if isinstance(body, dict) else {}
         if body.get("grant_type") != self.p.grant_type:
-            return self._rest_error(
-                self._token_err_status, MOCK_BAD_BODY, "grant_type must be client_credentials"
-            )
+            return self._bad_grant()
         bad = self._creds(body.get("appkey"), body.get(self.p.approval_secret_field))
         if bad is not None:
             return self._token_error(bad)
@@ -155,7 +156,7 @@ class RestApp(RestAppBase):
         if tr_id != q["tr_id"]:
             return self._rest_error(
                 self.p.gateway_error_status,
-                MOCK_BAD_TR_ID,
+                self._own["bad_tr_id"],
                 f"tr_id {tr_id!r} is not served at {req.path} (expected {q['tr_id']})",
             )
         key = self._quote_key(market, q, req.query)
@@ -164,7 +165,7 @@ class RestApp(RestAppBase):
                 200,
                 {
                     "rt_cd": self.p.error_rt_cd,
-                    "msg_cd": MOCK_BAD_PARAMS,
+                    "msg_cd": self._own["bad_params"],
                     "msg1": f"bad or missing query parameters for {req.path}",
                 },
             )

@@ -30,6 +30,7 @@ OWN = (
     "kis-token-request",
     "kis-token-response",
     "kis-token-throttle-error",
+    "kis-oauth-error",
     "kis-approval-request",
     "kis-approval-response",
     "kis-revoke-request",

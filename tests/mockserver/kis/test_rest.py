@@ -239,3 +239,25 @@ async def test_malformed_http_gets_400(mock: KisMock) -> None:
     writer.close()
     async with httpx.AsyncClient(base_url=mock.rest_url) as c:
         assert (await get_token(c, mock)).status_code == 200
+
+
+# --- the OAuth endpoints' refusals: one shape, codes from the spec ------------------------------
+@pytest.mark.parametrize("endpoint", ["token", "approval"])
+async def test_bad_grant_type_refused_in_the_oauth_error_shape(
+    client: httpx.AsyncClient, mock: KisMock, endpoint: str
+) -> None:
+    """A wrong grant_type gets the OAuth endpoints' error shape with the spec's mock code."""
+    spec = load_spec()
+    path = spec.rest["kis"][endpoint]["path"]
+    r = await client.post(path, json={"grant_type": "password", "appkey": mock.app_key})
+    assert r.status_code == spec.mock_profile["token_endpoint_error_status"]
+    assert schema_errors("kis-oauth-error", r.json()) == []
+    assert r.json()["error_code"] == spec.mock_profile["mock_codes"]["bad_body"]
+
+
+async def test_405_lists_the_allowed_methods(client: httpx.AsyncClient) -> None:
+    """A known path asked with another method is 405 with an Allow header (RFC 9110)."""
+    path = load_spec().rest["kis"]["token"]["path"]
+    r = await client.get(path)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
