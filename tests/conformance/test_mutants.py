@@ -90,6 +90,8 @@ CASES: tuple[Case, ...] = (
         v1_0={"KA-PING", "KA-HEARTBEAT"},
         v1_1={"KA-PING", "KA-HEARTBEAT", "KA-SERVER-PINGPONG"},
     ),
+    # the same at full speed: judged as fast as the slow storm, the watchdog never needed
+    mutant("ping-storm", "kis-steady", v1_1={"KA-PING", "KA-HEARTBEAT", "KA-SERVER-PINGPONG"}),
     mutant("ignore-server-ping", "kis-steady", v1_0=NONE, v1_1={"KA-SERVER-PINGPONG"}),
     mutant("pong-frame", "kis-steady", v1_1={"KA-SERVER-PINGPONG"}),
     mutant("require-reflection", "no-reflection", v1_0={"KA-HEARTBEAT"}),

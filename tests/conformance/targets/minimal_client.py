@@ -41,6 +41,7 @@ MUTANTS = {
     "ping-packet": "pings with an extra body in the packet",
     "no-ping": "never sends the application ping",
     "echo-reflection": "answers the reflection of its own ping with another ping (ping storm)",
+    "ping-storm": "answers every reflection at once with another ping: a storm at full speed",
     "ignore-server-ping": "never answers the server's PINGPONG",
     "pong-frame": "answers the server's PINGPONG with an RFC 6455 pong frame, not a text echo",
     "require-reflection": "reconnects when a ping is not reflected",
@@ -537,6 +538,8 @@ class Session:
                 self.awaiting_reflection = None
                 if mutant == "echo-reflection":
                     await self.clock.sleep(0.5)  # a slow storm: enough to be one, cheap to run
+                    await self.send(text)
+                elif mutant == "ping-storm":
                     await self.send(text)
             return None
         code, target = body.get("msg_cd"), (header.get("tr_id"), header.get("tr_key"))
