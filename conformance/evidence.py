@@ -275,11 +275,17 @@ def brief(record: Record, width: int = 160) -> str:
 def trace_slice(
     records: Sequence[Record], cited: Sequence[Record], *, context: int = 3, limit: int = 24
 ) -> list[tuple[bool, Record]]:
-    """The trace around the cited records, data frames left out (they drown the story):
-    ``context`` records before the first and after the last cited one, each flagged as cited or
-    not; long spans keep the cited records and their immediate neighbours only."""
+    """The trace around the cited records, only what bears on them: records of the connections
+    the cited ones are on and records of no connection (faults, marks), data frames left out
+    (they drown the story). ``context`` records before the first and after the last cited one,
+    each flagged as cited or not; long spans keep the cited records and their neighbours only."""
     seqs = {r.get("seq") for r in cited}
-    pool = [r for r in records if not_data(r) or r.get("seq") in seqs]
+    conns = {r.get("conn") for r in cited}
+    pool = [
+        r
+        for r in records
+        if r.get("seq") in seqs or (not_data(r) and r.get("conn") in conns | {None})
+    ]
     idx = [i for i, r in enumerate(pool) if r.get("seq") in seqs]
     if not idx:
         return [(True, r) for r in cited]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stockmon.conformance.evidence import Event
+from stockmon.conformance.evidence import Event, trace_slice
 
 from .traces import PING, Trace
 
@@ -32,3 +32,18 @@ def test_event_dataclass_keeps_spec_time() -> None:
     """Output lines carry the mock-relative time in spec seconds as well."""
     e = Event(1.5, 15.0, {"type": "status"}, 1)
     assert e.t_spec == 15.0
+
+
+def test_trace_slice_keeps_only_the_cited_connections() -> None:
+    """A failure's slice shows the records of the cited socket, not REST lines around it."""
+    tr = Trace()
+    tr.open(0.0, "ws-1")
+    tr.add(0.5, "rest-1", "in", "request", method="GET", path="/quote")
+    tr.text(1.0, "ws-1", "in", PING)
+    tr.add(1.5, "rest-1", "out", "response", status=200)
+    tr.text(2.0, "ws-1", "out", PING)
+    records = tr.evidence(3.0).records
+    cited = [r for r in records if r.get("kind") == "text"][-1:]
+    rows = trace_slice(records, cited)
+    assert [r.get("conn") for _, r in rows] == ["ws-1", "ws-1", "ws-1"]
+    assert [mark for mark, _ in rows] == [False, False, True]
