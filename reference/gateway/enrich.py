@@ -4,6 +4,7 @@ ticks change, change_rate and cumulative_volume against the previous close.
 Every value is read through the layout's roles and the spec's market table (zone, key pattern), so a
 broker adding or moving a field is a spec change. A record that exposes no raw fields (``raw``)
 gets the timestamp only; the dialects' JSON encoders stay as they are (the ``event`` schema).
+KIS and Kiwoom records both expose their raw fields, so a tick of either carries every field.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from stockmon.spec import Clause, Spec
+from stockmon.spec import Clause, Spec, kiwoom_layouts
 
 
 class RawRecord(Protocol):
-    """A parsed record that can hand back a field's text (the KIS frames' records)."""
+    """A parsed record that can hand back a field's text (KIS records by field name, Kiwoom
+    records by FID)."""
 
     def raw(self, name: str) -> str:
         """The text of one field as it arrived."""
@@ -42,9 +44,11 @@ class Enricher:
         self._zero = set(c.strings("zero_sign_codes"))
         self._patterns = {m: re.compile(v["key_pattern"]) for m, v in spec.markets.items()}
         self._zones = {m: ZoneInfo(v["timezone"]) for m, v in spec.markets.items()}
+        # both dialects' layouts: a Kiwoom record's roles name FIDs, a KIS one's field names
         self._layouts: dict[str, Mapping[str, Any]] = {
             tr: layout.roles for tr, layout in spec.layouts.items()
         }
+        self._layouts.update((t, lay.roles) for t, lay in kiwoom_layouts(spec).items())
 
     def market_of(self, key: str) -> str | None:
         """The market whose key pattern the key matches (None: no market's)."""

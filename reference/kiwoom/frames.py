@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from stockmon.reference.errors import FrameError
@@ -39,6 +39,13 @@ class KiwoomTick:
     price: int
     volume: int
     side: str | None
+    # the entry's FID texts as they arrived: what the gateway reads change, change rate and
+    # cumulative volume from (``raw``), through the layout's roles
+    values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def raw(self, fid: str) -> str:
+        """The text of one FID as it arrived (KeyError if the entry has none)."""
+        return str(self.values[fid])
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,11 @@ class KiwoomBook:
     time: str
     asks: list[tuple[int, int]]
     bids: list[tuple[int, int]]
+    values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def raw(self, fid: str) -> str:
+        """The text of one FID as it arrived (KeyError if the entry has none)."""
+        return str(self.values[fid])
 
 
 KiwoomRecord: TypeAlias = KiwoomTick | KiwoomBook
@@ -157,6 +169,7 @@ class KiwoomParser:
                 unsigned(get(str(roles["price"])), str(roles["price"]), type_code),
                 unsigned(vol_text, vol_fid, type_code),
                 side,
+                values,
             )
         return KiwoomBook(
             type_code,
@@ -164,6 +177,7 @@ class KiwoomParser:
             time,
             self._levels(get, roles["ask_prices"], roles["ask_quantities"], type_code),
             self._levels(get, roles["bid_prices"], roles["bid_quantities"], type_code),
+            values,
         )
 
     @staticmethod

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from stockmon.reference.events import StatusChanged
+from stockmon.reference.events import DataReceived, StatusChanged
 from stockmon.reference.gateway.hub import Hub
-from stockmon.spec import load_spec
+from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomParser
+from stockmon.spec import kiwoom_layouts, load_spec
 
 SPEC = load_spec("1.2")
 
@@ -64,3 +65,38 @@ def test_never_conflated_messages_are_bounded() -> None:
         hub.event(StatusChanged("connected", source="kis"))
     assert sub.closed_code == bp.integer("close_code")
     assert len(sub.queue) <= bp.integer("queue_max_messages")
+
+
+def test_kiwoom_ticks_carry_change_rate_and_cumulative_volume() -> None:
+    """A Kiwoom 0B tick gets change, change_rate (signed by FID 25) and cumulative_volume (API-EVENT)."""
+    layouts = kiwoom_layouts(SPEC)
+    tick_layout = next(lay for lay in layouts.values() if lay.kind == "tick")
+    roles = tick_layout.roles
+    values = {str(f.fid): "0" for f in tick_layout.fields}
+    values.update(
+        {
+            str(roles["time"]): "093015",
+            str(roles["price"]): "-20800",
+            str(roles["volume"]): "+82",
+            str(roles["change"]): "-350",
+            str(roles["change_rate"]): "-1.65",
+            str(roles["change_sign"]): "5",
+            str(roles["cumulative_volume"]): "1234567",
+        }
+    )
+    entry = {"type": tick_layout.type_code, "name": "n", "item": "005930", "values": values}
+    record = KiwoomParser(layouts).entry(entry)
+    assert record is not None
+    hub = Hub(SPEC, FakeTime())
+    sub = hub.attach()
+    sub.keys.add("005930")
+    hub.event(DataReceived(KiwoomFrame((record,), ("H0STCNT0",)), "kiwoom"))
+    pending = sub.take()
+    assert pending is not None
+    event = pending.body["event"]
+    assert (event["change"], event["change_rate"], event["cumulative_volume"]) == (
+        -350,
+        -1.65,
+        1234567,
+    )
+    assert event["timestamp"].endswith("+09:00")
