@@ -22,7 +22,7 @@ import io
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -82,24 +82,28 @@ async def failover_once(scale: float) -> dict[str, float]:
         conn = BrokerHttp(http, kis.rest_url, Secret(kis.app_key), Secret(kis.app_secret))
         approval = DirectApprovalKeyProvider(KisAuthClient(conn, spec))
 
-        def make_kis(s: EventSink, on_outcome: Callable[[Outcome], None]) -> StreamClient:
+        def make_kis(
+            s: EventSink, on_outcome: Callable[[Outcome], None], subs: Sequence[Subscription]
+        ) -> StreamClient:
             return StreamClient(
                 core=SessionCore(spec),
                 ws_url=kis.ws_url,
                 url_variable="KIS_WS_URL",
-                subscriptions=SUBS,
+                subscriptions=subs,
                 credentials=approval,
                 clock=clock,
                 sink=s,
                 on_outcome=on_outcome,
             )
 
-        def make_kiwoom(s: EventSink, on_outcome: Callable[[Outcome], None]) -> StreamClient:
+        def make_kiwoom(
+            s: EventSink, on_outcome: Callable[[Outcome], None], subs: Sequence[Subscription]
+        ) -> StreamClient:
             return StreamClient(
                 core=KiwoomSessionCore(spec, env="mock", login_timeout_s=10.0 / clock.to_real(1.0)),
                 ws_url=kw.ws_url,
                 url_variable="KIWOOM_WS_URL",
-                subscriptions=SUBS,
+                subscriptions=subs,
                 credentials=SharedCredentialSource(None),
                 clock=clock,
                 sink=s,
@@ -107,7 +111,12 @@ async def failover_once(scale: float) -> dict[str, float]:
             )
 
         runner = FailoverStream(
-            spec=spec, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
+            spec=spec,
+            clock=clock,
+            sink=sink,
+            make_kis=make_kis,
+            make_kiwoom=make_kiwoom,
+            subscriptions=SUBS,
         )
         task = asyncio.create_task(runner.run())
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
@@ -30,7 +30,7 @@ from stockmon.reference.output import EventSink
 from stockmon.reference.seams import ConnectGate, CredentialSource
 from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.reference.wiring import check_kiwoom, kis_seams, kiwoom_seams
-from stockmon.settings import Settings, load_settings, parse_subscriptions
+from stockmon.settings import Settings, Subscription, load_settings, parse_subscriptions
 
 # What to stream when STOCKMON_SUBSCRIPTIONS is unset: one KR and one US tick. Not normative.
 DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
@@ -79,13 +79,14 @@ class Broker:
         gate: ConnectGate,
         sink: EventSink,
         on_outcome: Callable[[Outcome], None] | None = None,
+        subscriptions: Sequence[Subscription] | None = None,
     ) -> StreamClient:
-        """This broker's core in the one shell."""
+        """This broker's core in the one shell (for ``subscriptions``, else the settings' ones)."""
         return StreamClient(
             core=self.core(settings, clock),
             ws_url=_setting(settings, self.ws_url_variable),
             url_variable=self.ws_url_variable,
-            subscriptions=settings.subscriptions,
+            subscriptions=settings.subscriptions if subscriptions is None else subscriptions,
             credentials=credentials,
             clock=clock,
             sink=sink,
@@ -166,10 +167,13 @@ class Mode:
                     spec=settings.spec,
                     clock=clock,
                     sink=sink,
-                    make_kis=lambda s, o: primary.client(settings, clock, credentials, gate, s, o),
-                    make_kiwoom=lambda s, o: second.client(
-                        settings, clock, backup_credentials, gate, s, o
+                    make_kis=lambda s, o, subs: primary.client(
+                        settings, clock, credentials, gate, s, o, subs
                     ),
+                    make_kiwoom=lambda s, o, subs: second.client(
+                        settings, clock, backup_credentials, gate, s, o, subs
+                    ),
+                    subscriptions=settings.subscriptions,
                 )
             started(runner)
             await runner.run()

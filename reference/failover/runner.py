@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from stockmon.errors import StockmonError
@@ -30,6 +30,7 @@ from stockmon.reference.failover.core import (
 )
 from stockmon.reference.output import EventSink
 from stockmon.reference.shell import CoreLoop, Outcome, ShellClock
+from stockmon.settings import Subscription
 from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,18 @@ class Client(Protocol):
         """Ask for a clean stop."""
         ...
 
+    def subscribe(self, sub: Subscription) -> None:
+        """Add a subscription while running."""
+        ...
 
-ClientFactory = Callable[[EventSink, Callable[[Outcome], None]], Client]
-"""Builds one broker's client on a sink, with the callback its shell reports outcomes to."""
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Release a subscription while running."""
+        ...
+
+
+ClientFactory = Callable[[EventSink, Callable[[Outcome], None], Sequence[Subscription]], Client]
+"""Builds one broker's client on a sink, with the callback its shell reports outcomes to, for the
+subscriptions the runner holds now (those added or released while running included)."""
 
 
 class _Watch:
@@ -83,8 +93,11 @@ class FailoverStream(CoreLoop):
         sink: EventSink,
         make_kis: ClientFactory,
         make_kiwoom: ClientFactory,
+        subscriptions: Sequence[Subscription],
     ) -> None:
         self.core = FailoverCore(spec)
+        # the set every client starts from: a switch of broker keeps what was added or released
+        self.subscriptions = list(subscriptions)
         self.clock = clock
         self.sink = sink
         self._factories = {KIS: make_kis, KIWOOM: make_kiwoom}
@@ -144,7 +157,22 @@ class FailoverStream(CoreLoop):
         return report
 
     def _launch(self, broker: str) -> None:
-        self._start(broker, self._factories[broker](_Watch(self), self._outcome(broker)))
+        factory = self._factories[broker]
+        self._start(broker, factory(_Watch(self), self._outcome(broker), tuple(self.subscriptions)))
+
+    def subscribe(self, sub: Subscription) -> None:
+        """Add a subscription: to the set the next client starts from, and to the active one."""
+        if sub not in self.subscriptions:
+            self.subscriptions.append(sub)
+        if self._client is not None:
+            self._client.subscribe(sub)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Release a subscription: from the set, and on the active client."""
+        if sub in self.subscriptions:
+            self.subscriptions.remove(sub)
+        if self._client is not None:
+            self._client.unsubscribe(sub)
 
     def _pump(self) -> None:
         core = self.core

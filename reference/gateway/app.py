@@ -248,8 +248,8 @@ def build_app(gw: Gateway) -> Starlette:
         return Subscription(tr_id, key)
 
     def changed(method: str, sub: Subscription, status_value: str) -> Response:
-        """Tell the client streaming now (after a failover switch the new one starts from the set)."""
-        live = getattr(gw.client(), method, None)
+        """Tell the runner: the client streaming now, and (failover) the set the next one starts from."""
+        live = getattr(gw.runner, method, None)
         if live is not None:
             live(sub)
         return JSONResponse(listing(), status_code=subs_c.integer(status_value))

@@ -18,6 +18,7 @@ from stockmon.reference.events import DataReceived
 from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.output import EventSink
 from stockmon.reference.shell import StreamClient
+from stockmon.settings import Subscription
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,14 +39,16 @@ def failover_stream(
         spec=SPEC,
         clock=clock,
         sink=sink,
-        make_kis=lambda s, o=None: kis(sink=s, on_outcome=o),
-        make_kiwoom=lambda s, o=None: kiwoom(sink=s, on_outcome=o),
+        make_kis=lambda s, o, subs: kis(sink=s, on_outcome=o, subscriptions=subs),
+        make_kiwoom=lambda s, o, subs: kiwoom(sink=s, on_outcome=o, subscriptions=subs),
+        subscriptions=SUBS,
     )
 
 
 # ---------------------------------------------------------------------- failover
 async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
-    """FAILOVER-KIWOOM: KIS refused past the budget -> Kiwoom (KR only); KIS back -> switch back."""
+    """FAILOVER-KIWOOM: KIS refused past the budget -> Kiwoom (KR only, a key added while running
+    included); KIS back -> switch back."""
     scale = 100.0
     async with (
         KisMock(MockConfig(time_scale=scale, tick_rate_hz=0.05)) as kis,
@@ -60,6 +63,10 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
             runner = failover_stream(kis.ws_url, kw.ws_url, approval, clock, sink)
             async with running(runner):
                 await until(lambda: len(sink.statuses("subscribed")) == 3)
+                # added while running (POST /v1/subscriptions): the backup starts with it too
+                kr_tick = next(s.tr_id for s in SUBS if s.tr_key == "005930")
+                runner.subscribe(Subscription(kr_tick, "035420"))
+                await until(lambda: len(sink.statuses("subscribed")) == 4)
                 kis.faults.refuse_connections(True)
                 kis.faults.drop_socket()
                 await until(lambda: bool(sink.statuses("failover")))
@@ -93,6 +100,7 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
         assert {i for reg in kw_regs for d in reg["data"] for i in d["item"]} == {
             "005930",
             "000660",
+            "035420",
         }
         assert [(s.tr_id, s.key) for s in sink.statuses("unserved")] == [("HDFSCNT0", "DNASAAPL")]
 
@@ -103,21 +111,26 @@ async def test_a_configuration_error_ends_the_failover_runner() -> None:
 
     clock, sink = ScaledClock(SCALE), ListSink()
 
-    def make_kiwoom(s: EventSink, o: Any = None) -> StreamClient:
+    def make_kiwoom(s: EventSink, o: Any, subs: Any) -> StreamClient:
         return kiwoom_client(
             spec=SPEC,
             ws_url="nonsense",
-            subscriptions=SUBS,
+            subscriptions=subs,
             clock=clock,
             sink=s,
             on_outcome=o,
         )
 
-    def make_kis(s: EventSink, o: Any = None) -> Any:
-        return make_kiwoom(s, o)  # a client that fails the same way
+    def make_kis(s: EventSink, o: Any, subs: Any) -> Any:
+        return make_kiwoom(s, o, subs)  # a client that fails the same way
 
     runner = FailoverStream(
-        spec=SPEC, clock=clock, sink=sink, make_kis=make_kis, make_kiwoom=make_kiwoom
+        spec=SPEC,
+        clock=clock,
+        sink=sink,
+        make_kis=make_kis,
+        make_kiwoom=make_kiwoom,
+        subscriptions=SUBS,
     )
     with pytest.raises(SettingsError, match="KIWOOM_WS_URL"):
         await asyncio.wait_for(runner.run(), 10)
