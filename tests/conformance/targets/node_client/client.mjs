@@ -6,13 +6,19 @@
 // Every number below is the spec's (`stockmon spec show CLAUSE --spec 1.0|1.1`); durations are spec
 // seconds, turned into real milliseconds with STOCKMON_TIME_SCALE.
 //
-// Mutants (one behaviour switched off spec, for the exit-1 proof): NODE_CLIENT_MUTANT=no-ping.
+// Mutants (one behaviour switched off spec, for the exit-1 proof): `--mutant no-ping` sends no
+// application ping.
 
 import crypto from 'node:crypto';
 import WebSocket from 'ws';
 
 const env = process.env;
-const MUTANT = env.NODE_CLIENT_MUTANT || '';
+const mutantAt = process.argv.indexOf('--mutant');
+const MUTANT = mutantAt > 0 ? process.argv[mutantAt + 1] || '' : '';
+if (MUTANT && MUTANT !== 'no-ping') {
+  process.stderr.write(`node_client: unknown mutant ${MUTANT} (known: no-ping)\n`);
+  process.exit(2);
+}
 const VERSION = env.STOCKMON_SPEC_VERSION || '1.1';
 const V11 = VERSION !== '1.0'; // 1.2's broker side is 1.1's
 const SCALE = Number(env.STOCKMON_TIME_SCALE || '1') || 1;
