@@ -33,11 +33,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("old", metavar="OLD", help="the earlier version, e.g. 1.0")
     p.add_argument("new", metavar="NEW", help="the later version, e.g. 1.1")
     p.set_defaults(func=cmd_diff)
-    p = sub.add_parser("show", help="print one clause with its values")
+    from stockmon.spec.sections import SECTIONS
+
+    # An implementer starts from --help: it names every section, not only clauses.
+    sections = "; ".join(f"{name}: {what}" for name, what in SECTIONS.items())
+    p = sub.add_parser(
+        "show",
+        help="print one clause with its values, or a section (rest, layouts, mock, ...)",
+        description=f"Print one clause, one section of the spec or one TR's layout. Sections: "
+        f"{sections}.",
+    )
     p.add_argument(
         "clause_id",
         metavar="CLAUSE",
-        help="clause ID, any case (KA-PING); 'stockmon spec list' shows them",
+        help="a clause ID, any case (KA-PING; 'stockmon spec list' shows them), a section name "
+        f"({', '.join(SECTIONS)}) or a TR ID for its layout (HDFSCNT0)",
     )
     p.add_argument("--spec", dest="version", help="spec version (default: newest)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -120,7 +130,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if not found:
         raise UsageError(
-            f"spec {spec.version} has no clause {args.clause_id!r}; 'stockmon spec list' shows them"
+            f"spec {spec.version} has no clause or section {args.clause_id!r}; 'stockmon spec list' "
+            "shows the clauses, 'stockmon spec show --help' the sections"
         )
     c = spec.clause(found[0])
     if args.json:

@@ -20,7 +20,7 @@ SECTIONS: Mapping[str, str] = {
     "kiwoom_layouts": "FID layouts of every Kiwoom realtime type",
     "mock": "the mock profile (what the suite's mock does) and its clock",
     "endpoints": "WebSocket and REST base addresses of each broker",
-    "markets": "markets and their realtime TRs",
+    "markets": "markets: key patterns (how a US realtime key names its exchange), time zones, tick sizes",
     "codes": "answer codes of the socket and REST",
     "environment": "environment variables an implementation reads",
 }
@@ -64,7 +64,12 @@ def _clock(spec: Spec) -> str:
     what = scale.description if scale is not None else "spec seconds per real second"
     return (
         f"the mock runs on spec seconds: STOCKMON_TIME_SCALE = {what}; every duration of the "
-        "mock profile, the token expiry it announces and the trace's t_spec are on that clock"
+        "mock profile, the token expiry it announces and the trace's t_spec are on that clock. "
+        "The clock starts at the real time the mock starts (before your program) and runs "
+        "STOCKMON_TIME_SCALE times faster, so a wall-clock time the mock announces "
+        "(access_token_token_expired, a KST time) is on its clock, not yours: measure expires_in "
+        "from the token response instead (expires_in / STOCKMON_TIME_SCALE real seconds); at the "
+        "response both name the same instant"
     )
 
 

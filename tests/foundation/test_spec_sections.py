@@ -9,6 +9,7 @@ import pytest
 
 from stockmon.cli import main
 from stockmon.spec import load_spec
+from stockmon.spec.sections import SECTIONS
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
@@ -52,6 +53,18 @@ def test_mock_section_shows_profile_and_clock(capsys: pytest.CaptureFixture[str]
         doc["profile"]["server_pingpong_period_s"] == spec.mock_profile["server_pingpong_period_s"]
     )
     assert "STOCKMON_TIME_SCALE" in doc["clock"] and "token expiry" in doc["clock"]
+    # Where the clock starts, so a target knows access_token_token_expired is not on its own clock.
+    assert "starts at the real time the mock starts" in doc["clock"]
+    assert "access_token_token_expired" in doc["clock"]
+
+
+def test_show_help_names_every_section(capsys: pytest.CaptureFixture[str]) -> None:
+    """`spec show --help` names every section, so an implementer finds rest/layouts/mock there."""
+    with pytest.raises(SystemExit):
+        main(["spec", "show", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in SECTIONS:
+        assert f"{name}:" in text
 
 
 def test_clauses_still_shown(capsys: pytest.CaptureFixture[str]) -> None:
