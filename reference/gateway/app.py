@@ -60,6 +60,8 @@ class Gateway:
     monotonic: Callable[[], float]  # real seconds: ticket lifetimes
     ingest_clock: Callable[[], float]  # the client's clock: heartbeat and inbound ages
     runner: Ingest | None = None
+    # spec seconds -> real seconds of the ingest clock (the page's real-time row ages)
+    time_scale: float = 1.0
     tickets: dict[str, float] = field(default_factory=dict)
     shutting_down: bool = False
     _reconnects_counted: int = 0
@@ -331,6 +333,10 @@ def build_app(gw: Gateway) -> Starlette:
         "status_path": status_c.string("path"),
         "subscriptions_path": subs_c.string("path"),
         "tr_ids": sorted(spec.layouts),
+        # a live socket has an inbound frame at least every ping interval (the broker reflects
+        # each ping, KA-HEARTBEAT): longer without one is a stall, shown as such
+        "stall_after_s": spec.clause("KA-PING").number("interval_s"),
+        "row_stale_after_real_s": spec.clause("KA-PING").number("interval_s") / gw.time_scale,
     }
     page = (
         resources.files("stockmon.reference.gateway")

@@ -143,6 +143,7 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
         failover=len(mode.brokers) > 1,
         monotonic=time.monotonic,
         ingest_clock=clock.monotonic,
+        time_scale=clock.scale,
     )
     runners: list[Client] = []
     stopping: list[bool] = []

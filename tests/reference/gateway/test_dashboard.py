@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
-from serve_support import Service
+from serve_support import Service, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +57,43 @@ def test_dashboard_shows_live_prices_and_adds_a_key(service: Service, chromium: 
             assert service.key not in page.url
         finally:
             browser.close()
+
+
+def test_dashboard_shows_a_broker_stall_and_its_end(tmp_path: Path, chromium: str) -> None:
+    """The broker goes silent past a ping interval: the page says 'stalled', then recovers."""
+    from playwright.sync_api import sync_playwright
+
+    runs = start_service(tmp_path, tick_rate_hz=2.0, time_scale=20.0)
+    service = next(runs)
+    interval = service.spec.clause("KA-PING").number("interval_s")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.on("dialog", lambda d: d.accept(service.key))  # type: ignore[attr-defined]
+                page.goto(service.url + "/")
+                inbound = page.locator("#st-inbound")
+                page.wait_for_function(
+                    "() => document.getElementById('st-inbound').textContent.includes('ago')",
+                    timeout=10_000,
+                )
+                assert "stalled" not in (inbound.get_attribute("class") or "")
+                httpx.post(
+                    service.mock.rest_url + "/_mock/faults/stall",
+                    json={"seconds": 4 * interval},
+                ).raise_for_status()
+                page.wait_for_function(
+                    "() => document.getElementById('st-inbound').classList.contains('stalled')",
+                    timeout=15_000,
+                )
+                assert "stalled: no frame for" in (inbound.text_content() or "")
+                assert page.locator('tr[data-key="005930"].stale').count() == 1
+                page.wait_for_function(
+                    "() => !document.getElementById('st-inbound').classList.contains('stalled')",
+                    timeout=20_000,
+                )
+            finally:
+                browser.close()
+    finally:
+        runs.close()
