@@ -111,6 +111,7 @@ class ScenarioMocks:
         facts: dict[str, Any] = {}
         if self.thread is not None:
             facts["unanswered_pingpong_grace_s"] = self.thread.mock.unanswered_pingpong_grace_s
+            facts["server_pingpong_period_s"] = self.thread.mock.server_pingpong_period_s
         if self.kiwoom is not None:
             facts["kiwoom_token_required"] = self.kiwoom.token_required
         return facts

@@ -109,8 +109,24 @@ def pings_sent_every_interval(ev: Evidence) -> Verdict:
                 evidence=[prev_rec, *([sock.close_record] if sock.close_record else [])],
             )
     if judged == 0:
-        raise HarnessError("no socket stayed open long enough to judge the ping interval")
+        return _short_sockets(ev, interval + tol, "the ping interval")
     return passed(f"pings every {interval:g} s (±{tol:g} s) on {judged} socket(s)")
+
+
+def _short_sockets(ev: Evidence, needed_s: float, what: str) -> Verdict:
+    """No socket lived ``needed_s``: the target's doing (it lost or closed every socket on its own)
+    unless the scenario injected a fault, in which case the harness did not make its situation."""
+    socks = ev.sockets()
+    if ev.faults() or not socks:
+        raise HarnessError(f"no socket stayed open long enough to judge {what}")
+    longest = max(_end(ev, s) - s.open_t for s in socks)
+    closed = [s.close_record for s in socks if s.close_record is not None]
+    return no_evidence(
+        f"none of the target's {len(socks)} socket(s) stayed open long enough to judge {what} "
+        f"(the longest {longest:.1f} s, {needed_s:g} s needed; no fault was injected)",
+        expected="a socket kept open for the whole scenario",
+        evidence=closed[:3],
+    )
 
 
 def _reflection_answers(ev: Evidence) -> tuple[int, list[tuple[Record, Record]]]:
@@ -224,6 +240,11 @@ def server_pingpong_answered_by_text_echo(ev: Evidence) -> Verdict:
     tol = slack(ev)
     sent = server_pings(ev)
     if not sent:
+        period = ev.mock.get("server_pingpong_period_s")
+        if isinstance(period, int | float) and period > 0:
+            longest = max((_end(ev, s) - s.open_t for s in ev.sockets()), default=0.0)
+            if longest < period:
+                return _short_sockets(ev, period, "the answer to a server PINGPONG")
         raise HarnessError("the mock sent no server PINGPONG during the scenario")
     judged = 0
     for sp in sent:

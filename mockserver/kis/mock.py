@@ -81,6 +81,11 @@ class KisMock(MockServer[ServerSession]):
         """How long this run lets a server PINGPONG go unanswered before it drops the socket."""
         return self.world.session_settings.unanswered_pingpong_grace_s
 
+    @property
+    def server_pingpong_period_s(self) -> float | None:
+        """How often the server sends its own PINGPONG (spec s; None or 0: never), as configured."""
+        return self.world.session_settings.server_pingpong_period_s
+
     def env(self) -> dict[str, str]:
         """The environment an implementation needs to use this mock (DESIGN §4)."""
         return {

@@ -92,6 +92,19 @@ CASES: tuple[Case, ...] = (
     ),
     # the same at full speed: judged as fast as the slow storm, the watchdog never needed
     mutant("ping-storm", "kis-steady", v1_1={"KA-PING", "KA-HEARTBEAT", "KA-SERVER-PINGPONG"}),
+    # frames built to crash a judge: the mock closes each socket (1009), the target is judged
+    mutant(
+        "hostile-frames",
+        "kis-steady",
+        v1_1={
+            "KA-PING",
+            "KA-HEARTBEAT",
+            "KA-SERVER-PINGPONG",
+            "PKT-DATA",
+            "PKT-DATA-FRAME",
+            "WS-PRIMARY-CHANNEL",
+        },
+    ),
     mutant("ignore-server-ping", "kis-steady", v1_0=NONE, v1_1={"KA-SERVER-PINGPONG"}),
     mutant("pong-frame", "kis-steady", v1_1={"KA-SERVER-PINGPONG"}),
     mutant("require-reflection", "no-reflection", v1_0={"KA-HEARTBEAT"}),

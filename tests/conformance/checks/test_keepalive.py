@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stockmon.conformance.checks import keepalive
+from stockmon.conformance.errors import HarnessError
 from stockmon.conformance.registry import Outcome
 
 from ..traces import PING, Trace
@@ -39,3 +42,24 @@ def test_closes_after_the_stop_are_not_the_clients_doing() -> None:
     tr.text(5, "ws-1", "out", PING)
     tr.close(101, "ws-1")
     assert keepalive.inbound_frames_reset_idle_timer(tr.evidence(100)).outcome is Outcome.PASS
+
+
+def test_sockets_the_target_kept_losing_fail_for_no_evidence() -> None:
+    """No socket lived a ping interval and no fault was injected: the target fails, not the harness."""
+    tr = Trace()
+    for i in range(5):
+        tr.open(10.0 * i, f"ws-{i}")
+        tr.close(10.0 * i + 0.3, f"ws-{i}", by="server")
+    verdict = keepalive.pings_sent_every_interval(tr.evidence(60))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.summary.startswith("no evidence: none of the target's 5 socket(s)")
+
+
+def test_short_sockets_after_an_injected_fault_are_the_harness_s() -> None:
+    """The same with a fault in the scenario: the harness did not make its situation (an error)."""
+    tr = Trace()
+    tr.add(0.0, "control", "event", "fault", name="drop_socket")
+    tr.open(1.0, "ws-1")
+    tr.close(1.3, "ws-1", by="server")
+    with pytest.raises(HarnessError):
+        keepalive.pings_sent_every_interval(tr.evidence(60))

@@ -42,6 +42,8 @@ MUTANTS = {
     "no-ping": "never sends the application ping",
     "echo-reflection": "answers the reflection of its own ping with another ping (ping storm)",
     "ping-storm": "answers every reflection at once with another ping: a storm at full speed",
+    "hostile-frames": "after subscribing, sends frames built to crash a judge (a lone surrogate, "
+    "JSON nested 100,000 deep, NaN)",
     "ignore-server-ping": "never answers the server's PINGPONG",
     "pong-frame": "answers the server's PINGPONG with an RFC 6455 pong frame, not a text echo",
     "require-reflection": "reconnects when a ping is not reflected",
@@ -397,6 +399,15 @@ async def snapshot(
 
 
 # ------------------------------------------------------------------------------ WebSocket
+# What the hostile-frames mutant sends: each once crashed the mock's trace or the judge (issue 11).
+HOSTILE_FRAMES = (
+    '{"header":{"tr_type":"1"},"body":{"input":{"tr_id":"H0STCNT0","tr_key":"\\ud800"}}}',
+    '{"header":' + "[" * 970 + "]" * 970 + "}",
+    "[" * 100_000 + "]" * 100_000,
+    '{"n":NaN}',
+)
+
+
 def packet(approval: str, tr_type: str, tr_id: str, key: str) -> str:
     header = {
         "approval_key": approval,
@@ -470,6 +481,9 @@ class Session:
     async def run(self) -> str:
         for tr_id, key in self.subs:
             await self.send(packet(self.approval, "1", tr_id, key))
+        if mutant == "hostile-frames":
+            for text in HOSTILE_FRAMES:
+                await self.send(text)
         interval = 15.0 if mutant == "ping-period" else PING_S
         while True:
             now = self.clock.now()
