@@ -9,6 +9,7 @@ compare it with what the mock sent. Observations carry ``source: "api"`` and a `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -28,7 +29,7 @@ from stockmon.spec import Spec
 
 # Non-normative: real seconds a REST call or a handshake may take before the browser gives up
 # (a target that does not answer is judged from the missing answer, never waited for).
-TIMEOUT_S = 5.0
+TIMEOUT_S = 10.0
 # Non-normative: the receive buffer of a tab that never reads, so the target's writes to it
 # back up within a fraction of a second instead of filling megabytes of kernel buffers first.
 STALLED_RCVBUF = 4096
@@ -151,12 +152,12 @@ class Browser:
         s.start()
         return s
 
-    def stalled(self, client: str, keys: Sequence[str]) -> bool:
+    def stalled(self, client: str, keys: Sequence[str]) -> Stalled | None:
         """Open a stream, subscribe to ``keys`` and never read again (a frozen tab): a tiny
-        receive buffer, the handshake by hand, one subscribe frame, then silence."""
+        receive buffer, the handshake by hand, then only writes (None if it did not open)."""
         ticket = self.ticket()
         if ticket is None:
-            return False
+            return None
         proto = ClientProtocol(parse_uri(self.stream_url()), subprotocols=self.subprotocols(ticket))
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -172,16 +173,17 @@ class Browser:
                 if not data:
                     break
                 proto.receive_data(data)
-            if proto.state is not State.OPEN:
-                self.record({"kind": "ws_stalled", "client": client, "opened": False})
-                return False
-            proto.send_text(json.dumps({"type": "subscribe", "keys": list(keys)}).encode())
-            sock.sendall(b"".join(proto.data_to_send()))
         except OSError as exc:
             self.record({"kind": "ws_stalled", "client": client, "error": type(exc).__name__})
-            return False
+            return None
+        if proto.state is not State.OPEN:
+            self.record({"kind": "ws_stalled", "client": client, "opened": False})
+            return None
+        tab = Stalled(sock, proto)
+        if not tab.send({"type": "subscribe", "keys": list(keys)}):
+            return None
         self.record({"kind": "ws_stalled", "client": client, "opened": True, "keys": list(keys)})
-        return True
+        return tab
 
     def close(self) -> None:
         """Close every stream and the HTTP client (end of the script)."""
@@ -222,6 +224,11 @@ class Stream:
             b.record({"kind": "ws_refused", "client": self.client, "error": type(exc).__name__})
             self._ready.set()
             return
+        with conn:
+            self._read(conn)
+
+    def _read(self, conn: ClientConnection) -> None:
+        b = self.browser
         self._conn = conn
         b.record({"kind": "ws_open", "client": self.client, "subprotocol": conn.subprotocol})
         self._ready.set()
@@ -249,10 +256,8 @@ class Stream:
         if self._conn is None:
             return
         self.browser.record({"kind": "ws_sent", "client": self.client, "message": dict(message)})
-        try:
+        with contextlib.suppress(ConnectionClosed):
             self._conn.send(json.dumps(message))
-        except ConnectionClosed:
-            pass
 
     def closed(self) -> bool:
         """Whether the reader thread has seen the end of the connection."""
@@ -268,3 +273,20 @@ class Stream:
         if self._conn is not None:
             self._conn.close()
         self._thread.join(TIMEOUT_S)
+
+
+class Stalled:
+    """A tab that never reads: it can only write (each write is a frame on the raw socket)."""
+
+    def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
+        self.sock = sock
+        self.proto = proto
+
+    def send(self, message: Mapping[str, Any]) -> bool:
+        """Send one client message; False once the target stopped taking them."""
+        self.proto.send_text(json.dumps(message).encode())
+        try:
+            self.sock.sendall(b"".join(self.proto.data_to_send()))
+        except OSError:
+            return False
+        return True

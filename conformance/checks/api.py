@@ -414,7 +414,7 @@ def _last_out_before(times: Sequence[float], t: float) -> float | None:
 
 
 @check("API-STATUS")
-def status_shows_the_stall(ev: Evidence) -> Verdict:
+def status_shows_a_silent_broker(ev: Evidence) -> Verdict:
     """GET /v1/status is an api-status body whose last_inbound_age_s tracks the time since the
     broker last sent anything, so a stall shows while it happens."""
     limit = budget(ev)
@@ -552,7 +552,7 @@ def subscription_over_the_limit_is_refused(ev: Evidence) -> Verdict:
 
 # ------------------------------------------------------------------------------ API-BACKPRESSURE
 @check("API-BACKPRESSURE")
-def a_stalled_subscriber_delays_no_other(ev: Evidence) -> Verdict:
+def a_frozen_subscriber_delays_no_other(ev: Evidence) -> Verdict:
     """While one tab never reads, every record the mock sends reaches a reading tab in time (the
     record itself, or a later one of its key when conflated)."""
     limit = budget(ev)
