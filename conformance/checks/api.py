@@ -15,11 +15,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stockmon.conformance.evidence import Evidence, Record
+from stockmon.conformance.evidence import Evidence, Record, Socket
 from stockmon.conformance.protocol import (
     SentRecord,
     client_packets,
     event_matches,
+    kis_sockets,
+    kiwoom_sockets,
     sent_records,
     slack,
 )
@@ -33,6 +35,7 @@ INTRUDER = "intruder"  # offers no ticket or a bad one: must get nothing and the
 ADD_ONE, FILL, OVER_LIMIT = "add-one", "fill", "over-limit"
 STOP_MARK = "api-stop"  # set by a script just before its browsers close
 STALL_MARK = "api-stall"
+FAILOVER_MARK = "api-failover"  # KIS starts refusing connections
 
 
 # ------------------------------------------------------------------------------ observations
@@ -326,6 +329,24 @@ def every_record_reaches_the_subscriber_in_order(ev: Evidence) -> Verdict:
                 judged += 1
                 got = matched[sk].get(i)
                 if got is None:
+                    early = next(
+                        (
+                            o
+                            for o in messages(obs)
+                            if (d := _data(o)) is not None
+                            and d[0] == sk
+                            and event_matches(ev.spec, d[1], r)
+                        ),
+                        None,
+                    )
+                    if early is not None:
+                        return failed(
+                            f"{client}: the {sk[0]}:{sk[1]} record the mock sent at t={r.t:.2f} "
+                            f"spec s arrived out of order (seq {_msg(early).get('seq')}, after a "
+                            "record sent later)",
+                            expected="each key's records in the order the mock sent them",
+                            evidence=[early],
+                        )
                     return failed(
                         f"{client}: the record the mock sent at t={r.t:.2f} spec s for "
                         f"{sk[0]}:{sk[1]} never reached the subscriber (nor was it stated as "
@@ -608,3 +629,56 @@ def a_frozen_subscriber_delays_no_other(ev: Evidence) -> Verdict:
             expected="records delivered to the reading tab",
         )
     return passed(f"{judged} records reached the reading tab in time beside a stalled one")
+
+
+# ------------------------------------------------------------------------------ API-STATUS (failover)
+def _state_at(ev: Evidence, sockets: Sequence[Socket], sent_t: float, done_t: float) -> bool:
+    """Whether one of ``sockets`` was open from well before a poll until after it."""
+    limit = budget(ev)
+    return any(
+        s.open_t + limit <= sent_t and (s.close_t is None or done_t + limit <= s.close_t)
+        for s in sockets
+    )
+
+
+@check("API-STATUS")
+def status_shows_the_failover(ev: Evidence) -> Verdict:
+    """While KIS serves, GET /v1/status says broker kis, failover primary; while the Kiwoom
+    backup serves after a failover, broker kiwoom, failover backup."""
+    states = ev.spec.clause("API-STATUS").strings("failover_states")
+    primary, backup = states[1], states[2]
+    polls = [
+        o
+        for o in calls(ev, "GET", "right")
+        if o.get("purpose") == "status" and isinstance(o.get("body"), Mapping)
+    ]
+    fault = ev.marks.get(FAILOVER_MARK)
+    kis = [s for s in kis_sockets(ev) if fault is None or s.open_t < fault]
+    backup_socks = kiwoom_sockets(ev)
+    judged = {primary: 0, backup: 0}
+    for o in polls:
+        body = o["body"]
+        sent_t, done_t = float(o["sent_t"]), float(o["t_spec"])
+        if fault is not None and done_t < fault and _state_at(ev, kis, sent_t, done_t):
+            want = ("kis", primary)
+        elif _state_at(ev, backup_socks, sent_t, done_t):
+            want = ("kiwoom", backup)
+        else:
+            continue  # in between: connecting, failing over or probing
+        judged[want[1]] += 1
+        if (body.get("broker"), body.get("failover")) != want:
+            return failed(
+                f"at t={sent_t:.1f} spec s status says broker {body.get('broker')!r}, failover "
+                f"{body.get('failover')!r}",
+                expected=f"broker {want[0]!r}, failover {want[1]!r} while that broker serves",
+                evidence=[o],
+            )
+    if not judged[backup] or not judged[primary]:
+        return no_evidence(
+            "no status poll while KIS served and while the Kiwoom backup served "
+            f"({judged[primary]} and {judged[backup]})",
+            expected="polls before and after a failover",
+        )
+    return passed(
+        f"{judged[primary]} polls on KIS said primary, {judged[backup]} on Kiwoom said backup"
+    )

@@ -11,12 +11,14 @@ sharing one broker socket, is not written yet.)
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 from stockmon.conformance import scenario as sc
-from stockmon.conformance.browser import NONE, RIGHT, WRONG, Browser
+from stockmon.conformance.browser import NONE, RIGHT, TIMEOUT_S, WRONG, Browser
 from stockmon.conformance.checks import api
+from stockmon.conformance.protocol import kiwoom_reg_accepted
 from stockmon.conformance.scenario import Driver, Scenario
 from stockmon.spec import Spec
 
@@ -159,6 +161,37 @@ def _status_script(d: Driver) -> None:
         every_real(d, 5.0, poll)
 
 
+def _failover_script(d: Driver) -> None:
+    status = _path(d.spec, "API-STATUS", "path")
+    with browser(d) as b:
+        if b is None:
+            return
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set() and d.alive():
+                b.request("GET", status, purpose="status")
+                time.sleep(POLL_REAL_S)
+
+        poller = threading.Thread(target=poll, name="status-poller", daemon=True)
+        poller.start()
+        try:
+            d.sleep(3.0 * d.time_scale)
+            seq = sc.last_seq(d)
+            d.mark(api.FAILOVER_MARK)
+            d.fault("refuse_connections", on=True)
+            d.fault("drop_socket")
+            if d.wait_until(
+                sc.seen(kiwoom_reg_accepted(d.spec), seq),
+                10 * d.time_scale,
+                "the Kiwoom backup registered",
+            ):
+                d.sleep(2.0 * d.time_scale)
+        finally:
+            stop.set()
+            poller.join(TIMEOUT_S)
+
+
 def _subscriptions_script(d: Driver) -> None:
     spec = d.spec
     path = _path(spec, "API-SUBSCRIPTIONS", "path")
@@ -263,6 +296,20 @@ SCENARIOS: tuple[Scenario, ...] = (
         checks=(api.status_shows_a_silent_broker,),
         script=_status_script,
         weight=9.0,
+    ),
+    _api(
+        name="api-failover",
+        doc="STOCKMON_BROKER=auto: KIS refuses connections until the client fails over to the "
+        "Kiwoom backup; GET /v1/status polled throughout says which broker serves.",
+        checks=(api.status_shows_the_failover,),
+        script=_failover_script,
+        subscriptions=sc.kiwoom_subscriptions,
+        time_scale=100.0,
+        mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
+        kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
+        broker="auto",
+        requires=("API-SERVICE", "FAILOVER-KIWOOM"),
+        weight=12.0,
     ),
     _api(
         name="api-subscriptions",

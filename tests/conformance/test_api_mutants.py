@@ -34,6 +34,11 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
         "api-slow-consumer",
         frozenset({"API-BACKPRESSURE"}),
     ),
+    "failover-untracked": (
+        (*MUTANT, "failover-untracked"),
+        "api-failover",
+        frozenset({"API-STATUS"}),
+    ),
     "drop-event": ((*MUTANT, "drop-event"), "api-stream", frozenset({"API-STREAM"})),
     "reorder-events": ((*MUTANT, "reorder-events"), "api-stream", frozenset({"API-STREAM"})),
 }

@@ -103,12 +103,18 @@ def reorder_events() -> None:
     hub.Hub.publish = publish  # type: ignore[method-assign]
 
 
+def failover_untracked() -> None:
+    """The status never leaves failover 'primary', whichever broker serves."""
+    hub.Hub._track = lambda self, ev: None  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "status-unguarded": status_unguarded,
     "key-in-log": key_in_log,
     "serial-fanout": serial_fanout,  # unbounded queue, one writer at a time
     "drop-event": drop_event,
     "reorder-events": reorder_events,
+    "failover-untracked": failover_untracked,
 }
 
 
