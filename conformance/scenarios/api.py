@@ -2,8 +2,8 @@
 behind a fresh VITE_API_KEY while it streams from the mock, and the script acts as browsers.
 
 ``api-auth`` knocks on every guarded route without the key and with a wrong one; ``api-stream``
-reads the live stream on two tabs and asks for snapshots; ``api-status`` polls the status through
-a stall of the broker; ``api-subscriptions`` adds keys through the API up to the limit and one
+reads the live stream on two tabs and asks for snapshots; ``api-silent-broker`` polls the status through
+a stall of the broker and ``api-failover`` through a failover to Kiwoom; ``api-subscriptions`` adds keys through the API up to the limit and one
 more; ``api-slow-consumer`` freezes one tab while another reads. (The fleet story, two replicas
 sharing one broker socket, is not written yet.)
 """
@@ -290,7 +290,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         script=_stream_script,
     ),
     _api(
-        name="api-status",
+        name="api-silent-broker",
         doc="GET /v1/status polled before and through a stall of the broker: the inbound age "
         "shows the stall while it happens.",
         checks=(api.status_shows_a_silent_broker,),
