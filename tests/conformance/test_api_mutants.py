@@ -41,6 +41,7 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
     ),
     "drop-event": ((*MUTANT, "drop-event"), "api-stream", frozenset({"API-STREAM"})),
     "reorder-events": ((*MUTANT, "reorder-events"), "api-stream", frozenset({"API-STREAM"})),
+    "stale-snapshot": ((*MUTANT, "stale-snapshot"), "api-stream", frozenset({"API-SNAPSHOT"})),
 }
 
 

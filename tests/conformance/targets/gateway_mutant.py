@@ -103,6 +103,18 @@ def reorder_events() -> None:
     hub.Hub.publish = publish  # type: ignore[method-assign]
 
 
+def stale_snapshot() -> None:
+    """GET /v1/quotes and /v1/books keep answering the first tick and book of a key."""
+    original = hub.Hub.event
+
+    def event(self: hub.Hub, ev: Any) -> None:
+        kept = dict(self.latest)
+        original(self, ev)
+        self.latest.update(kept)
+
+    hub.Hub.event = event  # type: ignore[method-assign]
+
+
 def failover_untracked() -> None:
     """The status never leaves failover 'primary', whichever broker serves."""
     hub.Hub._track = lambda self, ev: None  # type: ignore[method-assign]
@@ -115,6 +127,7 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "drop-event": drop_event,
     "reorder-events": reorder_events,
     "failover-untracked": failover_untracked,
+    "stale-snapshot": stale_snapshot,
 }
 
 
