@@ -227,7 +227,11 @@ def health_answers_without_a_key(ev: Evidence) -> Verdict:
     """/healthz answers 200 and /readyz 200 or 503 without a key, with an api-health body."""
     health = ev.spec.clause("API-HEALTH")
     live, ready = health.string("liveness_path"), health.string("readiness_path")
-    probes = [o for o in calls(ev, "GET", "none") if o.get("path") in (live, ready)]
+    probes = [
+        o
+        for o in calls(ev, "GET", "none")
+        if o.get("purpose") == "health" and o.get("path") in (live, ready) and "error" not in o
+    ]
     if not probes:
         return no_evidence("no health route was called", expected=f"GET {live} and {ready}")
     allowed = {
