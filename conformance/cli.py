@@ -24,9 +24,10 @@ from stockmon.spec import latest_version
 LAST_FAILED = Path(".stockmon-cache") / "conformance-lastfailed.json"
 
 
-def default_target() -> list[str]:
-    """The reference client's stream command, run with this interpreter."""
-    return [sys.executable, "-m", "stockmon.cli", "stream"]
+def default_target(profile: str = DEFAULT_PROFILE) -> list[str]:
+    """The reference, run with this interpreter: the client's stream command, or for profile api
+    the backend with its internal API (``stockmon serve``)."""
+    return [sys.executable, "-m", "stockmon.cli", "serve" if profile == "api" else "stream"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--target",
         metavar="COMMAND",
         help="the implementation under test, one shell-quoted command "
-        "(default: the reference client, 'stockmon stream')",
+        "(default: the reference client, 'stockmon stream'; for --profile api 'stockmon serve')",
     )
     parser.add_argument(
         "--spec",
@@ -120,16 +121,16 @@ def run(args: argparse.Namespace) -> int:
     from stockmon.conformance.report_html import render_html, render_json, rerun_lines
 
     version = args.spec_version or latest_version()
+    profile = _profile(args.profile)
     if args.target is not None:
         try:
             target = shlex.split(args.target)
         except ValueError as exc:
             raise ConfigError(f"--target: {exc}") from None
     else:
-        target = default_target()
+        target = default_target(profile)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    profile = _profile(args.profile)
     if args.last_failed:
         args.keyword = _last_failed(version, args.keyword)
     if args.list:

@@ -89,6 +89,9 @@ class Evidence:
     mock: Mapping[str, Any]
     end_t_spec: float
     notes: tuple[str, ...] = ()
+    # What the suite's browsers saw on the target's internal API (scenarios with ``api`` set):
+    # REST answers and stream messages, each timed in spec seconds on the mock's clock.
+    observations: tuple[Record, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ basic selections

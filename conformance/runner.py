@@ -34,7 +34,7 @@ from stockmon.conformance.errors import (
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.mocks import ScenarioMocks
 from stockmon.conformance.protocol import KIWOOM
-from stockmon.conformance.redis_server import PrivateRedis
+from stockmon.conformance.redis_server import PrivateRedis, free_port
 from stockmon.conformance.registry import (
     Check,
     KeywordExpression,
@@ -180,8 +180,8 @@ def profile_notes(profile: str) -> list[str]:
     """What the profile cannot judge yet (said, never faked as verdicts)."""
     if profile == "api":
         return [
-            "profile api: the internal API scenarios are pending until the gateway lands "
-            "(issue 16 part 1); only the broker-facing half is judged"
+            "profile api: the fleet scenario (two replicas sharing one broker socket) is not "
+            "written yet (issue 16 part 1)"
         ]
     return []
 
@@ -237,6 +237,11 @@ class ScenarioRun:
         self._notes: list[str] = []
         self._secrets: dict[str, str] = {}
         self._lock = threading.Lock()
+        # The internal API (scenarios with ``api`` set): where the target serves it, its key, and
+        # what the suite's browsers saw there (evidence beside the mock's trace).
+        self.api_url = ""
+        self.api_key = ""
+        self._observations: list[Record] = []
 
     # --- Driver -----------------------------------------------------------------------------
     def now(self) -> float:
@@ -313,6 +318,11 @@ class ScenarioRun:
         """A remark for the report."""
         self._notes.append(text)
 
+    def observe(self, record: Record) -> None:
+        """Keep what a browser of the suite saw on the target's internal API (thread-safe)."""
+        with self._lock:
+            self._observations.append(record)
+
     # --- lifecycle --------------------------------------------------------------------------
     def _build_env(
         self, mock_env: Mapping[str, str], redis: PrivateRedis | None, cache_dir: str
@@ -335,6 +345,8 @@ class ScenarioRun:
                 env[name] = f"canary-{name.lower().replace('_', '-')}-{secrets.token_hex(10)}"
         if redis is not None:
             env["REDIS_URL"] = redis.url
+        if self.scenario.api:
+            self._api_env(env)
         for name in self.scenario.drop_env:
             env.pop(name, None)
         self._env = env
@@ -345,6 +357,16 @@ class ScenarioRun:
         }
         if redis is not None and "REDIS_URL" in env:
             self._secrets["REDIS_URL password"] = redis.password
+
+    def _api_env(self, env: dict[str, str]) -> None:
+        """The internal API's address (a free loopback port) and a fresh key (API-SERVICE, API-AUTH)."""
+        service = self.spec.clause("API-SERVICE")
+        host = service.string("host")
+        env[service.string("host_variable")] = host
+        env[service.string("port_variable")] = str(free_port())
+        self.api_url = f"http://{host}:{env[service.string('port_variable')]}"
+        self.api_key = f"suite-api-key-{secrets.token_hex(16)}"
+        env[self.spec.clause("API-AUTH").string("key_variable")] = self.api_key
 
     def execute(self) -> ScenarioResult:
         """Run the scenario and judge it; harness errors end up in the result, not raised."""
@@ -422,6 +444,7 @@ class ScenarioRun:
             mock=self._mocks.facts(),
             end_t_spec=end_t_spec,
             notes=tuple(self._notes),
+            observations=tuple(self._observations),
         )
 
     def _check_started(self, records: Sequence[Record], runs: Sequence[Any]) -> None:

@@ -26,6 +26,9 @@ class Driver(Protocol):
     spec: Spec
     time_scale: float
     subscriptions: tuple[tuple[str, str], ...]
+    # The target's internal API (scenarios with ``api`` set; empty otherwise).
+    api_url: str
+    api_key: str
 
     def start(self, index: int | None = None) -> None:
         """Start one target (or all of them)."""
@@ -52,6 +55,9 @@ class Driver(Protocol):
 
     def records(self) -> Sequence[Record]:
         """The trace so far."""
+
+    def observe(self, record: Record) -> None:
+        """Keep what a browser saw on the internal API (evidence for the API checks)."""
 
     def alive(self) -> int:
         """How many targets are still running."""
@@ -86,12 +92,12 @@ def kiwoom_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
 
 # ------------------------------------------------------------------------------ profiles
 # What a backend is judged as: ``kis`` a KIS-only backend (no Kiwoom backup, so the Kiwoom and
-# failover stories are not in its profile), ``full`` KIS with the Kiwoom backup, ``api`` the full
-# backend and its internal API.
+# failover stories are not in its profile), ``full`` KIS with the Kiwoom backup, ``api`` the
+# internal API a backend serves to browsers (its broker half is judged by ``kis`` or ``full``).
 PROFILES: Mapping[str, str] = {
     "kis": "a KIS-only backend (Kiwoom and failover scenarios not in profile)",
     "full": "KIS with the Kiwoom backup",
-    "api": "the full backend and its internal API",
+    "api": "the internal API behind VITE_API_KEY (REST + WebSocket; default target 'stockmon serve')",
 }
 # How a target declares its profile when --profile is not given: this variable in the environment
 # the suite runs in (next to the --target command in CI).
@@ -131,6 +137,9 @@ class Scenario:
     env: str = "mock"
     # KiwoomMockConfig overrides; set = a Kiwoom mock runs beside the KIS mock, on one trace.
     kiwoom: Callable[[Spec], Mapping[str, Any]] | None = None
+    # The target serves the internal API: the runner gives it STOCKMON_API_HOST/PORT and a
+    # VITE_API_KEY, and the script connects to it as browsers do (profile api only).
+    api: bool = False
 
     def check_objects(self) -> tuple[Check, ...]:
         """The registered checks this scenario feeds."""
@@ -138,7 +147,10 @@ class Scenario:
 
     def in_profile(self, profile: str) -> bool:
         """Whether the scenario judges a backend of that profile (a KIS-only backend has no
-        Kiwoom backup to register, log in to or fail over to)."""
+        Kiwoom backup to register, log in to or fail over to; the internal API's scenarios are
+        profile api's, and only those)."""
+        if self.api or profile == "api":
+            return self.api and profile == "api"
         return profile != "kis" or (self.kiwoom is None and self.broker == "kis")
 
     def applies_to(self, spec: Spec) -> bool:

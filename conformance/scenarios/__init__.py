@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from stockmon.conformance.scenario import Scenario
 from stockmon.conformance.scenarios import (
+    api,
     credentials,
     failover,
     keepalive,
@@ -22,7 +23,8 @@ from stockmon.conformance.scenarios import (
     tokens,
 )
 
-# Catalogue order (``--list``, reports): the KIS stories, then the Kiwoom backup's (kiwoom-...).
+# Catalogue order (``--list``, reports): the KIS stories, then the Kiwoom backup's (kiwoom-...),
+# then the internal API's (api-..., profile api).
 SCENARIOS: tuple[Scenario, ...] = (
     *keepalive.SCENARIOS,
     *sockets.RECONNECTS,
@@ -32,6 +34,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     *credentials.SCENARIOS,
     *kiwoom.SCENARIOS,
     *failover.SCENARIOS,
+    *api.SCENARIOS,
 )
 
 

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""The reference gateway with one behaviour of its internal API changed, then ``stockmon serve``.
+
+``gateway_mutant.py NAME`` patches one method of the gateway (``reference/gateway``) so one API
+behaviour leaves the spec, and runs the serve command unchanged otherwise. The conformance suite
+(profile api) must fail it on exactly that behaviour's clauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+
+from stockmon.cli import main as stockmon_main
+from stockmon.reference.gateway import app, hub
+from stockmon.spec import latest_version, load_spec
+
+
+def status_unguarded() -> None:
+    """GET /v1/status answers without the key (one route left unguarded)."""
+    original = app.Gateway.authorized
+    path = load_spec(latest_version()).clause("API-STATUS").string("path")
+
+    def authorized(self: app.Gateway, request: Request) -> bool:
+        return request.url.path == path or original(self, request)
+
+    app.Gateway.authorized = authorized  # type: ignore[method-assign]
+
+
+def key_in_log() -> None:
+    """Every checked request logs its authorization header (the key) on stderr."""
+    original = app.Gateway.authorized
+
+    def authorized(self: app.Gateway, request: Request) -> bool:
+        print(f"auth: {dict(request.headers).get('authorization')}", file=sys.stderr, flush=True)
+        return original(self, request)
+
+    app.Gateway.authorized = authorized  # type: ignore[method-assign]
+
+
+def serial_fanout() -> None:
+    """One send at a time across every stream, and a slow tab is never closed (its queue grows
+    without bound): a tab whose socket is full holds up every other."""
+    lock = asyncio.Lock()
+    close = hub.Subscriber.close
+
+    def never_slow(self: hub.Subscriber, code: int) -> None:
+        if code != self.hub.slow_close_code:
+            close(self, code)
+
+    hub.Subscriber.close = never_slow  # type: ignore[method-assign]
+
+    async def write(self: app.StreamEndpoint, ws: WebSocket, sub: hub.Subscriber) -> None:
+        while sub.closed_code is None:
+            pending = sub.take()
+            if pending is None:
+                await sub.wake.wait()
+                continue
+            async with lock:
+                await ws.send_text(self.gw.hub.encode(pending, sub.next_seq()))
+
+    app.StreamEndpoint._write = write  # type: ignore[method-assign]
+
+
+def _data(obj: dict[str, Any]) -> bool:
+    return obj.get("type") in ("tick", "orderbook")
+
+
+def drop_event() -> None:
+    """Every fifth tick or book is never fanned out (the snapshot still sees it)."""
+    original = hub.Hub.publish
+    count = [0]
+
+    def publish(self: hub.Hub, obj: dict[str, Any]) -> None:
+        if _data(obj):
+            count[0] += 1
+            if count[0] % 5 == 0:
+                return
+        original(self, obj)
+
+    hub.Hub.publish = publish  # type: ignore[method-assign]
+
+
+def reorder_events() -> None:
+    """Ticks and books are fanned out in pairs, the second of each pair first."""
+    original = hub.Hub.publish
+    held: list[dict[str, Any]] = []
+
+    def publish(self: hub.Hub, obj: dict[str, Any]) -> None:
+        if not _data(obj):
+            original(self, obj)
+        elif held:
+            original(self, obj)
+            original(self, held.pop())
+        else:
+            held.append(obj)
+
+    hub.Hub.publish = publish  # type: ignore[method-assign]
+
+
+def stale_snapshot() -> None:
+    """GET /v1/quotes and /v1/books keep answering the first tick and book of a key."""
+    original = hub.Hub.event
+
+    def event(self: hub.Hub, ev: Any) -> None:
+        kept = dict(self.latest)
+        original(self, ev)
+        self.latest.update(kept)
+
+    hub.Hub.event = event  # type: ignore[method-assign]
+
+
+def failover_untracked() -> None:
+    """The status never leaves failover 'primary', whichever broker serves."""
+    hub.Hub._track = lambda self, ev: None  # type: ignore[method-assign]
+
+
+MUTANTS: dict[str, Callable[[], None]] = {
+    "status-unguarded": status_unguarded,
+    "key-in-log": key_in_log,
+    "serial-fanout": serial_fanout,  # unbounded queue, one writer at a time
+    "drop-event": drop_event,
+    "reorder-events": reorder_events,
+    "failover-untracked": failover_untracked,
+    "stale-snapshot": stale_snapshot,
+}
+
+
+def main() -> int:
+    """Patch the gateway, then run ``stockmon serve``."""
+    if len(sys.argv) != 2 or sys.argv[1] not in MUTANTS:
+        print(f"usage: gateway_mutant.py {{{','.join(MUTANTS)}}}", file=sys.stderr)
+        return 2
+    MUTANTS[sys.argv[1]]()
+    return stockmon_main(["serve"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
