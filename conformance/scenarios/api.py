@@ -11,6 +11,7 @@ sharing one broker socket, is not written yet.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from stockmon.conformance import scenario as sc
 from stockmon.conformance.browser import NONE, RIGHT, TIMEOUT_S, WRONG, Browser
 from stockmon.conformance.checks import api
 from stockmon.conformance.protocol import kiwoom_reg_accepted
-from stockmon.conformance.scenario import Driver, Scenario
+from stockmon.conformance.scenario import Driver, Scenario, story
 from stockmon.spec import Spec
 
 SCALE = 10.0
@@ -45,6 +46,18 @@ def api_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
         (tr("KR", "orderbook"), "005930"),
         (tr("US", "tick"), "DNASAAPL"),
     )
+
+
+# What every API story shares: the subscriptions, the pace, the gateway as the target (``api``).
+api_story = functools.partial(
+    story,
+    subscriptions=api_subscriptions,
+    time_scale=SCALE,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(SCALE), **sc.calm(spec, SCALE)},
+    requires=("API-SERVICE",),
+    api=True,
+    weight=8.0,
+)
 
 
 def keys_of(d: Driver) -> list[str]:
@@ -90,7 +103,18 @@ def _path(spec: Spec, clause: str, value: str, key: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------ scripts
-def _auth_script(d: Driver) -> None:
+@api_story(
+    "api-auth",
+    checks=(
+        api.guarded_routes_refuse_without_the_key,
+        api.stream_without_a_valid_ticket_gets_nothing,
+        api.key_never_in_output,
+        api.health_answers_without_a_key,
+    ),
+)
+def api_auth(d: Driver) -> None:
+    """Every guarded route without the key and with a wrong one, the stream without a valid
+    ticket, the health routes without a key; the key never printed."""
     spec = d.spec
     with browser(d) as b:
         if b is None:
@@ -134,7 +158,17 @@ def _snapshots(d: Driver, b: Browser) -> None:
                 b.request("GET", _path(d.spec, "API-SNAPSHOT", value, key), purpose="snapshot")
 
 
-def _stream_script(d: Driver) -> None:
+@api_story(
+    "api-stream",
+    checks=(
+        api.messages_numbered_from_one_without_gaps,
+        api.every_record_reaches_the_subscriber_in_order,
+        api.snapshots_equal_the_last_record,
+    ),
+)
+def api_stream(d: Driver) -> None:
+    """Two tabs read the live stream (every key, one key) while snapshots are asked for: every
+    record sent reaches them in order and in time; snapshots are the latest."""
     with browser(d) as b:
         if b is None:
             return
@@ -146,7 +180,14 @@ def _stream_script(d: Driver) -> None:
         every_real(d, RUN_REAL_S, lambda: _snapshots(d, b))
 
 
-def _status_script(d: Driver) -> None:
+@api_story(
+    "api-silent-broker",
+    checks=(api.status_shows_a_silent_broker,),
+    weight=9.0,
+)
+def api_status(d: Driver) -> None:
+    """GET /v1/status polled before and through a stall of the broker: the inbound age shows the
+    stall while it happens."""
     status = _path(d.spec, "API-STATUS", "path")
     with browser(d) as b:
         if b is None:
@@ -161,7 +202,20 @@ def _status_script(d: Driver) -> None:
         every_real(d, 5.0, poll)
 
 
-def _failover_script(d: Driver) -> None:
+@api_story(
+    "api-failover",
+    checks=(api.status_shows_the_failover,),
+    subscriptions=sc.kiwoom_subscriptions,
+    time_scale=100.0,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
+    kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
+    broker="auto",
+    requires=("API-SERVICE", "FAILOVER-KIWOOM"),
+    weight=12.0,
+)
+def api_failover(d: Driver) -> None:
+    """STOCKMON_BROKER=auto: KIS refuses connections until the client fails over to the Kiwoom
+    backup; GET /v1/status polled throughout says which broker serves."""
     status = _path(d.spec, "API-STATUS", "path")
     with browser(d) as b:
         if b is None:
@@ -192,7 +246,18 @@ def _failover_script(d: Driver) -> None:
             poller.join(TIMEOUT_S)
 
 
-def _subscriptions_script(d: Driver) -> None:
+@api_story(
+    "api-subscriptions",
+    checks=(
+        api.added_key_reaches_the_broker_once,
+        api.subscription_over_the_limit_is_refused,
+    ),
+    mock=lambda spec: {"tick_rate_hz": sc.frames(SCALE, 0.2), **sc.calm(spec, SCALE)},
+    weight=6.0,
+)
+def api_subscription_changes(d: Driver) -> None:
+    """Keys added through the API reach the broker as one subscribe packet each, up to the session
+    limit; the next is refused with the limit's code."""
     spec = d.spec
     path = _path(spec, "API-SUBSCRIPTIONS", "path")
     subs = spec.clause("API-SUBSCRIPTIONS")
@@ -225,7 +290,14 @@ def _subscriptions_script(d: Driver) -> None:
         sc.settle(d)
 
 
-def _slow_consumer_script(d: Driver) -> None:
+@api_story(
+    "api-slow-consumer",
+    checks=(api.a_frozen_subscriber_delays_no_other,),
+    mock=lambda spec: {"tick_rate_hz": sc.frames(SCALE, 100.0), **sc.calm(spec, SCALE)},
+)
+def api_slow_consumer(d: Driver) -> None:
+    """One tab subscribes and never reads again while another reads a busy stream: the reading tab
+    gets every record in time."""
     with browser(d) as b:
         if b is None:
             return
@@ -252,84 +324,11 @@ def _slow_consumer_script(d: Driver) -> None:
         d.sleep(max(0.0, end - d.now()))
 
 
-def _api(**fields: object) -> Scenario:
-    base: dict[str, object] = {
-        "subscriptions": api_subscriptions,
-        "time_scale": SCALE,
-        "mock": lambda spec: {"tick_rate_hz": sc.frames(SCALE), **sc.calm(spec, SCALE)},
-        "requires": ("API-SERVICE",),
-        "api": True,
-        "weight": 8.0,
-    }
-    base.update(fields)
-    return Scenario(**base)  # type: ignore[arg-type]
-
-
 SCENARIOS: tuple[Scenario, ...] = (
-    _api(
-        name="api-auth",
-        doc="Every guarded route without the key and with a wrong one, the stream without a valid "
-        "ticket, the health routes without a key; the key never printed.",
-        checks=(
-            api.guarded_routes_refuse_without_the_key,
-            api.stream_without_a_valid_ticket_gets_nothing,
-            api.key_never_in_output,
-            api.health_answers_without_a_key,
-        ),
-        script=_auth_script,
-    ),
-    _api(
-        name="api-stream",
-        doc="Two tabs read the live stream (every key, one key) while snapshots are asked for: "
-        "every record sent reaches them in order and in time; snapshots are the latest.",
-        checks=(
-            api.messages_numbered_from_one_without_gaps,
-            api.every_record_reaches_the_subscriber_in_order,
-            api.snapshots_equal_the_last_record,
-        ),
-        script=_stream_script,
-    ),
-    _api(
-        name="api-silent-broker",
-        doc="GET /v1/status polled before and through a stall of the broker: the inbound age "
-        "shows the stall while it happens.",
-        checks=(api.status_shows_a_silent_broker,),
-        script=_status_script,
-        weight=9.0,
-    ),
-    _api(
-        name="api-failover",
-        doc="STOCKMON_BROKER=auto: KIS refuses connections until the client fails over to the "
-        "Kiwoom backup; GET /v1/status polled throughout says which broker serves.",
-        checks=(api.status_shows_the_failover,),
-        script=_failover_script,
-        subscriptions=sc.kiwoom_subscriptions,
-        time_scale=100.0,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(100.0, 2.0), **sc.calm(spec, 100.0)},
-        kiwoom=lambda spec: {"env": "mock", "tick_rate_hz": sc.frames(100.0, 2.0)},
-        broker="auto",
-        requires=("API-SERVICE", "FAILOVER-KIWOOM"),
-        weight=12.0,
-    ),
-    _api(
-        name="api-subscriptions",
-        doc="Keys added through the API reach the broker as one subscribe packet each, up to the "
-        "session limit; the next is refused with the limit's code.",
-        checks=(
-            api.added_key_reaches_the_broker_once,
-            api.subscription_over_the_limit_is_refused,
-        ),
-        script=_subscriptions_script,
-        mock=lambda spec: {"tick_rate_hz": sc.frames(SCALE, 0.2), **sc.calm(spec, SCALE)},
-        weight=6.0,
-    ),
-    _api(
-        name="api-slow-consumer",
-        doc="One tab subscribes and never reads again while another reads a busy stream: the "
-        "reading tab gets every record in time.",
-        checks=(api.a_frozen_subscriber_delays_no_other,),
-        script=_slow_consumer_script,
-        # busy enough that the frozen tab's buffers fill within a fraction of a second
-        mock=lambda spec: {"tick_rate_hz": sc.frames(SCALE, 100.0), **sc.calm(spec, SCALE)},
-    ),
+    api_auth,
+    api_stream,
+    api_status,
+    api_failover,
+    api_subscription_changes,
+    api_slow_consumer,
 )
