@@ -14,25 +14,21 @@ from decimal import Decimal
 from stockmon.reference.kis.quote import Quote, fetch_quote, market_of
 from stockmon.reference.output import silence_stdout
 from stockmon.reference.wiring import open_kis
-from stockmon.settings import Settings, load_settings, variables_epilog
-
-# The variables this command reads (their descriptions come from the spec).
-VARIABLES = (
-    "KIS_APP_KEY",
-    "KIS_APP_SECRET",
-    "KIS_REST_URL",
-    "REDIS_URL",
-    "STOCKMON_CACHE_DIR",
-    "STOCKMON_ENV",
-    "STOCKMON_TIME_SCALE",
-    "STOCKMON_SPEC_VERSION",
+from stockmon.settings import (
+    KIS_VARIABLES,
+    RUNTIME_VARIABLES,
+    Settings,
+    describe_variables,
+    load_settings,
 )
+
+# The variables this command reads (their descriptions come from the spec): REST only, no socket.
+VARIABLES = (*(v for v in KIS_VARIABLES if v != "KIS_WS_URL"), *RUNTIME_VARIABLES)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon quote``."""
-    parser.epilog = variables_epilog(VARIABLES)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    describe_variables(parser, VARIABLES)
     parser.add_argument(
         "keys", nargs="+", metavar="KEY", help="KR code (005930) or US key (DNASAAPL)"
     )

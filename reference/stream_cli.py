@@ -20,32 +20,12 @@ from stockmon.errors import UsageError
 from stockmon.reference.failover.runner import Client
 from stockmon.reference.output import EventSink, JsonLinesSink, LiveTable, silence_stdout
 from stockmon.reference.registry import Mode, checked_settings
-from stockmon.settings import Settings, variables_epilog
-
-# The variables this command reads (their descriptions come from the spec).
-VARIABLES = (
-    "STOCKMON_SUBSCRIPTIONS",
-    "STOCKMON_BROKER",
-    "KIS_APP_KEY",
-    "KIS_APP_SECRET",
-    "KIS_REST_URL",
-    "KIS_WS_URL",
-    "KIWOOM_APP_KEY",
-    "KIWOOM_APP_SECRET",
-    "KIWOOM_REST_URL",
-    "KIWOOM_WS_URL",
-    "REDIS_URL",
-    "STOCKMON_CACHE_DIR",
-    "STOCKMON_ENV",
-    "STOCKMON_TIME_SCALE",
-    "STOCKMON_SPEC_VERSION",
-)
+from stockmon.settings import STREAM_VARIABLES, Settings, describe_variables
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon stream``."""
-    parser.epilog = variables_epilog(VARIABLES)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    describe_variables(parser, STREAM_VARIABLES)
     parser.add_argument(
         "--format",
         choices=("auto", "json", "table"),

@@ -7,6 +7,7 @@ says what to do, so the CLI never shows a traceback for a configuration mistake.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import re
@@ -180,17 +181,49 @@ def suggest_key(key: str, spec: Spec, market: str | None = None) -> str | None:
     return None
 
 
+# The variables of the broker commands, by the part that reads them: one list per concern, so
+# ``stockmon stream``, ``quote`` and ``serve`` describe exactly what each reads, and no two copies drift.
+KIS_VARIABLES = ("KIS_APP_KEY", "KIS_APP_SECRET", "KIS_REST_URL", "KIS_WS_URL")
+KIWOOM_VARIABLES = ("KIWOOM_APP_KEY", "KIWOOM_APP_SECRET", "KIWOOM_REST_URL", "KIWOOM_WS_URL")
+RUNTIME_VARIABLES = (
+    "REDIS_URL",
+    "STOCKMON_CACHE_DIR",
+    "STOCKMON_ENV",
+    "STOCKMON_TIME_SCALE",
+    "STOCKMON_SPEC_VERSION",
+)
+STREAM_VARIABLES = (
+    "STOCKMON_SUBSCRIPTIONS",
+    "STOCKMON_BROKER",
+    *KIS_VARIABLES,
+    *KIWOOM_VARIABLES,
+    *RUNTIME_VARIABLES,
+)
+
+
+def describe_variables(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """End a command's ``--help`` with the variables it reads, described by the spec."""
+    parser.epilog = variables_epilog(names)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def variables_epilog(names: Iterable[str]) -> str:
     """A help epilog listing ``names`` with their descriptions from the newest spec (CRED-ENV):
     the spec's ``environment`` section is the one place they are described."""
     spec = load_spec(latest_version())
     width = max(20, min(shutil.get_terminal_size().columns, 100) - 2)
+    names = tuple(names)
+    column = max(24, *(len(n) + 1 for n in names))
     lines = ["environment variables (see .env.example):"]
     for name in names:
         var = spec.env(name)
         text = var.description + (" [secret]" if var.secret else "")
         lines += textwrap.wrap(
-            text, width, initial_indent=f"  {name:<24}", subsequent_indent=" " * 26
+            text,
+            max(width, column + 30),
+            initial_indent=f"  {name:<{column}}",
+            subsequent_indent=" " * (column + 2),
+            break_on_hyphens=False,  # clause IDs (API-SERVICE) stay whole
         )
     return "\n".join(lines)
 

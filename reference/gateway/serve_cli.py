@@ -25,16 +25,32 @@ from stockmon.reference.failover.runner import Client
 from stockmon.reference.gateway.app import Gateway, build_app, close_all
 from stockmon.reference.gateway.hub import Hub
 from stockmon.reference.registry import Mode, checked_settings
-from stockmon.settings import Settings
-from stockmon.spec import Spec
+from stockmon.settings import STREAM_VARIABLES, Settings, describe_variables
+from stockmon.spec import Spec, latest_version, load_spec
 
 log = logging.getLogger(__name__)
+
+# What serve reads: everything ``stockmon stream`` does, and the internal API's own variables.
+SERVE_VARIABLES = (
+    "VITE_API_KEY",
+    "STOCKMON_API_HOST",
+    "STOCKMON_API_PORT",
+    "STOCKMON_API_CORS_ORIGINS",
+    *STREAM_VARIABLES,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stockmon serve`` (defaults: STOCKMON_API_HOST/PORT, else API-SERVICE)."""
-    parser.add_argument("--host", help="listen address (default: STOCKMON_API_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (default: STOCKMON_API_PORT or 8000)")
+    describe_variables(parser, SERVE_VARIABLES)
+    service = load_spec(latest_version()).clause("API-SERVICE")
+    host_var, port_var = service.string("host_variable"), service.string("port_variable")
+    parser.add_argument(
+        "--host", help=f"listen address (default: {host_var} or {service.string('host')})"
+    )
+    parser.add_argument(
+        "--port", type=int, help=f"TCP port (default: {port_var} or {service.integer('port')})"
+    )
     parser.set_defaults(func=run)
 
 

@@ -6,8 +6,9 @@ import pytest
 
 from stockmon.cli import main
 from stockmon.errors import SettingsError
-from stockmon.reference import quote_cli, stream_cli
-from stockmon.settings import load_settings, parse_subscriptions, suggest_key
+from stockmon.reference import quote_cli
+from stockmon.reference.gateway import serve_cli
+from stockmon.settings import STREAM_VARIABLES, load_settings, parse_subscriptions, suggest_key
 from stockmon.spec import latest_version, load_spec
 
 SPEC = load_spec(latest_version())
@@ -24,15 +25,22 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("command, module", [("stream", stream_cli), ("quote", quote_cli)])
+@pytest.mark.parametrize(
+    "command, names",
+    [
+        ("stream", STREAM_VARIABLES),
+        ("quote", quote_cli.VARIABLES),
+        ("serve", serve_cli.SERVE_VARIABLES),
+    ],
+)
 def test_help_lists_the_variables_with_spec_descriptions(
-    capsys: pytest.CaptureFixture[str], command: str, module: object
+    capsys: pytest.CaptureFixture[str], command: str, names: tuple[str, ...]
 ) -> None:
-    """``stream --help``/``quote --help`` list every variable read, described as the spec does."""
+    """``stream/quote/serve --help`` list every variable read, described as the spec does."""
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
     flat = " ".join(out.split())
-    for name in module.VARIABLES:  # type: ignore[attr-defined]
+    for name in names:
         assert name in out
         assert " ".join(SPEC.env(name).description.split()) in flat
 
