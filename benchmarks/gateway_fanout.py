@@ -76,35 +76,85 @@ async def _produce(rate: float, seconds: float, send: Any) -> int:
     return sent
 
 
-def _clients(args: argparse.Namespace, url: str, protocols: list[list[str]] | None) -> Any:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--client",
-        url,
-        "--seconds",
-        str(args.seconds),
-        "--subscribers",
-        str(args.subscribers),
+def _clients(args: argparse.Namespace, url: str, protocols: list[list[str]] | None) -> list[Any]:
+    """``--procs`` subscriber processes sharing the ``--subscribers`` connections."""
+    procs = []
+    per = [
+        args.subscribers // args.procs + (i < args.subscribers % args.procs)
+        for i in range(args.procs)
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(protocols) + "\n")
-    proc.stdin.flush()
-    return proc
+    start = 0
+    for n in per:
+        if n == 0:
+            continue
+        cmd = [
+            sys.executable,
+            __file__,
+            "--client",
+            url,
+            "--seconds",
+            str(args.seconds),
+            "--subscribers",
+            str(n),
+        ]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None
+        mine = protocols[start : start + n] if protocols else None
+        proc.stdin.write(json.dumps(mine) + "\n")
+        proc.stdin.flush()
+        procs.append(proc)
+        start += n
+    return procs
 
 
-async def _wait_ready(proc: Any) -> None:
-    line = await asyncio.to_thread(proc.stdout.readline)
-    assert line.strip() == "ready", line
+async def _wait_ready(procs: list[Any]) -> None:
+    for proc in procs:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert line.strip() == "ready", line
 
 
-async def _result(proc: Any) -> dict[str, Any]:
-    out, _ = await asyncio.to_thread(proc.communicate)
-    return dict(json.loads(out.strip().splitlines()[-1]))
+async def _result(procs: list[Any]) -> dict[str, Any]:
+    """The subscriber processes' figures merged: deliveries summed, latencies pooled."""
+    parts = []
+    for proc in procs:
+        out, _ = await asyncio.to_thread(proc.communicate)
+        parts.append(json.loads(out.strip().splitlines()[-1]))
+    latencies = sorted(x for p in parts for x in p.pop("latencies_ms"))
+    count = sum(int(p["deliveries"]) for p in parts)
+
+    def pct(q: float) -> float | None:
+        return latencies[int(q * (len(latencies) - 1))] if latencies else None
+
+    return {
+        "deliveries": count,
+        "deliveries_per_s": round(count / parts[0]["seconds"], 1) if parts else 0.0,
+        "latency_p50_ms": pct(0.5),
+        "latency_p99_ms": pct(0.99),
+        "latency_mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+    }
 
 
-async def _gateway_run(args: argparse.Namespace) -> dict[str, Any]:
+def _rss_mb() -> float:
+    """This process's resident set (Linux /proc), in MiB."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _frozen(url: str, protocol: list[str]) -> Any:
+    """A subscriber that subscribes to every key and then never reads again (a frozen tab)."""
+    ws = await websockets.connect(url, subprotocols=protocol, max_queue=1)  # type: ignore[arg-type]
+    await ws.recv()  # welcome
+    await ws.send(json.dumps({"type": "subscribe", "keys": list(KEYS)}))
+    return ws
+
+
+async def _gateway_run(args: argparse.Namespace, frozen: bool, rss: int = 0) -> dict[str, Any]:
+    """The paced stream through the gateway to the subscriber processes; with ``frozen`` one more
+    subscriber never reads; with ``rss`` > 0, afterwards that many events are pushed as fast as
+    the loop takes them and the process's RSS is read at 10,000 and at the end."""
     spec = load_spec("1.2")
     hub = Hub(spec, time.monotonic)
     gw = Gateway(
@@ -136,7 +186,7 @@ async def _gateway_run(args: argparse.Namespace) -> dict[str, Any]:
                     },
                 )
             ).json()["ticket"]
-            for _ in range(args.subscribers)
+            for _ in range(args.subscribers + 1)
         ]
     gw.subscriptions.extend(Subscription("H0STCNT0", k) for k in KEYS)
     protocols = [
@@ -144,10 +194,26 @@ async def _gateway_run(args: argparse.Namespace) -> dict[str, Any]:
         for t in tickets
     ]
     url = f"ws://127.0.0.1:{port}{spec.clause('API-STREAM').string('path')}"
-    proc = _clients(args, url, protocols)
-    await _wait_ready(proc)
+    stuck = await _frozen(url, protocols.pop()) if frozen else None
+    procs = _clients(args, url, protocols)
+    await _wait_ready(procs)
     sent = await _produce(args.rate, args.seconds, hub.publish)
-    result = await _result(proc)
+    result = await _result(procs)
+    memory: dict[str, Any] = {}
+    if rss:
+        base_at = 10_000
+        for i in range(rss):
+            hub.publish(_event(i))
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # the writers run, as between ingest frames
+            if i + 1 == base_at:
+                memory["rss_mb_after_10k"] = round(_rss_mb(), 1)
+        await asyncio.sleep(0.5)
+        memory["rss_mb_after_all"] = round(_rss_mb(), 1)
+        memory["events_pushed"] = rss
+        memory["rss_growth_mb"] = round(memory["rss_mb_after_all"] - memory["rss_mb_after_10k"], 1)
+    if stuck is not None:
+        await stuck.close()
     server.should_exit = True
     await serving
     conflated = sum(
@@ -156,7 +222,7 @@ async def _gateway_run(args: argparse.Namespace) -> dict[str, Any]:
         for s in m.samples
         if s.name.endswith("_total") and s.labels.get("reason") == hub.drop_conflated
     )
-    return {**result, "events_sent": sent, "conflated": conflated}
+    return {**result, "events_sent": sent, "conflated": conflated, **memory}
 
 
 async def _ceiling_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,15 +233,15 @@ async def _ceiling_run(args: argparse.Namespace) -> dict[str, Any]:
 
     async with serve(handler, "127.0.0.1", port) as server:
         url = f"ws://127.0.0.1:{port}"
-        proc = _clients(args, url, None)
-        await _wait_ready(proc)
+        procs = _clients(args, url, None)
+        await _wait_ready(procs)
 
         def send(obj: dict[str, Any]) -> None:
             body = json.dumps({"type": "event", "seq": 0, "event": obj}, separators=(",", ":"))
             broadcast(server.connections, body)
 
         sent = await _produce(args.rate, args.seconds, send)
-        result = await _result(proc)
+        result = await _result(procs)
     return {**result, "events_sent": sent}
 
 
@@ -212,21 +278,12 @@ async def _client_main(args: argparse.Namespace) -> None:
     await asyncio.sleep(0.3)  # the acks and snapshots are through
     print("ready", flush=True)
     await asyncio.gather(*tasks)
-    latencies.sort()
-
-    def pct(p: float) -> float | None:
-        return round(latencies[int(p * (len(latencies) - 1))] * 1000, 2) if latencies else None
-
     print(
         json.dumps(
             {
                 "deliveries": count,
-                "deliveries_per_s": round(count / args.seconds, 1),
-                "latency_p50_ms": pct(0.5),
-                "latency_p99_ms": pct(0.99),
-                "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 2)
-                if latencies
-                else None,
+                "seconds": args.seconds,
+                "latencies_ms": [round(x * 1000, 2) for x in latencies],
             }
         ),
         flush=True,
@@ -236,31 +293,50 @@ async def _client_main(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20)
+    parser.add_argument("--procs", type=int, default=2, help="subscriber processes (default 2)")
     parser.add_argument("--rate", type=float, default=500.0, help="events per second produced")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rss-events",
+        type=int,
+        default=1_000_000,
+        help="events pushed after the frozen-tab run to read the RSS growth (0: skip)",
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         asyncio.run(_client_main(args))
         return 0
-    gateway = asyncio.run(_gateway_run(args))
+    gateway = asyncio.run(_gateway_run(args, frozen=False))
+    with_frozen = asyncio.run(_gateway_run(args, frozen=True, rss=args.rss_events))
     ceiling = asyncio.run(_ceiling_run(args))
 
     def ratio(a: Any, b: Any) -> float | None:
         return round(a / b, 3) if a and b else None
 
+    deliveries = ratio(gateway["deliveries_per_s"], ceiling["deliveries_per_s"])
+    frozen_p99 = ratio(with_frozen["latency_p99_ms"], gateway["latency_p99_ms"])
+    growth = with_frozen.get("rss_growth_mb")
     print(
         json.dumps(
             {
                 "benchmark": "gateway_fanout",
                 "subscribers": args.subscribers,
+                "subscriber_processes": args.procs,
                 "keys_per_subscriber": len(KEYS),
                 "rate_events_per_s": args.rate,
                 "seconds": args.seconds,
                 "gateway": gateway,
+                "gateway_with_a_frozen_subscriber": with_frozen,
                 "ceiling_bare_broadcast": ceiling,
-                "deliveries_ratio": ratio(gateway["deliveries_per_s"], ceiling["deliveries_per_s"]),
+                "deliveries_ratio": deliveries,
                 "p99_latency_ratio": ratio(gateway["latency_p99_ms"], ceiling["latency_p99_ms"]),
+                "frozen_subscriber_p99_ratio": frozen_p99,
+                "targets": {
+                    "deliveries_ratio_at_least_0_6": deliveries is not None and deliveries >= 0.6,
+                    "frozen_p99_within_10_percent": frozen_p99 is not None and frozen_p99 <= 1.1,
+                    "rss_growth_at_most_20_mb": growth is None or growth <= 20,
+                },
             },
             indent=2,
         )
