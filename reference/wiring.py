@@ -27,7 +27,11 @@ from redis.asyncio import Redis
 from stockmon.clock import Clock, ScaledClock
 from stockmon.reference.fleet.file_store import FileCredentialStore, cache_file
 from stockmon.reference.fleet.lease_gate import RedisConnectGate, socket_lease
-from stockmon.reference.fleet.redis_conn import connect_redis, require_lock_backend
+from stockmon.reference.fleet.redis_conn import (
+    connect_redis,
+    outage_keep_s,
+    require_lock_backend,
+)
 from stockmon.reference.fleet.token_manager import (
     SharedCredential,
     Tuning,
@@ -156,7 +160,12 @@ async def kis_seams(
         seams: Seams
         if kis.redis is not None and isinstance(kis.store, RedisCredentialStore):
             gate = socket_lease(
-                kis.redis, kis.store.key(SOCKET, "lease"), kis.holder, report, "kis"
+                kis.redis,
+                kis.store.key(SOCKET, "lease"),
+                kis.holder,
+                report,
+                "kis",
+                keep=outage_keep_s(settings.spec, settings.time_scale),
             )
             seams = (kis.approval_provider(), gate)
         else:
@@ -230,7 +239,12 @@ async def kiwoom_seams(
             if own_gate and redis is not None and isinstance(store, RedisCredentialStore):
                 lease_key = store.key(SOCKET, "lease")
                 gate = socket_lease(
-                    redis, lease_key, default_holder(), status_reporter(sink), "kiwoom"
+                    redis,
+                    lease_key,
+                    default_holder(),
+                    status_reporter(sink),
+                    "kiwoom",
+                    keep=outage_keep_s(settings.spec, settings.time_scale),
                 )
         else:
             print(NO_TOKEN_NOTICE, file=sys.stderr)
