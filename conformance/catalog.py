@@ -27,6 +27,10 @@ PENDING: Mapping[str, str] = {
     "API-BACKPRESSURE": "internal API checks: issue 16 part 1",
     "API-HEALTH": "internal API checks: issue 16 part 1",
     "API-METRICS": "internal API checks: issue 16 part 1",
+    "REST-TIMEOUT": (
+        "a wire check needs the harness to run a one-shot target command: issue 11;"
+        " the reference is proved in tests/reference/kis/test_quote.py"
+    ),
     "FLEET-REDIS-OUTAGE": (
         "a wire check needs a multi-replica target and a Redis the harness can kill: issue 11;"
         " the reference is proved in tests/reference/fleet/test_redis_outage.py"

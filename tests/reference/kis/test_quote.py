@@ -139,3 +139,22 @@ def test_quote_request_is_built_from_the_spec() -> None:
     us = quote_request("DNYSIBM", SPEC)
     assert us.params == {ep["US"]["exchange_param"]: "NYS", ep["US"]["key_param"]: "IBM"}
     assert us.tr_id == ep["US"]["tr_id"]
+
+
+async def test_quote_fails_within_the_command_timeout_when_rest_hangs() -> None:
+    """REST-TIMEOUT: every REST answer delayed for ever -> exit 2 within command_timeout_s, one error line."""
+    spec = load_spec("1.2")
+    budget = spec.clause("REST-TIMEOUT").number("command_timeout_s")
+    request = spec.clause("REST-TIMEOUT").number("request_timeout_s")
+    async with KisMock(MockConfig(spec_version="1.2", time_scale=100.0)) as hung:
+        hung.faults.delay_rest(86400.0, n=None)  # 864 real seconds: never, for this test
+        start = asyncio.get_running_loop().time()
+        code, out, err = await stockmon(client_env(hung), "quote", "005930")
+        took = asyncio.get_running_loop().time() - start
+    assert code == 2 and out == ""
+    assert budget <= took < budget + 5.0, f"{took:.1f} s"
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("stockmon quote: NetworkError:") and "005930" in lines[-1]
+    assert f"{budget:.1f} s" in lines[-1] and "Traceback" not in err
+    # The warnings before it name the call that timed out, each within request_timeout_s.
+    assert all(f"timed out after {request:.2f} s" in line for line in lines[:-1]), lines
