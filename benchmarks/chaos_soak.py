@@ -11,7 +11,8 @@ until the mock has sent data for every subscribed key on the one open socket aga
 Reported: faults injected and survived (data restored for every key), moments with two sockets
 open (from the mock's trace, judged with the conformance suite's own Evidence; target 0),
 subscriptions restored (target 100 %), crashes (a replica exiting by itself or printing a
-traceback; target 0), restore times, and as the baseline measured in the same run the data frames
+traceback; target 0), restore times, how many Redis outages the open socket streamed through
+(FLEET-REDIS-OUTAGE keep_s, scaled), and as the baseline measured in the same run the data frames
 per second of a fault-free warm-up: ``throughput_ratio`` = frames/s under faults / warm-up frames/s.
 
     .venv/bin/python benchmarks/chaos_soak.py [--faults 60] [--scale 20] [--seed 1]
@@ -40,6 +41,7 @@ from stockmon.conformance.evidence import Evidence
 from stockmon.conformance.redis_server import PrivateRedis
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.fleet.lease import parse_lease_value
+from stockmon.reference.fleet.redis_conn import outage_keep_s
 from stockmon.spec import load_spec
 
 SPEC_VERSION = "1.2"
@@ -97,6 +99,7 @@ class Soak:
         self.replicas: list[Replica] = []
         self.scale = mock.config.time_scale
         self.redis_down = False
+        self.outages: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- observations
     def data_keys_since(self, seq: int) -> set[tuple[str, str]]:
@@ -217,12 +220,20 @@ class Soak:
         ]
 
     async def redis_outage(self, seconds: float) -> None:
-        """SIGKILL redis-server, wait, start it again (empty: it has no persistence)."""
+        """SIGKILL redis-server, wait, start it again (empty: it has no persistence); note whether
+        the socket open before it was still open and streaming after it (FLEET-REDIS-OUTAGE)."""
+        before = {s["conn"] for s in self.mock.sessions()}
+        since = self.last_seq()
         self.redis.kill()
         self.redis_down = True
         await asyncio.sleep(seconds)
+        during = self.data_keys_since(since)
         await asyncio.get_running_loop().run_in_executor(None, self.redis.start)
         self.redis_down = False
+        kept = bool(before) and before == {s["conn"] for s in self.mock.sessions()}
+        self.outages.append(
+            {"down_s": round(seconds, 2), "socket_kept": kept, "data_during": bool(during)}
+        )
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -342,8 +353,18 @@ async def _drive(run: Soak, args: argparse.Namespace, version: str) -> dict[str,
         "baseline_frames_per_s": round(warm_rate, 1),
         "faults_frames_per_s": round(fault_rate, 1),
         "throughput_ratio": round(fault_rate / warm_rate, 3) if warm_rate else None,
+        "redis_outages": len(run.outages),
+        "redis_outages_socket_kept": sum(o["socket_kept"] for o in run.outages),
+        "redis_outages_with_data": sum(o["data_during"] for o in run.outages),
+        "redis_outage_detail": run.outages,
+        "keep_s_real": spec_keep(version, run.scale),
         "trace_records_dropped": mock.trace.dropped,
     }
+
+
+def spec_keep(version: str, scale: float) -> float:
+    """FLEET-REDIS-OUTAGE keep_s in real seconds at this scale (0 without the clause)."""
+    return round(outage_keep_s(load_spec(version), scale), 3)
 
 
 def _data_frames(mock: KisMock, since: int) -> int:
