@@ -81,6 +81,9 @@ class CommonConfig:
     # closed), and may sit idle between keep-alive requests. Not normative: a listener's hygiene.
     rest_request_timeout_s: float = 10.0
     rest_idle_timeout_s: float = 120.0
+    # Real seconds a WebSocket connection may take to complete its upgrade (a client that opens
+    # TCP and never sends the handshake, or half of it, is dropped). Not normative, like the above.
+    ws_open_timeout_s: float = 10.0
     # Fixed test credentials (None = derived from the seed, shaped like real ones).
     app_key: str | None = None
     app_secret: str | None = field(default=None, repr=False)
@@ -108,6 +111,8 @@ class CommonConfig:
             raise MockConfigError("trace_limit must be >= 1 or None")
         if not (self.rest_request_timeout_s > 0 and self.rest_idle_timeout_s > 0):
             raise MockConfigError("rest_request_timeout_s and rest_idle_timeout_s must be > 0")
+        if not self.ws_open_timeout_s > 0:
+            raise MockConfigError("ws_open_timeout_s must be > 0")
         if self.trace_max_bytes is not None and self.trace_max_bytes < 1024:
             raise MockConfigError("trace_max_bytes must be >= 1024 or None")
 

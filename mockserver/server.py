@@ -206,6 +206,7 @@ class MockServer(Generic[S]):
                 self.config.ws_port,
                 process_request=self._ws_process_request,
                 ping_interval=None,  # keep-alive is the session core's ping, not library pings
+                open_timeout=self.config.ws_open_timeout_s,  # half-open upgrades are dropped
                 max_size=self.config.ws_max_size,
                 compression=None,
                 create_connection=_Connection,

@@ -11,8 +11,10 @@ import asyncio
 import json
 from decimal import Decimal
 
+from stockmon.reference.errors import NetworkError
 from stockmon.reference.kis.quote import Quote, fetch_quote, market_of
 from stockmon.reference.output import silence_stdout
+from stockmon.reference.rest import command_timeout_s
 from stockmon.reference.wiring import open_kis
 from stockmon.settings import (
     KIS_VARIABLES,
@@ -55,11 +57,24 @@ def format_quote(quote: Quote, as_json: bool) -> str:
 
 
 async def quote_all(settings: Settings, keys: list[str], as_json: bool) -> int:
-    """Fetch and print every key in order; errors propagate as typed StockmonErrors."""
-    async with open_kis(settings) as kis:
-        for key in keys:
-            quote = await fetch_quote(kis.rest, key)
-            print(format_quote(quote, as_json), flush=True)
+    """Fetch and print every key in order; errors propagate as typed StockmonErrors.
+
+    The whole command is bounded by REST-TIMEOUT command_timeout_s (when the spec has it): a
+    broker whose REST side hangs is a one-line NetworkError, not a wait on the token manager.
+    """
+    budget = command_timeout_s(settings.spec)
+    key = keys[0]
+    try:
+        async with asyncio.timeout(budget), open_kis(settings) as kis:
+            for key in keys:
+                quote = await fetch_quote(kis.rest, key)
+                print(format_quote(quote, as_json), flush=True)
+    except TimeoutError:
+        assert budget is not None
+        raise NetworkError(
+            f"KIS REST gave no quote for {key} within {budget:.1f} s "
+            f"({settings.kis_rest_url}; REST-TIMEOUT command_timeout_s)"
+        ) from None
     return 0
 
 

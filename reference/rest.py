@@ -15,6 +15,26 @@ from stockmon.boundedjson import loads as bounded_json
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
 from stockmon.reference.errors import NetworkError
+from stockmon.spec import Spec
+
+
+def request_timeout_s(spec: Spec) -> float | None:
+    """Seconds one REST call may take (REST-TIMEOUT request_timeout_s); None without the clause.
+
+    Real seconds, never divided by the time scale: a round trip does not get faster when the
+    harness compresses the broker's clock.
+    """
+    if not spec.has("REST-TIMEOUT"):
+        return None
+    return spec.clause("REST-TIMEOUT").number("request_timeout_s")
+
+
+def command_timeout_s(spec: Spec) -> float | None:
+    """Real seconds a one-shot REST command may take (REST-TIMEOUT command_timeout_s); None
+    without the clause (the command then waits as long as its token manager does)."""
+    if not spec.has("REST-TIMEOUT"):
+        return None
+    return spec.clause("REST-TIMEOUT").number("command_timeout_s")
 
 
 async def call_json(
@@ -51,6 +71,7 @@ class BrokerHttp:
     app_key: Secret
     app_secret: Secret
     variable: str = "the REST URL variable"  # what a malformed base URL is blamed on
+    request_timeout: float | None = None  # REST-TIMEOUT: caps every call's budget (real seconds)
 
     def __repr__(self) -> str:
         return f"BrokerHttp({self.base_url!r})"
@@ -63,6 +84,8 @@ class BrokerHttp:
         A base URL httpx cannot use is the user's setting, not the network: a SettingsError.
         """
         url = self.base_url.rstrip("/") + path
+        if self.request_timeout is not None:
+            budget_s = min(budget_s, self.request_timeout)
         try:
             return await call_json(self.http, method, url, f"{method} {path}", budget_s, **kwargs)
         except httpx.InvalidURL:

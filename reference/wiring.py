@@ -27,7 +27,11 @@ from redis.asyncio import Redis
 from stockmon.clock import Clock, ScaledClock
 from stockmon.reference.fleet.file_store import FileCredentialStore, cache_file
 from stockmon.reference.fleet.lease_gate import RedisConnectGate, socket_lease
-from stockmon.reference.fleet.redis_conn import connect_redis, require_lock_backend
+from stockmon.reference.fleet.redis_conn import (
+    connect_redis,
+    outage_keep_s,
+    require_lock_backend,
+)
 from stockmon.reference.fleet.token_manager import (
     SharedCredential,
     Tuning,
@@ -47,7 +51,7 @@ from stockmon.reference.kis.quote import snapshot_quotes
 from stockmon.reference.kis.rest import KisRestClient
 from stockmon.reference.kiwoom.auth import KiwoomAuthClient
 from stockmon.reference.output import EventSink, status_reporter
-from stockmon.reference.rest import BrokerHttp
+from stockmon.reference.rest import BrokerHttp, request_timeout_s
 from stockmon.reference.seams import (
     ConnectGate,
     CredentialSource,
@@ -109,7 +113,14 @@ async def open_kis(
         store = FileCredentialStore(cache_file(settings.cache_dir, settings.env, app_key))
     own_http = http is None
     client = http or httpx.AsyncClient()
-    conn = BrokerHttp(client, settings.kis_rest_url, app_key, app_secret, "KIS_REST_URL")
+    conn = BrokerHttp(
+        client,
+        settings.kis_rest_url,
+        app_key,
+        app_secret,
+        "KIS_REST_URL",
+        request_timeout_s(spec),
+    )
     auth = KisAuthClient(conn, spec, scale=scale)
     common = {"clock": clock, "holder": name, "tuning": tuning}
     tokens = token_manager(store, auth.issue_token, TokenPolicy.for_token(spec, scale), **common)
@@ -132,7 +143,14 @@ async def open_kis(
 def single_process_seams(settings: Settings, http: httpx.AsyncClient) -> Seams:
     """Approval keys fetched directly and a gate that always grants (no REDIS_URL)."""
     app_key, app_secret = settings.require_kis()
-    conn = BrokerHttp(http, settings.kis_rest_url, app_key, app_secret, "KIS_REST_URL")
+    conn = BrokerHttp(
+        http,
+        settings.kis_rest_url,
+        app_key,
+        app_secret,
+        "KIS_REST_URL",
+        request_timeout_s(settings.spec),
+    )
     auth = KisAuthClient(conn, settings.spec, scale=settings.time_scale)
     return DirectApprovalKeyProvider(auth), OpenGate()
 
@@ -156,7 +174,12 @@ async def kis_seams(
         seams: Seams
         if kis.redis is not None and isinstance(kis.store, RedisCredentialStore):
             gate = socket_lease(
-                kis.redis, kis.store.key(SOCKET, "lease"), kis.holder, report, "kis"
+                kis.redis,
+                kis.store.key(SOCKET, "lease"),
+                kis.holder,
+                report,
+                "kis",
+                keep=outage_keep_s(settings.spec, settings.time_scale),
             )
             seams = (kis.approval_provider(), gate)
         else:
@@ -218,7 +241,12 @@ async def kiwoom_seams(
                 )
             )
             conn = BrokerHttp(
-                http, settings.kiwoom_rest_url, app_key, app_secret, "KIWOOM_REST_URL"
+                http,
+                settings.kiwoom_rest_url,
+                app_key,
+                app_secret,
+                "KIWOOM_REST_URL",
+                request_timeout_s(settings.spec),
             )
             auth = KiwoomAuthClient(conn, settings.spec, wall=clock.wall, scale=settings.time_scale)
             policy = TokenPolicy.for_kiwoom_token(settings.spec, settings.time_scale)
@@ -230,7 +258,12 @@ async def kiwoom_seams(
             if own_gate and redis is not None and isinstance(store, RedisCredentialStore):
                 lease_key = store.key(SOCKET, "lease")
                 gate = socket_lease(
-                    redis, lease_key, default_holder(), status_reporter(sink), "kiwoom"
+                    redis,
+                    lease_key,
+                    default_holder(),
+                    status_reporter(sink),
+                    "kiwoom",
+                    keep=outage_keep_s(settings.spec, settings.time_scale),
                 )
         else:
             print(NO_TOKEN_NOTICE, file=sys.stderr)

@@ -16,6 +16,12 @@ A lease guards the token refresh (TOKEN-KIS-LOCK) and the right to hold the one 
   from cancellation (a cancelled caller must not leave the lease to rot until its TTL) and never
   raises;
 - the acquire returns a lease object; waiters poll with jittered, capped backoff.
+- outage mode (FLEET-REDIS-OUTAGE, ``try_acquire(..., quarantine=...)`` and ``reassert=True``):
+  renew becomes a fenced *reassert* that also rewrites a key lost with a restarted Redis, as long
+  as nobody acquired it since (the epoch counter is ours, or gone with Redis's state); and an
+  acquire on a Redis that lost its state (no epoch counter) first sets a *quarantine* key that
+  lasts until the server has been up for ``quarantine`` seconds, so a holder that kept its socket
+  through the outage can reassert before anybody else may acquire.
 
 Limits (the price of a single-node lock, see redis-doc distributed-locks.md):
 
@@ -57,6 +63,35 @@ if redis.call('exists', KEYS[1]) == 1 then return 0 end
 local epoch = redis.call('incr', KEYS[2])
 redis.call('set', KEYS[1], ARGV[1] .. '@' .. epoch, 'PX', ARGV[2])
 return epoch
+"""
+# Outage mode (FLEET-REDIS-OUTAGE). KEYS: key, epoch counter, quarantine. ARGV: value, TTL ms,
+# quarantine ms (-1: not known yet -> answer -1 when Redis lost its state). 0: held, -2: quarantined.
+_ACQUIRE_QUARANTINED = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+if redis.call('exists', KEYS[3]) == 1 then return -2 end
+if redis.call('exists', KEYS[2]) == 0 then
+  local q = tonumber(ARGV[3])
+  if q < 0 then return -1 end
+  if q > 0 then
+    redis.call('set', KEYS[3], '1', 'NX', 'PX', q)
+    return -2
+  end
+end
+local epoch = redis.call('incr', KEYS[2])
+redis.call('set', KEYS[1], ARGV[1] .. '@' .. epoch, 'PX', ARGV[2])
+return epoch
+"""
+# Fenced reassert. KEYS: key, epoch counter. ARGV: value, TTL ms, our epoch. Extends our key, or
+# rewrites it when it is gone and nobody acquired since; 0 when another holds it or did.
+_REASSERT = """
+local v = redis.call('get', KEYS[1])
+if v == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if v then return 0 end
+local e = redis.call('get', KEYS[2])
+if e and tonumber(e) ~= tonumber(ARGV[3]) then return 0 end
+if not e then redis.call('set', KEYS[2], ARGV[3]) end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -211,12 +246,21 @@ class TimedLease(_Held):
 class RedisLease(TimedLease):
     """A lease held in Redis; see the module docstring for the guarantees and their limits."""
 
-    def __init__(self, redis: Redis, grant: Grant, monotonic: Monotonic) -> None:
+    def __init__(
+        self, redis: Redis, grant: Grant, monotonic: Monotonic, *, reassert: bool = False
+    ) -> None:
         super().__init__(grant, monotonic)
         self._redis = redis
+        self._reassert = reassert
 
     async def _extend(self) -> bool:
-        """Compare-and-PEXPIRE."""
+        """Compare-and-PEXPIRE; in outage mode the fenced reassert (module docstring)."""
+        if self._reassert:
+            keys = (self._key, epoch_key(self._key))
+            answer = await self._redis.eval(
+                _REASSERT, 2, *keys, self.value, _ms(self.ttl), self._epoch
+            )
+            return bool(answer)
         return bool(await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl)))
 
     async def release(self) -> None:
@@ -244,19 +288,56 @@ async def try_acquire(
     holder: str,
     *,
     monotonic: Monotonic = time.monotonic,
+    quarantine: float = 0.0,
 ) -> RedisLease | None:
-    """One attempt at ``key``; returns the lease or None if somebody holds it. May raise RedisError."""
+    """One attempt at ``key``; returns the lease or None if somebody holds it. May raise RedisError.
+
+    ``quarantine`` > 0 is outage mode (FLEET-REDIS-OUTAGE): on a Redis that lost its state nobody
+    acquires until the server has been up that long, and the lease renews by fenced reassert.
+    """
     if not ttl > 0:
         raise ValueError(f"lease TTL must be > 0, got {ttl!r}")
     if "/" in holder or "@" in holder:
         raise ValueError(f"holder name may not contain '/' or '@': {holder!r}")
     base = f"{holder}/{secrets.token_hex(20)}"
     sent = monotonic()
-    epoch = await redis.eval(_ACQUIRE, 2, key, key + ":epoch", base, _ms(ttl))
-    if not epoch:
-        return None
+    if quarantine > 0:
+        keys = (key, epoch_key(key), quarantine_key(key))
+        epoch = await redis.eval(_ACQUIRE_QUARANTINED, 3, *keys, base, _ms(ttl), -1)
+        if epoch == -1:  # Redis lost its state: quarantine what is left of its first moments
+            sent = monotonic()
+            left = _ms(quarantine) - 1000 * await server_uptime_s(redis)
+            epoch = await redis.eval(_ACQUIRE_QUARANTINED, 3, *keys, base, _ms(ttl), max(0, left))
+        if int(epoch) <= 0:
+            return None
+    else:
+        epoch = await redis.eval(_ACQUIRE, 2, key, epoch_key(key), base, _ms(ttl))
+        if not epoch:
+            return None
     grant = Grant(key, f"{base}@{int(epoch)}", ttl, sent, int(epoch), holder)
-    return RedisLease(redis, grant, monotonic)
+    return RedisLease(redis, grant, monotonic, reassert=quarantine > 0)
+
+
+def epoch_key(key: str) -> str:
+    """The key of ``key``'s acquisition counter (never expires; gone only with Redis's state)."""
+    return key + ":epoch"
+
+
+def quarantine_key(key: str) -> str:
+    """The key that bars acquiring ``key`` after Redis lost its state (outage mode)."""
+    return key + ":quarantine"
+
+
+async def server_uptime_s(redis: Redis) -> int:
+    """Whole seconds the Redis server has been up (rounded down: errs on the long side)."""
+    info = await redis.info("server")
+    return int(info["uptime_in_seconds"])
+
+
+async def quarantine_left(redis: Redis, key: str) -> float:
+    """Seconds until ``key`` may be acquired after a Redis restart (0: not quarantined)."""
+    ms = await redis.pttl(quarantine_key(key))
+    return max(0, int(ms)) / 1000
 
 
 async def current_holder(redis: Redis, key: str) -> LeaseInfo | None:
@@ -361,6 +442,10 @@ __all__ = [
     "backoff_delays",
     "current_holder",
     "drift_allowance",
+    "epoch_key",
     "parse_lease_value",
+    "quarantine_key",
+    "quarantine_left",
+    "server_uptime_s",
     "try_acquire",
 ]

@@ -9,6 +9,15 @@ closes its socket while its lease is still valid in Redis, and no other replica 
 one yet — never two sockets, as long as the limits in lease.py hold (single Redis node, no server
 clock jumps, a holder that is not frozen).
 
+Redis outage (FLEET-REDIS-OUTAGE, spec 1.2; ``keep`` > 0): a holder cut off from Redis keeps its
+socket ``keep`` seconds longer. The lease key then lives ``ttl + keep`` after each renew, so no
+standby can acquire during the keep even when only the holder is cut off (a partition); the holder
+reasserts at every renew interval (fenced, lease.py) and closes as soon as the key is another's or
+its own validity runs down to ``close_budget``; after a Redis restart without its state, standbys
+are quarantined until the server has been up ``ttl + keep`` (plus drift), so the keeping holder
+reasserts first. The price is the takeover after a holder's death: ``ttl + keep`` instead of
+``ttl``. Without the clause ``keep`` is 0 and all of this is off (spec 1.0/1.1 behaviour).
+
 Lease and timings are in real seconds (they are about processes and Redis, not the spec).
 ``close_budget`` must cover the shell's worst-case close (its close timeout) plus reaction time;
 ``stockmon stream`` uses a 5 s lease, renewed every 0.5 s, closed 2.5 s before it could lapse, so a
@@ -31,6 +40,8 @@ from stockmon.reference.fleet.lease import (
     RedisLease,
     backoff_delays,
     current_holder,
+    drift_allowance,
+    quarantine_left,
     try_acquire,
 )
 from stockmon.reference.fleet.token_manager import STORE_ERRORS
@@ -69,9 +80,12 @@ class RedisConnectGate:
         on_status: StatusCallback | None = None,
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        keep: float = 0.0,
     ) -> None:
         if not ttl > 0:
             raise ValueError(f"socket lease TTL must be > 0, got {ttl!r}")
+        if not keep >= 0:
+            raise ValueError(f"outage keep must be >= 0, got {keep!r}")
         self.redis = redis
         self.key = key
         self.holder = holder
@@ -89,6 +103,10 @@ class RedisConnectGate:
         self._lost = asyncio.Event()
         self._outage_logged = False
         self.acquisitions = 0
+        # FLEET-REDIS-OUTAGE: the stored lease outlives a renew by ttl + keep; 0 quarantine = off.
+        self.keep = keep
+        self.lease_ttl = ttl + keep
+        self.quarantine = self.lease_ttl + drift_allowance(self.lease_ttl) if keep > 0 else 0.0
 
     # ----------------------------------------------------------------- protocol
 
@@ -118,11 +136,17 @@ class RedisConnectGate:
         if self._lease is not None:
             await self.release()
         waited_for: LeaseInfo | None = None
+        quarantined = False
         outage = backoff_delays(_OUTAGE_BASE_S, _OUTAGE_CAP_S, self._rng)
         while True:
             try:
-                lease = await try_acquire(self.redis, self.key, self.ttl, self.holder)
+                lease = await try_acquire(
+                    self.redis, self.key, self.lease_ttl, self.holder, quarantine=self.quarantine
+                )
                 info = None if lease is not None else await current_holder(self.redis, self.key)
+                barred = 0.0
+                if lease is None and info is None and self.quarantine > 0:
+                    barred = await quarantine_left(self.redis, self.key)
             except STORE_ERRORS as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -141,6 +165,14 @@ class RedisConnectGate:
                 log.warning("Redis reachable again; competing for the socket lease")
             if lease is not None:
                 break
+            if barred > 0 and not quarantined:
+                quarantined = True
+                self._emit(
+                    "standby",
+                    "redis_quarantine",
+                    f"Redis lost its state: no new socket lease for {barred:.1f} s, "
+                    "so a holder that kept its socket can reassert first (FLEET-REDIS-OUTAGE)",
+                )
             if info is not None and info != waited_for:
                 waited_for = info
                 self._emit(
@@ -208,12 +240,20 @@ class RedisConnectGate:
             except STORE_ERRORS as exc:
                 if not failing:
                     failing = True
+                    left = max(0.0, lease.remaining() - self.close_budget)
                     log.warning(
                         "socket lease renew failed (%s); closing the socket in %.2f s "
                         "unless Redis answers",
                         type(exc).__name__,
-                        max(0.0, lease.remaining() - self.close_budget),
+                        left,
                     )
+                    if self.keep > 0:
+                        self._emit(
+                            "lease_kept",
+                            "redis_unreachable",
+                            f"Redis unreachable: keeping the socket for at most {left:.1f} s "
+                            "while reasserting the lease (FLEET-REDIS-OUTAGE)",
+                        )
                 continue
             if not ok:
                 self._signal_lost("socket_lease_lost", "the socket lease is no longer ours")
@@ -221,6 +261,12 @@ class RedisConnectGate:
             if failing:
                 failing = False
                 log.warning("socket lease renewed again")
+                if self.keep > 0:
+                    self._emit(
+                        "lease_acquired",
+                        "socket_lease_reasserted",
+                        f"socket lease reasserted by {self.holder} (epoch {lease.epoch})",
+                    )
 
     def _signal_lost(self, reason: str, detail: str) -> None:
         if not self._lost.is_set():
@@ -241,9 +287,19 @@ __all__ = [
 
 
 def socket_lease(
-    redis: Redis, key: str, holder: str, report: Callable[[StatusChanged], None], source: str
+    redis: Redis,
+    key: str,
+    holder: str,
+    report: Callable[[StatusChanged], None],
+    source: str,
+    *,
+    keep: float = 0.0,
 ) -> RedisConnectGate:
-    """The fleet's market-data socket lease; its changes are reported as ``source``'s statuses."""
+    """The fleet's market-data socket lease; its changes are reported as ``source``'s statuses.
+
+    ``keep``: real seconds a holder keeps its socket through a Redis outage (FLEET-REDIS-OUTAGE,
+    :func:`~stockmon.reference.fleet.redis_conn.outage_keep_s`); 0 closes before the lease lapses.
+    """
     return RedisConnectGate(
         redis,
         key,
@@ -252,6 +308,7 @@ def socket_lease(
         close_budget=SOCKET_CLOSE_BUDGET_S,
         renew_every=SOCKET_RENEW_S,
         poll=SOCKET_POLL_S,
+        keep=keep,
         on_status=lambda state, reason, detail: report(
             StatusChanged(state, reason, detail=detail, source=source)
         ),

@@ -72,6 +72,17 @@ def require_lock_backend(settings: Settings) -> bool:
     return False
 
 
+def outage_keep_s(spec: Spec, scale: float = 1.0) -> float:
+    """Real seconds a socket holder keeps its socket past its lease while Redis is unreachable
+    (FLEET-REDIS-OUTAGE keep_s, in spec seconds); 0 when the spec version has no such clause, so
+    the holder closes before its lease could lapse (spec 1.0/1.1)."""
+    if not spec.has("FLEET-REDIS-OUTAGE"):
+        return 0.0
+    if not scale > 0:
+        raise ValueError(f"time scale must be > 0, got {scale!r}")
+    return spec.clause("FLEET-REDIS-OUTAGE").number("keep_s") / scale
+
+
 def lock_is_mandatory(spec: Spec) -> bool:
     """Whether the spec version makes the Redis lock mandatory (TOKEN-KIS-LOCK)."""
     return spec.clause("TOKEN-KIS-LOCK").flag("mandatory")
@@ -82,5 +93,6 @@ __all__ = [
     "LOCAL_FALLBACK_WARNING",
     "connect_redis",
     "lock_is_mandatory",
+    "outage_keep_s",
     "require_lock_backend",
 ]

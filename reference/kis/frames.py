@@ -52,7 +52,7 @@ MAX_FRAME_CHARS = 4 * 1024 * 1024
 _GRAMMAR_CLAUSE = "PKT-DATA-FRAME"
 
 
-def _int(text: str) -> int:
+def ascii_int(text: str) -> int:
     """An ``int`` field: ASCII digits, optionally after a minus (not Python's ``int()`` rules,
     which take "１２３", "٣٤٥", "1_000" and " 2425 "). Two C-level tests on the hot path."""
     if text.isdigit() and text.isascii():
@@ -66,7 +66,9 @@ def _int(text: str) -> int:
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
-def _decimal(text: str) -> Decimal:
+def ascii_decimal(text: str) -> Decimal:
+    """A ``decimal`` field: ASCII digits with an optional minus and fraction, finite and of a sane
+    exponent (never Python's ``Decimal()`` rules, which take "１２３" and " 1e5 ")."""
     if _DECIMAL_TEXT.fullmatch(text) is None:
         raise ValueError(f"not an ASCII decimal: {text[:40]!r}")
     d = Decimal(text)
@@ -79,7 +81,7 @@ def _str(text: str) -> str:
     return text
 
 
-_CONVERTERS: Mapping[str, Converter] = {"int": _int, "decimal": _decimal, "str": _str}
+_CONVERTERS: Mapping[str, Converter] = {"int": ascii_int, "decimal": ascii_decimal, "str": _str}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +121,14 @@ def _int_at(rec: Record, index: int) -> int:
     if text.isdigit() and text.isascii():  # the common case without a second call
         return int(text)
     try:
-        return _int(text)
+        return ascii_int(text)
     except ValueError:
         raise _bad_value(rec, index) from None
 
 
 def _dec_at(rec: Record, index: int) -> Decimal:
     try:
-        return _decimal(rec._f[rec._o + index])
+        return ascii_decimal(rec._f[rec._o + index])
     except (ValueError, InvalidOperation):
         raise _bad_value(rec, index) from None
 
@@ -391,10 +393,10 @@ def _compile_rows(
     exactly ``[0-9]+``, and a value that passes it is what the builtin ``int()`` converts with no
     liberty (no sign, space, ``_`` or non-ASCII digit): the fast path tests each int with one C
     method and builds rows with the builtin. Anything else (a sign, a bad value) takes the strict
-    path, where every int goes through :func:`_int` and a bad one raises.
+    path, where every int goes through :func:`ascii_int` and a bad one raises.
     """
     conv = attrs["_price_conv"]
-    int_price = conv is _int
+    int_price = conv is ascii_int
     ik, it = attrs["_i_key"], attrs["_i_time"]
     if kind == "tick":
         ip, iv = attrs["_i_price"], attrs["_i_volume"]
@@ -416,7 +418,7 @@ def _compile_rows(
                     ]
                 if len(rows) == count:
                     return rows
-            return [(f[o + ik], f[o + it], conv(f[o + ip]), _int(f[o + iv])) for o in span]
+            return [(f[o + ik], f[o + it], conv(f[o + ip]), ascii_int(f[o + iv])) for o in span]
 
         return ticks
     asks, bids = attrs["_i_asks"], attrs["_i_bids"]
@@ -430,7 +432,7 @@ def _compile_rows(
         plain = ascii_only and all(
             "".join([f[o + i] for i in int_positions]).isdigit() for o in span
         )
-        c, num = (fast_conv, int) if plain else (conv, _int)
+        c, num = (fast_conv, int) if plain else (conv, ascii_int)
         return [
             (
                 f[o + ik],

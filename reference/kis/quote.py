@@ -13,16 +13,18 @@ a price is logged (info), so stdout stays the stream's own story.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from stockmon.errors import UsageError
 from stockmon.reference.errors import BrokerError, ClientError, RemoteProtocolError
 from stockmon.reference.events import StatusChanged
+from stockmon.reference.kis.frames import ascii_decimal
 from stockmon.reference.kis.rest import KisRestClient
 from stockmon.reference.kis.session import SOURCE
 from stockmon.settings import Subscription, suggest_key
@@ -88,17 +90,18 @@ def quote_request(key: str, spec: Spec) -> QuoteRequest:
 
 
 def price_from_body(body: Mapping[str, Any], field: str) -> Decimal:
-    """The price field of a quote answer, as a Decimal."""
+    """The price field of a quote answer, as a Decimal (ASCII digits, as in the frames)."""
     output = body.get(_OUTPUT)
     if not isinstance(output, Mapping) or field not in output:
         raise RemoteProtocolError(f"quote answer has no {_OUTPUT}.{field}")
+    raw = output[field]
     try:
-        price = Decimal(str(output[field]).strip())
-    except InvalidOperation:
-        raise RemoteProtocolError(f"quote answer {_OUTPUT}.{field} is not a number") from None
-    if not price.is_finite():
-        raise RemoteProtocolError(f"quote answer {_OUTPUT}.{field} is not a finite number")
-    return price
+        # The frame parser's digit rule (ASCII digits only, no padding): "１２３" is not 123.
+        return ascii_decimal(raw if isinstance(raw, str) else json.dumps(raw))
+    except ValueError:
+        raise RemoteProtocolError(
+            f"quote answer {_OUTPUT}.{field} is not an ASCII decimal number"
+        ) from None
 
 
 async def fetch_quote(client: KisRestClient, key: str) -> Quote:

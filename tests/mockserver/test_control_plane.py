@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from stockmon.mockserver import KisMock, MockConfig
+from stockmon.mockserver import KisMock, KiwoomMock, KiwoomMockConfig, MockConfig
 from stockmon.mockserver.config import is_loopback
 from stockmon.mockserver.faults import MAX_FAULT_COUNT
 
@@ -132,3 +132,28 @@ async def test_ipv6_any_address_prints_a_reachable_ipv6_url() -> None:
             assert (await c.get("/_mock/env")).status_code == 401  # :: is not loopback
     finally:
         await m.stop()
+
+
+@pytest.mark.parametrize("dialect", ["kis", "kiwoom"])
+async def test_websocket_listeners_drop_a_handshake_never_sent(dialect: str) -> None:
+    """Both WebSocket listeners close TCP connections that never send (or never end) the upgrade."""
+    bound = 0.5
+    mock: KisMock | KiwoomMock = (
+        KisMock(MockConfig(ws_open_timeout_s=bound))
+        if dialect == "kis"
+        else KiwoomMock(KiwoomMockConfig(ws_open_timeout_s=bound))
+    )
+    async with mock:
+        started = time.monotonic()
+        pairs = [await asyncio.open_connection("127.0.0.1", mock.ws_port) for _ in range(10)]
+        for i, (_, w) in enumerate(pairs):
+            if i % 2:  # half an upgrade request, never finished
+                w.write(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\n")
+        for r, _ in pairs:
+            async with asyncio.timeout(5):
+                answer = await r.read()  # until EOF: the mock closed it
+            assert b"101" not in answer.split(b"\r\n", 1)[0]
+        took = time.monotonic() - started
+        assert bound <= took < bound + 2.0, f"{took:.2f} s"
+        for _, w in pairs:
+            w.close()

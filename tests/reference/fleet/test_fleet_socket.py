@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fleet_support import PYTHON, client_env, subprocess_env
+from fleet_support import client_env
 from redis.asyncio import Redis
+from stream_fleet import (
+    holder_of,
+    max_concurrent,
+    open_intervals,
+    start_replica,
+    stop_all,
+    until,
+)
 
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.fleet.lease_gate import SOCKET_LEASE_TTL_S, SOCKET_POLL_S, SOCKET_RENEW_S
@@ -24,116 +30,20 @@ pytestmark = pytest.mark.slow
 REPLICAS = 3
 CANARY_KEY = "PS" + "FLEETCANARY" * 3 + "x"
 CANARY_SECRET = "FLEETSECRETCANARY" * 10 + "abcdefghij"
-LEASE_STATES = ("lease_acquired", "lease_lost", "lease_released", "standby")
-
-
-@dataclass
-class Replica:
-    """One ``stockmon stream`` process and the events it printed."""
-
-    proc: asyncio.subprocess.Process
-    events: list[dict[str, Any]] = field(default_factory=list)
-    stderr: bytearray = field(default_factory=bytearray)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def name_suffix(self) -> str:
-        """How this replica names itself in lease events (host:pid)."""
-        return f":{self.proc.pid}"
-
-    def states(self) -> list[str]:
-        """The status states printed so far."""
-        return [e["state"] for e in self.events if e.get("type") == "status"]
-
-    def lease_state(self) -> str | None:
-        """The newest socket-lease state this replica printed."""
-        lease = [s for s in self.states() if s in LEASE_STATES]
-        return lease[-1] if lease else None
-
-
-async def start_replica(env: dict[str, str]) -> Replica:
-    """Start one replica and collect its stdout events and stderr in the background."""
-    proc = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-m",
-        "stockmon.cli",
-        "stream",
-        "--format",
-        "json",
-        env=subprocess_env(env),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    rep = Replica(proc)
-
-    async def read_out() -> None:
-        assert proc.stdout is not None
-        async for line in proc.stdout:
-            try:
-                rep.events.append(json.loads(line))
-            except json.JSONDecodeError:
-                rep.events.append({"type": "garbage", "line": line.decode(errors="replace")})
-
-    async def read_err() -> None:
-        assert proc.stderr is not None
-        async for line in proc.stderr:
-            rep.stderr.extend(line)
-
-    rep.readers = [asyncio.create_task(read_out()), asyncio.create_task(read_err())]
-    return rep
-
-
-def open_intervals(mock: KisMock) -> list[tuple[float, float | None, str]]:
-    """(opened t, closed t or None, conn) of every WebSocket session in the trace."""
-    opened: dict[str, float] = {}
-    out: list[tuple[float, float | None, str]] = []
-    for rec in mock.trace.records():
-        if rec["channel"] != "ws":
-            continue
-        if rec["kind"] == "ws_open":
-            opened[rec["conn"]] = rec["t"]
-        elif rec["kind"] == "ws_close" and rec["conn"] in opened:
-            out.append((opened.pop(rec["conn"]), rec["t"], rec["conn"]))
-    out.extend((t, None, conn) for conn, t in opened.items())
-    return sorted(out)
-
-
-def max_concurrent(mock: KisMock) -> int:
-    """Most sessions open at the same moment, from the trace's open/close order."""
-    depth = best = 0
-    for rec in mock.trace.records():
-        if rec["channel"] == "ws" and rec["kind"] == "ws_open":
-            depth += 1
-            best = max(best, depth)
-        elif rec["channel"] == "ws" and rec["kind"] == "ws_close":
-            depth -= 1
-    return best
-
-
-async def until(predicate: Any, limit_s: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; fail naming ``what`` after ``limit_s`` seconds."""
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def holder_of(replicas: list[Replica]) -> Replica:
-    """The one live replica whose newest lease event says it holds the socket lease."""
-    holders = [
-        r for r in replicas if r.proc.returncode is None and r.lease_state() == "lease_acquired"
-    ]
-    assert len(holders) == 1, [r.states()[-3:] for r in replicas]
-    return holders[0]
 
 
 async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
     redis_server: Any,
 ) -> None:
     """One socket at every moment; SIGKILL -> takeover within TTL; Redis down -> holder closes in time."""
+    # Spec 1.1: no FLEET-REDIS-OUTAGE clause, so the holder closes when Redis dies (1.2 keeps it:
+    # test_redis_outage.py).
     config = MockConfig(
-        symbols=("005930",), tick_rate_hz=4.0, app_key=CANARY_KEY, app_secret=CANARY_SECRET
+        spec_version="1.1",
+        symbols=("005930",),
+        tick_rate_hz=4.0,
+        app_key=CANARY_KEY,
+        app_secret=CANARY_SECRET,
     )
     async with KisMock(config) as mock:
         env = client_env(mock, redis_server.url, STOCKMON_SUBSCRIPTIONS="H0STCNT0:005930")
@@ -189,17 +99,7 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
             assert mock.open_sockets() == 1
             await assert_no_canary_in_redis(redis_server.url)
         finally:
-            for r in replicas:
-                if r.proc.returncode is None:
-                    r.proc.send_signal(signal.SIGTERM)
-            for r in replicas:
-                try:
-                    await asyncio.wait_for(r.proc.wait(), 15)
-                except TimeoutError:
-                    r.proc.kill()
-                    await r.proc.wait()
-                for task in r.readers:
-                    await asyncio.gather(task, return_exceptions=True)
+            await stop_all(replicas)
         assert max_concurrent(mock) == 1, open_intervals(mock)
 
     survivors = [r for r in replicas if r is not first]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from fleet_support import PYTHON, client_env, subprocess_env, token_requests
 from redis.asyncio import Redis
 
 from stockmon.mockserver import KisMock, MockConfig
+from stockmon.reference.errors import RemoteProtocolError
 from stockmon.reference.fleet.redis_conn import LOCAL_FALLBACK_WARNING
-from stockmon.reference.kis.quote import quote_request
+from stockmon.reference.kis.quote import price_from_body, quote_request
 from stockmon.spec import load_spec
 
 SPEC = load_spec("1.1")
@@ -139,3 +142,40 @@ def test_quote_request_is_built_from_the_spec() -> None:
     us = quote_request("DNYSIBM", SPEC)
     assert us.params == {ep["US"]["exchange_param"]: "NYS", ep["US"]["key_param"]: "IBM"}
     assert us.tr_id == ep["US"]["tr_id"]
+
+
+async def test_quote_fails_within_the_command_timeout_when_rest_hangs() -> None:
+    """REST-TIMEOUT: every REST answer delayed for ever -> exit 2 within command_timeout_s, one error line."""
+    spec = load_spec("1.2")
+    budget = spec.clause("REST-TIMEOUT").number("command_timeout_s")
+    request = spec.clause("REST-TIMEOUT").number("request_timeout_s")
+    async with KisMock(MockConfig(spec_version="1.2", time_scale=100.0)) as hung:
+        hung.faults.delay_rest(86400.0, n=None)  # 864 real seconds: never, for this test
+        start = asyncio.get_running_loop().time()
+        code, out, err = await stockmon(client_env(hung), "quote", "005930")
+        took = asyncio.get_running_loop().time() - start
+    assert code == 2 and out == ""
+    assert budget <= took < budget + 5.0, f"{took:.1f} s"
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("stockmon quote: NetworkError:") and "005930" in lines[-1]
+    assert f"{budget:.1f} s" in lines[-1] and "Traceback" not in err
+    # The warnings before it name the call that timed out, each within request_timeout_s.
+    assert all(f"timed out after {request:.2f} s" in line for line in lines[:-1]), lines
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["１２３", "٣٤٥", "1_000", " 2425 ", "2425\n", "1e5", "NaN", "Infinity", "+5", "", True, None],
+)
+def test_quote_price_takes_ascii_digits_only(raw: Any) -> None:
+    """A REST price is read with the frame parser's digit rule: no full-width, Arabic-Indic, _ or padding."""
+    with pytest.raises(RemoteProtocolError, match="not an ASCII decimal"):
+        price_from_body({"output": {"stck_prpr": raw}}, "stck_prpr")
+
+
+@pytest.mark.parametrize(
+    ("raw", "price"), [("71000", "71000"), ("189.8400", "189.8400"), ("-3", "-3"), (71000, "71000")]
+)
+def test_quote_price_reads_plain_decimals(raw: Any, price: str) -> None:
+    """Plain ASCII prices (a JSON number too) still parse, exactly."""
+    assert price_from_body({"output": {"stck_prpr": raw}}, "stck_prpr") == Decimal(price)

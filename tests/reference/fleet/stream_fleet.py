@@ -1,0 +1,134 @@
+"""A fleet of real ``stockmon stream`` processes against one mock, and readings of the mock's trace
+(shared by the socket-lease tests: test_fleet_socket.py, test_redis_outage.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fleet_support import PYTHON, subprocess_env
+
+from stockmon.mockserver import KisMock
+
+LEASE_STATES = ("lease_acquired", "lease_lost", "lease_released", "standby")
+
+
+@dataclass
+class Replica:
+    """One ``stockmon stream`` process and the events it printed."""
+
+    proc: asyncio.subprocess.Process
+    events: list[dict[str, Any]] = field(default_factory=list)
+    stderr: bytearray = field(default_factory=bytearray)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def name_suffix(self) -> str:
+        """How this replica names itself in lease events (host:pid)."""
+        return f":{self.proc.pid}"
+
+    def states(self) -> list[str]:
+        """The status states printed so far."""
+        return [e["state"] for e in self.events if e.get("type") == "status"]
+
+    def lease_state(self) -> str | None:
+        """The newest socket-lease state this replica printed."""
+        lease = [s for s in self.states() if s in LEASE_STATES]
+        return lease[-1] if lease else None
+
+
+async def start_replica(env: dict[str, str]) -> Replica:
+    """Start one replica and collect its stdout events and stderr in the background."""
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "stockmon.cli",
+        "stream",
+        "--format",
+        "json",
+        env=subprocess_env(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    rep = Replica(proc)
+
+    async def read_out() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            try:
+                rep.events.append(json.loads(line))
+            except json.JSONDecodeError:
+                rep.events.append({"type": "garbage", "line": line.decode(errors="replace")})
+
+    async def read_err() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            rep.stderr.extend(line)
+
+    rep.readers = [asyncio.create_task(read_out()), asyncio.create_task(read_err())]
+    return rep
+
+
+def open_intervals(mock: KisMock) -> list[tuple[float, float | None, str]]:
+    """(opened t, closed t or None, conn) of every WebSocket session in the trace."""
+    opened: dict[str, float] = {}
+    out: list[tuple[float, float | None, str]] = []
+    for rec in mock.trace.records():
+        if rec["channel"] != "ws":
+            continue
+        if rec["kind"] == "ws_open":
+            opened[rec["conn"]] = rec["t"]
+        elif rec["kind"] == "ws_close" and rec["conn"] in opened:
+            out.append((opened.pop(rec["conn"]), rec["t"], rec["conn"]))
+    out.extend((t, None, conn) for conn, t in opened.items())
+    return sorted(out)
+
+
+def max_concurrent(mock: KisMock) -> int:
+    """Most sessions open at the same moment, from the trace's open/close order."""
+    depth = best = 0
+    for rec in mock.trace.records():
+        if rec["channel"] == "ws" and rec["kind"] == "ws_open":
+            depth += 1
+            best = max(best, depth)
+        elif rec["channel"] == "ws" and rec["kind"] == "ws_close":
+            depth -= 1
+    return best
+
+
+async def until(predicate: Any, limit_s: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms; fail naming ``what`` after ``limit_s`` seconds."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {limit_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def holder_of(replicas: list[Replica]) -> Replica:
+    """The one live replica whose newest lease event says it holds the socket lease."""
+    holders = [
+        r for r in replicas if r.proc.returncode is None and r.lease_state() == "lease_acquired"
+    ]
+    assert len(holders) == 1, [r.states()[-3:] for r in replicas]
+    return holders[0]
+
+
+async def stop_all(replicas: list[Replica]) -> None:
+    """SIGTERM every live replica, wait (SIGKILL after 15 s) and collect its output."""
+    for r in replicas:
+        if r.proc.returncode is None:
+            r.proc.send_signal(signal.SIGTERM)
+    for r in replicas:
+        try:
+            await asyncio.wait_for(r.proc.wait(), 15)
+        except TimeoutError:
+            r.proc.kill()
+            await r.proc.wait()
+        for task in r.readers:
+            await asyncio.gather(task, return_exceptions=True)
