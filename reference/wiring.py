@@ -134,6 +134,7 @@ async def open_kis(
     finally:
         await tokens.aclose()
         await approval.aclose()
+        await store.aclose()
         if own_http:
             await client.aclose()
         if redis is not None:
@@ -229,11 +230,12 @@ async def kiwoom_seams(
     tokens = SharedCredentialSource(None)
     keeper: asyncio.Task[None] | None = None
     gate: ConnectGate = OpenGate()
+    store: CredentialStore | None = None
     try:
         if uses_kiwoom_token(settings):
             app_key, app_secret = settings.require_kiwoom()
             prefix = key_prefix(settings.env, app_key, "kiwoom")
-            store: CredentialStore = (
+            store = (
                 RedisCredentialStore(redis, prefix)
                 if redis is not None
                 else FileCredentialStore(
@@ -275,6 +277,8 @@ async def kiwoom_seams(
         if isinstance(gate, RedisConnectGate):
             await gate.release()
         await tokens.aclose()
+        if store is not None:
+            await store.aclose()
         if redis is not None:
             await redis.aclose()
 

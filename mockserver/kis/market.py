@@ -8,8 +8,9 @@ profile. Wall time is an input, never read here. :class:`ReplaySource` serves re
 from __future__ import annotations
 
 import json
+import operator
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,85 @@ from stockmon.mockserver.simulator import Instrument, MarketSimulator, compare_s
 from stockmon.spec import Layout
 
 _NEUTRAL = {"int": "0", "decimal": "0.00", "str": ""}
+
+# Field names of the trade records KisMarket._tick builds, in the order it builds them; a record
+# is laid out by the spec from these (fields the spec adds get a neutral value).
+_KR_TICK = (
+    "MKSC_SHRN_ISCD",
+    "STCK_CNTG_HOUR",
+    "STCK_PRPR",
+    "PRDY_VRSS_SIGN",
+    "PRDY_VRSS",
+    "PRDY_CTRT",
+    "WGHN_AVRG_STCK_PRC",
+    "STCK_OPRC",
+    "STCK_HGPR",
+    "STCK_LWPR",
+    "ASKP1",
+    "BIDP1",
+    "CNTG_VOL",
+    "ACML_VOL",
+    "ACML_TR_PBMN",
+    "SELN_CNTG_CSNU",
+    "SHNU_CNTG_CSNU",
+    "NTBY_CNTG_CSNU",
+    "CTTR",
+    "SELN_CNTG_SMTN",
+    "SHNU_CNTG_SMTN",
+    "CCLD_DVSN",
+    "SHNU_RATE",
+    "PRDY_VOL_VRSS_ACML_VOL_RATE",
+    "OPRC_HOUR",
+    "OPRC_VRSS_PRPR_SIGN",
+    "OPRC_VRSS_PRPR",
+    "HGPR_HOUR",
+    "HGPR_VRSS_PRPR_SIGN",
+    "HGPR_VRSS_PRPR",
+    "LWPR_HOUR",
+    "LWPR_VRSS_PRPR_SIGN",
+    "LWPR_VRSS_PRPR",
+    "BSOP_DATE",
+    "NEW_MKOP_CLS_CODE",
+    "TRHT_YN",
+    "ASKP_RSQN1",
+    "BIDP_RSQN1",
+    "TOTAL_ASKP_RSQN",
+    "TOTAL_BIDP_RSQN",
+    "VOL_TNRT",
+    "PRDY_SMNS_HOUR_ACML_VOL",
+    "PRDY_SMNS_HOUR_ACML_VOL_RATE",
+    "HOUR_CLS_CODE",
+    "MRKT_TRTM_CLS_CODE",
+    "VI_STND_PRC",
+)
+_US_TICK = (
+    "RSYM",
+    "SYMB",
+    "ZDIV",
+    "TYMD",
+    "XYMD",
+    "XHMS",
+    "KYMD",
+    "KHMS",
+    "OPEN",
+    "HIGH",
+    "LOW",
+    "LAST",
+    "SIGN",
+    "DIFF",
+    "RATE",
+    "PBID",
+    "PASK",
+    "VBID",
+    "VASK",
+    "EVOL",
+    "TVOL",
+    "TAMT",
+    "BIVL",
+    "ASVL",
+    "STRN",
+    "MTYP",
+)
 
 
 class KisMarket:
@@ -30,6 +110,7 @@ class KisMarket:
         self._time_sec = -1
         self._time_cache = ("", "", "", "")
         self._plans: dict[str, list[tuple[str, str]]] = {}
+        self._tick_plans: dict[tuple[str, str], Callable[[tuple[str, ...]], tuple[str, ...]]] = {}
 
     def _times(self, wall: float) -> tuple[str, str, str, str]:
         """(KST date, KST HHMMSS, NY date, NY HHMMSS), cached per wall second."""
@@ -51,6 +132,11 @@ class KisMarket:
 
     def tick_values(self, inst: Instrument, wall: float) -> dict[str, str]:
         """Values of one trade record by field name (after one step)."""
+        names = _KR_TICK if inst.market == "KR" else _US_TICK
+        return dict(zip(names, self._tick(inst, wall), strict=True))
+
+    def _tick(self, inst: Instrument, wall: float) -> tuple[str, ...]:
+        """Values of one trade record (after one step), in the order of _KR_TICK or _US_TICK."""
         kdate, hms, ndate, nhms = self._times(wall)
         self.sim.step(inst, hms)
         ask1, bid1 = self.sim.level1(inst)
@@ -67,82 +153,82 @@ class KisMarket:
         strength = f"{inst.buy_qty * 100 / max(1, inst.sell_qty):.2f}"
         if inst.market == "KR":
             avg = inst.cum_value / max(1, inst.cum_vol)
-            return {
-                "MKSC_SHRN_ISCD": inst.key,
-                "STCK_CNTG_HOUR": hms,
-                "STCK_PRPR": str(inst.last),
-                "PRDY_VRSS_SIGN": self.sim.direction_code(inst),
-                "PRDY_VRSS": str(diff),
-                "PRDY_CTRT": rate,
-                "WGHN_AVRG_STCK_PRC": f"{avg:.2f}",
-                "STCK_OPRC": str(inst.open),
-                "STCK_HGPR": str(inst.high),
-                "STCK_LWPR": str(inst.low),
-                "ASKP1": str(asks[0]),
-                "BIDP1": str(bids[0]),
-                "CNTG_VOL": str(inst.last_vol),
-                "ACML_VOL": str(inst.cum_vol),
-                "ACML_TR_PBMN": str(inst.cum_value),
-                "SELN_CNTG_CSNU": str(inst.sell_count),
-                "SHNU_CNTG_CSNU": str(inst.buy_count),
-                "NTBY_CNTG_CSNU": str(inst.buy_count - inst.sell_count),
-                "CTTR": strength,
-                "SELN_CNTG_SMTN": str(inst.sell_qty),
-                "SHNU_CNTG_SMTN": str(inst.buy_qty),
-                "CCLD_DVSN": inst.last_side,
-                "SHNU_RATE": f"{inst.buy_qty * 100 / max(1, inst.cum_vol):.2f}",
-                "PRDY_VOL_VRSS_ACML_VOL_RATE": "0.00",
-                "OPRC_HOUR": inst.open_hms,
-                "OPRC_VRSS_PRPR_SIGN": compare_sign(inst.last, inst.open),
-                "OPRC_VRSS_PRPR": str(inst.last - inst.open),
-                "HGPR_HOUR": inst.high_hms,
-                "HGPR_VRSS_PRPR_SIGN": compare_sign(inst.last, inst.high),
-                "HGPR_VRSS_PRPR": str(inst.last - inst.high),
-                "LWPR_HOUR": inst.low_hms,
-                "LWPR_VRSS_PRPR_SIGN": compare_sign(inst.last, inst.low),
-                "LWPR_VRSS_PRPR": str(inst.last - inst.low),
-                "BSOP_DATE": kdate,
-                "NEW_MKOP_CLS_CODE": "20",
-                "TRHT_YN": "N",
-                "ASKP_RSQN1": str(ask_q[0]),
-                "BIDP_RSQN1": str(bid_q[0]),
-                "TOTAL_ASKP_RSQN": str(sum_ask),
-                "TOTAL_BIDP_RSQN": str(sum_bid),
-                "VOL_TNRT": "0.01",
-                "PRDY_SMNS_HOUR_ACML_VOL": str(inst.cum_vol),
-                "PRDY_SMNS_HOUR_ACML_VOL_RATE": "100.00",
-                "HOUR_CLS_CODE": "0",
-                "MRKT_TRTM_CLS_CODE": "",
-                "VI_STND_PRC": str(inst.prev_close),
-            }
-        return {
-            "RSYM": inst.key,
-            "SYMB": inst.symbol,
-            "ZDIV": str(self.sim.us_decimals),
-            "TYMD": ndate,
-            "XYMD": ndate,
-            "XHMS": nhms,
-            "KYMD": kdate,
-            "KHMS": hms,
-            "OPEN": self._usd(inst.open),
-            "HIGH": self._usd(inst.high),
-            "LOW": self._usd(inst.low),
-            "LAST": self._usd(inst.last),
-            "SIGN": self.sim.direction_code(inst),
-            "DIFF": self._usd(abs(diff)),
-            "RATE": rate,
-            "PBID": self._usd(bids[0]),
-            "PASK": self._usd(asks[0]),
-            "VBID": str(bid_q[0]),
-            "VASK": str(ask_q[0]),
-            "EVOL": str(inst.last_vol),
-            "TVOL": str(inst.cum_vol),
-            "TAMT": str(inst.cum_value),
-            "BIVL": str(inst.sell_qty),
-            "ASVL": str(inst.buy_qty),
-            "STRN": strength,
-            "MTYP": "1",
-        }
+            return (
+                inst.key,  # MKSC_SHRN_ISCD
+                hms,  # STCK_CNTG_HOUR
+                str(inst.last),  # STCK_PRPR
+                self.sim.direction_code(inst),  # PRDY_VRSS_SIGN
+                str(diff),  # PRDY_VRSS
+                rate,  # PRDY_CTRT
+                f"{avg:.2f}",  # WGHN_AVRG_STCK_PRC
+                str(inst.open),  # STCK_OPRC
+                str(inst.high),  # STCK_HGPR
+                str(inst.low),  # STCK_LWPR
+                str(asks[0]),  # ASKP1
+                str(bids[0]),  # BIDP1
+                str(inst.last_vol),  # CNTG_VOL
+                str(inst.cum_vol),  # ACML_VOL
+                str(inst.cum_value),  # ACML_TR_PBMN
+                str(inst.sell_count),  # SELN_CNTG_CSNU
+                str(inst.buy_count),  # SHNU_CNTG_CSNU
+                str(inst.buy_count - inst.sell_count),  # NTBY_CNTG_CSNU
+                strength,  # CTTR
+                str(inst.sell_qty),  # SELN_CNTG_SMTN
+                str(inst.buy_qty),  # SHNU_CNTG_SMTN
+                inst.last_side,  # CCLD_DVSN
+                f"{inst.buy_qty * 100 / max(1, inst.cum_vol):.2f}",  # SHNU_RATE
+                "0.00",  # PRDY_VOL_VRSS_ACML_VOL_RATE
+                inst.open_hms,  # OPRC_HOUR
+                compare_sign(inst.last, inst.open),  # OPRC_VRSS_PRPR_SIGN
+                str(inst.last - inst.open),  # OPRC_VRSS_PRPR
+                inst.high_hms,  # HGPR_HOUR
+                compare_sign(inst.last, inst.high),  # HGPR_VRSS_PRPR_SIGN
+                str(inst.last - inst.high),  # HGPR_VRSS_PRPR
+                inst.low_hms,  # LWPR_HOUR
+                compare_sign(inst.last, inst.low),  # LWPR_VRSS_PRPR_SIGN
+                str(inst.last - inst.low),  # LWPR_VRSS_PRPR
+                kdate,  # BSOP_DATE
+                "20",  # NEW_MKOP_CLS_CODE
+                "N",  # TRHT_YN
+                str(ask_q[0]),  # ASKP_RSQN1
+                str(bid_q[0]),  # BIDP_RSQN1
+                str(sum_ask),  # TOTAL_ASKP_RSQN
+                str(sum_bid),  # TOTAL_BIDP_RSQN
+                "0.01",  # VOL_TNRT
+                str(inst.cum_vol),  # PRDY_SMNS_HOUR_ACML_VOL
+                "100.00",  # PRDY_SMNS_HOUR_ACML_VOL_RATE
+                "0",  # HOUR_CLS_CODE
+                "",  # MRKT_TRTM_CLS_CODE
+                str(inst.prev_close),  # VI_STND_PRC
+            )
+        return (
+            inst.key,  # RSYM
+            inst.symbol,  # SYMB
+            str(self.sim.us_decimals),  # ZDIV
+            ndate,  # TYMD
+            ndate,  # XYMD
+            nhms,  # XHMS
+            kdate,  # KYMD
+            hms,  # KHMS
+            self._usd(inst.open),  # OPEN
+            self._usd(inst.high),  # HIGH
+            self._usd(inst.low),  # LOW
+            self._usd(inst.last),  # LAST
+            self.sim.direction_code(inst),  # SIGN
+            self._usd(abs(diff)),  # DIFF
+            rate,  # RATE
+            self._usd(bids[0]),  # PBID
+            self._usd(asks[0]),  # PASK
+            str(bid_q[0]),  # VBID
+            str(ask_q[0]),  # VASK
+            str(inst.last_vol),  # EVOL
+            str(inst.cum_vol),  # TVOL
+            str(inst.cum_value),  # TAMT
+            str(inst.sell_qty),  # BIVL
+            str(inst.buy_qty),  # ASVL
+            strength,  # STRN
+            "1",  # MTYP
+        )
 
     def book_values(self, inst: Instrument, wall: float, layout: Layout) -> dict[str, str]:
         """Values of one order-book record by field name (the book moves one step too)."""
@@ -194,14 +280,40 @@ class KisMarket:
         layout = self.profile.spec.layout(tr_id)
         inst = self.sim.instrument(key)
         if layout.kind == "tick":
-            values = self.tick_values(inst, wall)
-        else:
-            values = self.book_values(inst, wall, layout)
+            pick = self._tick_plans.get((tr_id, inst.market))
+            if pick is None:
+                pick = self._tick_plan(tr_id, inst.market, layout)
+            return list(pick(self._tick(inst, wall)))
+        values = self.book_values(inst, wall, layout)
         plan = self._plans.get(tr_id)
         if plan is None:
             plan = self._plans[tr_id] = [(f.name, _NEUTRAL[f.type]) for f in layout.fields]
         get = values.get
         return [get(name, neutral) for name, neutral in plan]
+
+    def _tick_plan(
+        self, tr_id: str, market: str, layout: Layout
+    ) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+        """Reorders a _tick tuple into the layout (neutral values appended for unknown fields)."""
+        names = _KR_TICK if market == "KR" else _US_TICK
+        where = {name: i for i, name in enumerate(names)}
+        extra: list[str] = []
+        index: list[int] = []
+        for f in layout.fields:
+            if f.name in where:
+                index.append(where[f.name])
+            else:
+                index.append(len(names) + len(extra))
+                extra.append(_NEUTRAL[f.type])
+        neutral = tuple(extra)
+        getter = operator.itemgetter(*index)
+
+        def pick(values: tuple[str, ...]) -> tuple[str, ...]:
+            got = getter(values + neutral) if neutral else getter(values)
+            return got if isinstance(got, tuple) else (got,)
+
+        self._tick_plans[(tr_id, market)] = pick
+        return pick
 
     def frame(self, tr_id: str, key: str, n_records: int, wall: float) -> str:
         """A plain data frame ``0|TR|NNN|f^f^...`` holding ``n_records`` records of one key."""

@@ -33,7 +33,7 @@ from typing import Any
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.lease import Grant, Lease, TimedLease
 from stockmon.reference.fleet.token_state import CachedCredential
-from stockmon.reference.fleet.token_store import app_key_digest
+from stockmon.reference.fleet.token_store import ChangeFeed, SleepFeed, app_key_digest
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,13 @@ class FileCredentialStore:
             entry = self._entry(data, kind)
             until = self._wall() + seconds
             entry["throttle_until"] = max(until, float(entry.get("throttle_until", 0.0)))
+
+    def changes(self, kind: str) -> ChangeFeed:
+        """No notifications across processes through a file: waiters poll on their schedule."""
+        return SleepFeed()
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background."""
 
 
 class FileLease(TimedLease):

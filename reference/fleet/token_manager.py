@@ -7,8 +7,10 @@ approval key of WS-APPROVAL-KEY) valid for every task of every process that shar
 - **STALE** (inside the refresh window): returned at once; one background attempt per process
   tries the refresh lease, and the one process that gets it refreshes. Callers never wait.
 - **INVALID** (expired, missing, or rejected by the broker): callers wait, bounded by
-  ``max_wait``, for one in-process refresh task, which in turn either refreshes under the lease or
-  polls the shared cache (jittered, capped backoff) while another process does.
+  ``max_wait``, for one in-process refresh task, which in turn either refreshes under the lease or,
+  while another process does, waits to be told (the store's change feed: Redis pub/sub published
+  by the fenced write) and re-reads the shared cache; the cache is re-read on the old jittered,
+  capped backoff too, so a lost notification costs one poll delay, never the new token.
 
 A refresh is: acquire the lease (``SET NX PX``, lease.py) -> re-read the cache (someone may have
 refreshed meanwhile) -> check the shared throttle window -> issue, the HTTP call bounded by the
@@ -48,8 +50,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from stockmon.clock import Clock, SystemClock
 from stockmon.reference.errors import (
     AuthError,
@@ -67,16 +67,12 @@ from stockmon.reference.fleet.token_state import (
     TokenState,
     credential_from_response,
 )
-from stockmon.reference.fleet.token_store import CredentialStore
+from stockmon.reference.fleet.token_store import STORE_ERRORS, CredentialStore
 from stockmon.reference.seams import Issuer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-# Errors that mean "the store is unreachable", as opposed to a bug.
-STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 def default_holder() -> str:
@@ -182,8 +178,11 @@ class SharedCredential:
         if self.state() is TokenState.FRESH:
             assert self._local is not None
             return self._local
-        with contextlib.suppress(_StoreDown):
-            await self._sync()
+        if self._task is None or self.state() is not TokenState.INVALID:
+            # With a refresh in flight its own cache reads serve every INVALID caller: a storm of
+            # callers costs the store one read per process, not one per caller.
+            with contextlib.suppress(_StoreDown):
+                await self._sync()
         st = self.state()
         if st is TokenState.STALE:
             self._kick_background()
@@ -273,11 +272,7 @@ class SharedCredential:
         try:
             result = await call()
         except STORE_ERRORS as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # On 3.11 a cancellation that lands as a client-side timeout expires arrives as
-                # TimeoutError; taking it for an outage would make this task uncancellable.
-                raise asyncio.CancelledError from exc
+            _reraise_cancel(exc)
             if self._outage.started is None:
                 self._outage.started = now
                 log.warning(
@@ -375,6 +370,8 @@ class SharedCredential:
         deadline = self._monotonic() + self.tuning.wait_bound(self.policy)
         polls = backoff_delays(self.tuning.poll_base, self.tuning.poll_cap, self._rng)
         retries = backoff_delays(self.tuning.retry_base, self.tuning.retry_cap, self._rng)
+        # Made before the first cache read, so a write after that read is noticed.
+        feed = self.store.changes(self.kind) if blocking else None
         while True:
             outcome, wait = await self._attempt(blocking)
             if outcome is _Outcome.DONE or not blocking:
@@ -392,7 +389,11 @@ class SharedCredential:
             elif outcome is _Outcome.FAILED:
                 delay = next(retries)  # the broker is failing: do not hammer it
             else:
-                delay = next(polls)
+                # BUSY: another process is refreshing. Be told when it has stored the new
+                # credential; the cache is re-read after one poll delay at the latest.
+                assert feed is not None
+                await feed.wait(min(next(polls), left))
+                continue
             await asyncio.sleep(min(delay, left))
 
     async def _settled(self, blocking: bool) -> tuple[_Outcome, float] | None:
@@ -401,7 +402,13 @@ class SharedCredential:
         if self._satisfied(blocking):
             return _Outcome.DONE, 0.0
         wait = await self._store(lambda: self.store.throttle_remaining(self.kind))
-        return (_Outcome.THROTTLED, wait) if wait > 0 else None
+        if wait <= 0:
+            return None
+        # A write starts the throttle window: one stored between our two reads is in the cache.
+        await self._sync()
+        if self._satisfied(blocking):
+            return _Outcome.DONE, 0.0
+        return _Outcome.THROTTLED, wait
 
     async def _attempt(self, blocking: bool) -> tuple[_Outcome, float]:
         try:
@@ -495,6 +502,17 @@ class SharedCredential:
         with contextlib.suppress(_StoreDown):
             await self._store(lambda: self.store.set_throttle(self.kind, exc.retry_after))
         return _Outcome.THROTTLED, exc.retry_after
+
+
+def _reraise_cancel(exc: BaseException) -> None:
+    """Raise CancelledError if the current task is being cancelled.
+
+    On 3.11 a cancellation that lands as a client-side timeout expires arrives as TimeoutError;
+    taking it for an outage would make the task uncancellable.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _newer(a: CachedCredential, b: CachedCredential) -> bool:

@@ -11,22 +11,31 @@ lives in one slot (the scripts touch several)::
     stockmon:{<env>:kis:<digest>}:<kind>:lease:epoch   fencing counter of that lease (never expires)
     stockmon:{<env>:kis:<digest>}:<kind>:throttle      present while issuance must wait (TTL)
     stockmon:{<env>:kis:<digest>}:socket:lease         the market-data socket lease (+ :epoch)
+    stockmon:{<env>:kis:<digest>}:<kind>:changed       pub/sub channel: the new version, published
+                                                       by the write script after it stored it
 
 ``<kind>`` is ``token`` (REST access token) or ``approval`` (WebSocket approval key). The cache
 hash is the only place a credential value is stored; it expires with the credential.
 
 The write is fenced: one Lua script checks that the caller still holds the refresh lease, bumps
-the version, stores the credential and starts the issuance throttle window, all or nothing.
+the version, stores the credential and starts the issuance throttle window, all or nothing; then it
+publishes the version on ``<kind>:changed``, so processes waiting for the refresh are told instead
+of polling (:meth:`CredentialStore.changes`). A lost message costs only one poll delay: waiters
+keep re-reading the cache on their old backoff schedule, the notification only cuts a wait short.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
@@ -45,8 +54,14 @@ redis.call('hset', KEYS[2], 'value', ARGV[2], 'expires_at', ARGV[3], 'issued_at'
            'refresh_after', ARGV[7], 'version', v)
 redis.call('pexpire', KEYS[2], ARGV[5])
 if tonumber(ARGV[6]) > 0 then redis.call('set', KEYS[4], '1', 'PX', ARGV[6]) end
+redis.call('publish', ARGV[8], v)
 return v
 """
+
+# The listener's read timeout (below the client's socket timeout; a timeout just reads again).
+_LISTEN_POLL_S = 0.5
+# Redis' errors that mean "unreachable" (the manager's STORE_ERRORS; redis_conn has no copy).
+STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 def app_key_digest(app_key: Secret) -> str:
@@ -57,6 +72,28 @@ def app_key_digest(app_key: Secret) -> str:
 def key_prefix(env: str, app_key: Secret, broker: str = "kis") -> str:
     """Redis key prefix of one broker's app key in one environment; the key itself never shows."""
     return f"stockmon:{{{env}:{broker}:{app_key_digest(app_key)}}}"
+
+
+class ChangeFeed(Protocol):
+    """Wake-ups for processes waiting on another's refresh (a hint, never the source of truth).
+
+    A feed is made *before* the cache read it follows up: a write after it was made is noticed.
+    """
+
+    async def wait(self, at_most: float) -> None:
+        """Return when a new credential may have been stored, or after ``at_most`` seconds.
+
+        May return early for no reason: the caller re-reads the cache anyway.
+        """
+        ...
+
+
+class SleepFeed:
+    """No notifications: every wait is the full timeout (stores that cannot tell, e.g. a file)."""
+
+    async def wait(self, at_most: float) -> None:
+        """Sleep ``at_most``."""
+        await asyncio.sleep(at_most)
 
 
 class CredentialStore(Protocol):
@@ -104,6 +141,14 @@ class CredentialStore(Protocol):
         """Forbid issuance of ``kind`` for ``seconds`` (the broker said so)."""
         ...
 
+    def changes(self, kind: str) -> ChangeFeed:
+        """A feed of the writes of ``kind`` from now on (starting whatever delivers them)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop what the store runs in the background (before its connection is closed)."""
+        ...
+
 
 class RedisCredentialStore:
     """The fleet's store: one Redis node (limits in lease.py)."""
@@ -111,6 +156,9 @@ class RedisCredentialStore:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._wakeups = _Wakeups()
+        self._listener: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
 
     @property
     def backend(self) -> str:
@@ -168,6 +216,7 @@ class RedisCredentialStore:
             ttl_ms,
             throttle_ms,
             repr(cred.refresh_after),
+            self.key(kind, "changed"),
         )
         return int(version) or None
 
@@ -183,6 +232,104 @@ class RedisCredentialStore:
         if current < ms:
             await self.redis.set(self.key(kind, "throttle"), "1", px=ms)
 
+    def changes(self, kind: str) -> ChangeFeed:
+        """Wake-ups from this store's listener (PSUBSCRIBE on a connection of its own).
+
+        The listener starts on first use and runs until :meth:`aclose`; until Redis has confirmed
+        its subscription (one round trip, once per store) a wait lasts until it has, and the
+        caller re-reads the cache then.
+        """
+        self._ensure_listener()
+        return _EventFeed(self._wakeups, kind, self._ensure_listener)
+
+    def _ensure_listener(self) -> bool:
+        """Start the listener unless one runs; whether it is confirmed listening."""
+        task, ready = self._listener, self._ready
+        if task is None or task.done() or ready is None:
+            ready = asyncio.get_running_loop().create_future()
+            self._ready = ready
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(ready), name="credential-changes"
+            )
+            return False
+        return ready.done()
+
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
+        """PSUBSCRIBE to every ``<kind>:changed`` of this prefix; each message wakes its kind."""
+        pubsub = self.redis.pubsub()
+        head = len(self.prefix) + 1
+        try:
+            await pubsub.psubscribe(_glob_escape(self.prefix) + ":*:changed")
+            while True:
+                msg = await pubsub.get_message(timeout=_LISTEN_POLL_S)
+                if msg is None:
+                    continue
+                if msg["type"] == "psubscribe":
+                    if not ready.done():
+                        ready.set_result(None)
+                        self._wakeups.bump_all()  # waiters that waited for this re-read now
+                elif msg["type"] == "pmessage":
+                    self._wakeups.bump(_text(msg["channel"])[head : -len(":changed")])
+        except STORE_ERRORS as exc:
+            # A broken listener is only a lost hint: waiters fall back to polling, and the next
+            # waiter starts a new listener.
+            log.debug("credential change listener stopped: %s", type(exc).__name__)
+        finally:
+            if ready.done():  # it was live: its waiters re-read and poll (never a busy loop)
+                self._wakeups.bump_all()
+            with contextlib.suppress(*STORE_ERRORS):
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        """Stop the change listener (before the Redis client is closed)."""
+        task, self._listener = self._listener, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class _Wakeups:
+    """One event per kind and write generation: a write sets it and starts the next one."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def current(self, kind: str) -> asyncio.Event:
+        """The event the next write of ``kind`` sets."""
+        return self._events.setdefault(kind, asyncio.Event())
+
+    def bump(self, kind: str) -> None:
+        """A write of ``kind`` happened (or may have)."""
+        event = self._events.pop(kind, None)
+        if event is not None:
+            event.set()
+
+    def bump_all(self) -> None:
+        """Wake every waiter (the source of notices went away: they re-read and poll)."""
+        for kind in list(self._events):
+            self.bump(kind)
+
+
+class _EventFeed:
+    """Waits on the write generation current when it was made, then on the following ones."""
+
+    def __init__(self, wakeups: _Wakeups, kind: str, live: Callable[[], bool]) -> None:
+        self._wakeups = wakeups
+        self._kind = kind
+        self._event = wakeups.current(kind)
+        self._live = live  # whether notices arrive (and restarts their source if it stopped)
+
+    async def wait(self, at_most: float) -> None:
+        """Return once a write after the last wake-up happened, or after ``at_most``.
+
+        While the source of notices is not yet live this returns as soon as it is, so the caller
+        re-reads the cache: a write between the two would otherwise go unnoticed.
+        """
+        self._live()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), at_most)
+        self._event = self._wakeups.current(self._kind)
+
 
 class LocalCredentialStore:
     """Process memory: the no-Redis fallback (STOCKMON_ENV=mock only), one process only."""
@@ -191,6 +338,7 @@ class LocalCredentialStore:
         self.leases = leases or LocalLeases()
         self._creds: dict[str, CachedCredential] = {}
         self._throttle_until: dict[str, float] = {}
+        self._wakeups = _Wakeups()
 
     @property
     def backend(self) -> str:
@@ -227,7 +375,15 @@ class LocalCredentialStore:
         self._creds[kind] = cred.with_version(version)
         if throttle:
             self._throttle_until[kind] = self.leases.monotonic() + throttle
+        self._wakeups.bump(kind)
         return version
+
+    def changes(self, kind: str) -> ChangeFeed:
+        """Wake-ups from this process' own writes (other managers sharing this store)."""
+        return _EventFeed(self._wakeups, kind, lambda: True)
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background."""
 
     async def throttle_remaining(self, kind: str) -> float:
         """Seconds left in the throttle window."""
@@ -239,6 +395,11 @@ class LocalCredentialStore:
         self._throttle_until[kind] = max(until, self._throttle_until.get(kind, 0.0))
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -246,10 +407,13 @@ def _text(value: object) -> str:
 __all__ = [
     "APPROVAL",
     "SOCKET",
+    "STORE_ERRORS",
     "TOKEN",
+    "ChangeFeed",
     "CredentialStore",
     "LocalCredentialStore",
     "RedisCredentialStore",
+    "SleepFeed",
     "app_key_digest",
     "key_prefix",
 ]

@@ -191,6 +191,7 @@ def run_machine(url: str) -> None:
             finally:
                 for worker in self.workers:
                     self.run(worker.manager.aclose())
+                    self.run(worker.store.aclose())
                     self.run(worker.redis.aclose())
                 self.loop.close()
 

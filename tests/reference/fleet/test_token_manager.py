@@ -7,12 +7,15 @@ processes; token time is a FakeClock, leases and throttle windows run on Redis' 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 from token_support import (
+    FAST,
     SCALE,
     THROTTLE,
     VALIDITY,
@@ -34,6 +37,7 @@ from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_manager import SharedCredential, Tuning
 from stockmon.reference.fleet.token_state import TokenState
 from stockmon.reference.fleet.token_store import (
+    ChangeFeed,
     LocalCredentialStore,
     RedisCredentialStore,
     key_prefix,
@@ -42,29 +46,46 @@ from stockmon.reference.fleet.token_store import (
 PREFIX = key_prefix("mock", Secret("PS-test-app-key-000000000000000000000"))
 
 
-@pytest.fixture
-async def clients(redis_url: str) -> AsyncIterator[Callable[[], Redis]]:
-    """A factory of Redis clients (one per simulated process), all closed at the end."""
-    made: list[Redis] = []
+class Clients:
+    """A factory of Redis clients (one per simulated process) and of stores on them."""
 
-    def new() -> Redis:
-        client = connect_redis(Secret(redis_url))
-        made.append(client)
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[Redis] = []
+        self.stores: list[RedisCredentialStore] = []
+
+    def __call__(self) -> Redis:
+        """A new client."""
+        client = connect_redis(Secret(self.url))
+        self.made.append(client)
         return client
 
+    def store(self, cls: type[RedisCredentialStore] | None = None) -> RedisCredentialStore:
+        """A store on a new client, closed (its change listener stopped) at the end."""
+        store = (cls or RedisCredentialStore)(self(), PREFIX)
+        self.stores.append(store)
+        return store
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[Clients]:
+    """Clients and stores for one test, all closed at the end."""
+    made = Clients(redis_url)
     try:
-        yield new
+        yield made
     finally:
-        for c in made:
+        for s in made.stores:
+            await s.aclose()
+        for c in made.made:
             await c.aclose()
 
 
 def fleet(
-    clients: Callable[[], Redis], issuer: FakeIssuer, clock: FakeClock, n: int, **kw: object
+    clients: Clients, issuer: FakeIssuer, clock: FakeClock, n: int, **kw: object
 ) -> list[SharedCredential]:
     """``n`` managers, one per simulated process, sharing Redis and the issuer."""
     return [
-        make_manager(RedisCredentialStore(clients(), PREFIX), issuer, clock, f"p{i}", **kw)  # type: ignore[arg-type]
+        make_manager(clients.store(), issuer, clock, f"p{i}", **kw)  # type: ignore[arg-type]
         for i in range(n)
     ]
 
@@ -78,7 +99,7 @@ async def gather_tokens(managers: list[SharedCredential], tasks: int) -> list[st
 # --- TOKEN-KIS-LOCK: a fleet at expiry issues exactly once ------------------------------------
 
 
-async def test_cold_start_fleet_issues_exactly_once(clients: Callable[[], Redis]) -> None:
+async def test_cold_start_fleet_issues_exactly_once(clients: Clients) -> None:
     """Five processes x ten tasks with an empty cache: one issuance, everybody gets that token."""
     issuer = FakeIssuer(delay=0.05)
     managers = fleet(clients, issuer, FakeClock(), 5)
@@ -87,7 +108,7 @@ async def test_cold_start_fleet_issues_exactly_once(clients: Callable[[], Redis]
     assert len(set(values)) == 1
 
 
-async def test_fresh_token_costs_no_issuance_and_no_redis(clients: Callable[[], Redis]) -> None:
+async def test_fresh_token_costs_no_issuance_and_no_redis(clients: Clients) -> None:
     """A FRESH token is served from memory: the store is not even asked."""
     issuer = FakeIssuer()
     (m,) = fleet(clients, issuer, FakeClock(), 1)
@@ -106,7 +127,7 @@ async def test_fresh_token_costs_no_issuance_and_no_redis(clients: Callable[[], 
     assert reads == 0 and issuer.issued == 1
 
 
-async def test_expired_fleet_refreshes_once(clients: Callable[[], Redis]) -> None:
+async def test_expired_fleet_refreshes_once(clients: Clients) -> None:
     """After expiry (INVALID) the whole fleet waits for one new issuance."""
     clock = FakeClock()
     issuer = FakeIssuer(delay=0.02)
@@ -123,7 +144,7 @@ async def test_expired_fleet_refreshes_once(clients: Callable[[], Redis]) -> Non
 # --- TOKEN-KIS-REFRESH: STALE is refreshed by one process, nobody waits ----------------------
 
 
-async def test_stale_token_is_served_without_waiting(clients: Callable[[], Redis]) -> None:
+async def test_stale_token_is_served_without_waiting(clients: Clients) -> None:
     """Inside the window callers get the old token at once while one process refreshes."""
     clock = FakeClock()
     issuer = FakeIssuer()
@@ -150,7 +171,7 @@ async def test_stale_token_is_served_without_waiting(clients: Callable[[], Redis
 
 
 async def test_broker_reusing_a_stale_token_does_not_start_a_refresh_loop(
-    clients: Callable[[], Redis],
+    clients: Clients,
 ) -> None:
     """If the refresh returns the same stale token (reuse window), nobody asks again before expiry."""
     clock = FakeClock()
@@ -172,7 +193,7 @@ async def test_broker_reusing_a_stale_token_does_not_start_a_refresh_loop(
 # --- TOKEN-KIS-THROTTLE: waited out, never hammered --------------------------------------------
 
 
-async def test_throttle_answer_is_waited_out_not_hammered(clients: Callable[[], Redis]) -> None:
+async def test_throttle_answer_is_waited_out_not_hammered(clients: Clients) -> None:
     """EGW00133 once: the fleet waits the whole interval, then exactly one more request."""
     retry_after = THROTTLE / SCALE
     issuer = FakeIssuer()
@@ -187,7 +208,7 @@ async def test_throttle_answer_is_waited_out_not_hammered(clients: Callable[[], 
 
 
 async def test_forced_refresh_inside_the_throttle_window_waits(
-    clients: Callable[[], Redis],
+    clients: Clients,
 ) -> None:
     """A rejection right after issuance waits for the shared 1/min window before issuing again."""
     issuer = FakeIssuer()
@@ -201,7 +222,7 @@ async def test_forced_refresh_inside_the_throttle_window_waits(
 # --- POL-AUTH-FAILED: a forced refresh is deduplicated across the fleet -----------------------
 
 
-async def test_rejection_seen_by_every_process_issues_once(clients: Callable[[], Redis]) -> None:
+async def test_rejection_seen_by_every_process_issues_once(clients: Clients) -> None:
     """All processes report the same rejected token: one issuance, all move to the new one."""
     issuer = FakeIssuer()
     managers = fleet(clients, issuer, FakeClock(), 4)
@@ -212,7 +233,7 @@ async def test_rejection_seen_by_every_process_issues_once(clients: Callable[[],
     assert {n.value.reveal() for n in news} == {"tok-0002-0123456789abcdef"}
 
 
-async def test_same_value_reissued_counts_as_new(clients: Callable[[], Redis]) -> None:
+async def test_same_value_reissued_counts_as_new(clients: Clients) -> None:
     """A rejected value that the broker hands out again (newer version) is tried, not refused."""
     issuer = FakeIssuer(same_value="tok-same-0123456789abcdef")
     (m,) = fleet(clients, issuer, FakeClock(), 1)
@@ -222,7 +243,7 @@ async def test_same_value_reissued_counts_as_new(clients: Callable[[], Redis]) -
     assert again.value == first.value and again.version == first.version + 1
 
 
-async def test_bad_credentials_fail_fast_without_a_loop(clients: Callable[[], Redis]) -> None:
+async def test_bad_credentials_fail_fast_without_a_loop(clients: Clients) -> None:
     """A non-retryable auth error of the issuer reaches every waiter once; no retry storm."""
     issuer = FakeIssuer()
     issuer.script.append(AuthError("EGW00103", "invalid appkey", 403, retryable=False))
@@ -234,7 +255,7 @@ async def test_bad_credentials_fail_fast_without_a_loop(clients: Callable[[], Re
     assert len(issuer.calls) <= 2
 
 
-async def test_issuance_slower_than_the_lease_is_cut_off(clients: Callable[[], Redis]) -> None:
+async def test_issuance_slower_than_the_lease_is_cut_off(clients: Clients) -> None:
     """The HTTP call is bounded by the lease's remaining validity, then retried by a holder."""
     issuer = FakeIssuer()
     issuer.script.append(5.0)  # far longer than the 1 s lease
@@ -244,7 +265,7 @@ async def test_issuance_slower_than_the_lease_is_cut_off(clients: Callable[[], R
     assert issuer.calls[1] - issuer.calls[0] < m.tuning.lease_ttl + m.tuning.retry_cap
 
 
-async def test_failing_issuance_backs_off(clients: Callable[[], Redis]) -> None:
+async def test_failing_issuance_backs_off(clients: Clients) -> None:
     """A broker that keeps failing is retried with growing, jittered pauses, not hammered."""
     issuer = FakeIssuer()
     issuer.script.extend(NetworkError("connection refused") for _ in range(4))
@@ -260,7 +281,7 @@ async def test_failing_issuance_backs_off(clients: Callable[[], Redis]) -> None:
 
 
 async def test_redis_outage_keeps_valid_token_and_recovers(
-    redis_server: RedisServer, clients: Callable[[], Redis], caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, clients: Clients, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis down: the still-valid token keeps serving, one log line each way, refresh afterwards."""
     clock = FakeClock()
@@ -288,7 +309,7 @@ async def test_redis_outage_keeps_valid_token_and_recovers(
 
 
 async def test_no_token_and_no_redis_is_a_clear_bounded_error(
-    redis_server: RedisServer, clients: Callable[[], Redis]
+    redis_server: RedisServer, clients: Clients
 ) -> None:
     """Without a valid token and without the mandatory lock, callers get a clear error in time."""
     issuer = FakeIssuer()
@@ -298,6 +319,61 @@ async def test_no_token_and_no_redis_is_a_clear_bounded_error(
     with pytest.raises(CredentialUnavailableError, match="TOKEN-KIS-LOCK"):
         await asyncio.wait_for(m.get(), 3.0)
     assert issuer.issued == 0
+
+
+# --- waiters are told when the new credential is stored, the cache read is the fallback -------
+
+# Polls 2-4 s apart: a waiter that gets the token sooner than that was told, not polling.
+SLOW_POLLS = dataclasses.replace(FAST, poll_base=4.0, poll_cap=4.0, max_wait=10.0)
+
+
+async def timed_second_caller(a: SharedCredential, b: SharedCredential) -> tuple[float, str, str]:
+    """``a`` starts a refresh; once it holds the lease ``b`` asks: b's wait (s) and both values."""
+    first = asyncio.create_task(a.get())
+    await asyncio.sleep(0.1)  # a holds the lease; its issuance is in flight
+    t0 = time.monotonic()
+    got = await b.get()
+    waited = time.monotonic() - t0
+    return waited, (await first).value.reveal(), got.value.reveal()
+
+
+async def test_waiting_process_is_told_when_the_token_is_stored(
+    clients: Clients,
+) -> None:
+    """A process waiting on another's refresh gets the token on the pub/sub notice, not a poll later."""
+    issuer = FakeIssuer(delay=0.3)
+    a, b = fleet(clients, issuer, FakeClock(), 2, tuning=SLOW_POLLS)
+    waited, va, vb = await timed_second_caller(a, b)
+    assert issuer.issued == 1 and va == vb
+    assert waited < 1.0  # the issuance has 0.2 s left; the first poll would come after >= 2 s
+
+
+class DeafStore(RedisCredentialStore):
+    """A store whose change feed listens where nobody publishes: every notification is lost."""
+
+    def changes(self, kind: str) -> ChangeFeed:
+        """The feed of a kind nobody writes."""
+        return super().changes(kind + ":nobody-writes-this")
+
+
+async def test_lost_notification_costs_one_poll_delay(clients: Clients) -> None:
+    """With every notice lost the waiter still gets the one new token, from its next cache read."""
+    issuer = FakeIssuer(delay=0.3)
+    polls = dataclasses.replace(FAST, poll_base=0.4, poll_cap=0.4)
+    a = make_manager(clients.store(), issuer, FakeClock(), "a", tuning=polls)
+    b = make_manager(clients.store(DeafStore), issuer, FakeClock(), "b", tuning=polls)
+    waited, va, vb = await timed_second_caller(a, b)
+    assert issuer.issued == 1 and va == vb
+    assert 0.2 <= waited < 0.2 + 0.4 + 0.3  # issuance left + one poll (0.2-0.4 s) + slack
+
+
+async def test_local_store_tells_managers_sharing_it() -> None:
+    """Two managers on one process-local store: the waiting one is told by the other's write."""
+    issuer = FakeIssuer(delay=0.3)
+    store = LocalCredentialStore()
+    a, b = (make_manager(store, issuer, FakeClock(), n, tuning=SLOW_POLLS) for n in "ab")
+    waited, va, vb = await timed_second_caller(a, b)
+    assert issuer.issued == 1 and va == vb and waited < 1.0
 
 
 # --- process-local fallback -------------------------------------------------------------------
@@ -315,7 +391,7 @@ async def test_local_store_deduplicates_within_one_process() -> None:
 
 
 async def test_redis_holds_the_token_only_in_the_cache_fields(
-    clients: Callable[[], Redis],
+    clients: Clients,
 ) -> None:
     """Keys carry a digest of the app key; the token value is only in the cache hash's value field."""
     app_key = "PS-canary-app-key-9f8e7d6c5b4a39281"
@@ -340,7 +416,7 @@ async def test_redis_holds_the_token_only_in_the_cache_fields(
 
 
 async def test_keeper_refreshes_inside_the_window_once_per_fleet(
-    clients: Callable[[], Redis],
+    clients: Clients,
 ) -> None:
     """Three idle processes run the keeper: at the window one refresh, adopted by all, none before."""
     clock = FakeClock()
@@ -365,7 +441,7 @@ async def test_keeper_refreshes_inside_the_window_once_per_fleet(
 
 
 async def test_keeper_issues_nothing_before_anybody_needed_a_token(
-    clients: Callable[[], Redis],
+    clients: Clients,
 ) -> None:
     """A keeper with no credential yet waits; it never issues on its own."""
     issuer = FakeIssuer()

@@ -67,21 +67,24 @@ async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) ->
         auth = auth_for(m, http, wall=clock.wall)
         prefix = key_prefix("mock", Secret(m.app_key), "kiwoom")
         redises = [connect_redis(Secret(redis_url)) for _ in range(4)]
+        stores = [RedisCredentialStore(r, prefix) for r in redises]
         try:
             sources = [
                 SharedCredentialSource(
                     token_manager(
-                        RedisCredentialStore(r, prefix),
+                        store,
                         auth.issue_token,
                         TokenPolicy.for_kiwoom_token(SPEC, SCALE),
                         holder=f"replica-{i}",
                     )
                 )
-                for i, r in enumerate(redises)
+                for i, store in enumerate(stores)
             ]
             tokens = await asyncio.gather(*(s.credential() for s in sources))
             assert len(set(tokens)) == 1 and m.world.auth.issued_count == 1
             assert m.app_key not in prefix
         finally:
+            for store in stores:
+                await store.aclose()
             for r in redises:
                 await r.aclose()
