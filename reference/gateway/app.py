@@ -599,7 +599,7 @@ class StreamEndpoint:
         good = [k for k in keys if k not in bad and k not in missing]
         fleet = self.gw.fleet
         after = request.get("after") if op == "subscribe" else None
-        if fleet is not None and isinstance(after, str):
+        if fleet is not None and isinstance(after, str) and not sub.keys:
             new = [k for k in good if k not in sub.keys]
             sub.put({"type": "ack", "op": op, "keys": good, **echo})
             try:

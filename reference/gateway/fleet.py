@@ -365,20 +365,28 @@ class FleetBus:
     async def replay(self, sub: Subscriber, after: str, keys: Sequence[str]) -> bool:
         """Queue for ``sub`` what followed ``after`` for ``keys``, then watch them live.
 
-        False (nothing queued, keys not added) when the stream no longer holds ``after``. Reads
-        up to what this replica's reader has fanned out, again until no read was outrun, and adds
-        the keys with no await in between: each event exactly once, replay then live.
+        False (nothing queued, keys not added) when the stream no longer holds ``after``. Live
+        fan-out skips ``sub`` meanwhile; the replay reads up to what this replica's reader has
+        fanned out, again until no read was outrun, and adds the keys with no await in between:
+        each event exactly once, replay then live. Only a connection's first subscribe resumes
+        (before it, a fleet connection gets no status events), so nothing live came before.
         """
         try:
             stream_id(after)
         except ValueError:
             return False
+        sub.replaying = True
+        try:
+            return await self._replay(sub, after, set(keys))
+        finally:
+            sub.replaying = False
+
+    async def _replay(self, sub: Subscriber, after: str, wanted: set[str]) -> bool:
         head = await self.redis.xrange(self.events_key, min=after, max=after, count=1)
         first = _try_parse(head[0]) if head else None
         if first is None:
             return False
         mark, last = first.mark, first.id
-        wanted = set(keys)
         while self.last_id is not None and stream_id(self.last_id) > stream_id(last):
             end = self.last_id
             entries: Any = await self.redis.xrange(self.events_key, min=f"({last}", max=end)
@@ -388,11 +396,11 @@ class FleetBus:
                     continue
                 gap = self.gap_before(mark, last, entry)
                 if gap is not None:
-                    sub.put(self.hub.body(gap, None))
+                    sub.put_unconflated(self.hub.body(gap, None))
                 mark, last = entry.mark, entry.id
                 ev = entry.event
                 if ev.get("type") == "status" or ev.get("key") in wanted:
-                    sub.put(self.hub.body(ev, entry.id))
+                    sub.put_unconflated(self.hub.body(ev, entry.id))
             last = end
         sub.keys.update(wanted)
         return True

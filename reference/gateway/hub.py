@@ -103,6 +103,7 @@ class Subscriber:
         self.behind_since: float | None = None
         self.closed_code: int | None = None
         self.seq = 0
+        self.replaying = False  # a fleet resume in progress: live events wait for the replay
 
     def next_seq(self) -> int:
         """The connection's next sequence number (API-STREAM: from seq_start, step seq_step)."""
@@ -135,6 +136,17 @@ class Subscriber:
             self._slots[slot_key] = pending
         if len(self.queue) >= hub.queue_max:
             self._behind()
+        self.wake.set()
+
+    def put_unconflated(self, body: dict[str, Any]) -> None:
+        """Queue a replayed message as it is while the queue has room (a resume asked for each
+        one), else as :meth:`put` would (conflated, the count stated)."""
+        if self.closed_code is not None:
+            return
+        if len(self.queue) >= self.hub.queue_max // 2:
+            self.put(body)
+            return
+        self.queue.append(Pending(body))
         self.wake.set()
 
     def _behind(self) -> None:
@@ -263,8 +275,11 @@ class Hub:
         """Send one event object to every subscriber watching its key (status: everyone)."""
         body = self.body(obj, event_id)
         key = obj.get("key")
+        status = obj.get("type") == "status"
         for sub in tuple(self.subscribers):
-            if obj.get("type") == "status" or key in sub.keys:
+            if sub.replaying or (self.bus is not None and not sub.keys and status):
+                continue  # the bus's replay covers it (a fleet connection resumes on subscribe)
+            if status or key in sub.keys:
                 sub.put(body)
 
     @staticmethod

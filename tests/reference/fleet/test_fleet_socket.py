@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fleet_support import PYTHON, client_env, subprocess_env
+from fleet_support import (
+    PYTHON,
+    client_env,
+    max_concurrent,
+    open_intervals,
+    stop_processes,
+    subprocess_env,
+)
 from redis.asyncio import Redis
 
 from stockmon.mockserver import KisMock, MockConfig
@@ -81,33 +88,6 @@ async def start_replica(env: dict[str, str]) -> Replica:
 
     rep.readers = [asyncio.create_task(read_out()), asyncio.create_task(read_err())]
     return rep
-
-
-def open_intervals(mock: KisMock) -> list[tuple[float, float | None, str]]:
-    """(opened t, closed t or None, conn) of every WebSocket session in the trace."""
-    opened: dict[str, float] = {}
-    out: list[tuple[float, float | None, str]] = []
-    for rec in mock.trace.records():
-        if rec["channel"] != "ws":
-            continue
-        if rec["kind"] == "ws_open":
-            opened[rec["conn"]] = rec["t"]
-        elif rec["kind"] == "ws_close" and rec["conn"] in opened:
-            out.append((opened.pop(rec["conn"]), rec["t"], rec["conn"]))
-    out.extend((t, None, conn) for conn, t in opened.items())
-    return sorted(out)
-
-
-def max_concurrent(mock: KisMock) -> int:
-    """Most sessions open at the same moment, from the trace's open/close order."""
-    depth = best = 0
-    for rec in mock.trace.records():
-        if rec["channel"] == "ws" and rec["kind"] == "ws_open":
-            depth += 1
-            best = max(best, depth)
-        elif rec["channel"] == "ws" and rec["kind"] == "ws_close":
-            depth -= 1
-    return best
 
 
 async def until(predicate: Any, limit_s: float, what: str) -> None:
@@ -189,15 +169,8 @@ async def test_three_replicas_hold_one_socket_through_kill_and_redis_outage(
             assert mock.open_sockets() == 1
             await assert_no_canary_in_redis(redis_server.url)
         finally:
+            await stop_processes([r.proc for r in replicas])
             for r in replicas:
-                if r.proc.returncode is None:
-                    r.proc.send_signal(signal.SIGTERM)
-            for r in replicas:
-                try:
-                    await asyncio.wait_for(r.proc.wait(), 15)
-                except TimeoutError:
-                    r.proc.kill()
-                    await r.proc.wait()
                 for task in r.readers:
                     await asyncio.gather(task, return_exceptions=True)
         assert max_concurrent(mock) == 1, open_intervals(mock)
