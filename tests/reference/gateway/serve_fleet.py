@@ -94,16 +94,22 @@ class Fleet:
     """Running replicas and the browsers opened on them (closed with the fleet)."""
 
     replicas: list[Replica]
+    env: dict[str, str]
     browsers: list[Browser] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
 async def running_fleet(
-    mock: KisMock, redis_url: str, tmp: Path, n: int, subscriptions: str = "H0STCNT0:005930"
+    mock: KisMock,
+    redis_url: str | None,
+    tmp: Path,
+    n: int,
+    subscriptions: str = "H0STCNT0:005930",
 ) -> AsyncIterator[Fleet]:
-    """``n`` replicas of ``stockmon serve`` on ``mock`` and ``redis_url``, every one ready."""
+    """``n`` replicas of ``stockmon serve`` on ``mock`` and ``redis_url`` (None: no fleet, one
+    replica alone), every one ready."""
     env = client_env(mock, redis_url, VITE_API_KEY=CANARY_KEY, STOCKMON_SUBSCRIPTIONS=subscriptions)
-    fleet = Fleet([await start_replica(env, tmp / f"replica-{i}.log") for i in range(n)])
+    fleet = Fleet([await start_replica(env, tmp / f"replica-{i}.log") for i in range(n)], env)
     try:
         await ready_all(fleet.replicas)
         yield fleet
