@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import sys
@@ -240,8 +241,16 @@ def _live_ticks(b: Browser) -> bool:
 
 
 def _tick_after(b: Browser, index: int) -> float | None:
+    """When the first tick after the first gap status past ``index`` arrived (None: not yet)."""
+    gap_state = SPEC.clause("API-FLEET").string("gap_state")
+    gapped = False
     for m, at in zip(b.messages[index:], b.received_at[index:], strict=False):
-        if m.get("type") == "event" and m["event"]["type"] == "tick":
+        if m.get("type") != "event":
+            continue
+        ev = m["event"]
+        if ev["type"] == "status" and ev["state"] == gap_state:
+            gapped = True
+        elif gapped and ev["type"] == "tick":
             return at
     return None
 
@@ -265,6 +274,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     added_p99 = round(three["p99_ms"] - one["p99_ms"], 2)
     return {
         "benchmark": "gateway_fleet",
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "rate_per_key_hz": args.rate,
         "keys": len(KEYS),
         "one_replica": one,

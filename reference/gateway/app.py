@@ -193,10 +193,10 @@ class Gateway:
         }
         return base
 
-    def fleet_status(self) -> dict[str, Any]:
+    async def fleet_status(self) -> dict[str, Any]:
         """API-STATUS: this replica's, or the fleet's with REDIS_URL."""
         base = self.status()
-        return base if self.fleet is None else self.fleet.status(base)
+        return base if self.fleet is None else await self.fleet.status(base)
 
     def ingested_keys(self) -> list[str]:
         """Keys of the broker subscriptions, each once, in order."""
@@ -262,7 +262,7 @@ def build_app(gw: Gateway) -> Starlette:
         return answer
 
     async def status(request: Request) -> Response:
-        return JSONResponse(gw.fleet_status())
+        return JSONResponse(await gw.fleet_status())
 
     def listing() -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ jittered backoff and resumes from its last id; the lease rules stay lease_gate.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -231,6 +232,7 @@ class FleetBus:
                 if not self.ok:
                     await self._resync()
                     self._up()
+                    await self._report()  # the others know of this replica at once
                     delays = backoff_delays(_OUTAGE_BASE_S, _OUTAGE_CAP_S, self._rng)
                 assert self.last_id is not None
                 reply: Any = await self.redis.xread(
@@ -457,6 +459,10 @@ class FleetBus:
         }
         self._reported_at = time.monotonic()
         await self.redis.hset(self.replicas_key, self.name, json.dumps(record))
+        await self._read_records()
+
+    async def _read_records(self) -> None:
+        """Every replica's record, the stale ones left out (and deleted when long gone)."""
         raw = await self.redis.hgetall(self.replicas_key)
         fresh: dict[str, dict[str, Any]] = {}
         stale: list[str] = []
@@ -470,15 +476,19 @@ class FleetBus:
             await self.redis.hdel(self.replicas_key, *stale)
         self.replicas = fresh
 
-    def status(self, base: dict[str, Any]) -> dict[str, Any]:
-        """API-STATUS for the fleet: the holder's socket view, every fresh replica's subscribers."""
+    async def status(self, base: dict[str, Any]) -> dict[str, Any]:
+        """API-STATUS for the fleet: the holder's socket view, every fresh replica's subscribers
+        (the records read now; the last ones read while Redis is down)."""
+        if self.ok:
+            with contextlib.suppress(*STORE_ERRORS):
+                await self._read_records()
         now = time.time()
         fresh = {n: r for n, r in self.replicas.items() if now - float(r["at"]) <= self.stale_s}
         role = self.role()
         holder = self.name if role == "holder" else None
         if holder is None:
-            holders = [n for n, r in fresh.items() if r["role"] == "holder"]
-            holder = holders[0] if holders else None
+            holders = sorted((float(r["at"]), n) for n, r in fresh.items() if r["role"] == "holder")
+            holder = holders[-1][1] if holders else None  # the newest word wins after a takeover
         out = dict(base)
         if holder is not None and holder != self.name:
             theirs = fresh[holder]["status"]
