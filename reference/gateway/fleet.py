@@ -1,15 +1,17 @@
 """The fleet's bus (clause API-FLEET): ``stockmon serve`` replicas sharing one broker socket.
 
 The replica holding the socket lease (fleet/lease_gate.py, unchanged) hands every normalised event
-to :meth:`FleetBus.offer`, which numbers it ``(epoch, n)`` — the lease epoch and a count within it —
+to :meth:`FleetBus.offer`, which marks it ``(epoch, acquisition, n)`` — the lease epoch, a random
+name of this acquisition (a Redis restarted empty hands out epoch 1 again) and a count within it —
 and a publisher task XADDs it to a bounded stream (``MAXLEN ~``) and keeps the latest tick and book
 per key in a hash. Every replica, the holder included, reads the stream with XREAD BLOCK from its
 last id (reads are consumer-independent: no group, nothing acknowledged) and fans each entry out
 through its own :class:`~stockmon.reference.gateway.hub.Hub` with the entry id as ``event_id``.
 
-Why ``(epoch, n)``: stream ids order events but are not contiguous, and a browser sees only its
+Why the mark: stream ids order events but are not contiguous, and a browser sees only its
 keys, so neither can reveal a gap. The reader can: an entry that does not follow the previous one
-(another epoch: the holder changed; a jump in n: trimmed or a failed publish) is preceded by a
+(another acquisition: the holder changed or re-took the lease; a jump in n: trimmed or a failed
+publish) is preceded by a
 ``status`` event of state ``gap`` naming the ids around it. A duplicate is an event_id that does not
 grow. The subscription set is a sorted set changed by scripts (the 41-registration limit holds
 across replicas) and announced on a second stream that the same XREAD reads.
@@ -25,6 +27,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -34,7 +37,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from stockmon.reference.fleet.lease import backoff_delays
+from stockmon.reference.fleet.lease import Lease, backoff_delays
 from stockmon.reference.fleet.token_manager import STORE_ERRORS
 from stockmon.reference.gateway.hub import Hub, Latest, Subscriber
 from stockmon.settings import Subscription
@@ -67,7 +70,8 @@ redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'item',
 return 1
 """
 
-Holding = Callable[[], int | None]  # the lease epoch while this replica holds the socket lease
+Holding = Callable[[], Lease | None]  # the socket lease while this replica holds it
+Mark = tuple[int, str, int]  # (lease epoch, acquisition, n)
 
 
 def stream_id(text: str) -> tuple[int, int]:
@@ -86,18 +90,18 @@ def _stamp() -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One stream entry as read: its id, event, receipt time and (epoch, n) mark."""
+    """One stream entry as read: its id, event, receipt time and (epoch, acquisition, n) mark."""
 
     id: str
     event: dict[str, Any]
     received_at: str
-    mark: tuple[int, int]
+    mark: Mark
 
     @classmethod
     def parse(cls, entry_id: Any, fields: dict[Any, Any]) -> Entry:
         """From XREAD/XRANGE's (id, {field: value}); KeyError/ValueError when not ours."""
         f = {_text(k): _text(v) for k, v in fields.items()}
-        mark = (int(f["epoch"]), int(f["n"]))
+        mark = (int(f["epoch"]), f["acquisition"], int(f["n"]))
         return cls(_text(entry_id), json.loads(f["event"]), f["received_at"], mark)
 
 
@@ -149,13 +153,14 @@ class FleetBus:
         # publisher
         self._outbox: deque[tuple[dict[str, Any], dict[str, str]]] = deque(maxlen=self.maxlen)
         self._wake = asyncio.Event()
-        self._epoch: int | None = None
+        self._lease: Lease | None = None
+        self._acquisition = ""
         self._n = 0
         self.published = 0
         self.publish_failed = 0
         # reader
         self.last_id: str | None = None
-        self._mark: tuple[int, int] | None = None
+        self._mark: Mark | None = None
         self._changes_id = "0-0"
         self.ok = False
         self._was_up = False
@@ -170,16 +175,17 @@ class FleetBus:
 
     def offer(self, obj: dict[str, Any], received_at: str | None) -> bool:
         """Hub.bus: take the event for the stream while this replica holds the lease."""
-        epoch = self.holding()
-        if epoch is None:
+        lease = self.holding()
+        if lease is None:
             return False
-        if epoch != self._epoch:
-            self._epoch, self._n = epoch, 0
+        if lease is not self._lease:  # a new acquisition: readers must see the seam
+            self._lease, self._acquisition, self._n = lease, secrets.token_hex(4), 0
         self._n += 1
         fields = {
             "event": json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
             "received_at": received_at or _stamp(),
-            "epoch": str(epoch),
+            "epoch": str(lease.epoch),
+            "acquisition": self._acquisition,
             "n": str(self._n),
         }
         self._outbox.append((obj, fields))  # full: the oldest goes, readers see the jump in n
@@ -273,20 +279,21 @@ class FleetBus:
         self.hub.fan_out(obj, entry.id)
 
     def gap_before(
-        self, mark: tuple[int, int] | None, last_id: str | None, entry: Entry
+        self, mark: Mark | None, last_id: str | None, entry: Entry
     ) -> dict[str, Any] | None:
         """The gap status to send before ``entry`` when it does not follow ``mark``, else None."""
         if mark is None:
             return None
-        epoch, n = entry.mark
-        if epoch == mark[0] and n == mark[1] + 1:
+        epoch, acquisition, n = entry.mark
+        same = (epoch, acquisition) == mark[:2]
+        if same and n == mark[2] + 1:
             return None
-        if epoch != mark[0]:
+        if not same:
             reason = self.gap_holder
             detail = f"the socket holder changed (lease epoch {mark[0]} -> {epoch})"
         else:
             reason = self.gap_missing
-            detail = f"{n - mark[1] - 1} event(s) missing from the stream (epoch {epoch})"
+            detail = f"{n - mark[2] - 1} event(s) missing from the stream (epoch {epoch})"
         return self._gap(reason, detail, last_id, entry.id, str(entry.event.get("source")))
 
     def _gap(

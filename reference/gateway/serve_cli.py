@@ -22,6 +22,8 @@ import uvicorn
 from stockmon.clock import ScaledClock
 from stockmon.errors import SettingsError
 from stockmon.reference.failover.runner import Client
+from stockmon.reference.fleet.lease import Lease
+from stockmon.reference.fleet.lease_gate import RedisConnectGate
 from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_manager import default_holder
 from stockmon.reference.fleet.token_store import key_prefix
@@ -149,12 +151,11 @@ def start_fleet(mode: Mode, settings: Settings, hub: Hub, gw: Gateway) -> FleetB
     if prefix is None or settings.redis_url is None:
         return None
 
-    def holding() -> int | None:
+    def holding() -> Lease | None:
         gate = getattr(gw.client(), "gate", None)
-        lease = getattr(gate, "lease", None)
-        if lease is None or not getattr(gate, "held", False):
+        if not isinstance(gate, RedisConnectGate) or not gate.held:
             return None
-        return int(lease.epoch)
+        return gate.lease
 
     fleet = FleetBus(
         settings.spec,

@@ -21,6 +21,7 @@ from serve_fleet import (
     holder_among,
     ready_all,
     running_fleet,
+    start_replica,
     stream_id,
     subscribe_frames,
     until,
@@ -141,6 +142,17 @@ async def test_three_replicas_share_one_socket_through_a_holder_kill(
         assert len(replayed) >= len(live) > 10
         assert not any(m.get("type") == "snapshot" for m in late.messages)
         assert_no_duplicates(late)
+
+        # the killed replica comes back as a standby and serves the same stream
+        back = await start_replica(fleet.env, tmp_path / "restarted.log")
+        replicas.append(back)
+        await ready_all([back])
+        again = await Browser(back, ["005930"]).start()
+        browsers.append(again)
+        await until(lambda: len(again.ticks()) >= 3, 10, "ticks on the restarted replica")
+        assert (await back.status())["fleet"]["role"] == "standby"
+        assert set(again.bus_ids()) & set(first.bus_ids()), "the same event_ids as the others"
+        assert max_concurrent(mock) == 1, open_intervals(mock)
 
 
 async def test_redis_outage_is_reported_and_survived(redis_server: Any, tmp_path: Any) -> None:

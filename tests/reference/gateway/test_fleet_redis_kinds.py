@@ -39,7 +39,7 @@ async def round_trip(redis: Redis) -> None:
     assert first is not None
     assert await try_acquire(redis, lease_key, 5.0, "replica-b") is None
     hub = Hub(SPEC, time.monotonic)
-    bus = FleetBus(SPEC, hub, redis, PREFIX, "replica-a", lambda: first.epoch, "kis")
+    bus = FleetBus(SPEC, hub, redis, PREFIX, "replica-a", lambda: first, "kis")
     hub.bus = bus
     tasks = [asyncio.create_task(bus.read_forever()), asyncio.create_task(bus.publish_forever())]
     try:
