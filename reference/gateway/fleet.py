@@ -170,6 +170,7 @@ class FleetBus:
         self.current_subscriptions: Callable[[], Sequence[Subscription]] = lambda: ()
         self.apply_subscriptions: Callable[[list[Subscription]], None] = lambda subs: None
         self.local_status: Callable[[], dict[str, Any]] = dict
+        self.sync_client: Callable[[], None] = lambda: None  # after a failover switch, too
 
     # ------------------------------------------------------------------ publishing (the holder)
 
@@ -257,6 +258,7 @@ class FleetBus:
                 if changed:
                     await self.reload_subscriptions()
                 if time.monotonic() - self._reported_at >= self.report_s:
+                    self.sync_client()
                     await self._report()
             except STORE_ERRORS as exc:
                 self._down(exc)

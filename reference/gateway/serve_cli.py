@@ -169,6 +169,7 @@ def start_fleet(mode: Mode, settings: Settings, hub: Hub, gw: Gateway) -> FleetB
     fleet.current_subscriptions = lambda: tuple(gw.subscriptions)
     fleet.apply_subscriptions = gw.apply_subscriptions
     fleet.local_status = gw.status
+    fleet.sync_client = gw.sync_client
     hub.bus = fleet
     gw.fleet = fleet
     return fleet

@@ -113,16 +113,19 @@ def cluster() -> Iterator[list[PrivateRedis]]:
             timeout=30,
         )
         deadline = time.monotonic() + 15
-        while True:
-            info = subprocess.run(
-                [cli, "-p", str(nodes[0].port), "cluster", "info"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout
-            if "cluster_state:ok" in info:
+        while True:  # every node agrees, not only the first (else "the cluster is down")
+            infos = [
+                subprocess.run(
+                    [cli, "-p", str(n.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                for n in nodes
+            ]
+            if all("cluster_state:ok" in i and "cluster_known_nodes:3" in i for i in infos):
                 break
-            assert time.monotonic() < deadline, info
+            assert time.monotonic() < deadline, infos
             time.sleep(0.1)
         yield nodes
 
