@@ -37,7 +37,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from stockmon.reference.fleet.lease import Lease, backoff_delays
+from stockmon.errors import SpecError
+from stockmon.reference.fleet.lease import RedisLease, backoff_delays
 from stockmon.reference.fleet.token_manager import STORE_ERRORS
 from stockmon.reference.gateway.hub import Hub, Latest, Subscriber
 from stockmon.settings import Subscription
@@ -64,13 +65,29 @@ redis.call('zadd', KEYS[1], redis.call('incr', KEYS[2]), ARGV[1])
 redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'add', 'item', ARGV[1])
 return 1
 """
+_ENTRY_FIELDS = ("event", "received_at", "epoch", "acquisition", "n")  # API-FLEET entry_fields
+# KEYS: lease, events, latest. ARGV: lease value, maxlen, count, then per entry the five fields
+# and the latest-hash field ('' for a status).
+_PUBLISH = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 0, tonumber(ARGV[3]) - 1 do
+  local b = 4 + i * 6
+  redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[b], 'received_at',
+    ARGV[b + 1], 'epoch', ARGV[b + 2], 'acquisition', ARGV[b + 3], 'n', ARGV[b + 4])
+  if ARGV[b + 5] ~= '' then
+    redis.call('hset', KEYS[3], ARGV[b + 5],
+      '{"event":' .. ARGV[b] .. ',"received_at":"' .. ARGV[b + 1] .. '"}')
+  end
+end
+return tonumber(ARGV[3])
+"""
 _REMOVE = """
 if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'item', ARGV[1])
 return 1
 """
 
-Holding = Callable[[], Lease | None]  # the socket lease while this replica holds it
+Holding = Callable[[], RedisLease | None]  # the socket lease while this replica holds it
 Mark = tuple[int, str, int]  # (lease epoch, acquisition, n)
 
 
@@ -136,6 +153,8 @@ class FleetBus:
         self.subs_key = key("subscriptions_key")
         self.changes_key = key("changes_key")
         self.replicas_key = key("replicas_key")
+        if c.strings("entry_fields") != _ENTRY_FIELDS:
+            raise SpecError(f"API-FLEET entry_fields is not {list(_ENTRY_FIELDS)} (fleet.py)")
         self.maxlen = c.integer("maxlen")
         self.changes_maxlen = c.integer("changes_maxlen")
         self.block_ms = c.integer("block_ms")
@@ -151,13 +170,16 @@ class FleetBus:
         self.status_down, self.status_up = str(bus_status["down"]), str(bus_status["up"])
         self._rng = rng or random.Random()
         # publisher
-        self._outbox: deque[tuple[dict[str, Any], dict[str, str]]] = deque(maxlen=self.maxlen)
+        self._outbox: deque[tuple[dict[str, Any], dict[str, str], RedisLease]] = deque(
+            maxlen=self.maxlen
+        )
         self._wake = asyncio.Event()
-        self._lease: Lease | None = None
+        self._lease: RedisLease | None = None
         self._acquisition = ""
         self._n = 0
         self.published = 0
         self.publish_failed = 0
+        self.publish_refused = 0
         # reader
         self.last_id: str | None = None
         self._mark: Mark | None = None
@@ -189,40 +211,43 @@ class FleetBus:
             "acquisition": self._acquisition,
             "n": str(self._n),
         }
-        self._outbox.append((obj, fields))  # full: the oldest goes, readers see the jump in n
+        self._outbox.append((obj, fields, lease))  # full: the oldest goes, readers see the jump
         self._wake.set()
         return True
 
     async def publish_forever(self) -> None:
-        """XADD what :meth:`offer` took, in order, a pipeline per batch; never raises for Redis."""
+        """XADD what :meth:`offer` took, in order, one fenced script per batch; never raises for
+        Redis. The script writes only while the stored lease value is still ours, so a holder that
+        lost its lease (paused past it) cannot slip events in beside the new holder's."""
         failing = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._outbox:
-                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 512))]
-                pipe = self.redis.pipeline(transaction=False)
-                for obj, fields in batch:
-                    pipe.xadd(
-                        self.events_key,
-                        fields,  # type: ignore[arg-type]
-                        maxlen=self.maxlen,
-                        approximate=True,
+                lease = self._outbox[0][2]
+                batch: list[tuple[dict[str, Any], dict[str, str], RedisLease]] = []
+                while self._outbox and self._outbox[0][2] is lease and len(batch) < 512:
+                    batch.append(self._outbox.popleft())
+                args: list[str] = [lease.value, str(self.maxlen), str(len(batch))]
+                for obj, fields, _ in batch:
+                    slot = (
+                        f"{obj['type']}:{obj['key']}" if obj.get("type") in SNAPSHOT_TYPES else ""
                     )
-                    if obj.get("type") in SNAPSHOT_TYPES:
-                        latest = {"event": obj, "received_at": fields["received_at"]}
-                        pipe.hset(
-                            self.latest_key,
-                            f"{obj['type']}:{obj['key']}",
-                            json.dumps(latest, ensure_ascii=False, separators=(",", ":")),
-                        )
+                    args += [fields[f] for f in _ENTRY_FIELDS] + [slot]
+                keys = (lease.key, self.events_key, self.latest_key)
                 try:
-                    await pipe.execute()
+                    written = int(await self.redis.eval(_PUBLISH, 3, *keys, *args))
                 except STORE_ERRORS as exc:
                     self.publish_failed += len(batch)
                     if not failing:
                         failing = True
                         log.warning("fleet bus: publish failed (%s)", type(exc).__name__)
+                    continue
+                if written < 0:
+                    self.publish_refused += len(batch)
+                    log.warning(
+                        "fleet bus: the socket lease is no longer ours; %d dropped", len(batch)
+                    )
                     continue
                 self.published += len(batch)
                 if failing:

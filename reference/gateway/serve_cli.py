@@ -22,7 +22,7 @@ import uvicorn
 from stockmon.clock import ScaledClock
 from stockmon.errors import SettingsError
 from stockmon.reference.failover.runner import Client
-from stockmon.reference.fleet.lease import Lease
+from stockmon.reference.fleet.lease import RedisLease
 from stockmon.reference.fleet.lease_gate import RedisConnectGate
 from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_manager import default_holder
@@ -151,7 +151,7 @@ def start_fleet(mode: Mode, settings: Settings, hub: Hub, gw: Gateway) -> FleetB
     if prefix is None or settings.redis_url is None:
         return None
 
-    def holding() -> Lease | None:
+    def holding() -> RedisLease | None:
         gate = getattr(gw.client(), "gate", None)
         if not isinstance(gate, RedisConnectGate) or not gate.held:
             return None

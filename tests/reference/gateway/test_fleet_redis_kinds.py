@@ -59,6 +59,19 @@ async def round_trip(redis: Redis) -> None:
         assert body["event"] == tick
         assert body["event_id"] == bus.last_id
         assert (await bus.latest("tick", "005930")) is not None
+
+        # the lease lapses and another replica takes it: a late publish of ours is refused
+        await redis.delete(lease_key)
+        second = await try_acquire(redis, lease_key, 5.0, "replica-b")
+        assert second is not None
+        events_key = f"{PREFIX}:{SPEC.clause('API-FLEET').string('events_key')}"
+        length = await redis.xlen(events_key)
+        hub.publish({**tick, "price": 2}, None)
+        while bus.publish_refused == 0:
+            assert time.monotonic() < deadline, "the stale publish was not refused"
+            await asyncio.sleep(0.02)
+        assert await redis.xlen(events_key) == length, "nothing written beside the new holder"
+        await second.release()
     finally:
         for task in tasks:
             task.cancel()
