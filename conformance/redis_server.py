@@ -13,11 +13,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from stockmon.conformance.errors import ResourceError
 
 # Non-normative: how long a fresh redis-server may take to answer PING on a loaded machine.
 _START_TIMEOUT_S = 15.0
+SENTINEL_SERVICE = "stockmon"  # the master name a ``sentinel_of`` server monitors
 
 
 def free_port() -> int:
@@ -31,11 +33,18 @@ class PrivateRedis:
     """One redis-server process owned by its caller (harness, test or benchmark).
 
     ``kill`` is an outage as clients see it (the port and directory are kept, so ``start`` brings
-    the same server back); ``stop`` ends it for good and removes the directory.
+    the same server back); ``stop`` ends it for good and removes the directory. ``cluster`` starts
+    a Cluster node (the caller joins the nodes); ``sentinel_of`` a Sentinel that monitors the
+    server on that port as ``SENTINEL_SERVICE``.
     """
 
     def __init__(
-        self, *, password: bool = True, prefix: str = "stockmon-conformance-redis-"
+        self,
+        *,
+        password: bool = True,
+        prefix: str = "stockmon-conformance-redis-",
+        cluster: bool = False,
+        sentinel_of: int | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -48,6 +57,9 @@ class PrivateRedis:
         self.password = "canary-redis-" + secrets.token_hex(12) if password else ""
         self._dir = tempfile.mkdtemp(prefix=prefix)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cluster = cluster
+        self._bus_port = free_port() if cluster else 0
+        self._sentinel_of = sentinel_of
 
     @property
     def url(self) -> str:
@@ -59,11 +71,21 @@ class PrivateRedis:
         """Start (or restart) the server and wait until it answers an authenticated PING."""
         args = f"--port {self.port} --bind 127.0.0.1 --appendonly no --daemonize no"
         auth_args = ["--requirepass", self.password] if self.password else []
-        self._proc = subprocess.Popen(
-            [self._binary, *args.split(), *auth_args, "--save", "", "--dir", self._dir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        cmd = [self._binary, *args.split(), *auth_args, "--save", "", "--dir", self._dir]
+        if self._cluster:
+            nodes = Path(self._dir) / "nodes.conf"
+            cmd += ["--cluster-enabled", "yes", "--cluster-config-file", str(nodes)]
+            # the bus port is port + 10000 unless given, past 65535 for a high free port
+            cmd += ["--cluster-port", str(self._bus_port)]
+        if self._sentinel_of is not None:
+            conf = Path(self._dir) / "sentinel.conf"
+            conf.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+                f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self._sentinel_of} 1\n",
+                encoding="utf-8",
+            )
+            cmd = [self._binary, str(conf), "--sentinel"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + _START_TIMEOUT_S
         auth = (f"AUTH {self.password}\r\n" if self.password else "").encode() + b"PING\r\n"
         while time.monotonic() < deadline:

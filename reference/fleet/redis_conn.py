@@ -2,7 +2,11 @@
 
 - ``REDIS_URL`` set: a Redis client with short, bounded timeouts and no hidden retries (the token
   manager and the socket gate retry on their own schedule, and a lease holder must never block
-  past its validity on one command).
+  past its validity on one command). ``redis://``, ``rediss://`` and ``unix://`` are redis-py's
+  own URLs; ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` asks those
+  Sentinels for the master of ``service`` (redis-py's Sentinel client) and
+  ``redis+cluster://[:password@]host:port`` starts from that node of a Cluster (redis-py's
+  RedisCluster). Every key of one fleet shares a hash tag, so scripts stay in one slot.
 - unset with ``STOCKMON_ENV=mock``: the single-user file cache (file_store.py), announced by one
   warning line, because then nothing coordinates two machines.
 - unset with ``STOCKMON_ENV=prod``: refused, because the spec makes the Redis lock mandatory.
@@ -11,9 +15,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
+from urllib.parse import unquote
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from stockmon.errors import SettingsError
@@ -40,18 +47,64 @@ def connect_redis(
     connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> Redis:
     """An asyncio Redis client for ``url``; the URL (it may hold a password) never shows."""
+    common: dict[str, Any] = {
+        "socket_timeout": command_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
+    raw = url.reveal()
+    scheme, _, rest = raw.partition("://")
     try:
-        return Redis.from_url(
-            url.reveal(),
-            socket_timeout=command_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-    except ValueError:
+        if scheme in ("redis+sentinel", "rediss+sentinel"):
+            return _sentinel_master(rest, scheme.startswith("rediss"), common)
+        if scheme in ("redis+cluster", "rediss+cluster"):
+            # RedisCluster speaks the commands the fleet uses for keys of one slot
+            cluster = RedisCluster.from_url(
+                scheme.removesuffix("+cluster") + "://" + rest,
+                **common,
+            )
+            return cast(Redis, cluster)
+        return Redis.from_url(raw, **common)
+    except (ValueError, IndexError):
         raise SettingsError(
-            "REDIS_URL is not a valid Redis URL (expected redis://[:password@]host:port/db)"
+            "REDIS_URL is not a valid Redis URL (expected redis://[:password@]host:port/db, "
+            "redis+sentinel://host:port[,host:port]/service[/db] or redis+cluster://host:port)"
         ) from None
+
+
+def _sentinel_master(rest: str, tls: bool, common: dict[str, Any]) -> Redis:
+    """The master of a Sentinel-monitored service, found through redis-py's Sentinel client."""
+    auth, at, where = rest.rpartition("@")
+    password = unquote(auth.partition(":")[2]) if at else None
+    hosts, _, path = where.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError("a Sentinel URL names its hosts and service")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        sentinels.append((host or item, int(port) if host else 26379))
+    timeouts = {k: common[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    manager = Sentinel(sentinels, sentinel_kwargs=timeouts, ssl=tls, **common)  # type: ignore[no-untyped-call]
+    master = manager.master_for(
+        service, redis_class=SentinelMaster, db=int(db or 0), password=password
+    )
+    assert isinstance(master, SentinelMaster)
+    master.sentinel_clients = list(manager.sentinels)
+    return master
+
+
+class SentinelMaster(Redis):
+    """A master found through Sentinels; closing it closes the connections to them too."""
+
+    sentinel_clients: list[Redis]
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the master's pool, then every Sentinel client."""
+        await super().aclose(close_connection_pool)
+        for client in getattr(self, "sentinel_clients", []):
+            await client.aclose()
 
 
 def require_lock_backend(settings: Settings) -> bool:

@@ -30,6 +30,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from stockmon import schemas
 from stockmon.redaction import Secret
+from stockmon.reference.fleet.token_manager import STORE_ERRORS
+from stockmon.reference.gateway.fleet import FleetBus
 from stockmon.reference.gateway.hub import Hub, Subscriber
 from stockmon.reference.lifecycle import ConnState
 from stockmon.settings import Subscription
@@ -64,7 +66,39 @@ class Gateway:
     time_scale: float = 1.0
     tickets: dict[str, float] = field(default_factory=dict)
     shutting_down: bool = False
+    fleet: FleetBus | None = None  # with REDIS_URL (API-FLEET)
     _reconnects_counted: int = 0
+    _built_with: tuple[Subscription, ...] = ()
+    _synced: tuple[object, set[Subscription]] | None = None
+
+    def __post_init__(self) -> None:
+        self._built_with = tuple(self.subscriptions)  # what the ingest's client starts from
+
+    # ------------------------------------------------------------------ fleet subscriptions
+
+    def apply_subscriptions(self, subs: list[Subscription]) -> None:
+        """Adopt the fleet's subscription set and tell the running client the difference."""
+        self.subscriptions[:] = subs
+        self.sync_client()
+
+    def sync_client(self) -> None:
+        """Subscribe/unsubscribe the client streaming now so it wants exactly ``subscriptions``
+        (only the holder's socket is open, so a key reaches the broker once, through it). The
+        runner is told, not its active client: a failover runner keeps the set for the next one."""
+        client: Any = self.runner
+        if client is None:
+            return
+        if self._synced is None or self._synced[0] is not client:
+            self._synced = (client, set(self._built_with))
+        told = self._synced[1]
+        for sub in self.subscriptions:
+            if sub not in told and hasattr(client, "subscribe"):
+                client.subscribe(sub)
+                told.add(sub)
+        for sub in [s for s in told if s not in self.subscriptions]:
+            if hasattr(client, "unsubscribe"):
+                client.unsubscribe(sub)
+            told.discard(sub)
 
     # ------------------------------------------------------------------ auth
 
@@ -148,7 +182,7 @@ class Gateway:
                 return None
             return round(max(0.0, now - at), 3)
 
-        return {
+        base = {
             "broker": self.broker_now(),
             "socket": self.socket_state(),
             "last_heartbeat_age_s": age("last_heartbeat"),
@@ -160,6 +194,12 @@ class Gateway:
             "subscribers": len(self.hub.subscribers),
             "spec": self.spec.version,
         }
+        return base
+
+    async def fleet_status(self) -> dict[str, Any]:
+        """API-STATUS: this replica's, or the fleet's with REDIS_URL."""
+        base = self.status()
+        return base if self.fleet is None else await self.fleet.status(base)
 
     def ingested_keys(self) -> list[str]:
         """Keys of the broker subscriptions, each once, in order."""
@@ -212,7 +252,10 @@ def build_app(gw: Gateway) -> Starlette:
 
         async def answer(request: Request) -> Response:
             key = request.path_params["key"]
-            latest = gw.hub.latest.get((event_type, key))
+            if gw.fleet is not None:
+                latest = await gw.fleet.latest(event_type, key)
+            else:
+                latest = gw.hub.latest.get((event_type, key))
             if latest is None:
                 return unknown(key, field_name)
             return JSONResponse(
@@ -222,7 +265,7 @@ def build_app(gw: Gateway) -> Starlette:
         return answer
 
     async def status(request: Request) -> Response:
-        return JSONResponse(gw.status())
+        return JSONResponse(await gw.fleet_status())
 
     def listing() -> dict[str, Any]:
         return {
@@ -259,6 +302,25 @@ def build_app(gw: Gateway) -> Starlette:
     async def list_subs(request: Request) -> Response:
         return JSONResponse(listing())
 
+    fleet_c = spec.clause("API-FLEET") if spec.has("API-FLEET") else None
+
+    def fleet_down() -> JSONResponse:
+        assert fleet_c is not None
+        return error(
+            fleet_c.integer("unavailable_status"),
+            fleet_c.string("unavailable_error"),
+            "the fleet's Redis is unreachable: the subscription set cannot change now",
+        )
+
+    def over_limit() -> JSONResponse:
+        return error(
+            subs_c.integer("over_limit_status"),
+            subs_c.string("over_limit_error"),
+            f"at most {max_subs} broker subscriptions per session ({limits.id})",
+            clause=limits.id,
+            limit=max_subs,
+        )
+
     async def add_sub(request: Request) -> Response:
         try:
             item = json.loads(await request.body())
@@ -267,16 +329,19 @@ def build_app(gw: Gateway) -> Starlette:
         sub = parse_item(item)
         if isinstance(sub, JSONResponse):
             return sub
+        if gw.fleet is not None:
+            try:
+                added = await gw.fleet.add(sub, max_subs)
+            except STORE_ERRORS:
+                return fleet_down()
+            if added < 0:
+                return over_limit()
+            status_name = "created_status" if added else "existing_status"
+            return JSONResponse(listing(), status_code=subs_c.integer(status_name))
         if sub in gw.subscriptions:
             return JSONResponse(listing(), status_code=subs_c.integer("existing_status"))
         if len(gw.subscriptions) >= max_subs:
-            return error(
-                subs_c.integer("over_limit_status"),
-                subs_c.string("over_limit_error"),
-                f"at most {max_subs} broker subscriptions per session ({limits.id})",
-                clause=limits.id,
-                limit=max_subs,
-            )
+            return over_limit()
         gw.subscriptions.append(sub)
         return changed("subscribe", sub, "created_status")
 
@@ -285,6 +350,16 @@ def build_app(gw: Gateway) -> Starlette:
         sub = parse_item({n: request.query_params.get(n) for n in names})
         if isinstance(sub, JSONResponse):
             return sub
+        if gw.fleet is not None:
+            try:
+                removed = await gw.fleet.remove(sub)
+            except STORE_ERRORS:
+                return fleet_down()
+            if not removed:
+                return error(
+                    subs_c.integer("not_found_status"), "not_found", "no such subscription"
+                )
+            return JSONResponse(listing(), status_code=subs_c.integer("deleted_status"))
         if sub not in gw.subscriptions:
             return error(subs_c.integer("not_found_status"), "not_found", "no such subscription")
         gw.subscriptions.remove(sub)
@@ -309,8 +384,10 @@ def build_app(gw: Gateway) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         socket_open, fleet_bus = health.strings("ready_when")
-        checks = {socket_open: gw.socket_state() == "open", fleet_bus: False}
-        ready = any(checks.values()) and not gw.shutting_down
+        bus_ok = gw.fleet is not None and gw.fleet.ok
+        checks = {socket_open: gw.socket_state() == "open", fleet_bus: bus_ok}
+        # in a fleet every replica's browsers are fed from the bus, the holder's too
+        ready = (bus_ok if gw.fleet is not None else checks[socket_open]) and not gw.shutting_down
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks},
             status_code=health.integer("ok_status" if ready else "not_ready_status"),
@@ -478,9 +555,9 @@ class StreamEndpoint:
             if len(raw) > self.max_bytes:
                 sub.close(self.stream.integer("oversize_close_code"))
                 return
-            self._handle(sub, raw)
+            await self._handle(sub, raw)
 
-    def _handle(self, sub: Subscriber, raw: bytes) -> None:
+    async def _handle(self, sub: Subscriber, raw: bytes) -> None:
         try:
             request = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -527,8 +604,21 @@ class StreamEndpoint:
                     }
                 )
         good = [k for k in keys if k not in bad and k not in missing]
-        new = self._apply(sub, op, good)
-        sub.put({"type": "ack", "op": op, "keys": good, **echo})
+        fleet = self.gw.fleet
+        after = request.get("after") if op == "subscribe" else None
+        if fleet is not None and isinstance(after, str) and not sub.keys:
+            new = [k for k in good if k not in sub.keys]
+            sub.put({"type": "ack", "op": op, "keys": good, **echo})
+            try:
+                if await fleet.replay(sub, after, new):
+                    return  # what followed `after`, then live: no snapshot needed
+            except STORE_ERRORS:
+                pass
+            sub.put(self.gw.hub.body(fleet.unresumable(after), None))
+            sub.keys.update(new)
+        else:
+            new = self._apply(sub, op, good)
+            sub.put({"type": "ack", "op": op, "keys": good, **echo})
         for key in new:
             tick, book = self.gw.hub.snapshot(key)
             sub.put(

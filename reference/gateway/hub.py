@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -42,6 +42,14 @@ FAILOVER_STATES = {
     "switched_back": "primary",
 }
 ENCODED = "\x00encoded"  # the body's JSON without its opening brace (never sent as a key)
+
+
+class Bus(Protocol):
+    """Where the events of a fleet's holder go first (API-FLEET; gateway/fleet.py)."""
+
+    def offer(self, obj: dict[str, Any], received_at: str | None) -> bool:
+        """Take the event for the fleet's stream (True), or leave it to this replica (False)."""
+        ...
 
 
 @dataclass
@@ -95,6 +103,7 @@ class Subscriber:
         self.behind_since: float | None = None
         self.closed_code: int | None = None
         self.seq = 0
+        self.replaying = False  # a fleet resume in progress: live events wait for the replay
 
     def next_seq(self) -> int:
         """The connection's next sequence number (API-STREAM: from seq_start, step seq_step)."""
@@ -127,6 +136,17 @@ class Subscriber:
             self._slots[slot_key] = pending
         if len(self.queue) >= hub.queue_max:
             self._behind()
+        self.wake.set()
+
+    def put_unconflated(self, body: dict[str, Any]) -> None:
+        """Queue a replayed message as it is while the queue has room (a resume asked for each
+        one), else as :meth:`put` would (conflated, the count stated)."""
+        if self.closed_code is not None:
+            return
+        if len(self.queue) >= self.hub.queue_max // 2:
+            self.put(body)
+            return
+        self.queue.append(Pending(body))
         self.wake.set()
 
     def _behind(self) -> None:
@@ -209,6 +229,7 @@ class Hub:
         self.idle.set()
         self.state = IngestState()
         self.event_id = 0
+        self.bus: Bus | None = None  # a fleet's bus: its reader fans out what the stream holds
 
     # ------------------------------------------------------------------ EventSink
 
@@ -227,7 +248,7 @@ class Hub:
                 obj = json.loads(line)
                 self.enricher.enrich(obj, record, received)
                 self.latest[(str(obj["type"]), str(obj["key"]))] = Latest(obj, stamp)
-                self.publish(obj)
+                self.publish(obj, stamp)
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
             obj = status_object(ev)
             self.state.broker = ev.source
@@ -241,16 +262,35 @@ class Hub:
 
     # ------------------------------------------------------------------ fan-out
 
-    def publish(self, obj: dict[str, Any]) -> None:
-        """Fan one event object out to every subscriber watching its key (status: everyone)."""
-        self.event_id += 1
-        body: dict[str, Any] = {"type": "event", "event": obj, "event_id": str(self.event_id)}
-        # encoded once for every subscriber: only seq (and conflated) differ per connection
-        body[ENCODED] = json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:]
+    def publish(self, obj: dict[str, Any], received_at: str | None = None) -> None:
+        """One event of this replica's ingest: to the fleet's bus when it takes it, else fanned
+        out here (numbered by this hub alone; a fleet replica's own status has no bus id)."""
+        if self.bus is None:
+            self.event_id += 1
+            self.fan_out(obj, str(self.event_id))
+        elif not self.bus.offer(obj, received_at):
+            self.fan_out(obj, None)
+
+    def fan_out(self, obj: dict[str, Any], event_id: str | None) -> None:
+        """Send one event object to every subscriber watching its key (status: everyone)."""
+        body = self.body(obj, event_id)
         key = obj.get("key")
+        status = obj.get("type") == "status"
         for sub in tuple(self.subscribers):
-            if obj.get("type") == "status" or key in sub.keys:
+            if sub.replaying or (self.bus is not None and not sub.keys and status):
+                continue  # the bus's replay covers it (a fleet connection resumes on subscribe)
+            if status or key in sub.keys:
                 sub.put(body)
+
+    @staticmethod
+    def body(obj: dict[str, Any], event_id: str | None) -> dict[str, Any]:
+        """The message body of an event, encoded once for every subscriber (only seq and
+        conflated differ per connection)."""
+        body: dict[str, Any] = {"type": "event", "event": obj}
+        if event_id is not None:
+            body["event_id"] = event_id
+        body[ENCODED] = json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:]
+        return body
 
     def _track(self, ev: StatusChanged) -> None:
         state = FAILOVER_STATES.get(ev.state)

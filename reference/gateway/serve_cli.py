@@ -22,7 +22,13 @@ import uvicorn
 from stockmon.clock import ScaledClock
 from stockmon.errors import SettingsError
 from stockmon.reference.failover.runner import Client
+from stockmon.reference.fleet.lease import RedisLease
+from stockmon.reference.fleet.lease_gate import RedisConnectGate
+from stockmon.reference.fleet.redis_conn import connect_redis
+from stockmon.reference.fleet.token_manager import default_holder
+from stockmon.reference.fleet.token_store import key_prefix
 from stockmon.reference.gateway.app import Gateway, build_app, close_all
+from stockmon.reference.gateway.fleet import FleetBus
 from stockmon.reference.gateway.hub import Hub
 from stockmon.reference.registry import Mode, checked_settings
 from stockmon.settings import STREAM_VARIABLES, Settings, describe_variables
@@ -144,6 +150,47 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def fleet_prefix(mode: Mode, settings: Settings) -> str | None:
+    """The Redis key prefix of the fleet (its primary broker's app key), None without a fleet."""
+    if settings.redis_url is None or not settings.spec.has("API-FLEET"):
+        return None
+    primary = mode.brokers[0].name
+    app_key = settings.kis_app_key if primary == "kis" else settings.kiwoom_app_key
+    if app_key is None:  # no app key, no socket lease to share (Kiwoom without a token)
+        return None
+    return key_prefix(settings.env, app_key, primary)
+
+
+def start_fleet(mode: Mode, settings: Settings, hub: Hub, gw: Gateway) -> FleetBus | None:
+    """With REDIS_URL: the bus between the hub and the fleet (API-FLEET), wired both ways."""
+    prefix = fleet_prefix(mode, settings)
+    if prefix is None or settings.redis_url is None:
+        return None
+
+    def holding() -> RedisLease | None:
+        gate = getattr(gw.client(), "gate", None)
+        if not isinstance(gate, RedisConnectGate) or not gate.held:
+            return None
+        return gate.lease
+
+    fleet = FleetBus(
+        settings.spec,
+        hub,
+        connect_redis(settings.redis_url),
+        prefix,
+        default_holder(),  # the socket lease's holder name in this process
+        holding,
+        mode.brokers[0].name,
+    )
+    fleet.current_subscriptions = lambda: tuple(gw.subscriptions)
+    fleet.apply_subscriptions = gw.apply_subscriptions
+    fleet.local_status = gw.status
+    fleet.sync_client = gw.sync_client
+    hub.bus = fleet
+    gw.fleet = fleet
+    return fleet
+
+
 async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
     spec = settings.spec
     clock = ScaledClock(settings.time_scale)
@@ -163,12 +210,23 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
     )
     runners: list[Client] = []
     stopping: list[bool] = []
+    fleet = start_fleet(mode, settings, hub, gw)
+    fleet_tasks = (
+        [
+            loop.create_task(fleet.read_forever(), name="fleet-reader"),
+            loop.create_task(fleet.publish_forever(), name="fleet-publisher"),
+        ]
+        if fleet is not None
+        else []
+    )
 
     def started(client: Client) -> None:
         gw.runner = client
         runners.append(client)
         if stopping:
             loop.call_soon(client.stop)
+        elif fleet is not None:
+            loop.call_soon(gw.sync_client)  # after the client subscribed its initial set
 
     def stop() -> None:
         stopping.append(True)
@@ -204,3 +262,8 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
             await asyncio.wait_for(ingest, timeout=grace)
         except TimeoutError:
             log.warning("the broker client did not stop within %s s", grace)
+        for task in fleet_tasks:
+            task.cancel()
+        await asyncio.gather(*fleet_tasks, return_exceptions=True)
+        if fleet is not None:
+            await fleet.redis.aclose()

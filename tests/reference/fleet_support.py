@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,3 +81,43 @@ def responses_to(mock: KisMock, requests: list[dict[str, Any]]) -> list[dict[str
 def last_seq(mock: KisMock) -> int:
     """Seq of the newest trace record (0 when empty)."""
     return int(mock.trace.last_seq)
+
+
+def open_intervals(mock: KisMock) -> list[tuple[float, float | None, str]]:
+    """(opened t, closed t or None, conn) of every WebSocket session in the trace."""
+    opened: dict[str, float] = {}
+    out: list[tuple[float, float | None, str]] = []
+    for rec in mock.trace.records():
+        if rec["channel"] != "ws":
+            continue
+        if rec["kind"] == "ws_open":
+            opened[rec["conn"]] = rec["t"]
+        elif rec["kind"] == "ws_close" and rec["conn"] in opened:
+            out.append((opened.pop(rec["conn"]), rec["t"], rec["conn"]))
+    out.extend((t, None, conn) for conn, t in opened.items())
+    return sorted(out)
+
+
+def max_concurrent(mock: KisMock) -> int:
+    """Most sessions open at the same moment, from the trace's open/close order."""
+    depth = best = 0
+    for rec in mock.trace.records():
+        if rec["channel"] == "ws" and rec["kind"] == "ws_open":
+            depth += 1
+            best = max(best, depth)
+        elif rec["channel"] == "ws" and rec["kind"] == "ws_close":
+            depth -= 1
+    return best
+
+
+async def stop_processes(procs: list[asyncio.subprocess.Process], grace_s: float = 15) -> None:
+    """SIGTERM every live process; SIGKILL what has not exited after ``grace_s``."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), grace_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fleet_support import PYTHON, subprocess_env
-
-from stockmon.mockserver import KisMock
+from fleet_support import (  # noqa: F401  (re-exported for the fleet tests)
+    PYTHON,
+    max_concurrent,
+    open_intervals,
+    stop_processes,
+    subprocess_env,
+)
 
 LEASE_STATES = ("lease_acquired", "lease_lost", "lease_released", "standby")
 
@@ -74,33 +77,6 @@ async def start_replica(env: dict[str, str]) -> Replica:
     return rep
 
 
-def open_intervals(mock: KisMock) -> list[tuple[float, float | None, str]]:
-    """(opened t, closed t or None, conn) of every WebSocket session in the trace."""
-    opened: dict[str, float] = {}
-    out: list[tuple[float, float | None, str]] = []
-    for rec in mock.trace.records():
-        if rec["channel"] != "ws":
-            continue
-        if rec["kind"] == "ws_open":
-            opened[rec["conn"]] = rec["t"]
-        elif rec["kind"] == "ws_close" and rec["conn"] in opened:
-            out.append((opened.pop(rec["conn"]), rec["t"], rec["conn"]))
-    out.extend((t, None, conn) for conn, t in opened.items())
-    return sorted(out)
-
-
-def max_concurrent(mock: KisMock) -> int:
-    """Most sessions open at the same moment, from the trace's open/close order."""
-    depth = best = 0
-    for rec in mock.trace.records():
-        if rec["channel"] == "ws" and rec["kind"] == "ws_open":
-            depth += 1
-            best = max(best, depth)
-        elif rec["channel"] == "ws" and rec["kind"] == "ws_close":
-            depth -= 1
-    return best
-
-
 async def until(predicate: Any, limit_s: float, what: str) -> None:
     """Poll ``predicate`` every 20 ms; fail naming ``what`` after ``limit_s`` seconds."""
     deadline = time.monotonic() + limit_s
@@ -121,14 +97,7 @@ def holder_of(replicas: list[Replica]) -> Replica:
 
 async def stop_all(replicas: list[Replica]) -> None:
     """SIGTERM every live replica, wait (SIGKILL after 15 s) and collect its output."""
+    await stop_processes([r.proc for r in replicas])
     for r in replicas:
-        if r.proc.returncode is None:
-            r.proc.send_signal(signal.SIGTERM)
-    for r in replicas:
-        try:
-            await asyncio.wait_for(r.proc.wait(), 15)
-        except TimeoutError:
-            r.proc.kill()
-            await r.proc.wait()
         for task in r.readers:
             await asyncio.gather(task, return_exceptions=True)
