@@ -89,6 +89,8 @@ class StatusChanged:
     code: str | None = None
     detail: str = ""
     backoff_s: float | None = None
+    # RFC 3339 UTC: when the credential a token_renewed status announces expires (broker clock)
+    expires_at: str | None = None
     _: KW_ONLY
     source: str
 

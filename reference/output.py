@@ -66,7 +66,7 @@ def status_object(ev: Report) -> dict[str, Any]:
             "state": ev.state,
             "reason": ev.reason,
         }
-        for name in ("tr_id", "key", "code", "backoff_s"):
+        for name in ("tr_id", "key", "code", "backoff_s", "expires_at"):
             value = getattr(ev, name)
             if value is not None:
                 obj[name] = value

@@ -20,11 +20,13 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 from redis.asyncio import Redis
 
 from stockmon.clock import Clock, ScaledClock
+from stockmon.reference.events import StatusChanged
 from stockmon.reference.fleet.file_store import FileCredentialStore, cache_file
 from stockmon.reference.fleet.lease_gate import RedisConnectGate, socket_lease
 from stockmon.reference.fleet.redis_conn import (
@@ -39,7 +41,7 @@ from stockmon.reference.fleet.token_manager import (
     default_holder,
     token_manager,
 )
-from stockmon.reference.fleet.token_state import TokenPolicy
+from stockmon.reference.fleet.token_state import CachedCredential, TokenPolicy
 from stockmon.reference.fleet.token_store import (
     SOCKET,
     CredentialStore,
@@ -171,6 +173,7 @@ async def kis_seams(
     KIS, the primary, always holds its own gate (``own_gate`` is for the registry's signature)."""
     report = status_reporter(sink)
     async with open_kis(settings, holder=holder, http=http) as kis:
+        kis.tokens.on_change = lambda cred: report(token_renewed(cred, "kis"))
         gate: RedisConnectGate | None = None
         seams: Seams
         if kis.redis is not None and isinstance(kis.store, RedisCredentialStore):
@@ -200,6 +203,21 @@ async def kis_seams(
             await asyncio.gather(*background, return_exceptions=True)
             if gate is not None:
                 await gate.release()
+
+
+TOKEN_RENEWED = "token_renewed"  # noqa: S105  (a status word, not a secret)
+
+
+def token_renewed(cred: CachedCredential, source: str) -> StatusChanged:
+    """The status a new access token is announced with (its expiry feeds GET /v1/status)."""
+    expires = datetime.fromtimestamp(cred.expires_at, UTC).isoformat(timespec="seconds")
+    return StatusChanged(
+        TOKEN_RENEWED,
+        "token_issued",
+        detail=f"valid until {expires}",
+        expires_at=expires,
+        source=source,
+    )
 
 
 def check_kiwoom(settings: Settings) -> None:

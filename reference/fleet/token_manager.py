@@ -158,6 +158,9 @@ class SharedCredential:
         self._skew_warned = False
         self._throttle_warned = False
         self.issued = 0  # issuances made by this process (for tests and benchmarks)
+        # told of every credential this process starts using (issued here or adopted from the
+        # fleet's cache): the status API's token expiry and its refresh count read it
+        self.on_change: Callable[[CachedCredential], None] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -257,7 +260,13 @@ class SharedCredential:
             or _newer(cred, local)
             or (cred.version == local.version and cred.expires_at > local.expires_at)
         ):
-            self._local = cred
+            self._use(cred)
+
+    def _use(self, cred: CachedCredential) -> None:
+        changed = self._local is None or self._local.value.reveal() != cred.value.reveal()
+        self._local = cred
+        if changed and self.on_change is not None:
+            self.on_change(cred)
 
     def _store_delays(self) -> Iterator[float]:
         return backoff_delays(
@@ -481,7 +490,7 @@ class SharedCredential:
                 "refresh lease lapsed before the %s was stored; using it locally", self.kind
             )
             if self.state() is TokenState.INVALID:
-                self._local = cred
+                self._use(cred)
             return _Outcome.DONE, 0.0
         self._adopt(cred.with_version(version))
         return _Outcome.DONE, 0.0

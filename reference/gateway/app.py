@@ -188,7 +188,7 @@ class Gateway:
             "last_heartbeat_age_s": age("last_heartbeat"),
             "last_inbound_age_s": age("last_inbound"),
             "reconnects": self.reconnects(),
-            "token_expires_at": None,
+            "token_expires_at": self.hub.state.token_expires_at,
             "failover": (self.hub.state.failover or primary) if self.failover else off,
             "subscriptions": [{"tr_id": s.tr_id, "key": s.tr_key} for s in self.subscriptions],
             "subscribers": len(self.hub.subscribers),

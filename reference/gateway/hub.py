@@ -198,6 +198,8 @@ class IngestState:
     broker: str = ""
     failover: str = ""
     last_status: dict[str, Any] = field(default_factory=dict)
+    token_expires_at: str | None = None  # of the access token in use (token_renewed statuses)
+    tokens_seen: int = 0
 
 
 class Hub:
@@ -255,6 +257,8 @@ class Hub:
             self.state.last_status = obj
             if isinstance(ev, StatusChanged):
                 self._track(ev)
+                if ev.expires_at is not None:
+                    self._token(ev)
             self.publish(obj)
 
     def flush(self) -> None:
@@ -291,6 +295,14 @@ class Hub:
             body["event_id"] = event_id
         body[ENCODED] = json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:]
         return body
+
+    def _token(self, ev: StatusChanged) -> None:
+        """A new access token: its expiry for the status API; every one after the first is a
+        refresh for the metric."""
+        self.state.token_expires_at = ev.expires_at
+        self.state.tokens_seen += 1
+        if self.state.tokens_seen > 1:
+            self.metrics.token_refreshes.labels(ev.source).inc()
 
     def _track(self, ev: StatusChanged) -> None:
         state = FAILOVER_STATES.get(ev.state)

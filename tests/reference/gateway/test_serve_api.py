@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
-from serve_support import Service
+from serve_support import Service, start_service
 
 from stockmon import schemas
+from stockmon.spec import load_spec
 
 pytestmark = pytest.mark.slow
+SPEC = load_spec("1.2")
 
 
 def _path(service: Service, clause: str, value: str, key: str = "005930") -> str:
@@ -225,3 +230,43 @@ def test_the_canary_key_never_leaves_the_service(service: Service) -> None:
     log = service.log.read_text()
     assert "GET /v1/status" in log  # the log is there and holds the access lines
     assert service.key not in log
+
+
+def test_status_shows_the_token_expiry_and_metrics_count_its_refresh(tmp_path: Path) -> None:
+    """API-STATUS token_expires_at follows the token in use; each refresh counts in the metric."""
+    refresh = SPEC.clause("TOKEN-KIS-REFRESH").number("refresh_before_expiry_s")
+    validity = refresh * 2  # the window opens 18 real s after issue: time to read the first expiry
+    runs = start_service(
+        tmp_path,
+        time_scale=100.0,
+        token_validity_s=validity,
+        token_reuse_window_s=(validity - refresh) / 2,
+        tick_rate_hz=0.5,
+    )
+    service = next(runs)
+    try:
+        status_url = _path(service, "API-STATUS", "path")
+        first = httpx.get(status_url, headers=service.auth()).json()["token_expires_at"]
+        assert isinstance(first, str)
+        datetime.fromisoformat(first)  # RFC 3339
+        metric = str(
+            SPEC.clause("API-METRICS").mapping("metrics")["token_refreshes"]["name"]
+        ).removesuffix("_total")
+        deadline = time.monotonic() + 30
+        refreshed = 0.0
+        while time.monotonic() < deadline and not refreshed:
+            text = httpx.get(_path(service, "API-METRICS", "path"), headers=service.auth()).text
+            refreshed = sum(
+                s.value
+                for f in text_string_to_metric_families(text)
+                if f.name == metric
+                for s in f.samples
+                if s.name.endswith("_total")
+            )
+            time.sleep(0.2)
+        assert refreshed >= 1, "no token refresh counted within 30 s"
+        assert refreshed < 3, "a refresh storm"
+        later = httpx.get(status_url, headers=service.auth()).json()["token_expires_at"]
+        assert datetime.fromisoformat(later) > datetime.fromisoformat(first)
+    finally:
+        runs.close()
