@@ -76,12 +76,12 @@ def drop_event() -> None:
     original = hub.Hub.publish
     count = [0]
 
-    def publish(self: hub.Hub, obj: dict[str, Any]) -> None:
+    def publish(self: hub.Hub, obj: dict[str, Any], *rest: Any) -> None:
         if _data(obj):
             count[0] += 1
             if count[0] % 5 == 0:
                 return
-        original(self, obj)
+        original(self, obj, *rest)
 
     hub.Hub.publish = publish  # type: ignore[method-assign]
 
@@ -89,16 +89,17 @@ def drop_event() -> None:
 def reorder_events() -> None:
     """Ticks and books are fanned out in pairs, the second of each pair first."""
     original = hub.Hub.publish
-    held: list[dict[str, Any]] = []
+    held: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
 
-    def publish(self: hub.Hub, obj: dict[str, Any]) -> None:
+    def publish(self: hub.Hub, obj: dict[str, Any], *rest: Any) -> None:
         if not _data(obj):
-            original(self, obj)
+            original(self, obj, *rest)
         elif held:
-            original(self, obj)
-            original(self, held.pop())
+            original(self, obj, *rest)
+            first, first_rest = held.pop()
+            original(self, first, *first_rest)
         else:
-            held.append(obj)
+            held.append((obj, rest))
 
     hub.Hub.publish = publish  # type: ignore[method-assign]
 
