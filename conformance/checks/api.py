@@ -783,6 +783,7 @@ def no_event_delivered_twice(ev: Evidence) -> Verdict:
     seen = 0
     for client, obs in sorted(by_client(ev, FLEET_READER).items()):
         last: tuple[Record, tuple[int, ...]] | None = None
+        earlier: dict[tuple[int, ...], Record] = {}
         for o in messages(obs):
             raw = _msg(o).get("event_id")
             if raw is None:
@@ -795,13 +796,19 @@ def no_event_delivered_twice(ev: Evidence) -> Verdict:
                     evidence=[o],
                 )
             if last is not None and eid <= last[1]:
+                first = earlier.get(eid)
+                again = (
+                    f"a duplicate: delivered already at {float(first['t_spec']):.1f} s"
+                    if first is not None
+                    else "a step back"
+                )
                 return failed(
                     f"{client}: event_id {raw} at {float(o['t_spec']):.1f} s after "
-                    f"{_msg(last[0]).get('event_id')} ({'a duplicate' if eid == last[1] else 'a step back'})",
+                    f"{_msg(last[0]).get('event_id')} ({again})",
                     expected=expected,
-                    evidence=[last[0], o],
+                    evidence=[x for x in (first, last[0], o) if x is not None],
                 )
-            last, seen = (o, eid), seen + 1
+            last, seen, earlier[eid] = (o, eid), seen + 1, o
     if not seen:
         return no_evidence(
             "no tab of the fleet received an event with an event_id", expected=expected
