@@ -24,11 +24,6 @@ PENDING: Mapping[str, str] = {
         "a wire check needs the harness to run a one-shot target command: issue 11;"
         " the reference is proved in tests/reference/kis/test_quote.py"
     ),
-    "API-FLEET": (
-        "the fleet API scenario (two serve targets on one Redis, the holder SIGKILLed, browsers on"
-        " the survivor) is not written yet: issue 16 part 1; the reference is proved in"
-        " tests/reference/gateway/test_fleet.py"
-    ),
     "FLEET-REDIS-OUTAGE": (
         "a wire check needs a multi-replica target and a Redis the harness can kill: issue 11;"
         " the reference is proved in tests/reference/fleet/test_redis_outage.py"

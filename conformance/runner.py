@@ -180,12 +180,7 @@ def out_of_profile(options: SuiteOptions, scenarios: Sequence[Scenario]) -> list
 
 
 def profile_notes(profile: str) -> list[str]:
-    """What the profile cannot judge yet (said, never faked as verdicts)."""
-    if profile == "api":
-        return [
-            "profile api: the fleet scenario (two replicas sharing one broker socket) is not "
-            "written yet (issue 16 part 1)"
-        ]
+    """What the profile cannot judge yet (said, never faked as verdicts): nothing at present."""
     return []
 
 
@@ -243,7 +238,9 @@ class ScenarioRun:
         # The internal API (scenarios with ``api`` set): where the target serves it, its key, and
         # what the suite's browsers saw there (evidence beside the mock's trace).
         self.api_url = ""
+        self.api_urls: tuple[str, ...] = ()
         self.api_key = ""
+        self._api_ports: tuple[str, ...] = ()
         self._observations: list[Record] = []
 
     # --- Driver -----------------------------------------------------------------------------
@@ -257,10 +254,20 @@ class ScenarioRun:
         for i in indexes:
             if any(t.index == i for t in self._targets):
                 continue
-            proc = TargetProcess(i, self.options.target, self._env, self._mocks.now)
+            env = dict(self._env)
+            if self._api_ports:  # every replica serves the internal API on a port of its own
+                env[self.spec.clause("API-SERVICE").string("port_variable")] = self._api_ports[i]
+            proc = TargetProcess(i, self.options.target, env, self._mocks.now)
             self.mark(f"start{i}")
             proc.start()
             self._targets.append(proc)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL target ``index`` (a replica dying without a word: no SIGTERM, no clean-up)."""
+        self.mark(f"kill{index}")
+        for t in self._targets:
+            if t.index == index:
+                t.kill()
 
     def alive(self) -> int:
         """Targets still running."""
@@ -366,8 +373,10 @@ class ScenarioRun:
         service = self.spec.clause("API-SERVICE")
         host = service.string("host")
         env[service.string("host_variable")] = host
-        env[service.string("port_variable")] = str(free_port())
-        self.api_url = f"http://{host}:{env[service.string('port_variable')]}"
+        self._api_ports = tuple(str(free_port()) for _ in range(self.scenario.targets))
+        env[service.string("port_variable")] = self._api_ports[0]
+        self.api_urls = tuple(f"http://{host}:{port}" for port in self._api_ports)
+        self.api_url = self.api_urls[0]
         self.api_key = f"suite-api-key-{secrets.token_hex(16)}"
         env[self.spec.clause("API-AUTH").string("key_variable")] = self.api_key
 

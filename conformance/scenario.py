@@ -26,12 +26,17 @@ class Driver(Protocol):
     spec: Spec
     time_scale: float
     subscriptions: tuple[tuple[str, str], ...]
-    # The target's internal API (scenarios with ``api`` set; empty otherwise).
+    # The target's internal API (scenarios with ``api`` set; empty otherwise): the first
+    # target's URL, and every target's in index order (each replica serves on its own port).
     api_url: str
+    api_urls: tuple[str, ...]
     api_key: str
 
     def start(self, index: int | None = None) -> None:
         """Start one target (or all of them)."""
+
+    def kill(self, index: int) -> None:
+        """SIGKILL target ``index`` (a replica that dies without a word; marks ``kill<index>``)."""
 
     def now(self) -> float:
         """Spec seconds since the mock started."""

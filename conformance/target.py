@@ -107,6 +107,17 @@ class TargetProcess:
             return False
         return True
 
+    def kill(self) -> None:
+        """SIGKILL the process group now (no SIGTERM first: a crash, as the fleet stories need)."""
+        proc = self._proc
+        if proc is None or not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=TERM_GRACE_S)
+        self.end_t = self._now()
+
     def stop(self, grace_s: float = TERM_GRACE_S) -> None:
         """SIGTERM the process group, wait, then SIGKILL whatever is left."""
         proc = self._proc

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stockmon.conformance.checks import sockets
 from stockmon.conformance.evidence import Evidence, Record, Socket
 from stockmon.conformance.protocol import (
     SentRecord,
@@ -686,3 +687,141 @@ def status_shows_the_failover(ev: Evidence) -> Verdict:
     return passed(
         f"{judged[primary]} polls on KIS said primary, {judged[backup]} on Kiwoom said backup"
     )
+
+
+# ------------------------------------------------------------------------------ API-FLEET
+FLEET_READER = f"{READER}-replica"  # the fleet story's tabs: f"{FLEET_READER}{index}"
+KILL = "fleet_kill"  # the observation a fleet script makes when it SIGKILLs the holder
+
+
+def _event_id(value: Any) -> tuple[int, ...] | None:
+    """A stream entry id ``<ms>-<seq>`` as a comparable tuple (None when it is not one)."""
+    parts = str(value).split("-")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def _kill(ev: Evidence) -> Record | None:
+    return next((o for o in ev.observations if o.get("kind") == KILL), None)
+
+
+@check("API-FLEET")
+def survivor_is_told_of_the_takeover_gap(ev: Evidence) -> Verdict:
+    """When the replica holding the broker socket is SIGKILLed, a tab on a surviving replica stays
+    connected, receives a status event of state gap naming the event_ids around it (gap_fields),
+    and then events again."""
+    fleet = ev.spec.clause("API-FLEET")
+    gap_state = fleet.string("gap_state")
+    gap_fields = fleet.strings("gap_fields")
+    expected = (
+        f"a status event of state {gap_state} with {', '.join(gap_fields)} on the survivor's "
+        "tab, then events again, the tab never closed"
+    )
+    kill = _kill(ev)
+    if kill is None:
+        return no_evidence("no replica was killed (the holder was never found)", expected=expected)
+    t_kill = float(kill["t_spec"])
+    survivor = str(kill["survivor"])
+    obs = by_client(ev, survivor).get(survivor, [])
+    if not messages(obs):
+        return no_evidence(f"the survivor's tab {survivor} received nothing", expected=expected)
+    closed = [o for o in obs if o.get("kind") in ("ws_closed", "ws_refused")]
+    if closed and float(closed[0]["t_spec"]) < _stop(ev):
+        return failed(
+            f"the survivor's tab {survivor} was closed at {float(closed[0]['t_spec']):.1f} s "
+            f"(the holder was killed at {t_kill:.1f} s)",
+            expected=expected,
+            evidence=closed[:1],
+        )
+    after = [o for o in messages(obs) if float(o["t_spec"]) >= t_kill]
+    gap_at = next(
+        (
+            i
+            for i, o in enumerate(after)
+            if _msg(o).get("type") == "event"
+            and isinstance(_msg(o).get("event"), Mapping)
+            and _msg(o)["event"].get("type") == "status"
+            and _msg(o)["event"].get("state") == gap_state
+        ),
+        None,
+    )
+    if gap_at is None:
+        return failed(
+            f"the survivor's tab got {len(after)} message(s) after the kill at {t_kill:.1f} s, "
+            f"none a status of state {gap_state}",
+            expected=expected,
+            evidence=after[:3],
+        )
+    gap = _msg(after[gap_at])["event"]
+    missing = [f for f in gap_fields if f not in gap]
+    if missing:
+        return failed(
+            f"the gap status lacks {', '.join(missing)}",
+            expected=expected,
+            evidence=[after[gap_at]],
+        )
+    data = [o for o in after[gap_at + 1 :] if _data(o) is not None]
+    if not data:
+        return failed(
+            "no tick or book reached the survivor's tab after the gap status",
+            expected=expected,
+            evidence=[after[gap_at]],
+        )
+    return passed(
+        f"holder killed at {t_kill:.1f} s; gap status at {float(after[gap_at]['t_spec']):.1f} s "
+        f"({gap_fields[0]}={gap.get(gap_fields[0])}, {gap_fields[1]}={gap.get(gap_fields[1])}); "
+        f"{len(data)} event(s) after it, the tab still open"
+    )
+
+
+@check("API-FLEET")
+def no_event_delivered_twice(ev: Evidence) -> Verdict:
+    """On every stream connection of the fleet's tabs the event_ids strictly increase (the same
+    event_id twice is a duplicate), through the takeover too."""
+    expected = "event_ids (stream entry ids) strictly increasing on each connection"
+    seen = 0
+    for client, obs in sorted(by_client(ev, FLEET_READER).items()):
+        last: tuple[Record, tuple[int, ...]] | None = None
+        earlier: dict[tuple[int, ...], Record] = {}
+        for o in messages(obs):
+            raw = _msg(o).get("event_id")
+            if raw is None:
+                continue
+            eid = _event_id(raw)
+            if eid is None:
+                return failed(
+                    f"{client}: event_id {raw!r} is not a stream entry id",
+                    expected=expected,
+                    evidence=[o],
+                )
+            if last is not None and eid <= last[1]:
+                first = earlier.get(eid)
+                again = (
+                    f"a duplicate: delivered already at {float(first['t_spec']):.1f} s"
+                    if first is not None
+                    else "a step back"
+                )
+                return failed(
+                    f"{client}: event_id {raw} at {float(o['t_spec']):.1f} s after "
+                    f"{_msg(last[0]).get('event_id')} ({again})",
+                    expected=expected,
+                    evidence=[x for x in (first, last[0], o) if x is not None],
+                )
+            last, seen, earlier[eid] = (o, eid), seen + 1, o
+    if not seen:
+        return no_evidence(
+            "no tab of the fleet received an event with an event_id", expected=expected
+        )
+    return passed(f"{seen} event(s) with event_ids, strictly increasing on every connection")
+
+
+@check("API-FLEET")
+def fleet_holds_one_broker_socket(ev: Evidence) -> Verdict:
+    """Through the holder's death and the takeover the fleet never has two broker sockets open."""
+    if _kill(ev) is None:
+        return no_evidence(
+            "no replica was killed (the holder was never found)",
+            expected="one broker socket at a time through a takeover",
+        )
+    return sockets.never_two_sockets_open(ev)

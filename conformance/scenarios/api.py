@@ -4,8 +4,8 @@ behind a fresh VITE_API_KEY while it streams from the mock, and the script acts 
 ``api-auth`` knocks on every guarded route without the key and with a wrong one; ``api-stream``
 reads the live stream on two tabs and asks for snapshots; ``api-silent-broker`` polls the status through
 a stall of the broker and ``api-failover`` through a failover to Kiwoom; ``api-subscriptions`` adds keys through the API up to the limit and one
-more; ``api-slow-consumer`` freezes one tab while another reads. (The fleet story, two replicas
-sharing one broker socket, is not written yet.)
+more; ``api-slow-consumer`` freezes one tab while another reads; ``api-fleet`` runs two replicas
+on one Redis, a tab on each, and SIGKILLs the one holding the broker socket.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from stockmon.conformance import scenario as sc
 from stockmon.conformance.browser import NONE, RIGHT, TIMEOUT_S, WRONG, Browser
@@ -31,6 +31,12 @@ POLL_REAL_S = 0.25
 # (real s): a loopback socket takes a few megabytes before its writer has to wait.
 NAGS = 60
 SLOW_RUN_REAL_S = 6.0
+# The fleet story's pace: FLEET-REDIS-OUTAGE makes a fresh Redis quarantine the first lease and a
+# killed holder wait TTL + keep_s spec seconds for its successor; at this scale that is seconds.
+FLEET_SCALE = 50.0
+# Non-normative: real seconds the fleet story waits for the takeover (the new holder's socket
+# confirming every subscription) and lets the stream run after it.
+TAKEOVER_REAL_S = 20.0
 
 
 def api_subscriptions(spec: Spec) -> tuple[tuple[str, str], ...]:
@@ -324,6 +330,70 @@ def api_slow_consumer(d: Driver) -> None:
         d.sleep(max(0.0, end - d.now()))
 
 
+def _holder(d: Driver, browsers: Sequence[Browser]) -> int | None:
+    """The index of the replica whose GET /v1/status says fleet.role is holder (None if none)."""
+    status = _path(d.spec, "API-STATUS", "path")
+    deadline = d.now() + 5 * d.time_scale
+    while d.now() < deadline and d.alive():
+        for i, b in enumerate(browsers):
+            body = b.request("GET", status, purpose="fleet-role").get("body")
+            fleet = body.get("fleet") if isinstance(body, dict) else None
+            if isinstance(fleet, dict) and fleet.get("role") == "holder":
+                return i
+        d.sleep(POLL_REAL_S * d.time_scale)
+    return None
+
+
+@api_story(
+    "api-fleet",
+    checks=(
+        api.survivor_is_told_of_the_takeover_gap,
+        api.no_event_delivered_twice,
+        api.fleet_holds_one_broker_socket,
+    ),
+    time_scale=FLEET_SCALE,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(FLEET_SCALE, 10.0), **sc.calm(spec, FLEET_SCALE)},
+    targets=2,
+    redis=True,
+    requires=("API-SERVICE", "API-FLEET"),
+    weight=14.0,
+)
+def api_fleet(d: Driver) -> None:
+    """Two replicas share one Redis and one broker socket, a tab on each; the replica holding the
+    socket is SIGKILLed: the survivor's tab stays open, is told of the gap, then gets events again,
+    never one twice, and the fleet never opens two sockets."""
+    browsers = [Browser(d.spec, url, d.api_key, d.now, d.observe) for url in d.api_urls]
+    try:
+        if not (
+            sc.start_and_subscribe(d, 30 * d.time_scale) and all(_api_up(d, b) for b in browsers)
+        ):
+            return
+        keys = keys_of(d)
+        for i, b in enumerate(browsers):
+            b.stream(f"{api.FLEET_READER}{i}", b.ticket()).send({"type": "subscribe", "keys": keys})
+        d.sleep(1.5 * d.time_scale)  # ticks reach both tabs
+        holder = _holder(d, browsers)
+        if holder is None:
+            return  # nobody killed: the checks say there is no evidence
+        survivor = 1 - holder
+        seq = sc.last_seq(d)
+        browsers[survivor].record(
+            {"kind": api.KILL, "killed": holder, "survivor": f"{api.FLEET_READER}{survivor}"}
+        )
+        d.kill(holder)
+        if d.wait_until(
+            sc.all_subscribed(d, after_seq=seq),
+            TAKEOVER_REAL_S * d.time_scale,
+            "the survivor's socket confirming every subscription",
+        ):
+            d.sleep(2.0 * d.time_scale)
+        d.mark(api.STOP_MARK)
+        d.sleep(0.5 * d.time_scale)
+    finally:
+        for b in browsers:
+            b.close()
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     api_auth,
     api_stream,
@@ -331,4 +401,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     api_failover,
     api_subscription_changes,
     api_slow_consumer,
+    api_fleet,
 )

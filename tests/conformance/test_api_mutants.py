@@ -42,6 +42,11 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
     "drop-event": ((*MUTANT, "drop-event"), "api-stream", frozenset({"API-STREAM"})),
     "reorder-events": ((*MUTANT, "reorder-events"), "api-stream", frozenset({"API-STREAM"})),
     "stale-snapshot": ((*MUTANT, "stale-snapshot"), "api-stream", frozenset({"API-SNAPSHOT"})),
+    "duplicate-on-takeover": (
+        (*MUTANT, "duplicate-on-takeover"),
+        "api-fleet",
+        frozenset({"API-FLEET"}),
+    ),
 }
 
 
@@ -51,12 +56,21 @@ def _options(name: str) -> SuiteOptions:
 
 
 @pytest.fixture(scope="module")
-def results() -> Iterator[dict[str, SuiteResult]]:
-    """Every case's scenarios at once in one pool, assembled per case."""
+def results(request: pytest.FixtureRequest) -> Iterator[dict[str, SuiteResult]]:
+    """Every selected case's scenarios at once in one pool, assembled per case (``-k NAME`` runs
+    only that case's scenarios, not the whole matrix)."""
+    chosen = [
+        name
+        for name in CASES
+        if any(
+            getattr(item, "callspec", None) is not None and item.callspec.params.get("name") == name
+            for item in request.session.items
+        )
+    ]
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="api-matrix") as pool:
-        runs = [(name, run) for name in CASES for run in plan(_options(name), SCENARIOS)]
+        runs = [(name, run) for name in chosen for run in plan(_options(name), SCENARIOS)]
         runs.sort(key=lambda item: -item[1].scenario.weight)
-        futures: dict[str, list[Future[ScenarioResult]]] = {name: [] for name in CASES}
+        futures: dict[str, list[Future[ScenarioResult]]] = {name: [] for name in chosen}
         for name, run in runs:
             futures[name].append(pool.submit(run.execute))
         yield {

@@ -6,6 +6,7 @@ import re
 
 from stockmon.conformance import catalog
 from stockmon.conformance.registry import KeywordExpression, all_checks
+from stockmon.conformance.scenario import PROFILES
 from stockmon.conformance.scenarios import SCENARIOS
 from stockmon.spec import available_versions, load_spec
 
@@ -32,12 +33,15 @@ def test_every_check_in_a_scenario_is_registered_and_tagged() -> None:
 
 
 def test_scenario_names_do_not_select_each_other() -> None:
-    """-k on a scenario's name selects only that scenario's checks (names are distinct words)."""
+    """-k on a scenario's name selects only that scenario's checks in any profile it is in (names
+    are distinct words; -k fleet in profile full is the token fleet, api-fleet is profile api's)."""
     for sc in catalog.SCENARIOS:
         expr = KeywordExpression(sc.name)
         others = [
             o.name
             for o in catalog.SCENARIOS
-            if o is not sc and any(expr.matches((*c.keywords(), o.name)) for c in o.check_objects())
+            if o is not sc
+            and any(sc.in_profile(p) and o.in_profile(p) for p in PROFILES)
+            and any(expr.matches((*c.keywords(), o.name)) for c in o.check_objects())
         ]
         assert not others, (sc.name, others)

@@ -140,15 +140,12 @@ def test_kis_profile_with_only_kiwoom_selected_is_a_harness_error(
     assert "in profile kis" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_api_profile_says_what_it_does_not_judge_yet() -> None:
-    """--profile api says its fleet story (two replicas) is not written yet."""
-    result = assemble(
-        SuiteOptions(target=DO_NOTHING, spec_version=latest_version(), profile="api"),
-        SCENARIOS,
-        [],
-        0.0,
-    )
-    assert any("fleet" in n and "not written" in n for n in result.notes)
+def test_api_profile_runs_the_fleet_story() -> None:
+    """--profile api plans the fleet story (two replicas on one Redis) and notes nothing unwritten."""
+    options = SuiteOptions(target=DO_NOTHING, spec_version=latest_version(), profile="api")
+    fleet = [r.scenario for r in plan(options, SCENARIOS) if r.scenario.name == "api-fleet"]
+    assert fleet and fleet[0].targets == 2 and fleet[0].redis
+    assert not assemble(options, SCENARIOS, [], 0.0).notes
 
 
 def test_declared_profile_is_used(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from stockmon.cli import main as stockmon_main
-from stockmon.reference.gateway import app, hub
+from stockmon.reference.gateway import app, fleet, hub
 from stockmon.spec import latest_version, load_spec
 
 
@@ -121,6 +122,27 @@ def failover_untracked() -> None:
     hub.Hub._track = lambda self, ev: None  # type: ignore[method-assign]
 
 
+def duplicate_on_takeover() -> None:
+    """When the holder changes, a replica's reader delivers the last few entries it read before
+    the takeover again (their event_ids a second time), as if the new holder had re-published them."""
+    original = fleet.FleetBus._deliver
+    recent: deque[fleet.Entry] = deque(maxlen=3)
+
+    def deliver(self: fleet.FleetBus, entry_id: Any, fields: dict[Any, Any]) -> None:
+        try:
+            entry = fleet.Entry.parse(entry_id, fields)
+        except (KeyError, ValueError):
+            original(self, entry_id, fields)
+            return
+        if self._mark is not None and entry.mark[:2] != self._mark[:2]:
+            for old in recent:
+                self.hub.fan_out(old.event, old.id)
+        original(self, entry_id, fields)
+        recent.append(entry)
+
+    fleet.FleetBus._deliver = deliver  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "status-unguarded": status_unguarded,
     "key-in-log": key_in_log,
@@ -129,6 +151,7 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "reorder-events": reorder_events,
     "failover-untracked": failover_untracked,
     "stale-snapshot": stale_snapshot,
+    "duplicate-on-takeover": duplicate_on_takeover,
 }
 
 
