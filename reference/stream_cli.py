@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import stat
 import sys
+from collections.abc import Callable
 
 from stockmon.clock import ScaledClock
 from stockmon.errors import UsageError
@@ -92,11 +95,51 @@ async def _main(mode: Mode, settings: Settings, fmt: str, duration: float | None
         loop.add_signal_handler(sig, stop)
     if duration is not None:
         loop.call_later(duration, stop)
+    unwatch = None
+    if json_sink is not None:
+
+        def reader_gone() -> None:
+            assert json_sink is not None
+            json_sink.broken = True
+            stop_soon()
+
+        unwatch = watch_reader_gone(loop, reader_gone)
     try:
         await mode.run(settings, ScaledClock(settings.time_scale), sink, started)
     finally:
+        if unwatch is not None:
+            unwatch()
         for sig in signals:
             loop.remove_signal_handler(sig)
         if table is not None:
             table.close()
     return json_sink is not None and json_sink.broken
+
+
+def watch_reader_gone(
+    loop: asyncio.AbstractEventLoop, on_gone: Callable[[], None]
+) -> Callable[[], None] | None:
+    """Call ``on_gone`` as soon as the pipe stdout writes to loses its reader (``| head`` exits),
+    not at the next write: a stream waiting for its socket lease may write nothing for seconds.
+    The write end of a pipe turns readable-with-error (EPOLLERR) then; returns the unwatch, or
+    None when stdout is no pipe."""
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError):
+        return None
+
+    def fired() -> None:
+        loop.remove_reader(fd)
+        on_gone()
+
+    try:
+        loop.add_reader(fd, fired)
+    except (OSError, ValueError):
+        return None
+
+    def unwatch() -> None:
+        loop.remove_reader(fd)
+
+    return unwatch

@@ -227,7 +227,9 @@ STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 
 def cli_env(extra: dict[str, str]) -> dict[str, str]:
     """A subprocess environment: the essentials of ours plus ``extra`` (nothing else leaks in)."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    # STOCKMON_CACHE_DIR: the test's own token cache (tests/conftest.py), never the user's
+    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "STOCKMON_CACHE_DIR")
+    keep = {k: v for k, v in os.environ.items() if k in names}
     return {**keep, **extra}
 
 

@@ -69,6 +69,8 @@ def start_service(tmp: Path, **mock_fields: object) -> Iterator[Service]:
             **mock.env(),
             "VITE_API_KEY": CANARY_KEY,
             "STOCKMON_SUBSCRIPTIONS": SUBSCRIPTIONS,
+            # a token cache of its own: the mock's app key is the same in every run (seed 1)
+            "STOCKMON_CACHE_DIR": str(tmp / "token-cache"),
         }
     )
     with log.open("wb") as out:
