@@ -35,11 +35,35 @@ def chromium() -> str:
     """
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        why = "no chromium binary (apt-get install -y chromium; .ci/run installs it)"
-        if os.environ.get("STOCKMON_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_or_fail(
+            "no chromium binary (apt-get install -y chromium; .ci/run installs it)",
+            "STOCKMON_TEST_REQUIRE_BROWSER",
+        )
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_cli() -> str:
+    """The ``redis-cli`` binary (Cluster setup), skipped without it except where CI requires it.
+
+    ``.ci/run`` installs redis-server, which brings redis-cli, and sets
+    STOCKMON_TEST_REQUIRE_REDIS_CLI=1: a missing one there fails instead of skipping the Cluster test.
+    """
+    path = shutil.which("redis-cli")
+    if path is None:
+        skip_or_fail(
+            "redis-cli is not installed (apt-get install -y redis-server; .ci/run installs it)",
+            "STOCKMON_TEST_REQUIRE_REDIS_CLI",
+        )
+    assert path is not None
+    return path
+
+
+def skip_or_fail(why: str, flag: str) -> None:
+    """Skip for a missing tool, or fail when the environment variable ``flag`` is 1 (CI has it)."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 RedisServer = PrivateRedis  # tests use the harness's private server: one way to start Redis

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -108,11 +107,9 @@ async def test_sentinel_url(sentinel: tuple[PrivateRedis, PrivateRedis]) -> None
 
 
 @pytest.fixture
-def cluster() -> Iterator[list[PrivateRedis]]:
+def cluster(redis_cli: str) -> Iterator[list[PrivateRedis]]:
     """Three Cluster nodes joined into one cluster (redis-cli --cluster create)."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.skip("redis-cli is not installed")
+    cli = redis_cli
     with contextlib.ExitStack() as stack:
         nodes = [
             stack.enter_context(PrivateRedis(password=False, prefix="stockmon-node-", cluster=True))
