@@ -21,7 +21,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
 from stockmon.conformance.evidence import Record
@@ -35,6 +35,11 @@ TIMEOUT_S = 10.0
 STALLED_RCVBUF = 4096
 # Non-normative: how much of an answer's text an observation keeps.
 _BODY_KEEP = 4000
+
+# The origins of the API-CORS story: the harness sets the clause's origins variable to ALLOWED
+# for every API target, and DENIED is an origin the target was never told of.
+ALLOWED_ORIGIN = "http://front.stockmon.test:5173"
+DENIED_ORIGIN = "http://elsewhere.stockmon.test"
 
 # Who the browser says it is on a REST call (``auth`` of an observation).
 RIGHT, WRONG, NONE = "right", "wrong", "none"
@@ -90,9 +95,11 @@ class Browser:
         body: Any = None,
         purpose: str = "",
         params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Record:
-        """One REST call; the observation holds the status and the body (parsed when JSON) and
-        the ``purpose`` the checks pick it out by."""
+        """One REST call; the observation holds the status, the answer's headers and body (parsed
+        when JSON), the extra request ``headers`` (an Origin, say) and the ``purpose`` the checks
+        pick it out by."""
         sent = self.now()
         fields: dict[str, Any] = {
             "kind": "http",
@@ -101,10 +108,15 @@ class Browser:
             "auth": auth,
             "purpose": purpose,
             "request": body,
+            "request_headers": dict(headers or {}),
         }
         try:
             r = self._http.request(
-                method, path, headers=self.headers(auth), json=body, params=dict(params or {})
+                method,
+                path,
+                headers={**self.headers(auth), **(headers or {})},
+                json=body,
+                params=dict(params or {}),
             )
         except httpx.HTTPError as exc:
             return self.record({**fields, "sent_t": sent, "error": type(exc).__name__})
@@ -145,9 +157,10 @@ class Browser:
             "path"
         )
 
-    def stream(self, client: str, ticket: str | None) -> Stream:
-        """Open a stream that reads every message on its own thread (observations ``ws``)."""
-        s = Stream(self, client, ticket)
+    def stream(self, client: str, ticket: str | None, origin: str | None = None) -> Stream:
+        """Open a stream that reads every message on its own thread (observations ``ws``); a
+        browser page on ``origin`` sends that Origin header in the handshake."""
+        s = Stream(self, client, ticket, origin)
         self._streams.append(s)
         s.start()
         return s
@@ -197,10 +210,13 @@ class Browser:
 class Stream:
     """One stream connection read on its own thread; every message and the close are observed."""
 
-    def __init__(self, browser: Browser, client: str, ticket: str | None) -> None:
+    def __init__(
+        self, browser: Browser, client: str, ticket: str | None, origin: str | None = None
+    ) -> None:
         self.browser = browser
         self.client = client
         self.ticket = ticket
+        self.origin = origin
         self._conn: ClientConnection | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"browser-{client}", daemon=True)
@@ -216,6 +232,7 @@ class Stream:
             conn = connect(
                 b.stream_url(),
                 subprotocols=b.subprotocols(self.ticket),
+                origin=None if self.origin is None else Origin(self.origin),
                 open_timeout=TIMEOUT_S,
                 close_timeout=1.0,
                 max_size=None,

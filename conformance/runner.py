@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stockmon.conformance.browser import ALLOWED_ORIGIN
 from stockmon.conformance.errors import (
     CheckCrashed,
     CheckFailure,
@@ -379,6 +380,7 @@ class ScenarioRun:
         self.api_url = self.api_urls[0]
         self.api_key = f"suite-api-key-{secrets.token_hex(16)}"
         env[self.spec.clause("API-AUTH").string("key_variable")] = self.api_key
+        env[self.spec.clause("API-CORS").string("origins_variable")] = ALLOWED_ORIGIN
 
     def execute(self) -> ScenarioResult:
         """Run the scenario and judge it; harness errors end up in the result, not raised."""

@@ -1,7 +1,8 @@
 """The internal API's stories (spec 1.2, profile api): the target serves STOCKMON_API_HOST:PORT
 behind a fresh VITE_API_KEY while it streams from the mock, and the script acts as browsers.
 
-``api-auth`` knocks on every guarded route without the key and with a wrong one; ``api-stream``
+``api-auth`` knocks on every guarded route without the key and with a wrong one; ``api-http``
+asks from an allowed and an unknown origin (CORS) and scrapes the metrics; ``api-stream``
 reads the live stream on two tabs and asks for snapshots; ``api-silent-broker`` polls the status through
 a stall of the broker and ``api-failover`` through a failover to Kiwoom; ``api-subscriptions`` adds keys through the API up to the limit and one
 more; ``api-slow-consumer`` freezes one tab while another reads; ``api-fleet`` runs two replicas
@@ -17,8 +18,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from stockmon.conformance import scenario as sc
-from stockmon.conformance.browser import NONE, RIGHT, TIMEOUT_S, WRONG, Browser
-from stockmon.conformance.checks import api
+from stockmon.conformance.browser import (
+    ALLOWED_ORIGIN,
+    DENIED_ORIGIN,
+    NONE,
+    RIGHT,
+    TIMEOUT_S,
+    WRONG,
+    Browser,
+)
+from stockmon.conformance.checks import api, api_http
 from stockmon.conformance.protocol import kiwoom_reg_accepted
 from stockmon.conformance.scenario import Driver, Scenario, story
 from stockmon.spec import Spec
@@ -184,6 +193,49 @@ def api_stream(d: Driver) -> None:
         everything.send({"type": "subscribe", "keys": keys})
         one.send({"type": "subscribe", "keys": keys[:1]})
         every_real(d, RUN_REAL_S, lambda: _snapshots(d, b))
+
+
+@api_story(
+    "api-http",
+    checks=(
+        api_http.cors_answers_the_allowed_origin_only,
+        api_http.stream_from_an_unknown_origin_is_closed,
+        api_http.metrics_expose_the_declared_series,
+    ),
+)
+def api_http_surface(d: Driver) -> None:
+    """A page on the configured origin and one elsewhere: preflights without a key, calls with
+    it and stream handshakes from both; then the metrics scraped while a tab reads the stream."""
+    spec = d.spec
+    status = _path(spec, "API-STATUS", "path")
+    subs = _path(spec, "API-SUBSCRIPTIONS", "path")
+    origins = {api_http.ALLOWED: ALLOWED_ORIGIN, api_http.DENIED: DENIED_ORIGIN}
+    with browser(d) as b:
+        if b is None:
+            return
+        tab = b.stream(api_http.TAB, b.ticket())
+        tab.send({"type": "subscribe", "keys": keys_of(d)})
+        for side, origin in origins.items():
+            preflight = {
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": ", ".join(
+                    spec.clause("API-CORS").strings("allow_headers")
+                ),
+            }
+            b.request(
+                "OPTIONS",
+                subs,
+                auth=NONE,
+                headers=preflight,
+                purpose=f"{api_http.PREFLIGHT}-{side}",
+            )
+            b.request(
+                "GET", status, headers={"Origin": origin}, purpose=f"{api_http.SIMPLE}-{side}"
+            )
+            b.stream(f"{api_http.ORIGIN_STREAM}-{side}", b.ticket(), origin=origin)
+        d.sleep(RUN_REAL_S * d.time_scale)
+        b.request("GET", _path(spec, "API-METRICS", "path"), purpose=api_http.METRICS)
 
 
 @api_story(
@@ -397,6 +449,7 @@ def api_fleet(d: Driver) -> None:
 SCENARIOS: tuple[Scenario, ...] = (
     api_auth,
     api_stream,
+    api_http_surface,
     api_status,
     api_failover,
     api_subscription_changes,

@@ -47,6 +47,9 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
         "api-fleet",
         frozenset({"API-FLEET"}),
     ),
+    "cors-wildcard": ((*MUTANT, "cors-wildcard"), "api-http", frozenset({"API-CORS"})),
+    "ws-origin-unchecked": ((*MUTANT, "ws-origin-unchecked"), "api-http", frozenset({"API-CORS"})),
+    "frames-uncounted": ((*MUTANT, "frames-uncounted"), "api-http", frozenset({"API-METRICS"})),
 }
 
 

@@ -14,11 +14,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from stockmon.cli import main as stockmon_main
-from stockmon.reference.gateway import app, fleet, hub
+from stockmon.reference.gateway import app, fleet, hub, serve_cli
 from stockmon.spec import latest_version, load_spec
 
 
@@ -143,6 +144,30 @@ def duplicate_on_takeover() -> None:
     fleet.FleetBus._deliver = deliver  # type: ignore[method-assign]
 
 
+def cors_wildcard() -> None:
+    """Every origin is allowed: CORS answers '*' (and the configured origin is forgotten)."""
+    serve_cli.origins = lambda spec: ("*",)
+
+
+def ws_origin_unchecked() -> None:
+    """A stream handshake's Origin is never checked: any page's script may open the stream."""
+    app._own_origin = lambda ws: str(ws.headers.get("origin", ""))
+
+
+def frames_uncounted() -> None:
+    """Frames received are counted on a registry nobody scrapes: /metrics shows 0 frames in."""
+    original = hub.Metrics.__init__
+
+    def init(self: hub.Metrics, spec: Any) -> None:
+        original(self, spec)
+        name = str(spec.clause("API-METRICS").mapping("metrics")["frames_in"]["name"])
+        self.frames_in = Counter(
+            name.removesuffix("_total"), "unscraped", ["broker"], registry=CollectorRegistry()
+        )
+
+    hub.Metrics.__init__ = init  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "status-unguarded": status_unguarded,
     "key-in-log": key_in_log,
@@ -152,6 +177,9 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "failover-untracked": failover_untracked,
     "stale-snapshot": stale_snapshot,
     "duplicate-on-takeover": duplicate_on_takeover,
+    "cors-wildcard": cors_wildcard,
+    "ws-origin-unchecked": ws_origin_unchecked,
+    "frames-uncounted": frames_uncounted,
 }
 
 
