@@ -27,7 +27,7 @@ from stockmon.conformance.browser import (
     WRONG,
     Browser,
 )
-from stockmon.conformance.checks import api, api_http
+from stockmon.conformance.checks import api, api_events, api_http
 from stockmon.conformance.protocol import kiwoom_reg_accepted
 from stockmon.conformance.scenario import Driver, Scenario, story
 from stockmon.spec import Spec
@@ -179,6 +179,7 @@ def _snapshots(d: Driver, b: Browser) -> None:
         api.messages_numbered_from_one_without_gaps,
         api.every_record_reaches_the_subscriber_in_order,
         api.snapshots_equal_the_last_record,
+        api_events.events_carry_what_a_ui_needs,
     ),
 )
 def api_stream(d: Driver) -> None:

@@ -50,6 +50,8 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
     "cors-wildcard": ((*MUTANT, "cors-wildcard"), "api-http", frozenset({"API-CORS"})),
     "ws-origin-unchecked": ((*MUTANT, "ws-origin-unchecked"), "api-http", frozenset({"API-CORS"})),
     "frames-uncounted": ((*MUTANT, "frames-uncounted"), "api-http", frozenset({"API-METRICS"})),
+    "change-unsigned": ((*MUTANT, "change-unsigned"), "api-stream", frozenset({"API-EVENT"})),
+    "timestamp-in-utc": ((*MUTANT, "timestamp-in-utc"), "api-stream", frozenset({"API-EVENT"})),
 }
 
 

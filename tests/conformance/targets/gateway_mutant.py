@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from stockmon.cli import main as stockmon_main
-from stockmon.reference.gateway import app, fleet, hub, serve_cli
+from stockmon.reference.gateway import app, enrich, fleet, hub, serve_cli
 from stockmon.spec import latest_version, load_spec
 
 
@@ -168,6 +169,30 @@ def frames_uncounted() -> None:
     hub.Metrics.__init__ = init  # type: ignore[method-assign]
 
 
+def change_unsigned() -> None:
+    """A tick's change and change rate ignore the sign code: a fall shows as a rise."""
+    original = enrich.Enricher.__init__
+
+    def init(self: enrich.Enricher, spec: Any) -> None:
+        original(self, spec)
+        self._negative = set()
+
+    enrich.Enricher.__init__ = init  # type: ignore[method-assign]
+
+
+def timestamp_in_utc() -> None:
+    """Timestamps are given in UTC, not in the exchange's local time."""
+    original = enrich.Enricher.enrich
+
+    def enrich_utc(self: enrich.Enricher, obj: dict[str, Any], *rest: Any) -> None:
+        original(self, obj, *rest)
+        field = self._field
+        if isinstance(obj.get(field), str):
+            obj[field] = datetime.fromisoformat(obj[field]).astimezone(UTC).isoformat()
+
+    enrich.Enricher.enrich = enrich_utc  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "status-unguarded": status_unguarded,
     "key-in-log": key_in_log,
@@ -180,6 +205,8 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "cors-wildcard": cors_wildcard,
     "ws-origin-unchecked": ws_origin_unchecked,
     "frames-uncounted": frames_uncounted,
+    "change-unsigned": change_unsigned,
+    "timestamp-in-utc": timestamp_in_utc,
 }
 
 
