@@ -16,7 +16,6 @@ __all__ = ["SCENARIOS", "clause_index", "pending_clauses"]
 
 # Breakable clauses without a wire check yet, each with the reason.
 PENDING: Mapping[str, str] = {
-    "API-SERVICE": "internal API: address, error bodies and shutdown not judged yet (issue 16)",
     "REST-TIMEOUT": (
         "a wire check needs the harness to run a one-shot target command: issue 11;"
         " the reference is proved in tests/reference/kis/test_quote.py"

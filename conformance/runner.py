@@ -270,6 +270,13 @@ class ScenarioRun:
             if t.index == index:
                 t.kill()
 
+    def terminate(self, index: int) -> None:
+        """SIGTERM target ``index`` and wait for it (an orderly shutdown, as API-SERVICE's)."""
+        self.mark(f"term{index}")
+        for t in self._targets:
+            if t.index == index:
+                t.stop()
+
     def alive(self) -> int:
         """Targets still running."""
         return sum(1 for t in self._targets if t.alive())

@@ -38,6 +38,10 @@ class Driver(Protocol):
     def kill(self, index: int) -> None:
         """SIGKILL target ``index`` (a replica that dies without a word; marks ``kill<index>``)."""
 
+    def terminate(self, index: int) -> None:
+        """SIGTERM target ``index`` and wait for it to exit (marks ``term<index>``; its run's
+        ``end_t`` is when it was gone)."""
+
     def now(self) -> float:
         """Spec seconds since the mock started."""
 

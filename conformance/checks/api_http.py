@@ -1,5 +1,5 @@
-"""The internal API's HTTP surface beyond the key (spec 1.2): CORS as a browser meets it and the
-Prometheus metrics an operator scrapes.
+"""The internal API's HTTP surface beyond the key (spec 1.2): CORS as a browser meets it, the
+Prometheus metrics an operator scrapes, JSON and api-error answers, and the orderly shutdown.
 
 The ``api-http`` story tells the target one allowed origin (the clause's origins variable) and
 then knocks from it and from an origin it never heard of: preflights without a key, plain calls
@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stockmon.conformance.checks.api import by_client, calls, messages
 from stockmon.conformance.evidence import Evidence, Record
+from stockmon.conformance.protocol import slack
 from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
+from stockmon.schemas import errors as schema_errors
 
 # The ``purpose`` of the story's REST calls, and the names of its streams (``client``).
 PREFLIGHT, SIMPLE, METRICS = "cors-preflight", "cors-call", "metrics"
@@ -256,3 +258,96 @@ def metrics_expose_the_declared_series(ev: Evidence) -> Verdict:
         f"{len(totals)} declared series; {totals['frames_in']:g} frames in, "
         f"{totals['events_out']:g} events out for a tab that got {tab_events}"
     )
+
+
+# ------------------------------------------------------------------------------ API-SERVICE
+SERVICE_OK, SERVICE_ERROR = "service-ok", "service-error"  # purposes (errors: a suffix each)
+DRAINED = "drained"  # the stream that is open when the target gets SIGTERM
+TERM_MARK = "term0"  # Driver.terminate(0)
+
+
+@check("API-SERVICE")
+def answers_are_json_and_errors_carry_an_api_error(ev: Evidence) -> Verdict:
+    """Routes under the base path answer JSON; an unknown route and a malformed body get a 4xx
+    whose body is an api-error (error, message) as JSON."""
+    service = ev.spec.clause("API-SERVICE")
+    base, ctype = service.string("base_path"), service.string("content_type")
+    probes = [o for o in calls(ev) if str(o.get("purpose", "")).startswith("service-")]
+    oks = [o for o in probes if o.get("purpose") == SERVICE_OK]
+    errs = [o for o in probes if str(o.get("purpose", "")).startswith(SERVICE_ERROR)]
+    if not oks or not errs:
+        return no_evidence("no route was asked for", expected=f"calls under {base}")
+    for o in probes:
+        if "error" in o:
+            return no_evidence(
+                f"{o['method']} {o['path']} got no answer ({o['error']})",
+                expected="the internal API on STOCKMON_API_HOST:STOCKMON_API_PORT",
+                evidence=[o],
+            )
+        status, body = int(o.get("status") or 0), o.get("body")
+        is_json = (_header(o, "content-type") or "").startswith(ctype)
+        if o in oks and not (
+            str(o["path"]).startswith(base)
+            and 200 <= status < 300
+            and is_json
+            and isinstance(body, Mapping)
+        ):
+            return failed(
+                f"{o['method']} {o['path']} answered {status} ({_header(o, 'content-type')})",
+                expected=f"2xx and a JSON body ({ctype})",
+                evidence=[o],
+            )
+        if o in errs and not (
+            400 <= status < 500
+            and is_json
+            and isinstance(body, Mapping)
+            and not schema_errors("api-error", body)
+            and all(f in body for f in service.strings("error_fields"))
+        ):
+            return failed(
+                f"{o['method']} {o['path']} ({o['purpose']}) answered {status}: {str(body)[:200]}",
+                expected=f"a 4xx with an api-error body {list(service.strings('error_fields'))}",
+                evidence=[o],
+            )
+    return passed(f"{len(oks)} answers in JSON; {len(errs)} refusals with api-error bodies")
+
+
+@check("API-SERVICE")
+def sigterm_closes_streams_and_exits_within_the_grace(ev: Evidence) -> Verdict:
+    """On SIGTERM the open stream is closed with the shutdown code and the process exits, cleanly,
+    within shutdown_grace_s (plus the suite's timing tolerance)."""
+    service = ev.spec.clause("API-SERVICE")
+    code, grace = service.integer("shutdown_close_code"), service.number("shutdown_grace_s")
+    t_term = ev.marks.get(TERM_MARK)
+    streams = [obs for obs in by_client(ev, DRAINED).values() if messages(obs)]
+    if t_term is None or not streams or not ev.targets:
+        return no_evidence(
+            "the target was not sent SIGTERM while a stream was open",
+            expected=f"close code {code} and an exit within {grace:g} spec s",
+        )
+    limit = grace + slack(ev)
+    for obs in streams:
+        closes = [o for o in obs if o.get("kind") == "ws_closed"]
+        if not closes or closes[0].get("code") != code:
+            return failed(
+                "the open stream ended with "
+                + (f"close code {closes[0].get('code')}" if closes else "no close")
+                + " after SIGTERM",
+                expected=f"close code {code} (API-SERVICE shutdown_close_code)",
+                evidence=closes[:1] or obs[-2:],
+            )
+        late = float(closes[0]["t_spec"]) - float(t_term)
+        if late > limit:
+            return failed(
+                f"the stream was closed {late:.2f} spec s after SIGTERM",
+                expected=f"within {grace:g} spec s (+{slack(ev):g} tolerance)",
+                evidence=closes[:1],
+            )
+    target = ev.targets[0]
+    gone = target.end_t * ev.time_scale - float(t_term)
+    if gone > limit or not target.clean_exit_on_sigterm:
+        return failed(
+            f"the process exited {gone:.2f} spec s after SIGTERM with code {target.returncode}",
+            expected=f"a clean exit within {grace:g} spec s (+{slack(ev):g} tolerance)",
+        )
+    return passed(f"stream closed with {code}, process gone {gone:.2f} spec s after SIGTERM")

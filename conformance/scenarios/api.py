@@ -239,6 +239,41 @@ def api_http_surface(d: Driver) -> None:
         b.request("GET", _path(spec, "API-METRICS", "path"), purpose=api_http.METRICS)
 
 
+SERVICE_SCALE = 2.0  # shutdown_grace_s is seconds of the target's wall clock: run near real time
+
+
+@api_story(
+    "api-service",
+    checks=(
+        api_http.answers_are_json_and_errors_carry_an_api_error,
+        api_http.sigterm_closes_streams_and_exits_within_the_grace,
+    ),
+    time_scale=SERVICE_SCALE,
+    mock=lambda spec: {"tick_rate_hz": sc.frames(SERVICE_SCALE), **sc.calm(spec, SERVICE_SCALE)},
+)
+def api_service(d: Driver) -> None:
+    """JSON answers and api-error refusals (an unknown route, a malformed body), then SIGTERM
+    while a stream is open: the stream gets the shutdown code and the process exits in time."""
+    spec = d.spec
+    base = spec.clause("API-SERVICE").string("base_path")
+    with browser(d) as b:
+        if b is None:
+            return
+        drained = b.stream(api_http.DRAINED, b.ticket())
+        drained.send({"type": "subscribe", "keys": keys_of(d)})
+        b.request("GET", _path(spec, "API-STATUS", "path"), purpose=api_http.SERVICE_OK)
+        b.request("GET", f"{base}/no-such-route", purpose=f"{api_http.SERVICE_ERROR}-route")
+        b.request(
+            "POST",
+            _path(spec, "API-SUBSCRIPTIONS", "path"),
+            body={"tr_id": 5},
+            purpose=f"{api_http.SERVICE_ERROR}-body",
+        )
+        d.sleep(1.0 * d.time_scale)
+        d.terminate(0)
+        drained.wait_closed(TIMEOUT_S)
+
+
 @api_story(
     "api-silent-broker",
     checks=(api.status_shows_a_silent_broker,),
@@ -451,6 +486,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     api_auth,
     api_stream,
     api_http_surface,
+    api_service,
     api_status,
     api_failover,
     api_subscription_changes,

@@ -52,6 +52,12 @@ CASES: dict[str, tuple[tuple[str, ...], str | None, frozenset[str]]] = {
     "frames-uncounted": ((*MUTANT, "frames-uncounted"), "api-http", frozenset({"API-METRICS"})),
     "change-unsigned": ((*MUTANT, "change-unsigned"), "api-stream", frozenset({"API-EVENT"})),
     "timestamp-in-utc": ((*MUTANT, "timestamp-in-utc"), "api-stream", frozenset({"API-EVENT"})),
+    "shutdown-code-normal": (
+        (*MUTANT, "shutdown-code-normal"),
+        "api-service",
+        frozenset({"API-SERVICE"}),
+    ),
+    "plain-errors": ((*MUTANT, "plain-errors"), "api-service", frozenset({"API-SERVICE"})),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
 from stockmon.cli import main as stockmon_main
@@ -193,6 +194,26 @@ def timestamp_in_utc() -> None:
     enrich.Enricher.enrich = enrich_utc  # type: ignore[method-assign]
 
 
+def shutdown_code_normal() -> None:
+    """SIGTERM closes the streams with 1000 (normal closure), not the spec's shutdown code."""
+
+    def close_all(gw: app.Gateway) -> None:
+        gw.shutting_down = True
+        for sub in tuple(gw.hub.subscribers):
+            sub.close(1000)
+
+    serve_cli.close_all = close_all
+
+
+def plain_errors() -> None:
+    """Refusals answer plain text ('Not Found'), not an api-error JSON body."""
+
+    def error(status: int, code: str, message: str, **extra: Any) -> Response:
+        return PlainTextResponse(message, status_code=status)
+
+    app.error = error  # type: ignore[assignment]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "status-unguarded": status_unguarded,
     "key-in-log": key_in_log,
@@ -207,6 +228,8 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "frames-uncounted": frames_uncounted,
     "change-unsigned": change_unsigned,
     "timestamp-in-utc": timestamp_in_utc,
+    "shutdown-code-normal": shutdown_code_normal,
+    "plain-errors": plain_errors,
 }
 
 
