@@ -20,10 +20,6 @@ PENDING: Mapping[str, str] = {
         "a wire check needs the harness to run a one-shot target command: issue 11;"
         " the reference is proved in tests/reference/kis/test_quote.py"
     ),
-    "FLEET-REDIS-OUTAGE": (
-        "a wire check needs a multi-replica target and a Redis the harness can kill: issue 11;"
-        " the reference is proved in tests/reference/fleet/test_redis_outage.py"
-    ),
 }
 
 

@@ -229,6 +229,7 @@ class ScenarioRun:
         self.subscriptions = tuple(scenario.subscriptions(spec))
         self._mocks = ScenarioMocks(scenario, spec, self.time_scale, options.seed)
         self._targets: list[TargetProcess] = []
+        self._redis: PrivateRedis | None = None
         self._env: dict[str, str] = {}
         self._records: list[Record] = []
         self._last_seq = 0
@@ -269,6 +270,20 @@ class ScenarioRun:
         for t in self._targets:
             if t.index == index:
                 t.kill()
+
+    def redis_kill(self, mark: str) -> None:
+        """Kill the scenario's redis-server (the scenario must have ``redis`` set)."""
+        if self._redis is None:
+            raise HarnessError(f"scenario {self.scenario.name} has no Redis to kill")
+        self.mark(mark)
+        self._redis.kill()
+
+    def redis_start(self, mark: str) -> None:
+        """Restart the scenario's redis-server on its port, empty."""
+        if self._redis is None:
+            raise HarnessError(f"scenario {self.scenario.name} has no Redis to start")
+        self._redis.start()
+        self.mark(mark)
 
     def terminate(self, index: int) -> None:
         """SIGTERM target ``index`` and wait for it (an orderly shutdown, as API-SERVICE's)."""
@@ -433,6 +448,7 @@ class ScenarioRun:
             if self.scenario.redis:
                 redis = PrivateRedis()
                 redis.start()
+                self._redis = redis
             self._build_env(self._mocks.env(), redis, cache.name)
             try:
                 self.scenario.script(self)

@@ -38,6 +38,12 @@ class Driver(Protocol):
     def kill(self, index: int) -> None:
         """SIGKILL target ``index`` (a replica that dies without a word; marks ``kill<index>``)."""
 
+    def redis_kill(self, mark: str) -> None:
+        """Kill the scenario's redis-server (an outage as clients see it; marks ``mark``)."""
+
+    def redis_start(self, mark: str) -> None:
+        """Start it again on its port, empty (it keeps nothing); marks ``mark`` once it answers."""
+
     def terminate(self, index: int) -> None:
         """SIGTERM target ``index`` and wait for it to exit (marks ``term<index>``; its run's
         ``end_t`` is when it was gone)."""

@@ -52,7 +52,7 @@ class Case:
 
 
 def _case(prefix: str, argv: tuple[str, ...], select: str, breaks: dict[str, set[str]]) -> Case:
-    """A case ``prefix-name``; ``breaks`` maps 'v1_0'/'v1_1' to the clauses it must fail."""
+    """A case ``prefix-name``; ``breaks`` maps 'v1_0'/'v1_1'/'v1_2' to the clauses it must fail."""
     versions = {k[1:].replace("_", "."): frozenset(v) for k, v in breaks.items()}
     return Case(f"{prefix}{argv[-1]}", argv, select, versions)
 
@@ -75,6 +75,11 @@ def kiwoom_mutant(name: str, select: str, **breaks: set[str]) -> Case:
     return _case(
         "kiwoom-", (sys.executable, str(TARGETS / "backup_mutant.py"), name), select, breaks
     )
+
+
+def fleet_mutant(name: str, select: str, **breaks: set[str]) -> Case:
+    """A case for the reference client with one fleet behaviour patched (fleet_mutant.py)."""
+    return _case("fleet-", (sys.executable, str(TARGETS / "fleet_mutant.py"), name), select, breaks)
 
 
 NONE: set[str] = set()
@@ -175,12 +180,15 @@ CASES: tuple[Case, ...] = (
     kiwoom_mutant("no-switch-back", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
     kiwoom_mutant("probe-storm", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
     kiwoom_mutant("drop-us-silently", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
+    # ... or one fleet behaviour (spec 1.2 has the Redis outage policy)
+    fleet_mutant("no-keep", "fleet-redis-outage", v1_2={"FLEET-REDIS-OUTAGE"}),
     # correct targets, nothing broken: the minimal client speaks KIS only (profile kis, every
     # scenario of it); the reference runs
     # the whole suite, and once more the Kiwoom scenarios alone (1.0 runs kiwoom-prod only)
     Case("minimal", MINIMAL, None, {"1.0": frozenset(), "1.1": frozenset()}, "kis"),
     Case("reference", REFERENCE, None, {"1.0": frozenset(), "1.1": frozenset()}),
     Case("kiwoom-reference", REFERENCE, "kiwoom", {"1.0": frozenset(), "1.1": frozenset()}),
+    Case("outage-reference", REFERENCE, "fleet-redis-outage", {"1.2": frozenset()}),
 )
 
 PARAMS = [pytest.param(c, v, id=f"{c.name}-{v}") for c in CASES for v in c.breaks]
