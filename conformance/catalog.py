@@ -15,12 +15,7 @@ from stockmon.conformance.scenarios import SCENARIOS
 __all__ = ["SCENARIOS", "clause_index", "pending_clauses"]
 
 # Breakable clauses without a wire check yet, each with the reason.
-PENDING: Mapping[str, str] = {
-    "REST-TIMEOUT": (
-        "a wire check needs the harness to run a one-shot target command: issue 11;"
-        " the reference is proved in tests/reference/kis/test_quote.py"
-    ),
-}
+PENDING: Mapping[str, str] = {}
 
 
 def clause_index() -> Mapping[str, Sequence[str]]:

@@ -46,6 +46,9 @@ class HttpRequest:
     headers: dict[str, str]
     body: bytes
     conn: str = ""
+    # Set by the server when the client closes its connection before the answer (REST-TIMEOUT:
+    # a delayed answer the client gave up on is traced as ``abandoned``).
+    gone: asyncio.Event = field(default_factory=asyncio.Event, compare=False, repr=False)
 
 
 @dataclass
@@ -102,6 +105,12 @@ def parse_body(body: bytes) -> tuple[Any, bool]:
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+def _gone_if_eof(watch: asyncio.Future[bytes], req: HttpRequest) -> None:
+    """The client closed its side while its request was being answered."""
+    if not watch.cancelled() and (watch.exception() is not None or not watch.result()):
+        req.gone.set()
 # Non-normative limits: KIS requests are tiny.
 MAX_BODY = 1024 * 1024
 READ_CHUNK = 65536
@@ -148,6 +157,8 @@ class HttpServer:
                 if req is None:
                     break
                 served = True
+                watch = asyncio.ensure_future(reader.read(READ_CHUNK))
+                watch.add_done_callback(lambda t, req=req: _gone_if_eof(t, req))
                 try:
                     resp = await self.handler(req)
                 except Exception:
@@ -155,6 +166,13 @@ class HttpServer:
                     resp = HttpResponse(
                         500, {"rt_cd": "1", "msg_cd": "MOCK0500", "msg1": "mock internal error"}
                     )
+                finally:
+                    watch.cancel()
+                if watch.done() and not watch.cancelled():
+                    early = watch.result()  # the next request, pipelined, or b"" (gone)
+                    if not early:
+                        break
+                    h.receive_data(early)
                 await self._write(h, writer, resp)
                 if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
                     break
@@ -390,8 +408,12 @@ async def traced_call(
     )
     resp = handle(req, now)
     if resp.delay_s > 0:
-        await asyncio.sleep(resp.delay_s / time_scale)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(req.gone.wait(), resp.delay_s / time_scale)
         now = clock()
+        if req.gone.is_set():
+            record(now, "rest", req.conn, "in", "abandoned", request_seq=rec["seq"])
+            return resp
     extra: dict[str, Any] = {}
     if resp.token is not None:
         extra["token"] = resp.token

@@ -21,6 +21,7 @@ from stockmon.conformance.scenarios import (
     outage,
     policies,
     sockets,
+    timeouts,
     tokens,
 )
 
@@ -32,6 +33,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     *policies.SCENARIOS,
     *tokens.SCENARIOS,
     *outage.SCENARIOS,
+    *timeouts.SCENARIOS,
     *sockets.LIMITS,
     *credentials.SCENARIOS,
     *kiwoom.SCENARIOS,

@@ -72,6 +72,7 @@ MUTANTS = {
     "no-socket-lease": "opens its socket without the fleet's socket lease",
     "print-secret": "prints the app secret on stderr",
     "no-credential-check": "starts without KIS credentials",
+    "rest-no-timeout": "waits for a REST answer as long as the broker takes",
 }
 
 PING = {"header": {"tr_id": "PINGPONG"}}
@@ -592,7 +593,8 @@ class Session:
 async def stream(cfg: dict[str, Any], clock: Clock, stop: asyncio.Event) -> None:
     store = Store(cfg["redis"], cfg["key"])
     lease = SocketLease(store)
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    # REST-TIMEOUT (1.2): one REST call completes or fails within 5 real seconds
+    async with httpx.AsyncClient(timeout=None if mutant == "rest-no-timeout" else 5.0) as http:
         creds = Credentials(http, cfg["rest"], cfg["key"], cfg["secret"], store, clock)
         refresher = asyncio.ensure_future(creds.refresher())
         snap = asyncio.ensure_future(snapshot(http, cfg["rest"], creds, cfg["subs"]))

@@ -17,6 +17,7 @@ from stockmon.mockserver.scenario import load_scenario
 from stockmon.spec import load_spec
 
 from ..support import (
+    KIS,
     PING,
     code,
     get_approval,
@@ -125,6 +126,25 @@ async def test_delay_rest(client: httpx.AsyncClient, mock: KisMock) -> None:
     t0 = time.monotonic()
     await client.get("/nope")
     assert time.monotonic() - t0 < 0.25
+
+
+@pytest.mark.parametrize("mock_config", [MockConfig(time_scale=10)])
+async def test_a_held_answer_the_client_gave_up_on_is_traced_abandoned(
+    client: httpx.AsyncClient, mock: KisMock
+) -> None:
+    """A client closing its connection during delay_rest is traced as abandoned at once, and the
+    mock keeps serving."""
+    mock.faults.delay_rest(600.0, n=1)  # 60 s real: far longer than the client waits
+    t0 = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        await client.post(KIS["token"]["path"], json={}, timeout=0.3)
+    await asyncio.sleep(0.3)
+    abandoned = [r for r in mock.trace.records() if r.get("kind") == "abandoned"]
+    assert len(abandoned) == 1, abandoned
+    request = next(r for r in mock.trace.records() if r["seq"] == abandoned[0]["request_seq"])
+    assert request["kind"] == "request" and request["path"] == KIS["token"]["path"]
+    assert time.monotonic() - t0 < 2.0
+    assert (await get_token(client, mock)).status_code == 200
 
 
 @pytest.mark.parametrize("mock_config", [MockConfig(tick_rate_hz=50, max_records_per_frame=1)])
