@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -107,10 +108,12 @@ def parse_body(body: bytes) -> tuple[Any, bool]:
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-def _gone_if_eof(watch: asyncio.Future[bytes], req: HttpRequest) -> None:
+def _gone_if_eof(watch: asyncio.Future[bytes], *, req: HttpRequest) -> None:
     """The client closed its side while its request was being answered."""
     if not watch.cancelled() and (watch.exception() is not None or not watch.result()):
         req.gone.set()
+
+
 # Non-normative limits: KIS requests are tiny.
 MAX_BODY = 1024 * 1024
 READ_CHUNK = 65536
@@ -158,7 +161,7 @@ class HttpServer:
                     break
                 served = True
                 watch = asyncio.ensure_future(reader.read(READ_CHUNK))
-                watch.add_done_callback(lambda t, req=req: _gone_if_eof(t, req))
+                watch.add_done_callback(functools.partial(_gone_if_eof, req=req))
                 try:
                     resp = await self.handler(req)
                 except Exception:
