@@ -12,7 +12,7 @@ seconds): what a browser would call immediate, far above a loaded machine's nois
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stockmon.conformance.checks import sockets
@@ -115,6 +115,38 @@ def _data(o: Record) -> tuple[tuple[str, str], Mapping[str, Any]] | None:
     return (str(e.get("tr_id")), str(e.get("key"))), e
 
 
+def paired(
+    ev: Evidence, obs: Sequence[Record], streams: Mapping[tuple[str, str], Sequence[SentRecord]]
+) -> Iterator[tuple[Record, tuple[str, str], Mapping[str, Any], int]]:
+    """A client's tick and book messages, each with the index of the record it carries: the first
+    matching record after the one matched before for that key (unmatched events are skipped)."""
+    cursor: dict[tuple[str, str], int] = defaultdict(int)
+    for o in messages(obs):
+        d = _data(o)
+        if d is None:
+            continue
+        sk, e = d
+        recs = streams.get(sk, [])
+        i = cursor[sk]
+        while i < len(recs) and not event_matches(ev.spec, e, recs[i]):
+            i += 1
+        if i < len(recs):
+            cursor[sk] = i + 1
+            yield o, sk, e, i
+
+
+def unanswered(probes: Sequence[Record]) -> Verdict | None:
+    """No evidence when a call got no answer at all: the target's API was not there to judge."""
+    for o in probes:
+        if "error" in o:
+            return no_evidence(
+                f"{o['method']} {o['path']} got no answer ({o['error']})",
+                expected="the internal API on STOCKMON_API_HOST:STOCKMON_API_PORT",
+                evidence=[o],
+            )
+    return None
+
+
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, secret[:4] + "…")
 
@@ -134,13 +166,10 @@ def guarded_routes_refuse_without_the_key(ev: Evidence) -> Verdict:
     if not probes:
         return no_evidence("no REST call was made", expected="401 without the key")
     routes = {(o["method"], o["path"]) for o in probes}
+    silent = unanswered(probes)
+    if silent is not None:
+        return silent
     for o in probes:
-        if "error" in o:
-            return no_evidence(
-                f"{o['method']} {o['path']} got no answer ({o['error']})",
-                expected="the internal API on STOCKMON_API_HOST:STOCKMON_API_PORT",
-                evidence=[o],
-            )
         if o["auth"] == "right":
             if o.get("status") == status:
                 return failed(
@@ -598,19 +627,8 @@ def a_frozen_subscriber_delays_no_other(ev: Evidence) -> Verdict:
             continue
         t_ack, keys = acked
         arrivals: dict[tuple[str, str], list[tuple[int, float, Record]]] = defaultdict(list)
-        cursor: dict[tuple[str, str], int] = defaultdict(int)
-        for o in messages(obs):
-            d = _data(o)
-            if d is None:
-                continue
-            sk, e = d
-            recs = streams.get(sk, [])
-            i = cursor[sk]
-            while i < len(recs) and not event_matches(ev.spec, e, recs[i]):
-                i += 1
-            if i < len(recs):
-                cursor[sk] = i + 1
-                arrivals[sk].append((i, float(o["t_spec"]), o))
+        for o, sk, _, i in paired(ev, obs, streams):
+            arrivals[sk].append((i, float(o["t_spec"]), o))
         for sk, recs in sorted(streams.items()):
             if sk[1] not in keys:
                 continue

@@ -10,15 +10,14 @@ through the layout's roles, never from the target.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from stockmon.conformance.checks.api import READER, _data, _streams, by_client, messages
+from stockmon.conformance.checks.api import READER, _streams, by_client, paired
 from stockmon.conformance.evidence import Evidence
-from stockmon.conformance.protocol import SentRecord, event_matches, number
+from stockmon.conformance.protocol import SentRecord, number
 from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
 from stockmon.spec import Spec
 
@@ -98,19 +97,9 @@ def events_carry_what_a_ui_needs(ev: Evidence) -> Verdict:
     streams = _streams(ev)
     judged = 0
     for client, obs in sorted(by_client(ev, READER).items()):
-        cursor: dict[tuple[str, str], int] = defaultdict(int)
-        for o in messages(obs):
-            d = _data(o)
-            if d is None:
-                continue
-            sk, e = d
-            recs = streams.get(sk, [])
-            i = cursor[sk]
-            while i < len(recs) and not event_matches(spec, e, recs[i]):
-                i += 1
-            if i == len(recs):
-                continue  # unpaired events are API-STREAM's to judge
-            cursor[sk] = i + 1
+        # unpaired events are API-STREAM's to judge
+        for o, sk, e, i in paired(ev, obs, streams):
+            recs = streams[sk]
             why = _timestamp_wrong(spec, e, recs[i])
             if why is None and e.get("type") == "tick":
                 why = _tick_wrong(spec, e, recs[i])
