@@ -117,9 +117,9 @@ def _data(o: Record) -> tuple[tuple[str, str], Mapping[str, Any]] | None:
 
 def paired(
     ev: Evidence, obs: Sequence[Record], streams: Mapping[tuple[str, str], Sequence[SentRecord]]
-) -> Iterator[tuple[Record, tuple[str, str], Mapping[str, Any], int]]:
+) -> Iterator[tuple[Record, tuple[str, str], Mapping[str, Any], int | None]]:
     """A client's tick and book messages, each with the index of the record it carries: the first
-    matching record after the one matched before for that key (unmatched events are skipped)."""
+    matching record after the one matched before for that key (None when none matches)."""
     cursor: dict[tuple[str, str], int] = defaultdict(int)
     for o in messages(obs):
         d = _data(o)
@@ -132,7 +132,7 @@ def paired(
             i += 1
         if i < len(recs):
             cursor[sk] = i + 1
-            yield o, sk, e, i
+        yield o, sk, e, (i if i < len(recs) else None)
 
 
 def unanswered(probes: Sequence[Record]) -> Verdict | None:
@@ -329,18 +329,10 @@ def every_record_reaches_the_subscriber_in_order(ev: Evidence) -> Verdict:
         if acked is None:
             continue
         t_ack, keys = acked
-        cursor: dict[tuple[str, str], int] = defaultdict(int)
+        after: dict[tuple[str, str], int] = defaultdict(int)  # the index after the last match
         matched: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
-        for o in messages(obs):
-            d = _data(o)
-            if d is None:
-                continue
-            sk, e = d
-            recs = streams.get(sk, [])
-            i = cursor[sk]
-            while i < len(recs) and not event_matches(ev.spec, e, recs[i]):
-                i += 1
-            if i == len(recs):
+        for o, sk, e, i in paired(ev, obs, streams):
+            if i is None:
                 return failed(
                     f"{client}: event {dict(e)} (seq {_msg(o).get('seq')}) matches no record "
                     f"the mock sent for {sk[0]}:{sk[1]} after the one delivered before it",
@@ -351,9 +343,9 @@ def every_record_reaches_the_subscriber_in_order(ev: Evidence) -> Verdict:
             # the number replaced stated), e.g. the records of one multi-record frame
             replaced = _msg(o).get("conflated")
             n = replaced if isinstance(replaced, int) and replaced > 0 else 0
-            for j in range(max(cursor[sk], i - n), i + 1):
+            for j in range(max(after[sk], i - n), i + 1):
                 matched[sk][j] = o
-            cursor[sk] = i + 1
+            after[sk] = i + 1
         for sk, recs in sorted(streams.items()):
             if sk[1] not in keys:
                 continue
@@ -628,7 +620,8 @@ def a_frozen_subscriber_delays_no_other(ev: Evidence) -> Verdict:
         t_ack, keys = acked
         arrivals: dict[tuple[str, str], list[tuple[int, float, Record]]] = defaultdict(list)
         for o, sk, _, i in paired(ev, obs, streams):
-            arrivals[sk].append((i, float(o["t_spec"]), o))
+            if i is not None:
+                arrivals[sk].append((i, float(o["t_spec"]), o))
         for sk, recs in sorted(streams.items()):
             if sk[1] not in keys:
                 continue

@@ -97,8 +97,9 @@ def events_carry_what_a_ui_needs(ev: Evidence) -> Verdict:
     streams = _streams(ev)
     judged = 0
     for client, obs in sorted(by_client(ev, READER).items()):
-        # unpaired events are API-STREAM's to judge
         for o, sk, e, i in paired(ev, obs, streams):
+            if i is None:
+                continue  # unpaired events are API-STREAM's to judge
             recs = streams[sk]
             why = _timestamp_wrong(spec, e, recs[i])
             if why is None and e.get("type") == "tick":

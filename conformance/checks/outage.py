@@ -1,6 +1,6 @@
 """A fleet through a Redis outage (FLEET-REDIS-OUTAGE, spec 1.2), judged from the mock's sockets.
 
-The ``fleet-redis-outage`` story runs two processes on one Redis, kills Redis for less than keep_s
+The ``redis-outage`` story runs two processes on one Redis, kills Redis for less than keep_s
 while one of them holds the socket, and starts it again empty. The holder must keep its socket
 through it (the outage policy's purpose: a monitoring fleet keeps streaming), and nobody may open
 another socket while Redis is down or before keep_s has passed since it came back (the quarantine

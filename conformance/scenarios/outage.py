@@ -21,7 +21,7 @@ START_REAL_S = 40.0
 
 
 @story(
-    "fleet-redis-outage",
+    "redis-outage",
     checks=(
         outage.holder_keeps_its_socket_through_a_short_outage,
         outage.nobody_opens_a_socket_while_redis_is_down_or_in_quarantine,

@@ -181,7 +181,7 @@ CASES: tuple[Case, ...] = (
     kiwoom_mutant("probe-storm", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
     kiwoom_mutant("drop-us-silently", "kiwoom-failover", v1_1={"FAILOVER-KIWOOM"}),
     # ... or one fleet behaviour (spec 1.2 has the Redis outage policy)
-    fleet_mutant("no-keep", "fleet-redis-outage", v1_2={"FLEET-REDIS-OUTAGE"}),
+    fleet_mutant("no-keep", "redis-outage", v1_2={"FLEET-REDIS-OUTAGE"}),
     # REST time limits (1.2): a call held by the broker is waited for forever
     mutant("rest-no-timeout", "rest-timeout", v1_2={"REST-TIMEOUT"}),
     # correct targets, nothing broken: the minimal client speaks KIS only (profile kis, every
@@ -190,7 +190,7 @@ CASES: tuple[Case, ...] = (
     Case("minimal", MINIMAL, None, {"1.0": frozenset(), "1.1": frozenset()}, "kis"),
     Case("reference", REFERENCE, None, {"1.0": frozenset(), "1.1": frozenset()}),
     Case("kiwoom-reference", REFERENCE, "kiwoom", {"1.0": frozenset(), "1.1": frozenset()}),
-    Case("infra-reference", REFERENCE, "fleet-redis-outage or rest-timeout", {"1.2": frozenset()}),
+    Case("infra-reference", REFERENCE, "redis-outage or rest-timeout", {"1.2": frozenset()}),
     Case("minimal-rest", MINIMAL, "rest-timeout", {"1.2": frozenset()}, "kis"),
 )
 
