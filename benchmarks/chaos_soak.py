@@ -23,17 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from _support import spawn_stream, stream_env
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
@@ -61,17 +60,7 @@ class Replica:
 
 async def start_replica(env: dict[str, str]) -> Replica:
     """Start one replica; drain its stdout (the events) and keep its stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stockmon.cli",
-        "stream",
-        "--format",
-        "json",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_stream(env, stdout=asyncio.subprocess.PIPE)
     rep = Replica(proc)
 
     async def drain_out() -> None:
@@ -251,19 +240,12 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         PrivateRedis(password=False, prefix="stockmon-soak-redis-") as redis,
     ):
         async with KisMock(config) as mock:
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("KIS_", "KIWOOM_", "STOCKMON_", "REDIS_"))
-            }
-            env.update(mock.env())
-            env.update(
-                {
-                    "REDIS_URL": redis.url,
-                    "STOCKMON_SUBSCRIPTIONS": subs,
-                    "STOCKMON_CACHE_DIR": cache,
-                    "PYTHONUNBUFFERED": "1",
-                }
+            env = stream_env(
+                mock,
+                REDIS_URL=redis.url,
+                STOCKMON_SUBSCRIPTIONS=subs,
+                STOCKMON_CACHE_DIR=cache,
+                PYTHONUNBUFFERED="1",
             )
             run = Soak(mock, redis, env, args.seed)
             run.replicas = [await start_replica(env) for _ in range(REPLICAS)]

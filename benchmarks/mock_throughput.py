@@ -20,9 +20,10 @@ import sys
 import time
 
 import httpx
+from _support import flood_config
 from websockets.asyncio.server import ServerConnection, serve
 
-from stockmon.mockserver import KisMock, MockConfig
+from stockmon.mockserver import KisMock
 
 FPS_TARGET = 20000
 RATIO_TARGET = 0.6  # of the ceiling, in every round (issue 13)
@@ -87,13 +88,7 @@ async def ceiling(frame: str, warmup: float, seconds: float) -> float:
 
 async def mock_rate(warmup: float, seconds: float) -> tuple[float, str, int]:
     """Frames/s delivered by the mock for one H0STCNT0 registration at an unbounded tick rate."""
-    config = MockConfig(
-        tick_rate_hz=1e9,
-        max_records_per_frame=1,
-        server_pingpong_period_s=0,
-        unanswered_pingpong_grace_s=0,
-        trace_limit=2_000_000,
-    )
+    config = flood_config(max_records_per_frame=1, trace_limit=2_000_000)
     async with KisMock(config) as mock:
         async with httpx.AsyncClient(base_url=mock.rest_url) as c:
             r = await c.post(

@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
 import psutil
+from _support import flood_config, spawn_stream, stream_env
 
-from stockmon.mockserver import KisMock, MockConfig
+from stockmon.mockserver import KisMock
 
-STOCKMON = str(Path(sys.executable).with_name("stockmon"))
 SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL,H0STASP0:000660"
 MB = 1024 * 1024
 LIMIT_MB = 10.0
@@ -38,30 +36,13 @@ async def main(argv: list[str] | None = None) -> int:
         {args.baseline, *(n for n in (100_000, 250_000, 500_000, 750_000) if n < args.records)}
         | {args.records}
     )
-    config = MockConfig(
-        tick_rate_hz=1e9,
-        max_records_per_frame=4,
-        multi_record_probability=0.5,
-        server_pingpong_period_s=0,
-        unanswered_pingpong_grace_s=0,
-        trace_limit=400_000,  # the mock's own memory stays bounded; it is not what we measure
+    # the mock's own memory stays bounded (trace_limit); it is not what we measure
+    config = flood_config(
+        max_records_per_frame=4, multi_record_probability=0.5, trace_limit=400_000
     )
     samples: list[dict[str, float]] = []
     async with KisMock(config) as mock:
-        env = {
-            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
-            **mock.env(),
-            "STOCKMON_SUBSCRIPTIONS": SUBSCRIPTIONS,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            STOCKMON,
-            "stream",
-            "--format",
-            "json",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_stream(stream_env(mock, STOCKMON_SUBSCRIPTIONS=SUBSCRIPTIONS))
         child = psutil.Process(proc.pid)
         records, seq, t0 = 0, 0, time.perf_counter()
         pending = list(checkpoints)

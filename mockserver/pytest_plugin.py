@@ -12,12 +12,9 @@ with KiwoomMockConfig fields, e.g. ``env="prod"``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    from stockmon.mockserver import KisMock, KiwoomMock, KiwoomMockConfig, MockConfig
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,35 +32,29 @@ def _marked(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
     return dict(marker.kwargs) if marker else {}
 
 
-@pytest.fixture
-def kis_mock_config(request: pytest.FixtureRequest) -> MockConfig:
-    """MockConfig for ``kis_mock``: defaults plus the fields of a ``kis_mock`` marker."""
-    from stockmon.mockserver import MockConfig
+def _fixtures(name: str, config: str, thread: str, broker: str) -> tuple[Any, Any]:
+    """The ``<name>_config`` and ``<name>`` fixtures of one broker's mock, so both brokers'
+    fixtures are one piece of code (classes named, imported when a test asks for them)."""
 
-    return MockConfig(**_marked(request, "kis_mock"))
+    def make_config(request: pytest.FixtureRequest) -> Any:
+        import stockmon.mockserver as m
 
+        return getattr(m, config)(**_marked(request, name))
 
-@pytest.fixture
-def kis_mock(kis_mock_config: MockConfig) -> Iterator[KisMock]:
-    """A running KIS mock (free loopback ports), stopped after the test."""
-    from stockmon.mockserver import MockThread
+    def run(request: pytest.FixtureRequest) -> Iterator[Any]:
+        import stockmon.mockserver as m
 
-    with MockThread(kis_mock_config) as mock:
-        yield mock
+        with getattr(m, thread)(request.getfixturevalue(f"{name}_config")) as mock:
+            yield mock
 
-
-@pytest.fixture
-def kiwoom_mock_config(request: pytest.FixtureRequest) -> KiwoomMockConfig:
-    """KiwoomMockConfig for ``kiwoom_mock``: defaults plus the fields of a ``kiwoom_mock`` marker."""
-    from stockmon.mockserver import KiwoomMockConfig
-
-    return KiwoomMockConfig(**_marked(request, "kiwoom_mock"))
+    make_config.__doc__ = (
+        f"{config} for ``{name}``: defaults plus the fields of a ``{name}`` marker."
+    )
+    run.__doc__ = f"A running {broker} mock (free loopback ports), stopped after the test."
+    return pytest.fixture(name=f"{name}_config")(make_config), pytest.fixture(name=name)(run)
 
 
-@pytest.fixture
-def kiwoom_mock(kiwoom_mock_config: KiwoomMockConfig) -> Iterator[KiwoomMock]:
-    """A running Kiwoom mock (free loopback ports), stopped after the test."""
-    from stockmon.mockserver import KiwoomMockThread
-
-    with KiwoomMockThread(kiwoom_mock_config) as mock:
-        yield mock
+kis_mock_config, kis_mock = _fixtures("kis_mock", "MockConfig", "MockThread", "KIS")
+kiwoom_mock_config, kiwoom_mock = _fixtures(
+    "kiwoom_mock", "KiwoomMockConfig", "KiwoomMockThread", "Kiwoom"
+)

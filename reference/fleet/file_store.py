@@ -33,7 +33,7 @@ from typing import Any
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.lease import Grant, Lease, TimedLease
 from stockmon.reference.fleet.token_state import CachedCredential
-from stockmon.reference.fleet.token_store import ChangeFeed, SleepFeed, app_key_digest
+from stockmon.reference.fleet.token_store import ChangeFeed, SleepFeed, StoreWrite, app_key_digest
 
 log = logging.getLogger(__name__)
 
@@ -160,19 +160,11 @@ class FileCredentialStore:
             if isinstance(held, list) and held and held[0] == value:
                 self._entry(data, kind).pop("lease", None)
 
-    async def write(
-        self,
-        lease: Lease,
-        kind: str,
-        cred: CachedCredential,
-        *,
-        keep_for: float,
-        throttle: float | None,
-    ) -> int | None:
+    async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
         """Fenced: still our lease? bump the version, store, start the throttle, in one lock."""
         if not isinstance(lease, FileLease):
             raise TypeError("a file store takes file leases only")
-        now = self._wall()
+        cred, now = w.cred, self._wall()
         with self._locked() as data:
             if not self._holds(data, kind, lease.value):
                 return None
@@ -185,10 +177,10 @@ class FileCredentialStore:
                 "issued_at": cred.issued_at,
                 "refresh_after": cred.refresh_after,
                 "version": version,
-                "keep_until": now + max(1.0, keep_for),
+                "keep_until": now + max(1.0, w.keep_for),
             }
-            if throttle:
-                entry["throttle_until"] = now + throttle
+            if w.throttle:
+                entry["throttle_until"] = now + w.throttle
         return version
 
     async def throttle_remaining(self, kind: str) -> float:

@@ -67,7 +67,7 @@ from stockmon.reference.fleet.token_state import (
     TokenState,
     credential_from_response,
 )
-from stockmon.reference.fleet.token_store import STORE_ERRORS, CredentialStore
+from stockmon.reference.fleet.token_store import STORE_ERRORS, CredentialStore, StoreWrite
 from stockmon.reference.seams import Issuer
 
 log = logging.getLogger(__name__)
@@ -478,9 +478,7 @@ class SharedCredential:
             lambda: self.store.write(
                 lease,
                 self.kind,
-                cred,
-                keep_for=cred.expires_at - now,
-                throttle=self.policy.throttle_interval,
+                StoreWrite(cred, cred.expires_at - now, self.policy.throttle_interval),
             )
         )
         if version is None:

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -72,6 +73,16 @@ def app_key_digest(app_key: Secret) -> str:
 def key_prefix(env: str, app_key: Secret, broker: str = "kis") -> str:
     """Redis key prefix of one broker's app key in one environment; the key itself never shows."""
     return f"stockmon:{{{env}:{broker}:{app_key_digest(app_key)}}}"
+
+
+@dataclass(frozen=True)
+class StoreWrite:
+    """What one fenced write stores: the credential, how long the entry is worth keeping (its
+    remaining validity, real s), and the issuance throttle window it starts in the same step."""
+
+    cred: CachedCredential
+    keep_for: float
+    throttle: float | None = None
 
 
 class ChangeFeed(Protocol):
@@ -117,20 +128,8 @@ class CredentialStore(Protocol):
         """One attempt at the refresh lease of ``kind``."""
         ...
 
-    async def write(
-        self,
-        lease: Lease,
-        kind: str,
-        cred: CachedCredential,
-        *,
-        keep_for: float,
-        throttle: float | None,
-    ) -> int | None:
-        """Fenced write; returns the new version, or None when ``lease`` is no longer ours.
-
-        ``keep_for`` is how long the entry is worth keeping (its remaining validity, real s);
-        ``throttle`` starts the issuance throttle window in the same step.
-        """
+    async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
+        """Fenced write; returns the new version, or None when ``lease`` is no longer ours."""
         ...
 
     async def throttle_remaining(self, kind: str) -> float:
@@ -188,20 +187,13 @@ class RedisCredentialStore:
         """SET NX PX on the refresh lease of ``kind``."""
         return await try_acquire(self.redis, self.key(kind, "lease"), ttl, holder)
 
-    async def write(
-        self,
-        lease: Lease,
-        kind: str,
-        cred: CachedCredential,
-        *,
-        keep_for: float,
-        throttle: float | None,
-    ) -> int | None:
+    async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
         """One script: check the lease value, bump the version, store, start the throttle."""
         if not isinstance(lease, RedisLease):
             raise TypeError("a Redis store takes Redis leases only")
-        ttl_ms = max(1000, math.ceil(keep_for * 1000))
-        throttle_ms = 0 if not throttle else max(1, math.ceil(throttle * 1000))
+        cred = w.cred
+        ttl_ms = max(1000, math.ceil(w.keep_for * 1000))
+        throttle_ms = 0 if not w.throttle else max(1, math.ceil(w.throttle * 1000))
         version = await self.redis.eval(
             _WRITE,
             4,
@@ -358,23 +350,15 @@ class LocalCredentialStore:
         """Process-local lease."""
         return self.leases.try_acquire(f"{kind}:lease", ttl, holder)
 
-    async def write(
-        self,
-        lease: Lease,
-        kind: str,
-        cred: CachedCredential,
-        *,
-        keep_for: float,
-        throttle: float | None,
-    ) -> int | None:
+    async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
         """Fenced by the local lease table."""
         if not isinstance(lease, LocalLease) or not self.leases.holds(lease.key, lease.value):
             return None
         old = self._creds.get(kind)
         version = (old.version if old else 0) + 1
-        self._creds[kind] = cred.with_version(version)
-        if throttle:
-            self._throttle_until[kind] = self.leases.monotonic() + throttle
+        self._creds[kind] = w.cred.with_version(version)
+        if w.throttle:
+            self._throttle_until[kind] = self.leases.monotonic() + w.throttle
         self._wakeups.bump(kind)
         return version
 

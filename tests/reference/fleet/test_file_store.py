@@ -16,6 +16,7 @@ from stockmon.mockserver import KisMock, MockConfig
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.file_store import FileCredentialStore, cache_file
 from stockmon.reference.fleet.token_state import CachedCredential
+from stockmon.reference.fleet.token_store import StoreWrite
 
 CANARY_KEY = "PS" + "FILECACHE" * 3 + "abcdefg"
 CANARY_SECRET = "FILESECRET" * 18
@@ -94,11 +95,11 @@ async def test_fenced_write_and_freshness(tmp_path: Path) -> None:
     lease = await store.try_acquire("token", 5.0, "a")
     assert lease is not None and await store.try_acquire("token", 5.0, "b") is None
     cred = CachedCredential(Secret("tok"), 1100.0, 1000.0)
-    assert await store.write(lease, "token", cred, keep_for=100.0, throttle=60.0) == 1
+    assert await store.write(lease, "token", StoreWrite(cred, 100.0, 60.0)) == 1
     assert (await store.read("token")) is not None
     assert await store.throttle_remaining("token") == pytest.approx(60.0)
     now[0] = 1006.0  # the lease lapsed
-    assert await store.write(lease, "token", cred, keep_for=100.0, throttle=None) is None
+    assert await store.write(lease, "token", StoreWrite(cred, 100.0, None)) is None
     now[0] = 1101.0
     assert await store.read("token") is None
     assert os.stat(path).st_mode & 0o077 == 0

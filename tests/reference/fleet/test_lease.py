@@ -21,7 +21,7 @@ from stockmon.reference.fleet.lease import (
 )
 from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_state import CachedCredential
-from stockmon.reference.fleet.token_store import RedisCredentialStore
+from stockmon.reference.fleet.token_store import RedisCredentialStore, StoreWrite
 
 KEY = "stockmon:{test}:token:lease"
 
@@ -145,8 +145,8 @@ async def test_fenced_write_refused_after_the_lease_changed_hands(redis: Redis) 
     assert winner is not None
     new = CachedCredential(Secret("tok-new-aaaaaa"), time.time() + 100, time.time())
     old = CachedCredential(Secret("tok-old-bbbbbb"), time.time() + 100, time.time())
-    assert await store.write(winner, "token", new, keep_for=100, throttle=None) == 1
-    assert await store.write(paused, "token", old, keep_for=100, throttle=None) is None
+    assert await store.write(winner, "token", StoreWrite(new, 100, None)) == 1
+    assert await store.write(paused, "token", StoreWrite(old, 100, None)) is None
     cached = await store.read("token")
     assert cached is not None and cached.value.reveal() == "tok-new-aaaaaa" and cached.version == 1
 
@@ -157,7 +157,7 @@ async def test_fenced_write_starts_the_throttle_window(redis: Redis) -> None:
     lease = await store.try_acquire("token", 5.0, "w1")
     assert lease is not None
     cred = CachedCredential(Secret("tok-new-aaaaaa"), time.time() + 100, time.time())
-    await store.write(lease, "token", cred, keep_for=100, throttle=2.0)
+    await store.write(lease, "token", StoreWrite(cred, 100, 2.0))
     assert 1.5 < await store.throttle_remaining("token") <= 2.0
     assert 0 < await redis.pttl("stockmon:{test}:token") <= 100_000
 

@@ -31,7 +31,7 @@ from stockmon.reference.fleet.lease import RedisLease
 from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_manager import Tuning
 from stockmon.reference.fleet.token_state import CachedCredential, TokenState
-from stockmon.reference.fleet.token_store import RedisCredentialStore, key_prefix
+from stockmon.reference.fleet.token_store import RedisCredentialStore, StoreWrite, key_prefix
 
 T = TypeVar("T")
 WORKERS = 3
@@ -111,9 +111,7 @@ def run_machine(url: str) -> None:
                 Secret(f"tok-raw-{self.written:05d}-abcdef"), now + life * VALIDITY / SCALE, now
             )
             version = self.run(
-                worker.store.write(
-                    worker.lease, "token", cred, keep_for=VALIDITY / SCALE, throttle=None
-                )
+                worker.store.write(worker.lease, "token", StoreWrite(cred, VALIDITY / SCALE, None))
             )
             if believed:
                 # A holder that believes it holds the lease really does (conservative estimate).
