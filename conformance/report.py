@@ -220,18 +220,28 @@ def write_junit(result: SuiteResult, path: Path, pending: Mapping[str, str]) -> 
     ET.SubElement(props, "property", name="spec_version", value=result.spec_version)
     ET.SubElement(props, "property", name="target", value=" ".join(result.target))
     ET.SubElement(props, "property", name="exit_code", value=str(result.exit_code))
-    for r in results:
+
+    def testcase(group: str, name: str, time: str, props: list[tuple[str, str]]) -> ET.Element:
+        """One <testcase> of ``group`` with its <properties> (clause IDs, scenario)."""
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=f"conformance.{result.spec_version}.{r.scenario}",
-            name=f"[{','.join(r.check.clauses)}] {r.check.name}",
-            time=f"{r.wall_s:.3f}",
+            classname=f"conformance.{result.spec_version}.{group}",
+            name=name,
+            time=time,
         )
         cprops = ET.SubElement(case, "properties")
-        for clause in r.check.clauses:
-            ET.SubElement(cprops, "property", name="clause", value=clause)
-        ET.SubElement(cprops, "property", name="scenario", value=r.scenario)
+        for key, value in props:
+            ET.SubElement(cprops, "property", name=key, value=value)
+        return case
+
+    for r in results:
+        case = testcase(
+            r.scenario,
+            f"[{','.join(r.check.clauses)}] {r.check.name}",
+            f"{r.wall_s:.3f}",
+            [*(("clause", c) for c in r.check.clauses), ("scenario", r.scenario)],
+        )
         v = r.verdict
         if v.outcome is Outcome.PASS:
             continue
@@ -250,15 +260,7 @@ def write_junit(result: SuiteResult, path: Path, pending: Mapping[str, str]) -> 
             text.extend("  " + line for line in slice_lines(result, r, width=400))
         el.text = "\n".join(text)
     for skipped in skipped_clauses:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"conformance.{result.spec_version}.clauses",
-            name=f"[{skipped.id}] not judged",
-            time="0",
-        )
-        cprops = ET.SubElement(case, "properties")
-        ET.SubElement(cprops, "property", name="clause", value=skipped.id)
+        case = testcase("clauses", f"[{skipped.id}] not judged", "0", [("clause", skipped.id)])
         reason = pending.get(skipped.id, f"not breakable on the wire: {skipped.testability.reason}")
         ET.SubElement(case, "skipped", message=reason)
     tree = ET.ElementTree(root)

@@ -147,6 +147,17 @@ def unanswered(probes: Sequence[Record]) -> Verdict | None:
     return None
 
 
+def answered_badly(o: Record, how: str, expected: str) -> Verdict:
+    """The failure of one HTTP probe: the call, how it was made, what came back (the body cut
+    short) and what the clause wants, with the probe as the evidence."""
+    got = o.get("status", o.get("error"))
+    return failed(
+        f"{o['method']} {o['path']} {how} answered {got}: {str(o.get('body'))[:200]}",
+        expected=expected,
+        evidence=[o],
+    )
+
+
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, secret[:4] + "…")
 
@@ -178,11 +189,8 @@ def guarded_routes_refuse_without_the_key(ev: Evidence) -> Verdict:
                     evidence=[o],
                 )
         elif o.get("status") != status or not _no_data(o.get("body")):
-            return failed(
-                f"{o['method']} {o['path']} with {o['auth']} key answered {o.get('status')}: "
-                f"{str(o.get('body'))[:200]}",
-                expected=f"{status} and an api-error body, no data",
-                evidence=[o],
+            return answered_badly(
+                o, f"with {o['auth']} key", f"{status} and an api-error body, no data"
             )
     return passed(f"{len(routes)} guarded routes: 401 without the key and with a wrong one")
 
@@ -275,10 +283,10 @@ def health_answers_without_a_key(ev: Evidence) -> Verdict:
             or not isinstance(body, Mapping)
             or schema_errors("api-health", body)
         ):
-            return failed(
-                f"GET {o['path']} without a key answered {o.get('status', o.get('error'))}: {str(body)[:200]}",
-                expected=f"{sorted(allowed[str(o['path'])])} with an api-health body, no key needed",
-                evidence=[o],
+            return answered_badly(
+                o,
+                "without a key",
+                f"{sorted(allowed[str(o['path'])])} with an api-health body, no key needed",
             )
     return passed(f"{len(probes)} health calls answered without a key")
 

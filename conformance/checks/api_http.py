@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from stockmon.conformance.checks.api import by_client, calls, messages, unanswered
+from stockmon.conformance.checks.api import answered_badly, by_client, calls, messages, unanswered
 from stockmon.conformance.evidence import Evidence, Record
 from stockmon.conformance.protocol import slack
 from stockmon.conformance.registry import Verdict, check, failed, no_evidence, passed
@@ -297,10 +297,10 @@ def answers_are_json_and_errors_carry_an_api_error(ev: Evidence) -> Verdict:
             and not schema_errors("api-error", body)
             and all(f in body for f in service.strings("error_fields"))
         ):
-            return failed(
-                f"{o['method']} {o['path']} ({o['purpose']}) answered {status}: {str(body)[:200]}",
-                expected=f"a 4xx with an api-error body {list(service.strings('error_fields'))}",
-                evidence=[o],
+            return answered_badly(
+                o,
+                f"({o['purpose']})",
+                f"a 4xx with an api-error body {list(service.strings('error_fields'))}",
             )
     return passed(f"{len(oks)} answers in JSON; {len(errs)} refusals with api-error bodies")
 

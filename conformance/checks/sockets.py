@@ -23,18 +23,26 @@ def _closes(sock: Socket) -> list[Record]:
     return [sock.close_record] if sock.close_record is not None else []
 
 
+def _two_open(ev: Evidence, expected: str) -> Verdict | None:
+    """The failure when two sockets were ever open at once (the first such pair), else None."""
+    pairs = ev.overlapping_sockets()
+    if not pairs:
+        return None
+    a, b = pairs[0]
+    return failed(
+        f"{b.conn} opened at {b.open_t:.1f} s while {a.conn} (opened at {a.open_t:.1f} s) was "
+        f"still open{'' if a.close_t is None else f' until {a.close_t:.1f} s'}",
+        expected=expected,
+        evidence=[a.open_record, b.open_record, *_closes(a)],
+    )
+
+
 @check("WS-SINGLE-SOCKET")
 def never_two_sockets_open(ev: Evidence) -> Verdict:
     """At no moment of the trace are two market-data sockets open at once."""
-    pairs = ev.overlapping_sockets()
-    if pairs:
-        a, b = pairs[0]
-        return failed(
-            f"{b.conn} opened at {b.open_t:.1f} s while {a.conn} (opened at {a.open_t:.1f} s) was "
-            f"still open{'' if a.close_t is None else f' until {a.close_t:.1f} s'}",
-            expected="one socket at a time: a new socket only after the old one is closed",
-            evidence=[a.open_record, b.open_record, *_closes(a)],
-        )
+    both = _two_open(ev, "one socket at a time: a new socket only after the old one is closed")
+    if both is not None:
+        return both
     n = len(ev.sockets())
     if n == 0:
         return no_evidence(
@@ -72,14 +80,9 @@ def reconnects_after_socket_loss(ev: Evidence) -> Verdict:
 @check("WS-SINGLE-SOCKET")
 def fleet_streams_through_one_socket(ev: Evidence) -> Verdict:
     """Several processes of one deployment hold one socket between them, and it streams."""
-    pairs = ev.overlapping_sockets()
-    if pairs:
-        a, b = pairs[0]
-        return failed(
-            f"two sockets open at once ({a.conn} and {b.conn}) across the processes",
-            expected="one socket for the whole fleet (a shared lease decides who holds it)",
-            evidence=[a.open_record, b.open_record, *_closes(a)],
-        )
+    both = _two_open(ev, "one socket for the whole fleet (a shared lease decides who holds it)")
+    if both is not None:
+        return both
     wanted = set(ev.subscriptions)
     for sock in ev.sockets():
         if wanted <= registered_on(ev, sock.conn):

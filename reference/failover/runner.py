@@ -221,6 +221,10 @@ class FailoverStream(CoreLoop):
             return
         except Exception:  # a bug in a client must not leave the runner waiting forever
             log.exception("the %s client failed", broker)
+        self._client_ended(broker)
+
+    def _client_ended(self, broker: str) -> None:
+        """Tell the core that ``broker``'s client has stopped, and act on what it decides."""
         self._client = None
         self._task = None
         now = self.clock.monotonic()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,27 +14,39 @@ from stream_support import kiwoom_client
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock, KiwoomMockConfig
 from stockmon.reference.events import StatusChanged
+from stockmon.reference.shell import StreamClient
+from stockmon.settings import Subscription
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@contextlib.asynccontextmanager
+async def prod_client(
+    tick_rate_hz: float, subs: tuple[Subscription, ...]
+) -> AsyncIterator[tuple[KiwoomMock, StreamClient, ListSink]]:
+    """A prod-environment Kiwoom mock and a client of it with a real token provider (not run)."""
+    async with (
+        KiwoomMock(KiwoomMockConfig(time_scale=SCALE, env="prod", tick_rate_hz=tick_rate_hz)) as m,
+        httpx.AsyncClient() as http,
+    ):
+        clock, sink = ScaledClock(SCALE), ListSink()
+        tokens = tokens_for(m, http, clock)
+        client = kiwoom_client(
+            spec=SPEC,
+            ws_url=m.ws_url,
+            subscriptions=subs,
+            tokens=tokens,
+            env="prod",
+            clock=clock,
+            sink=sink,
+        )
+        yield m, client, sink
 
 
 # ---------------------------------------------------------------------- the Kiwoom client
 async def test_streams_kr_reports_us_and_values_equal_what_was_sent() -> None:
     """KIWOOM-PROTOCOL end to end: LOGIN (prod token), REG, REAL values equal the FIDs sent."""
-    async with (
-        KiwoomMock(KiwoomMockConfig(time_scale=SCALE, env="prod", tick_rate_hz=2.0)) as m,
-        httpx.AsyncClient() as http,
-    ):
-        clock, sink = ScaledClock(SCALE), ListSink()
-        client = kiwoom_client(
-            spec=SPEC,
-            ws_url=m.ws_url,
-            subscriptions=SUBS,
-            tokens=tokens_for(m, http, clock),
-            env="prod",
-            clock=clock,
-            sink=sink,
-        )
+    async with prod_client(2.0, SUBS) as (m, client, sink):
         async with running(client):
             await until(lambda: len(sink.ticks()) >= 6)
         sent_prices = [
@@ -96,20 +110,7 @@ async def test_drop_then_relogin_and_reregister() -> None:
 
 async def test_rejected_token_gets_a_new_one_then_logs_in() -> None:
     """Expired token at LOGIN (CODE=8005): a new token is issued, then LOGIN succeeds."""
-    async with (
-        KiwoomMock(KiwoomMockConfig(time_scale=SCALE, env="prod", tick_rate_hz=1.0)) as m,
-        httpx.AsyncClient() as http,
-    ):
-        clock, sink = ScaledClock(SCALE), ListSink()
-        client = kiwoom_client(
-            spec=SPEC,
-            ws_url=m.ws_url,
-            subscriptions=SUBS[:1],
-            tokens=tokens_for(m, http, clock),
-            env="prod",
-            clock=clock,
-            sink=sink,
-        )
+    async with prod_client(1.0, SUBS[:1]) as (m, client, sink):
         async with running(client):
             await until(lambda: len(sink.statuses("connected")) == 1)
             m.faults.expire_tokens()

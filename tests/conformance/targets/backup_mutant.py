@@ -20,7 +20,7 @@ from stockmon.cli import main as stockmon_main
 from stockmon.redaction import Secret
 from stockmon.reference import registry, wiring
 from stockmon.reference.failover import core as failover_core
-from stockmon.reference.failover.core import KIS, FailoverRules, Mode, RunKiwoom, StopKiwoom
+from stockmon.reference.failover.core import FailoverRules, Mode, RunKiwoom, StopKiwoom
 from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.lifecycle import SubState
@@ -130,14 +130,7 @@ class _MakeBeforeBreak(FailoverStream):
         if id(client) in self._detached:  # a kept Kiwoom client stopped after the switch back
             self._detached.discard(id(client))
             return
-        self._client = None
-        self._task = None
-        now = self.clock.monotonic()
-        if broker == KIS:
-            self.core.kis_stopped(now)
-        else:
-            self.core.kiwoom_stopped(now)
-        self._pump()
+        self._client_ended(broker)
 
     async def run(self) -> None:
         try:

@@ -424,41 +424,26 @@ def events_of(frame: str) -> list[dict[str, Any]]:
     if len(parts) != 4 or parts[0] != "0":
         return []
     tr_id, count, fields = parts[1], int(parts[2]), parts[3].split("^")
+    if tr_id not in TICKS and tr_id not in BOOKS:
+        return []
+    n = (TICKS.get(tr_id) or BOOKS[tr_id])[0]
     out: list[dict[str, Any]] = []
-    if tr_id in TICKS:
-        n, k, t, p, v = TICKS[tr_id]
-        if mutant == "misparse":
-            p += 1
-        for i in range(count):
-            rec = fields[i * n : (i + 1) * n]
-            if len(rec) == n:
-                out.append(
-                    {
-                        "type": "tick",
-                        "source": "kis",
-                        "tr_id": tr_id,
-                        "key": rec[k],
-                        "time": rec[t],
-                        "price": num(rec[p]),
-                        "volume": num(rec[v]),
-                    }
-                )
-    elif tr_id in BOOKS:
-        n, k, t, ap, bp, aq, bq = BOOKS[tr_id]
-        for i in range(count):
-            rec = fields[i * n : (i + 1) * n]
-            if len(rec) == n:
-                out.append(
-                    {
-                        "type": "orderbook",
-                        "source": "kis",
-                        "tr_id": tr_id,
-                        "key": rec[k],
-                        "time": rec[t],
-                        "asks": [[num(rec[ap(j)]), num(rec[aq(j)])] for j in range(10)],
-                        "bids": [[num(rec[bp(j)]), num(rec[bq(j)])] for j in range(10)],
-                    }
-                )
+    for rec in (fields[i * n : (i + 1) * n] for i in range(count)):
+        if len(rec) != n:
+            continue
+        if tr_id in TICKS:
+            _, k, t, p, v = TICKS[tr_id]
+            p += mutant == "misparse"
+            values: dict[str, Any] = {"price": num(rec[p]), "volume": num(rec[v])}
+        else:
+            _, k, t, ap, bp, aq, bq = BOOKS[tr_id]
+            values = {
+                "asks": [[num(rec[ap(j)]), num(rec[aq(j)])] for j in range(10)],
+                "bids": [[num(rec[bp(j)]), num(rec[bq(j)])] for j in range(10)],
+            }
+        kind = "tick" if tr_id in TICKS else "orderbook"
+        head = {"type": kind, "source": "kis", "tr_id": tr_id, "key": rec[k], "time": rec[t]}
+        out.append({**head, **values})
     return out[:1] if mutant == "first-record-only" else out
 
 
