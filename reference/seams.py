@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from stockmon.redaction import Secret
+from stockmon.reference.errors import RemoteProtocolError
 
 Issued = tuple[str, Mapping[str, Any]]
 """What an issuance call returns: the credential and the whole response body."""
@@ -37,6 +38,17 @@ def parse_kst(text: str, fmt: str, utc_offset_s: int) -> float:
     """POSIX timestamp of a broker wall time written without a zone (KST for KIS and Kiwoom)."""
     naive = datetime.strptime(text, fmt)  # the zone is not in the text; it comes from the spec
     return naive.replace(tzinfo=timezone(timedelta(seconds=utc_offset_s))).timestamp()
+
+
+def expiry_at(text: str, fmt: str, utc_offset_s: int, field: str) -> float:
+    """:func:`parse_kst` of a token response's expiry ``field``; a text that does not match the
+    spec's format is the broker's protocol error, for both brokers alike."""
+    try:
+        return parse_kst(text, fmt, utc_offset_s)
+    except ValueError:
+        raise RemoteProtocolError(
+            f"token response field {field!r} does not match {fmt!r}"
+        ) from None
 
 
 class Credential(Protocol):

@@ -28,7 +28,7 @@ from typing import Any
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import RemoteProtocolError
-from stockmon.reference.seams import parse_kst
+from stockmon.reference.seams import expiry_at, parse_kst
 from stockmon.spec import Spec, broker_clause, broker_data
 
 # The relative validity (spec seconds) the Kiwoom issuer adds to its response; not a Kiwoom field.
@@ -240,12 +240,7 @@ def expiry_from_response(body: Mapping[str, Any], now: float, policy: TokenPolic
             continue
         if isinstance(raw, str) and policy.expired_format and not _looks_numeric(raw):
             assert policy.utc_offset_s is not None
-            try:
-                at = parse_kst(raw, policy.expired_format, policy.utc_offset_s)
-            except ValueError:
-                raise RemoteProtocolError(
-                    f"token response field {name!r} does not match {policy.expired_format!r}"
-                ) from None
+            at = expiry_at(raw, policy.expired_format, policy.utc_offset_s, name)
             candidates.append((at - now, name))
         else:
             seconds = _number(body, name)

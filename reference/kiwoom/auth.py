@@ -32,7 +32,7 @@ from stockmon.reference.errors import (
     TokenThrottledError,
 )
 from stockmon.reference.rest import BrokerHttp
-from stockmon.reference.seams import Issued, parse_kst
+from stockmon.reference.seams import Issued, expiry_at
 from stockmon.spec import Spec, broker_clause, broker_data
 
 # The relative validity (spec seconds) handed to the token manager (its policy names the same
@@ -102,12 +102,7 @@ class KiwoomAuthClient:
         if not isinstance(expires, str):
             # TOKEN-KIS-EXPIRY's rule holds for Kiwoom too: the expiry is read, never assumed.
             raise RemoteProtocolError(f"token response has no {self._expires_field}")
-        try:
-            at = parse_kst(expires, self._expires_format, self._utc_offset)
-        except ValueError:
-            raise RemoteProtocolError(
-                f"{self._expires_field} does not match {self._expires_format!r}"
-            ) from None
+        at = expiry_at(expires, self._expires_format, self._utc_offset, self._expires_field)
         return token, {**body, REMAINING_FIELD: at - self._wall()}
 
     def error_of(self, status: int, body: Any) -> BrokerError | RemoteProtocolError | None:
