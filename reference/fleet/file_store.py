@@ -113,14 +113,19 @@ class FileCredentialStore:
 
     async def read(self, kind: str) -> CachedCredential | None:
         """The stored credential of ``kind`` while it is worth keeping; malformed reads as absent."""
+        return (await self.snapshot(kind))[0]
+
+    async def snapshot(self, kind: str) -> tuple[CachedCredential | None, float]:
+        """The credential and the throttle time left, under one lock of the file."""
         with self._locked() as data:
-            raw = data.get(kind, {}).get("cred")
-        if not isinstance(raw, dict) or float(raw.get("keep_until", 0)) <= self._wall():
-            return None
-        cred = CachedCredential.from_stored(raw)
-        if cred is None:
-            log.warning("ignoring a malformed %s entry in %s", kind, self.path)
-        return cred
+            entry = data.get(kind, {})
+            raw, until = entry.get("cred"), float(entry.get("throttle_until", 0.0))
+        throttle, cred = max(0.0, until - self._wall()), None
+        if isinstance(raw, dict) and float(raw.get("keep_until", 0)) > self._wall():
+            cred = CachedCredential.from_stored(raw)
+            if cred is None:
+                log.warning("ignoring a malformed %s entry in %s", kind, self.path)
+        return cred, throttle
 
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> FileLease | None:
         """Take the refresh lease of ``kind`` unless a live one is in the file."""
@@ -185,9 +190,7 @@ class FileCredentialStore:
 
     async def throttle_remaining(self, kind: str) -> float:
         """Seconds left in the throttle window of ``kind``."""
-        with self._locked() as data:
-            until = float(data.get(kind, {}).get("throttle_until", 0.0))
-        return max(0.0, until - self._wall())
+        return (await self.snapshot(kind))[1]
 
     async def set_throttle(self, kind: str, seconds: float) -> None:
         """Start (or extend, never shorten) the throttle window."""

@@ -153,6 +153,8 @@ class SharedCredential:
         self._local: CachedCredential | None = None
         self._rejected: CachedCredential | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None  # the cache read in flight (_sync)
+        self._usable: asyncio.Future[None] | None = None  # set when a credential is adopted
         self._next_background = 0.0
         self._outage = _Outage(self._store_delays())
         self._skew_warned = False
@@ -265,6 +267,9 @@ class SharedCredential:
     def _use(self, cred: CachedCredential) -> None:
         changed = self._local is None or self._local.value.reveal() != cred.value.reveal()
         self._local = cred
+        usable, self._usable = self._usable, None
+        if usable is not None and not usable.done():
+            usable.set_result(None)
         if changed and self.on_change is not None:
             self.on_change(cred)
 
@@ -305,7 +310,20 @@ class SharedCredential:
         return result
 
     async def _sync(self) -> None:
-        """Adopt the shared credential if it is newer than ours."""
+        """Adopt the shared credential if it is newer than ours.
+
+        One read in flight per process: callers arriving while it runs share it (a storm of
+        callers costs the store one read, not one per caller); each path that must see a write
+        made after this read re-reads the cache in its own snapshot.
+        """
+        flight = self._reading
+        if flight is None or flight.done():
+            flight = asyncio.get_running_loop().create_task(self._read_and_adopt())
+            flight.add_done_callback(_retrieve)
+            self._reading = flight
+        await asyncio.shield(flight)
+
+    async def _read_and_adopt(self) -> None:
         self._adopt(await self._store(lambda: self.store.read(self.kind)))
 
     def _kick_background(self) -> None:
@@ -346,10 +364,16 @@ class SharedCredential:
             if left <= 0:
                 raise CredentialUnavailableError(self._unavailable_reason())
             task = self._task if self._task is not None else self._start_task(blocking=True)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), left)
-            except TimeoutError:
-                continue
+            # Woken by the refresh's end or by a usable credential, whichever is first: the
+            # holder's waiters need not wait for its lease release.
+            if self._usable is None or self._usable.done():
+                self._usable = asyncio.get_running_loop().create_future()
+            done, _ = await asyncio.wait(
+                (task, self._usable), timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            failure = task.exception() if task in done and not task.cancelled() else None
+            if failure is not None and self.state() is TokenState.INVALID:
+                raise failure  # e.g. a bad app key: no retry can help, every waiter hears it
 
     def _unavailable_reason(self) -> str:
         if self._outage.started is not None:
@@ -407,16 +431,14 @@ class SharedCredential:
 
     async def _settled(self, blocking: bool) -> tuple[_Outcome, float] | None:
         """DONE when the cache already satisfies us, THROTTLED while issuance is forbidden."""
-        await self._sync()
+        # One snapshot: a write starts the throttle window in the same step, so a throttle seen
+        # with an unsatisfying cache is a real one (no write can fall between the two reads).
+        cred, wait = await self._store(lambda: self.store.snapshot(self.kind))
+        self._adopt(cred)
         if self._satisfied(blocking):
             return _Outcome.DONE, 0.0
-        wait = await self._store(lambda: self.store.throttle_remaining(self.kind))
         if wait <= 0:
             return None
-        # A write starts the throttle window: one stored between our two reads is in the cache.
-        await self._sync()
-        if self._satisfied(blocking):
-            return _Outcome.DONE, 0.0
         return _Outcome.THROTTLED, wait
 
     async def _attempt(self, blocking: bool) -> tuple[_Outcome, float]:
@@ -509,6 +531,12 @@ class SharedCredential:
         with contextlib.suppress(_StoreDown):
             await self._store(lambda: self.store.set_throttle(self.kind, exc.retry_after))
         return _Outcome.THROTTLED, exc.retry_after
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a shared read's outcome as seen (its callers may all have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _reraise_cancel(exc: BaseException) -> None:

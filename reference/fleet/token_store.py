@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -57,6 +57,10 @@ redis.call('pexpire', KEYS[2], ARGV[5])
 if tonumber(ARGV[6]) > 0 then redis.call('set', KEYS[4], '1', 'PX', ARGV[6]) end
 redis.call('publish', ARGV[8], v)
 return v
+"""
+
+_SNAPSHOT = """
+return {redis.call('hgetall', KEYS[1]), redis.call('pttl', KEYS[2])}
 """
 
 # The listener's read timeout (below the client's socket timeout; a timeout just reads again).
@@ -124,6 +128,11 @@ class CredentialStore(Protocol):
         """The stored credential of ``kind``, or None. May raise RedisError/OSError."""
         ...
 
+    async def snapshot(self, kind: str) -> tuple[CachedCredential | None, float]:
+        """:meth:`read` and :meth:`throttle_remaining` at one instant (one round trip): a write
+        between two separate reads would show its throttle without its credential."""
+        ...
+
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> Lease | None:
         """One attempt at the refresh lease of ``kind``."""
         ...
@@ -175,7 +184,17 @@ class RedisCredentialStore:
 
     async def read(self, kind: str) -> CachedCredential | None:
         """HGETALL the cache hash; a malformed entry reads as absent (and is logged)."""
-        raw = await self.redis.hgetall(self.key(kind))
+        return self._parse(kind, await self.redis.hgetall(self.key(kind)))
+
+    async def snapshot(self, kind: str) -> tuple[CachedCredential | None, float]:
+        """One script: the cache hash and the throttle key's PTTL."""
+        fields, pttl = await self.redis.eval(
+            _SNAPSHOT, 2, self.key(kind), self.key(kind, "throttle")
+        )
+        raw = dict(zip(fields[::2], fields[1::2], strict=True))
+        return self._parse(kind, raw), int(pttl) / 1000 if int(pttl) > 0 else 0.0
+
+    def _parse(self, kind: str, raw: dict[Any, Any]) -> CachedCredential | None:
         if not raw:
             return None
         cred = CachedCredential.from_stored({_text(k): _text(v) for k, v in raw.items()})
@@ -345,6 +364,10 @@ class LocalCredentialStore:
     async def read(self, kind: str) -> CachedCredential | None:
         """The credential stored by this process."""
         return self._creds.get(kind)
+
+    async def snapshot(self, kind: str) -> tuple[CachedCredential | None, float]:
+        """Both at once (nothing runs between them in one process)."""
+        return await self.read(kind), await self.throttle_remaining(kind)
 
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> LocalLease | None:
         """Process-local lease."""
