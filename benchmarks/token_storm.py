@@ -139,6 +139,7 @@ async def storm(
     latencies: list[float] = []
     token_waits: list[float] = []
     round_waits: list[list[float]] = []  # time to token of every caller, per measured round
+    round_told: list[list[float]] = []  # each process's first caller: when the process knew
     warm: list[float] = []
     per_round: list[int] = []
     throttled = 0
@@ -161,15 +162,18 @@ async def storm(
             for w in workers:
                 await w.send("go")
             this_round: list[float] = []
+            told: list[float] = []
             for w in workers:
                 r = await w.result()
                 if n:
                     latencies.extend(r["ms"])
                     token_waits.extend(r["token_ms"])
                     this_round.extend(r["token_ms"])
+                    told.extend([min(r["token_ms"])] if r["token_ms"] else [])
                 errors.extend(r["errors"])
             if n:
                 round_waits.append(this_round)
+                round_told.append(told)
             reqs = [
                 r
                 for r in mock.trace.records(mark)
@@ -188,6 +192,7 @@ async def storm(
         "latencies": latencies,
         "token_waits": token_waits,
         "round_waits": round_waits,
+        "round_told": round_told,
         "warm": warm,
         "token_requests_per_round": per_round,
         "throttled_responses": throttled,
@@ -268,6 +273,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 round(pct(w, 0.99) / base_tok["p50"], 2) for w in fleet["round_waits"]
             ],
             "met": round_met,
+            # Diagnostic, not the target: the slowest process's first caller, i.e. when every
+            # process knew of the new token. The rest of a caller's time to token is its turn on
+            # a shared core behind the callers resumed before it (each sends its quote first).
+            "slowest_process_first_caller_extra_ms": [
+                round(max(t) - base_tok["p50"], 2) for t in fleet["round_told"]
+            ],
         },
         "target": f"every round: 1 token request, time-to-token p99 <= baseline p50 + "
         f"{EXTRA_P99_TARGET_MS} ms",

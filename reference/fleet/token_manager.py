@@ -268,7 +268,7 @@ class SharedCredential:
         changed = self._local is None or self._local.value.reveal() != cred.value.reveal()
         self._local = cred
         usable, self._usable = self._usable, None
-        if usable is not None and not usable.done():
+        if usable is not None and not usable.done() and not usable.get_loop().is_closed():
             usable.set_result(None)
         if changed and self.on_change is not None:
             self.on_change(cred)
@@ -316,9 +316,9 @@ class SharedCredential:
         callers costs the store one read, not one per caller); each path that must see a write
         made after this read re-reads the cache in its own snapshot.
         """
-        flight = self._reading
-        if flight is None or flight.done():
-            flight = asyncio.get_running_loop().create_task(self._read_and_adopt())
+        flight, loop = self._reading, asyncio.get_running_loop()
+        if flight is None or flight.done() or flight.get_loop() is not loop:
+            flight = loop.create_task(self._read_and_adopt())
             flight.add_done_callback(_retrieve)
             self._reading = flight
         await asyncio.shield(flight)
@@ -366,8 +366,9 @@ class SharedCredential:
             task = self._task if self._task is not None else self._start_task(blocking=True)
             # Woken by the refresh's end or by a usable credential, whichever is first: the
             # holder's waiters need not wait for its lease release.
-            if self._usable is None or self._usable.done():
-                self._usable = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            if self._usable is None or self._usable.done() or self._usable.get_loop() is not loop:
+                self._usable = loop.create_future()
             done, _ = await asyncio.wait(
                 (task, self._usable), timeout=left, return_when=asyncio.FIRST_COMPLETED
             )

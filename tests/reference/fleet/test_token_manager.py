@@ -141,6 +141,62 @@ async def test_expired_fleet_refreshes_once(clients: Clients) -> None:
     assert set(values) == {"tok-0002-0123456789abcdef"}
 
 
+class CountingStore(RedisCredentialStore):
+    """Counts cache reads (plain reads and snapshots) and can slow down lease releases."""
+
+    reads = 0
+    release_delay = 0.0
+
+    async def read(self, kind: str):  # type: ignore[no-untyped-def]
+        """A counted HGETALL."""
+        CountingStore.reads += 1
+        return await super().read(kind)
+
+    async def snapshot(self, kind: str):  # type: ignore[no-untyped-def]
+        """A counted snapshot."""
+        CountingStore.reads += 1
+        return await super().snapshot(kind)
+
+    async def try_acquire(self, kind: str, ttl: float, holder: str):  # type: ignore[no-untyped-def]
+        """The lease, whose release first waits ``release_delay`` (a slow round trip)."""
+        lease = await super().try_acquire(kind, ttl, holder)
+        if lease is not None and self.release_delay:
+            real_release = lease.release
+
+            async def slow_release() -> None:
+                await asyncio.sleep(self.release_delay)
+                await real_release()
+
+            lease.release = slow_release  # type: ignore[method-assign]
+        return lease
+
+
+async def test_a_storm_in_one_process_costs_one_cache_read_per_step(clients: Clients) -> None:
+    """Twenty callers of one expired process share one cache read, not one each."""
+    clock, issuer = FakeClock(), FakeIssuer(delay=0.05)
+    m = make_manager(clients.store(CountingStore), issuer, clock, "solo")
+    await m.get()
+    clock.advance(VALIDITY / SCALE + 1)
+    await asyncio.sleep(THROTTLE / SCALE)
+    CountingStore.reads = 0
+    values = await asyncio.gather(*(m.get() for _ in range(20)))
+    assert issuer.issued == 2 and len({v.value.reveal() for v in values}) == 1
+    # the callers' shared read, then the refresh: a snapshot before and one after the lease
+    assert CountingStore.reads <= 4, CountingStore.reads
+
+
+async def test_waiters_get_the_token_before_the_holder_releases_its_lease(
+    clients: Clients,
+) -> None:
+    """Callers in the refreshing process resume once the token is stored, not after the release."""
+    store = clients.store(CountingStore)
+    store.release_delay = 1.0
+    m = make_manager(store, FakeIssuer(delay=0.05), FakeClock(), "solo")
+    t0 = time.monotonic()
+    await asyncio.gather(*(m.get() for _ in range(5)))
+    assert time.monotonic() - t0 < 0.8  # the release alone takes 1 s
+
+
 # --- TOKEN-KIS-REFRESH: STALE is refreshed by one process, nobody waits ----------------------
 
 
