@@ -183,11 +183,12 @@ class SharedCredential:
         if self.state() is TokenState.FRESH:
             assert self._local is not None
             return self._local
-        if self._task is None or self.state() is not TokenState.INVALID:
-            # With a refresh in flight its own cache reads serve every INVALID caller: a storm of
-            # callers costs the store one read per process, not one per caller.
-            with contextlib.suppress(_StoreDown):
-                await self._sync()
+        if self.state() is TokenState.INVALID:
+            # The refresh begins with a cache snapshot, so a token another process stored is
+            # adopted there, one round trip sooner than a read here and a snapshot after it.
+            return await self._wait_valid()
+        with contextlib.suppress(_StoreDown):
+            await self._sync()
         st = self.state()
         if st is TokenState.STALE:
             self._kick_background()
@@ -369,8 +370,11 @@ class SharedCredential:
             loop = asyncio.get_running_loop()
             if self._usable is None or self._usable.done() or self._usable.get_loop() is not loop:
                 self._usable = loop.create_future()
+            # At most outage_wait at a time: a store outage that begins meanwhile shortens the limit.
             done, _ = await asyncio.wait(
-                (task, self._usable), timeout=left, return_when=asyncio.FIRST_COMPLETED
+                (task, self._usable),
+                timeout=min(left, self.tuning.outage_wait),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             failure = task.exception() if task in done and not task.cancelled() else None
             if failure is not None and self.state() is TokenState.INVALID:
