@@ -65,6 +65,8 @@ return {redis.call('hgetall', KEYS[1]), redis.call('pttl', KEYS[2])}
 
 # The listener's read timeout (below the client's socket timeout; a timeout just reads again).
 _LISTEN_POLL_S = 0.5
+# How often aclose() repeats its cancel of the listener (a cancel can meet a read's timeout).
+_CLOSE_STEP_S = 0.1
 # Redis' errors that mean "unreachable" (the manager's STORE_ERRORS; redis_conn has no copy).
 STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
@@ -271,8 +273,13 @@ class RedisCredentialStore:
         head = len(self.prefix) + 1
         try:
             await pubsub.psubscribe(_glob_escape(self.prefix) + ":*:changed")
+            me = asyncio.current_task()
             while True:
                 msg = await pubsub.get_message(timeout=_LISTEN_POLL_S)
+                if me is not None and me.cancelling():
+                    # A cancel that met the read's own timeout can be swallowed there (asyncio's
+                    # timeout on Python 3.11): honour it, or aclose() would wait forever.
+                    raise asyncio.CancelledError
                 if msg is None:
                     continue
                 if msg["type"] == "psubscribe":
@@ -292,11 +299,17 @@ class RedisCredentialStore:
                 await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
-        """Stop the change listener (before the Redis client is closed)."""
+        """Stop the change listener (before the Redis client is closed), in bounded time."""
         task, self._listener = self._listener, None
+        for _ in range(int(4 * _LISTEN_POLL_S / _CLOSE_STEP_S)):
+            if task is None or task.done():
+                break
+            task.cancel()  # again if a cancel was swallowed by the read it met
+            await asyncio.wait((task,), timeout=_CLOSE_STEP_S)
         if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            log.warning("the credential change listener did not stop; leaving it")
+        elif task is not None and not task.cancelled():
+            task.exception()  # seen (a listener's errors were logged where they happened)
 
 
 class _Wakeups:
