@@ -507,3 +507,35 @@ async def test_keeper_issues_nothing_before_anybody_needed_a_token(
     keeper.cancel()
     await asyncio.gather(keeper, return_exceptions=True)
     assert issuer.issued == 0
+
+
+class SwallowingRedis:
+    """A Redis client whose pub/sub reads swallow a cancel, as a read whose own timeout fires at
+    the same moment does on Python 3.11 (the cancel turns into a timeout, the read returns None)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    def pubsub(self) -> object:
+        """The real pub/sub, its get_message wrapped."""
+        pubsub = self._redis.pubsub()
+        real = pubsub.get_message
+
+        async def get_message(**kw: float) -> object:
+            try:
+                return await real(**kw)
+            except asyncio.CancelledError:
+                return None
+
+        pubsub.get_message = get_message  # type: ignore[method-assign]
+        return pubsub
+
+
+async def test_a_store_whose_listener_read_swallows_a_cancel_still_closes(
+    clients: Clients,
+) -> None:
+    """aclose() ends in bounded time even when the listener's read swallowed the cancel."""
+    store = RedisCredentialStore(SwallowingRedis(clients()), PREFIX)  # type: ignore[arg-type]
+    store.changes("token")  # starts the listener
+    await asyncio.sleep(0.1)  # subscribed, reading
+    await asyncio.wait_for(store.aclose(), 3.0)
