@@ -154,9 +154,13 @@ class HttpServer:
         conn = self.conn_id()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
         served = False
+        # The read that watches the connection while a request is answered. It is never
+        # cancelled: what it reads (the next request, or b"" when the client has gone) is the
+        # next request's first read, so no byte is lost and no two reads ever overlap.
+        watch: asyncio.Future[bytes] | None = None
         try:
             while True:
-                req = await self._read_request(h, reader, writer, conn, served)
+                req = await self._read_request(h, reader, writer, conn, served, watch)
                 if req is None:
                     break
                 served = True
@@ -169,10 +173,9 @@ class HttpServer:
                     resp = HttpResponse(
                         500, {"rt_cd": "1", "msg_cd": "MOCK0500", "msg1": "mock internal error"}
                     )
-                finally:
-                    watch.cancel()
-                if watch.done() and not watch.cancelled():
+                if watch.done():
                     early = watch.result()  # the next request, pipelined, or b"" (gone)
+                    watch = None
                     if not early:
                         break
                     h.receive_data(early)
@@ -188,6 +191,8 @@ class HttpServer:
         except asyncio.CancelledError:
             pass
         finally:
+            if watch is not None and not watch.done():
+                watch.cancel()  # the connection is done with: nothing more is read from it
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
@@ -200,6 +205,7 @@ class HttpServer:
         writer: asyncio.StreamWriter,
         conn: str,
         served: bool = False,
+        pending: asyncio.Future[bytes] | None = None,
     ) -> HttpRequest | None:
         head: h11.Request | None = None
         body = bytearray()
@@ -216,7 +222,8 @@ class HttpServer:
                     async with asyncio.timeout(
                         self.idle_timeout_s if idle else self.request_timeout_s
                     ):
-                        data = await reader.read(READ_CHUNK)
+                        data = await (reader.read(READ_CHUNK) if pending is None else pending)
+                    pending = None
                 except TimeoutError:
                     if head is not None:  # a head without its body: say why before closing
                         await self._bad_request(h, writer, "request not complete in time", 408)

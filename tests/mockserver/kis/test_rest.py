@@ -241,6 +241,34 @@ async def test_malformed_http_gets_400(mock: KisMock) -> None:
         assert (await get_token(c, mock)).status_code == 200
 
 
+async def test_one_keep_alive_connection_serves_request_after_request(mock: KisMock) -> None:
+    """Twenty requests in turn on one connection get twenty answers (the watch on the connection
+    while a request is answered never overlaps the next request's read, nor loses its bytes)."""
+    path = next(iter(load_spec().rest["kis"]["quotes"].values()))["path"]
+    mock.faults.delay_rest(0.05 * mock.config.time_scale, n=10)  # answers held: the watch reads
+    reader, writer = await asyncio.open_connection("127.0.0.1", mock.rest_port)
+    try:
+        for i in range(20):
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: mock\r\n\r\n".encode())
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 "), (i, head[:40])
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await asyncio.wait_for(reader.readexactly(length), 5)
+        # two requests in one write (pipelined): both answered, in order
+        writer.write(b"GET /a HTTP/1.1\r\nHost: m\r\n\r\nGET /b HTTP/1.1\r\nHost: m\r\n\r\n")
+        await writer.drain()
+        seen = b""
+        while seen.count(b"HTTP/1.1 404") < 2:
+            seen += await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
 # --- the OAuth endpoints' refusals: one shape, codes from the spec ------------------------------
 @pytest.mark.parametrize("endpoint", ["token", "approval"])
 async def test_bad_grant_type_refused_in_the_oauth_error_shape(
