@@ -9,7 +9,7 @@ right ``source`` (schema ``event``). Every event is an immutable value; none hol
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from typing import Protocol, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias
 
 from stockmon.reference.errors import BrokerError, RemoteProtocolError
 
@@ -66,9 +66,12 @@ class Records(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class DataReceived:
-    """A parsed data frame (one or more records)."""
+class DataReceived(NamedTuple):
+    """A parsed data frame (one or more records).
+
+    A named tuple, not a dataclass like the other events: one is made per data frame, and a tuple
+    is built in a third of the time of a frozen dataclass (an immutable value all the same).
+    """
 
     records: Records
     source: str

@@ -129,6 +129,7 @@ LIFECYCLE_TRANSITIONS: Mapping[tuple[ConnState, ConnEvent], ConnState] = Mapping
 # States with a socket we may write to, and states in which frames may still arrive.
 LIVE_STATES = frozenset({_C.LOGGING_IN, _C.OPEN})
 RECEIVING_STATES = LIVE_STATES | {_C.CLOSING, _C.SHUTTING_DOWN}
+_OPEN = _C.OPEN
 
 
 class SubState(enum.Enum):
@@ -308,7 +309,8 @@ class SessionLifecycle:
 
     def text_received(self, text: str, now: float) -> None:
         """One text frame from the peer; the dialect reads it."""
-        if self.state not in RECEIVING_STATES:
+        # the identity test first: hashing an Enum member for the set runs Python code, per frame
+        if self.state is not _OPEN and self.state not in RECEIVING_STATES:
             raise LocalProtocolError(f"text_received() in state {self.state.value}")
         self._last_inbound = now
         self._received(text)

@@ -114,9 +114,14 @@ class JsonLinesSink:
     def event(self, ev: Event) -> None:
         """Write the line(s) of one event; a data frame is written whole or not at all."""
         if type(ev) is DataReceived:
-            text = ev.records.json_lines(ev.source)
-            self._out(text)
-            self.lines += ev.records.count
+            records = ev.records
+            text = records.json_lines(ev.source)
+            if not self.broken:
+                try:  # _out inline: this runs once per data frame
+                    self._write(text)
+                except (UnicodeEncodeError, OSError, ValueError) as exc:
+                    self._write_failed(text, exc)
+            self.lines += records.count
         elif isinstance(ev, StatusChanged | BrokerErrorReceived | MalformedFrame):
             self._out(
                 json.dumps(status_object(ev), ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -129,29 +134,35 @@ class JsonLinesSink:
             self._guard(self._flush)
 
     def _out(self, text: str) -> None:
-        if not self.broken:
-            self._guard(lambda: self._write_text(text))
-
-    def _write_text(self, text: str) -> None:
+        if self.broken:
+            return
         try:
             self._write(text)
-        except (
-            UnicodeEncodeError
-        ):  # a lone surrogate or a narrow stream encoding: escape, never die
-            self._write(_ascii_lines(text))
+        except (UnicodeEncodeError, OSError, ValueError) as exc:
+            self._write_failed(text, exc)
+
+    def _write_failed(self, text: str, exc: OSError | ValueError) -> None:
+        if isinstance(exc, UnicodeEncodeError):  # a lone surrogate or a narrow stream encoding
+            self._guard(lambda: self._write(_ascii_lines(text)))  # escape, never die
+        else:
+            self._broke(exc)
 
     def _guard(self, call: Callable[[], object]) -> None:
         try:
             call()
-        except (OSError, ValueError) as exc:  # reader gone (pipe, closed stream) or disk full
-            self.broken = True
-            if not isinstance(exc, BrokenPipeError | ValueError):
-                print(
-                    f"stockmon stream: cannot write the output ({exc.strerror}); stopping",
-                    file=sys.stderr,
-                )
-            if self.on_broken is not None:
-                self.on_broken()
+        except (OSError, ValueError) as exc:
+            self._broke(exc)
+
+    def _broke(self, exc: OSError | ValueError) -> None:
+        """The reader is gone (pipe, closed stream) or the disk is full: stop writing."""
+        self.broken = True
+        if not isinstance(exc, BrokenPipeError | ValueError):
+            print(
+                f"stockmon stream: cannot write the output ({exc.strerror}); stopping",
+                file=sys.stderr,
+            )
+        if self.on_broken is not None:
+            self.on_broken()
 
 
 def tick_row(time_: str, price: object, volume: object) -> Row:

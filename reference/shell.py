@@ -393,20 +393,21 @@ class StreamClient(CoreLoop):
                     self._outbox.put_nowait(text)
             else:
                 log.debug("dropped %d frame(s) queued with no socket open", len(out))
-        sink = self.sink
-        handled = False
-        while (ev := core.next_event()) is not None:
-            handled = True
-            if type(ev) is DataReceived:
-                try:
-                    sink.event(ev)
-                except FrameError as exc:
-                    self._bad_value(exc)
-            else:
-                changed = True
-                self._control_event(ev)
-        if handled:
-            self._flush_soon()
+        ev = core.next_event()
+        if ev is not None:
+            sink = self.sink
+            while ev is not None:
+                if type(ev) is DataReceived:
+                    try:
+                        sink.event(ev)
+                    except FrameError as exc:
+                        self._bad_value(exc)
+                else:
+                    changed = True
+                    self._control_event(ev)
+                ev = core.next_event()
+            if not self._flush_pending:
+                self._flush_soon()
         if changed or self._timer_at is None:
             deadline = core.get_timer()
             if deadline != self._timer_at:

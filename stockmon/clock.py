@@ -46,16 +46,20 @@ class ScaledClock:
             raise ValueError(f"time scale must be > 0, got {scale!r}")
         self.scale = scale
         self._base = base or SystemClock()
+        # the real clock read directly: the stream reads the time once per received frame
+        self._base_monotonic = (
+            time.monotonic if type(self._base) is SystemClock else self._base.monotonic
+        )
         self._mono0 = self._base.monotonic()
         self._wall0 = self._base.wall()
 
     def monotonic(self) -> float:
         """Spec seconds elapsed, scaled, on the base monotonic clock."""
-        return self._mono0 + (self._base.monotonic() - self._mono0) * self.scale
+        return self._mono0 + (self._base_monotonic() - self._mono0) * self.scale
 
     def wall(self) -> float:
         """Wall time that advances ``scale`` spec seconds per real second."""
-        return self._wall0 + (self._base.monotonic() - self._mono0) * self.scale
+        return self._wall0 + (self._base_monotonic() - self._mono0) * self.scale
 
     def to_real(self, spec_seconds: float) -> float:
         """Real seconds that correspond to a spec duration (for sleeps and timers)."""

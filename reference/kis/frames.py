@@ -50,6 +50,8 @@ _MAX_DECIMAL_EXPONENT = 30
 MAX_FRAME_CHARS = 4 * 1024 * 1024
 
 _GRAMMAR_CLAUSE = "PKT-DATA-FRAME"
+# Frames of up to this many records are recognised by their head in one lookup. Not normative.
+_FAST_COUNTS = 64
 
 
 def ascii_int(text: str) -> int:
@@ -145,6 +147,7 @@ class Record:
     tr_id: ClassVar[str]
     layout: ClassVar[Layout]
     kind: ClassVar[str]
+    field_separator: ClassVar[str]  # PKT-DATA-FRAME's, between the fields of the frame
     # name -> (position, converter); position of the key and time roles
     _by_name: ClassVar[Mapping[str, tuple[int, Converter]]]
     _converters: ClassVar[tuple[Converter, ...]]
@@ -336,7 +339,7 @@ def _getter(indices: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     return cast(Callable[[list[str]], tuple[str, ...]], getter)
 
 
-def record_class(layout: Layout) -> type[Record]:
+def record_class(layout: Layout, field_separator: str) -> type[Record]:
     """Build the record class of one layout: positions of every role precomputed."""
     base = _BASES.get((layout.kind, layout.market))
     if base is None:
@@ -346,6 +349,7 @@ def record_class(layout: Layout) -> type[Record]:
         "__slots__": (),
         "tr_id": layout.tr_id,
         "layout": layout,
+        "field_separator": field_separator,
         "_by_name": {f.name: (i, converters[i]) for i, f in enumerate(layout.fields)},
         "_converters": converters,
         "_names": layout.names,
@@ -447,23 +451,40 @@ def _compile_rows(
 
 
 class Frame:
-    """One parsed data frame: its TR, record count and the records (views, typed on access)."""
+    """One parsed data frame: its TR, record count and the records (views, typed on access).
 
-    __slots__ = ("ascii_only", "count", "fields", "record_type", "tr_id")
+    The payload is kept as it arrived and split into fields only when a caller needs them all
+    (:attr:`fields`): the JSON line of a one-record frame needs a handful of leading fields only.
+    Each TR has its own subclass (:func:`frame_class`), which carries the record class and the
+    TR's compiled :meth:`json_lines`.
+    """
 
-    def __init__(
-        self,
-        tr_id: str,
-        count: int,
-        fields: list[str],
-        record_type: type[Record],
-        ascii_only: bool = False,
-    ):
-        self.tr_id = tr_id
+    __slots__ = ("_fields", "count", "payload")
+    _fields: list[str]
+    record_type: ClassVar[type[Record]]
+
+    def __init__(self, count: int, payload: str) -> None:
         self.count = count
-        self.fields = fields
-        self.record_type = record_type
-        self.ascii_only = ascii_only
+        self.payload = payload
+
+    @property
+    def tr_id(self) -> str:
+        """The frame's TR ID."""
+        return self.record_type.tr_id
+
+    @property
+    def ascii_only(self) -> bool:
+        """Whether the payload is pure ASCII (O(1) in CPython): the digit tests' fast path."""
+        return self.payload.isascii()
+
+    @property
+    def fields(self) -> list[str]:
+        """Every field of every record, in wire order (split once, on first use)."""
+        try:
+            return self._fields
+        except AttributeError:
+            self._fields = self.payload.split(self.record_type.field_separator)
+            return self._fields
 
     @property
     def records(self) -> list[Record]:
@@ -502,12 +523,10 @@ class Frame:
         raise AssertionError("no bad value found")  # pragma: no cover
 
     def json_lines(self, source: str) -> str:
-        """The JSON lines of every record (schema ``event``), joined; FrameError if a value is bad."""
-        key = (self.record_type, source)
-        enc = _ENCODERS.get(key)
-        if enc is None:
-            enc = _ENCODERS[key] = _encoder(self.record_type, source)
-        return enc(self)
+        """The JSON lines of every record (schema ``event``), joined; FrameError if a value is bad.
+
+        Compiled per TR by :func:`frame_class`."""
+        raise NotImplementedError
 
     def table_rows(self) -> list[tuple[str, str, Row]]:
         """Live-table rows of every record."""
@@ -535,17 +554,50 @@ def _levels(levels: list[Level]) -> str:
     return "[" + ",".join([f"[{p},{q}]" for p, q in levels]) + "]"
 
 
-# The line encoders of the hot path, one per (TR, source): constant parts preformatted once; strings
+# The JSON-lines method of each TR's frames: constant parts preformatted once per source; strings
 # through the C JSON string encoder; an ``int`` prints as itself and a ``Decimal`` as its exact digits
 # (``str(Decimal)`` is a valid JSON number for every finite value the parser lets through).
-_ENCODERS: dict[tuple[type[Record], str], Callable[[Frame], str]] = {}
 
 
-def _encoder(record_type: type[Record], source: str) -> Callable[[Frame], str]:
-    head = f'{{"type":"{record_type.kind}","source":{_js(source)},"tr_id":{_js(record_type.tr_id)},"key":'
-    if record_type.kind == "tick":
+def frame_class(record_type: type[Record]) -> type[Frame]:
+    """The frame class of one TR: its record class and its compiled :meth:`Frame.json_lines`."""
+    heads: dict[str, str] = {}
+    kind, tr_id = record_type.kind, record_type.tr_id
 
-        def ticks(frame: Frame) -> str:
+    def head_of(source: str) -> str:
+        head = heads[source] = (
+            f'{{"type":"{kind}","source":{_js(source)},"tr_id":{_js(tr_id)},"key":'
+        )
+        return head
+
+    json_lines: Callable[[Frame, str], str]
+    if kind == "tick":
+        assert issubclass(record_type, TickRecord)
+        # A one-record frame with integer prices is printed from the leading fields only (split off
+        # up to the last one printed). On an ASCII payload a key and time of letters and digits need
+        # no JSON escaping, and digits without a leading zero are what int() would print, so those
+        # texts go into the line as they are; anything else takes the general path below.
+        one = record_type._price_conv is ascii_int
+        ik, it = record_type._i_key, record_type._i_time
+        ip, iv = record_type._i_price, record_type._i_volume
+        splits = max(ik, it, ip, iv) + 1
+        sep = record_type.field_separator
+
+        def ticks(frame: Frame, source: str) -> str:
+            head = heads.get(source) or head_of(source)
+            payload = frame.payload
+            if one and frame.count == 1 and payload.isascii():
+                f = payload.split(sep, splits)
+                k, t, p, v = f[ik], f[it], f[ip], f[iv]
+                if (
+                    k.isalnum()
+                    and t.isalnum()
+                    and p.isdigit()
+                    and v.isdigit()
+                    and p[0] != "0"
+                    and v[0] != "0"
+                ):
+                    return f'{head}"{k}","time":"{t}","price":{p},"volume":{v}}}\n'
             return "".join(
                 [
                     f'{head}{_js(k)},"time":{_js(t)},"price":{p},"volume":{v}}}\n'
@@ -553,17 +605,21 @@ def _encoder(record_type: type[Record], source: str) -> Callable[[Frame], str]:
                 ]
             )
 
-        return ticks
+        json_lines = ticks
+    else:
 
-    def books(frame: Frame) -> str:
-        return "".join(
-            [
-                f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
-                for k, t, a, b in frame.books()
-            ]
-        )
+        def books(frame: Frame, source: str) -> str:
+            head = heads.get(source) or head_of(source)
+            return "".join(
+                [
+                    f'{head}{_js(k)},"time":{_js(t)},"asks":{_levels(a)},"bids":{_levels(b)}}}\n'
+                    for k, t, a, b in frame.books()
+                ]
+            )
 
-    return books
+        json_lines = books
+    attrs = {"__slots__": (), "record_type": record_type, "json_lines": json_lines}
+    return type(f"{tr_id}Frame", (Frame,), attrs)
 
 
 class FrameParser:
@@ -573,11 +629,13 @@ class FrameParser:
         self.spec = spec
         self.grammar = g = FrameGrammar.from_spec(spec)
         self._types: dict[str, type[Record]] = {
-            tr_id: record_class(layout)
+            tr_id: record_class(layout, g.field_separator)
             for tr_id, layout in spec.layouts.items()
             if (layout.kind, layout.market) in _BASES
         }
-        self._entries = {tr_id: (cls, len(cls.layout.fields)) for tr_id, cls in self._types.items()}
+        self._entries = {
+            tr_id: (frame_class(cls), len(cls.layout.fields)) for tr_id, cls in self._types.items()
+        }
         self._sep = g.part_separator
         self._fsep = g.field_separator
         self._plain = g.plain_flag
@@ -585,6 +643,15 @@ class FrameParser:
         # Every valid count text ("001" ...) mapped to its value: one dict lookup validates and
         # converts it (a zero count is not valid: a frame carries at least one record).
         self._counts = {f"{n:0{g.count_digits}d}": n for n in range(1, 10**g.count_digits)}
+        # "flag|TR|count" -> (frame class, count, fields) for the plain frames of up to
+        # _FAST_COUNTS records: parse()'s one lookup (larger counts take the part-by-part path)
+        sep = g.part_separator
+        self._heads = {
+            sep.join((g.plain_flag, tr_id, text)): (cls, n, n * width)
+            for tr_id, (cls, width) in self._entries.items()
+            for text, n in self._counts.items()
+            if n <= _FAST_COUNTS
+        }
 
     @property
     def record_types(self) -> Mapping[str, type[Record]]:
@@ -593,6 +660,18 @@ class FrameParser:
 
     def parse(self, text: str) -> Frame:
         """Parse the structure of one frame; FrameError if it is not a well-formed data frame."""
+        # The common case in one dict lookup: the flag, TR and count before the last part
+        # separator name a known frame head. Anything else (a separator inside the payload, a
+        # count this table leaves out, a wrong field count) is checked part by part below.
+        head, _, payload = text.rpartition(self._sep)
+        entry = self._heads.get(head)
+        if entry is not None and len(text) <= MAX_FRAME_CHARS:
+            frame_type, count, n_fields = entry
+            if payload.count(self._fsep) + 1 == n_fields:
+                return frame_type(count, payload)
+        return self._parse_parts(text)
+
+    def _parse_parts(self, text: str) -> Frame:
         if len(text) > MAX_FRAME_CHARS:
             raise FrameError(f"data frame of {len(text)} characters is over the limit")
         parts = text.split(self._sep, 3)
@@ -611,11 +690,12 @@ class FrameParser:
             raise FrameError(
                 f"{tr_id} record count {count_text[:10]!r} is not {self._digits} digits (> 0)"
             )
-        fields = payload.split(self._fsep)
-        record_type, width = entry
-        if len(fields) != count * width:
+        frame_type, width = entry
+        # counting separators checks the field count without building the list of fields
+        n_fields = payload.count(self._fsep) + 1
+        if n_fields != count * width:
             raise FrameError(
                 f"{tr_id} frame says {count} record(s) of {width} fields "
-                f"but carries {len(fields)} fields"
+                f"but carries {n_fields} fields"
             )
-        return Frame(tr_id, count, fields, record_type, payload.isascii())
+        return frame_type(count, payload)

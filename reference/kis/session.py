@@ -82,6 +82,8 @@ SOURCE = "kis"
 _ECHO_MEMORY = 16
 # Name of the header field that carries the approval key (sheet §4.1; schema kis-ws-subscribe).
 _APPROVAL_HEADER = "approval_key"
+# DataReceived(frame, source) without the Python-level __new__ of a named tuple (once per frame)
+_new_tuple = tuple.__new__
 
 _C, _E = ConnState, ConnEvent
 CONNECTION_TRANSITIONS: Mapping[tuple[ConnState, ConnEvent], ConnState] = MappingProxyType(
@@ -339,7 +341,7 @@ class SessionCore(SessionLifecycle):
             stats = self.stats
             stats.frames += 1
             stats.records += frame.count
-            self._events.append(DataReceived(frame, SOURCE))
+            self._events.append(_new_tuple(DataReceived, (frame, SOURCE)))
             return
         try:
             msg = bounded_json(text, what="control frame")
