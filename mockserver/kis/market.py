@@ -17,27 +17,42 @@ from pathlib import Path
 from stockmon.mockserver.errors import ReplayError
 from stockmon.mockserver.kis.profile import Profile
 from stockmon.mockserver.simulator import Instrument, MarketSimulator, compare_sign
-from stockmon.spec import Layout
+from stockmon.spec import Layout, LayoutField
 
 _NEUTRAL = {"int": "0", "decimal": "0.00", "str": ""}
 
-# The trade record's fields KisMarket._tick computes, in the order of its tuple, each with its
-# %-format ("usd": a US price, formatted with the spec's decimals); a record is laid out by the
-# spec from these (fields the spec adds get a neutral value). One %-format of a template per record,
-# compiled once per layout, instead of a str() per field: the frame is the mock's hot path.
-_KR_TICK = (
+# The trade record's fields KisMarket computes, each with its %-format ("usd": a US price, with
+# the spec's decimals), in two groups: the price group depends only on the price state (last,
+# open, high, low and their times, the date), the trade group changes with every trade. A record is
+# laid out by the spec from these (fields the spec adds get a neutral value) with a template
+# compiled once per layout: the price group is formatted once per price state and cached, the
+# trade group once per record. No str() per field: the frame is the mock's hot path.
+_KR_PRICE = (
     ("MKSC_SHRN_ISCD", "%s"),
-    ("STCK_CNTG_HOUR", "%s"),
     ("STCK_PRPR", "%d"),
     ("PRDY_VRSS_SIGN", "%s"),
     ("PRDY_VRSS", "%d"),
     ("PRDY_CTRT", "%.2f"),
-    ("WGHN_AVRG_STCK_PRC", "%.2f"),
     ("STCK_OPRC", "%d"),
     ("STCK_HGPR", "%d"),
     ("STCK_LWPR", "%d"),
     ("ASKP1", "%d"),
     ("BIDP1", "%d"),
+    ("OPRC_HOUR", "%s"),
+    ("OPRC_VRSS_PRPR_SIGN", "%s"),
+    ("OPRC_VRSS_PRPR", "%d"),
+    ("HGPR_HOUR", "%s"),
+    ("HGPR_VRSS_PRPR_SIGN", "%s"),
+    ("HGPR_VRSS_PRPR", "%d"),
+    ("LWPR_HOUR", "%s"),
+    ("LWPR_VRSS_PRPR_SIGN", "%s"),
+    ("LWPR_VRSS_PRPR", "%d"),
+    ("BSOP_DATE", "%s"),
+    ("VI_STND_PRC", "%d"),
+)
+_KR_TRADE = (
+    ("STCK_CNTG_HOUR", "%s"),
+    ("WGHN_AVRG_STCK_PRC", "%.2f"),
     ("CNTG_VOL", "%d"),
     ("ACML_VOL", "%d"),
     ("ACML_TR_PBMN", "%d"),
@@ -49,22 +64,11 @@ _KR_TICK = (
     ("SHNU_CNTG_SMTN", "%d"),
     ("CCLD_DVSN", "%s"),
     ("SHNU_RATE", "%.2f"),
-    ("OPRC_HOUR", "%s"),
-    ("OPRC_VRSS_PRPR_SIGN", "%s"),
-    ("OPRC_VRSS_PRPR", "%d"),
-    ("HGPR_HOUR", "%s"),
-    ("HGPR_VRSS_PRPR_SIGN", "%s"),
-    ("HGPR_VRSS_PRPR", "%d"),
-    ("LWPR_HOUR", "%s"),
-    ("LWPR_VRSS_PRPR_SIGN", "%s"),
-    ("LWPR_VRSS_PRPR", "%d"),
-    ("BSOP_DATE", "%s"),
     ("ASKP_RSQN1", "%d"),
     ("BIDP_RSQN1", "%d"),
     ("TOTAL_ASKP_RSQN", "%d"),
     ("TOTAL_BIDP_RSQN", "%d"),
     ("PRDY_SMNS_HOUR_ACML_VOL", "%d"),
-    ("VI_STND_PRC", "%d"),
 )
 # Trade-record fields whose value never changes (written into the template as text).
 _KR_FIXED = {
@@ -76,14 +80,12 @@ _KR_FIXED = {
     "HOUR_CLS_CODE": "0",
     "MRKT_TRTM_CLS_CODE": "",
 }
-_US_TICK = (
+_US_PRICE = (
     ("RSYM", "%s"),
     ("SYMB", "%s"),
     ("TYMD", "%s"),
     ("XYMD", "%s"),
-    ("XHMS", "%s"),
     ("KYMD", "%s"),
-    ("KHMS", "%s"),
     ("OPEN", "usd"),
     ("HIGH", "usd"),
     ("LOW", "usd"),
@@ -93,6 +95,10 @@ _US_TICK = (
     ("RATE", "%.2f"),
     ("PBID", "usd"),
     ("PASK", "usd"),
+)
+_US_TRADE = (
+    ("XHMS", "%s"),
+    ("KHMS", "%s"),
     ("VBID", "%d"),
     ("VASK", "%d"),
     ("EVOL", "%d"),
@@ -102,8 +108,11 @@ _US_TICK = (
     ("ASVL", "%d"),
     ("STRN", "%.2f"),
 )
-_US_FIXED = {"MTYP": "1"}  # and ZDIV, the simulator's decimals (KisMarket._fixed)
+_US_FIXED = {"MTYP": "1"}  # and ZDIV, the simulator's decimals (KisMarket._formats)
+# Price-group texts cached per instrument and layout (a price walk revisits a few levels).
+_PRICE_CACHE_MAX = 512
 
+Slots = tuple[tuple[str, str], ...]
 RecordText = Callable[[Instrument, float], str]
 
 
@@ -137,28 +146,28 @@ class KisMarket:
     def _usd(self, cents: int) -> str:
         return f"{cents / 100:.{self.sim.us_decimals}f}"
 
-    def _formats(self, market: str) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
-        """The trade record's computed fields with their %-formats, and its fixed fields."""
+    def _formats(self, market: str) -> tuple[Slots, Slots, dict[str, str]]:
+        """The trade record's price group and trade group with their %-formats, and its fixed
+        fields (US prices formatted with the simulator's decimals)."""
         if market == "KR":
-            return _KR_TICK, _KR_FIXED
+            return _KR_PRICE, _KR_TRADE, _KR_FIXED
         usd = f"%.{self.sim.us_decimals}f"
-        slots = tuple((name, usd if fmt == "usd" else fmt) for name, fmt in _US_TICK)
-        return slots, {**_US_FIXED, "ZDIV": str(self.sim.us_decimals)}
+        price = tuple((name, usd if fmt == "usd" else fmt) for name, fmt in _US_PRICE)
+        return price, _US_TRADE, {**_US_FIXED, "ZDIV": str(self.sim.us_decimals)}
 
     def tick_values(self, inst: Instrument, wall: float) -> dict[str, str]:
         """Values of one trade record by field name (after one step)."""
-        slots, fixed = self._formats(inst.market)
-        values = {
-            name: fmt % v for (name, fmt), v in zip(slots, self._tick(inst, wall), strict=True)
-        }
-        return {**values, **fixed}
-
-    def _tick(self, inst: Instrument, wall: float) -> tuple[object, ...]:
-        """Raw values of one trade record (after one step), in the order of _KR_TICK or _US_TICK."""
+        price, trade, fixed = self._formats(inst.market)
         kdate, hms, ndate, nhms = self._times(wall)
+        trade_values = self._trade(inst, hms, nhms)
+        values = zip(price + trade, self._price(inst, kdate, ndate) + trade_values, strict=True)
+        return {**{name: fmt % v for (name, fmt), v in values}, **fixed}
+
+    def _trade(self, inst: Instrument, hms: str, nhms: str) -> tuple[object, ...]:
+        """One trade of the instrument (a step), then the raw values of the record's trade group,
+        in the order of _KR_TRADE or _US_TRADE."""
         sim = self.sim
         sim.step(inst, hms)
-        ask1, bid1 = sim.level1(inst)
         rng = inst.rng
         ask_q1, bid_q1 = sim.qty(rng), sim.qty(rng)
         # Book totals drift slowly instead of summing ten levels on every trade.
@@ -167,25 +176,12 @@ class KisMarket:
         tot_bid = extra.get("tot_bid", bid_q1 * 10) + int((rng.random() - 0.5) * 200)
         extra["tot_ask"] = sum_ask = max(ask_q1, tot_ask)
         extra["tot_bid"] = sum_bid = max(bid_q1, tot_bid)
-        last, prev = inst.last, inst.prev_close
-        diff = last - prev
         buy_qty, sell_qty, cum_vol = inst.buy_qty, inst.sell_qty, inst.cum_vol
         strength = buy_qty * 100 / max(1, sell_qty)
         if inst.market == "KR":
-            open_, high, low = inst.open, inst.high, inst.low
             return (
-                inst.key,  # MKSC_SHRN_ISCD
                 hms,  # STCK_CNTG_HOUR
-                last,  # STCK_PRPR
-                sim.direction_code(inst),  # PRDY_VRSS_SIGN
-                diff,  # PRDY_VRSS
-                diff * 100 / prev,  # PRDY_CTRT
                 inst.cum_value / max(1, cum_vol),  # WGHN_AVRG_STCK_PRC
-                open_,  # STCK_OPRC
-                high,  # STCK_HGPR
-                low,  # STCK_LWPR
-                ask1,  # ASKP1
-                bid1,  # BIDP1
                 inst.last_vol,  # CNTG_VOL
                 cum_vol,  # ACML_VOL
                 inst.cum_value,  # ACML_TR_PBMN
@@ -197,6 +193,45 @@ class KisMarket:
                 buy_qty,  # SHNU_CNTG_SMTN
                 inst.last_side,  # CCLD_DVSN
                 buy_qty * 100 / max(1, cum_vol),  # SHNU_RATE
+                ask_q1,  # ASKP_RSQN1
+                bid_q1,  # BIDP_RSQN1
+                sum_ask,  # TOTAL_ASKP_RSQN
+                sum_bid,  # TOTAL_BIDP_RSQN
+                cum_vol,  # PRDY_SMNS_HOUR_ACML_VOL
+            )
+        return (
+            nhms,  # XHMS
+            hms,  # KHMS
+            bid_q1,  # VBID
+            ask_q1,  # VASK
+            inst.last_vol,  # EVOL
+            cum_vol,  # TVOL
+            inst.cum_value,  # TAMT
+            sell_qty,  # BIVL
+            buy_qty,  # ASVL
+            strength,  # STRN
+        )
+
+    def _price(self, inst: Instrument, kdate: str, ndate: str) -> tuple[object, ...]:
+        """Raw values of the record's price group, in the order of _KR_PRICE or _US_PRICE; they
+        depend only on the price state (:func:`_price_state`) and the last price."""
+        sim = self.sim
+        ask1, bid1 = sim.level1(inst)
+        last, prev = inst.last, inst.prev_close
+        diff = last - prev
+        if inst.market == "KR":
+            open_, high, low = inst.open, inst.high, inst.low
+            return (
+                inst.key,  # MKSC_SHRN_ISCD
+                last,  # STCK_PRPR
+                sim.direction_code(inst),  # PRDY_VRSS_SIGN
+                diff,  # PRDY_VRSS
+                diff * 100 / prev,  # PRDY_CTRT
+                open_,  # STCK_OPRC
+                high,  # STCK_HGPR
+                low,  # STCK_LWPR
+                ask1,  # ASKP1
+                bid1,  # BIDP1
                 inst.open_hms,  # OPRC_HOUR
                 compare_sign(last, open_),  # OPRC_VRSS_PRPR_SIGN
                 last - open_,  # OPRC_VRSS_PRPR
@@ -207,11 +242,6 @@ class KisMarket:
                 compare_sign(last, low),  # LWPR_VRSS_PRPR_SIGN
                 last - low,  # LWPR_VRSS_PRPR
                 kdate,  # BSOP_DATE
-                ask_q1,  # ASKP_RSQN1
-                bid_q1,  # BIDP_RSQN1
-                sum_ask,  # TOTAL_ASKP_RSQN
-                sum_bid,  # TOTAL_BIDP_RSQN
-                cum_vol,  # PRDY_SMNS_HOUR_ACML_VOL
                 prev,  # VI_STND_PRC
             )
         return (
@@ -219,9 +249,7 @@ class KisMarket:
             inst.symbol,  # SYMB
             ndate,  # TYMD
             ndate,  # XYMD
-            nhms,  # XHMS
             kdate,  # KYMD
-            hms,  # KHMS
             inst.open / 100,  # OPEN
             inst.high / 100,  # HIGH
             inst.low / 100,  # LOW
@@ -231,14 +259,6 @@ class KisMarket:
             diff * 100 / prev,  # RATE
             bid1 / 100,  # PBID
             ask1 / 100,  # PASK
-            bid_q1,  # VBID
-            ask_q1,  # VASK
-            inst.last_vol,  # EVOL
-            cum_vol,  # TVOL
-            inst.cum_value,  # TAMT
-            sell_qty,  # BIVL
-            buy_qty,  # ASVL
-            strength,  # STRN
         )
 
     def book_values(self, inst: Instrument, wall: float, layout: Layout) -> dict[str, str]:
@@ -320,30 +340,53 @@ class KisMarket:
                 return sep.join(self.record(tr_id, inst.key, wall))
 
         else:
-            slots, fixed = self._formats(market)
-            where = {name: i for i, (name, _) in enumerate(slots)}
-            parts: list[str] = []
-            index: list[int] = []
-            for f in layout.fields:
-                if f.name in where:
-                    index.append(where[f.name])
-                    parts.append(slots[where[f.name]][1])
-                else:
-                    parts.append(fixed.get(f.name, _NEUTRAL[f.type]).replace("%", "%%"))
-            template = sep.join(parts)
-            tick = self._tick
-            if index == list(range(len(slots))):
-
-                def plan(inst: Instrument, wall: float) -> str:
-                    return template % tick(inst, wall)
-
-            else:
-                pick = _picker(index)
-
-                def plan(inst: Instrument, wall: float) -> str:
-                    return template % pick(tick(inst, wall))
-
+            plan = self._tick_plan(layout.fields, market)
         self._text_plans[(tr_id, market)] = plan
+        return plan
+
+    def _tick_plan(self, fields: Sequence[LayoutField], market: str) -> RecordText:
+        """A trade record's text in two %-formats of one template: the first writes the price
+        group (``%%`` keeps the trade group's formats and the fixed texts for the second), cached
+        per price state and last price; the second writes the trade group."""
+        sep = self.profile.field_separator
+        price, trade, fixed = self._formats(market)
+        price_at = {name: i for i, (name, _) in enumerate(price)}
+        trade_at = {name: i for i, (name, _) in enumerate(trade)}
+        parts: list[str] = []
+        price_index: list[int] = []
+        trade_index: list[int] = []
+        for f in fields:
+            if f.name in price_at:
+                price_index.append(price_at[f.name])
+                parts.append(price[price_at[f.name]][1])
+            elif f.name in trade_at:
+                trade_index.append(trade_at[f.name])
+                parts.append(trade[trade_at[f.name]][1].replace("%", "%%"))
+            else:
+                parts.append(fixed.get(f.name, _NEUTRAL[f.type]).replace("%", "%%%%"))
+        template = sep.join(parts)
+        pick_price, pick_trade = _picker(price_index), _picker(trade_index)
+        times, trade_values, price_values = self._times, self._trade, self._price
+        # By instrument key: (price state, {last price: the template with the price group}).
+        cache: dict[str, tuple[tuple[object, ...], dict[int, str]]] = {}
+
+        def plan(inst: Instrument, wall: float) -> str:
+            kdate, hms, ndate, nhms = times(wall)
+            values = trade_values(inst, hms, nhms)
+            state = (inst.high, inst.low, inst.high_hms, inst.low_hms, kdate, ndate)
+            entry = cache.get(inst.key)
+            if entry is None or entry[0] != state:
+                entry = cache[inst.key] = (state, {})
+            by_last = entry[1]
+            filled = by_last.get(inst.last)
+            if filled is None:
+                if len(by_last) >= _PRICE_CACHE_MAX:
+                    by_last.clear()
+                filled = by_last[inst.last] = template % pick_price(
+                    price_values(inst, kdate, ndate)
+                )
+            return filled % pick_trade(values)
+
         return plan
 
     def frame(self, tr_id: str, key: str, n_records: int, wall: float) -> str:
