@@ -365,7 +365,8 @@ class KisMarket:
             else:
                 parts.append(fixed.get(f.name, _NEUTRAL[f.type]).replace("%", "%%%%"))
         template = sep.join(parts)
-        pick_price, pick_trade = _picker(price_index), _picker(trade_index)
+        pick_price, pick_trade = _picker(price_index, len(price)), _picker(trade_index, len(trade))
+        trade_whole = pick_trade is _same
         times, trade_values, price_values = self._times, self._trade, self._price
         # By instrument key: (price state, {last price: the template with the price group}).
         cache: dict[str, tuple[tuple[object, ...], dict[int, str]]] = {}
@@ -385,7 +386,7 @@ class KisMarket:
                 filled = by_last[inst.last] = template % pick_price(
                     price_values(inst, kdate, ndate)
                 )
-            return filled % pick_trade(values)
+            return filled % (values if trade_whole else pick_trade(values))
 
         return plan
 
@@ -451,15 +452,21 @@ class KisMarket:
         return out
 
 
-def _picker(index: list[int]) -> Callable[[tuple[object, ...]], tuple[object, ...]]:
-    """The values at ``index``, in that order, as a tuple (itemgetter returns one value bare)."""
+def _picker(index: list[int], size: int) -> Callable[[tuple[object, ...]], tuple[object, ...]]:
+    """The values at ``index``, in that order, as a tuple (itemgetter returns one value bare);
+    ``size`` values in their own order are taken as they are, without a copy."""
+    if index == list(range(size)):
+        return _same
     if len(index) == 1:
         (only,) = index
         return lambda values: (values[only],)
     if not index:
         return lambda values: ()
-    getter = operator.itemgetter(*index)
-    return lambda values: tuple(getter(values))
+    return operator.itemgetter(*index)
+
+
+def _same(values: tuple[object, ...]) -> tuple[object, ...]:
+    return values
 
 
 class ReplaySource:
