@@ -15,7 +15,7 @@ import random
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ _MEAN_TRADE = 120.0
 _TRADE_RATE = 1.0 / _MEAN_TRADE  # random.expovariate's lambda, inlined in step (same draws)
 _US_DEFAULT_ZDIV = 4
 _BOOK_LEVELS_QTY = (50, 5000)
+_QTY_LOW, _QTY_SPAN = _BOOK_LEVELS_QTY[0], _BOOK_LEVELS_QTY[1] - _BOOK_LEVELS_QTY[0]
 
 
 @dataclass(slots=True)
@@ -72,7 +73,9 @@ class Instrument:
     low_hms: str = ""
     steps: int = 0
     lot: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Book totals a dialect's trade records carry (drifting, not summed per trade); -1: none yet.
+    book_ask_total: int = -1
+    book_bid_total: int = -1
 
     @property
     def symbol(self) -> str:
@@ -266,8 +269,7 @@ class MarketSimulator:
 
     def qty(self, rng: random.Random) -> int:
         """A plausible quantity at one book level."""
-        lo, hi = _BOOK_LEVELS_QTY
-        return lo + int(rng.random() * (hi - lo))
+        return _QTY_LOW + int(rng.random() * _QTY_SPAN)
 
     def book(self, inst: Instrument) -> tuple[list[int], list[int], list[int], list[int]]:
         """Ten ask and bid levels (prices, quantities), best first; 0 beyond the daily limits."""

@@ -171,11 +171,11 @@ class KisMarket:
         rng = inst.rng
         ask_q1, bid_q1 = sim.qty(rng), sim.qty(rng)
         # Book totals drift slowly instead of summing ten levels on every trade.
-        extra = inst.extra
-        tot_ask = extra.get("tot_ask", ask_q1 * 10) + int((rng.random() - 0.5) * 200)
-        tot_bid = extra.get("tot_bid", bid_q1 * 10) + int((rng.random() - 0.5) * 200)
-        extra["tot_ask"] = sum_ask = max(ask_q1, tot_ask)
-        extra["tot_bid"] = sum_bid = max(bid_q1, tot_bid)
+        ask_total, bid_total = inst.book_ask_total, inst.book_bid_total
+        ask_total = (ask_q1 * 10 if ask_total < 0 else ask_total) + int((rng.random() - 0.5) * 200)
+        bid_total = (bid_q1 * 10 if bid_total < 0 else bid_total) + int((rng.random() - 0.5) * 200)
+        inst.book_ask_total = sum_ask = max(ask_q1, ask_total)
+        inst.book_bid_total = sum_bid = max(bid_q1, bid_total)
         buy_qty, sell_qty, cum_vol = inst.buy_qty, inst.sell_qty, inst.cum_vol
         strength = buy_qty * 100 / max(1, sell_qty)
         if inst.market == "KR":
