@@ -398,47 +398,40 @@ class MockServer(Generic[S]):
     ) -> bool:
         """Write the text frames of a batch with one socket write; False if the socket closed.
 
-        Frames are encoded by the connection's sans-I/O protocol and flushed once, with flow
-        control (drain), instead of one ``await ws.send`` per frame: at tens of thousands of
-        frames per second the per-call overhead would dominate. Each frame is recorded (at the
-        step's ``now``) before it is written, so no reaction of the client can precede it.
+        Frames are encoded and flushed once, with flow control (drain), instead of one
+        ``await ws.send`` per frame: at tens of thousands of frames per second the per-call
+        overhead would dominate. The frames are recorded (at the step's ``now``, one trace call
+        for the batch) before they are written, so no reaction of the client can precede them.
         """
-        record = self.trace.record_text_out
-        broker = self.world.broker
-        proto = ws.protocol
-        sent = False
+        sends: list[Send] = []
         for item in items:
             if not isinstance(item, Send):
-                break
-            if proto.state is not State.OPEN:
-                return False
-            proto.send_text(item.text.encode())
-            sent = True
-            record(
-                now,
-                "ws",
-                conn,
-                item.text,
-                item.json,
-                item.tr_id,
-                item.tr_key,
-                item.msg_cd,
-                item.frame,
-                broker,
-            )
-        if sent:
-            try:
-                chunks = proto.data_to_send()
-                transport = ws.transport
-                transport.write(b"".join(chunks))
-                if not all(chunks):  # an end-of-stream marker (as websockets' send_data does)
-                    if transport.can_write_eof():
-                        transport.write_eof()
-                    else:
-                        transport.close()
-                await ws.drain()
-            except Exception:
-                return False
+                break  # a Close ends the batch
+            sends.append(item)
+        if not sends:
+            return True
+        proto = ws.protocol
+        if proto.state is not State.OPEN:
+            return False
+        self.trace.record_texts_out(now, "ws", conn, sends, self.world.broker)
+        if proto.extensions or proto.debug or proto.expect_continuation_frame:
+            for send in sends:
+                proto.send_text(send.text.encode())
+            chunks = proto.data_to_send()
+        else:
+            chunks = proto.data_to_send()  # anything the protocol queued (a pong) goes first
+            chunks.extend(text_frames(sends))
+        try:
+            transport = ws.transport
+            transport.write(b"".join(chunks))
+            if not all(chunks):  # an end-of-stream marker (as websockets' send_data does)
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()
+            await ws.drain()
+        except Exception:
+            return False
         return True
 
     # --- REST shell ------------------------------------------------------------------------
@@ -496,6 +489,33 @@ class MockServer(Generic[S]):
                 return HttpResponse(status, {"error": str(exc)})
             return HttpResponse(200, {"ok": True, "fault": name, "result": _jsonable(result)})
         return HttpResponse(404, {"error": f"no control endpoint {req.method} {req.path}"})
+
+
+# Server-to-client text frame headers (FIN + text opcode, unmasked) by payload length < 2**16.
+_TEXT_HEADS: dict[int, bytes] = {}
+
+
+def text_frames(sends: list[Send]) -> list[bytes]:
+    """RFC 6455 text frames of a server without extensions (unfragmented, unmasked): header and
+    payload per frame, as websockets' Frame.serialize writes them, without a Frame per frame."""
+    heads = _TEXT_HEADS
+    out: list[bytes] = []
+    for send in sends:
+        data = send.text.encode()
+        n = len(data)
+        head = heads.get(n)
+        if head is None:
+            if n < 126:
+                head = bytes((0x81, n))
+            elif n < 65536:
+                head = b"\x81\x7e" + n.to_bytes(2, "big")
+            else:
+                head = b"\x81\x7f" + n.to_bytes(8, "big")
+            if n < 65536:
+                heads[n] = head
+        out.append(head)
+        out.append(data)
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import random
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,13 +37,18 @@ SIGN_UPPER, SIGN_UP, SIGN_FLAT, SIGN_LOWER, SIGN_DOWN = "1", "2", "3", "4", "5"
 # Non-normative shape of the simulated market.
 _MOVES = (-2, -1, -1, 0, 0, 0, 1, 1, 2)
 _MEAN_TRADE = 120.0
+_TRADE_RATE = 1.0 / _MEAN_TRADE  # random.expovariate's lambda, inlined in step (same draws)
 _US_DEFAULT_ZDIV = 4
 _BOOK_LEVELS_QTY = (50, 5000)
+_QTY_LOW, _QTY_SPAN = _BOOK_LEVELS_QTY[0], _BOOK_LEVELS_QTY[1] - _BOOK_LEVELS_QTY[0]
 
 
-@dataclass
+@dataclass(slots=True)
 class Instrument:
-    """The simulated state of one tr_key (prices in KRW for KR, in cents for US)."""
+    """The simulated state of one tr_key (prices in KRW for KR, in cents for US).
+
+    Slotted: a data frame reads some forty of these fields, tens of thousands of times a second.
+    """
 
     key: str
     market: str
@@ -66,7 +72,10 @@ class Instrument:
     high_hms: str = ""
     low_hms: str = ""
     steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    lot: int = 1
+    # Book totals a dialect's trade records carry (drifting, not summed per trade); -1: none yet.
+    book_ask_total: int = -1
+    book_bid_total: int = -1
 
     @property
     def symbol(self) -> str:
@@ -93,6 +102,9 @@ class MarketSimulator:
             (math.inf if upper is None else float(upper), int(size))
             for upper, size in kr["tick_sizes"]
         ]
+        # The bands' upper bounds and sizes apart, for a bisect per price (the hot path).
+        self._band_uppers = [upper for upper, _ in self._tick_bands]
+        self._band_sizes = [size for _, size in self._tick_bands]
         self._limit_ratio = float(kr["daily_limit_ratio"])
         us = spec.markets["US"]
         self.us_decimals = int(us.get("price_decimals", _US_DEFAULT_ZDIV))
@@ -133,11 +145,10 @@ class MarketSimulator:
 
     # --- KRX price grid -------------------------------------------------------------------
     def tick_size(self, price: int) -> int:
-        """KRX tick size of the band holding ``price``."""
-        for upper, size in self._tick_bands:
-            if price < upper:
-                return size
-        return self._tick_bands[-1][1]
+        """KRX tick size of the band holding ``price`` (the first band whose upper bound exceeds it)."""
+        sizes = self._band_sizes
+        i = bisect_right(self._band_uppers, price)
+        return sizes[i] if i < len(sizes) else sizes[-1]
 
     def on_grid(self, price: int) -> bool:
         """Whether a KR price is a valid quote (multiple of its band's tick)."""
@@ -198,32 +209,42 @@ class MarketSimulator:
             inst = Instrument(
                 key, market, rng, prev, opening, opening, opening, opening, upper, lower
             )
+            inst.lot = self.lot(key)
             self._instruments[key] = inst
         return inst
 
     def step(self, inst: Instrument, hms: str) -> None:
         """One trade: move the price, add volume, keep every invariant."""
         rng = inst.rng
-        move = _MOVES[int(rng.random() * len(_MOVES))]
+        random_ = rng.random
+        move = _MOVES[int(random_() * len(_MOVES))]
         price = inst.last
-        if inst.market == "KR":
-            assert inst.upper is not None and inst.lower is not None
-            for _ in range(abs(move)):
-                price = self.up(price) if move > 0 else self.down(price)
-            price = min(max(price, inst.lower), inst.upper)
+        kr = inst.market == "KR"
+        if kr:
+            upper, lower = inst.upper, inst.lower
+            assert upper is not None and lower is not None
+            if move > 0:
+                for _ in range(move):
+                    price = self.up(price)
+            elif move < 0:
+                for _ in range(-move):
+                    price = self.down(price)
+            price = min(max(price, lower), upper)
         else:
             price = max(1, price + move * max(1, price // 4000))
-        vol = (int(rng.expovariate(1.0 / _MEAN_TRADE)) + 1) * self.lot(inst.key)
-        buy = rng.random() < 0.5
+        # random.expovariate(_TRADE_RATE), inlined: the same draw, without the call.
+        vol = (int(-math.log(1.0 - random_()) / _TRADE_RATE) + 1) * inst.lot
+        buy = random_() < 0.5
         inst.last = price
         inst.last_vol = vol
-        inst.last_side = "1" if buy else "5"
         inst.cum_vol += vol
-        inst.cum_value += vol * (price if inst.market == "KR" else price // 100)
+        inst.cum_value += vol * (price if kr else price // 100)
         if buy:
+            inst.last_side = "1"
             inst.buy_count += 1
             inst.buy_qty += vol
         else:
+            inst.last_side = "5"
             inst.sell_count += 1
             inst.sell_qty += vol
         if not inst.open_hms:
@@ -248,8 +269,7 @@ class MarketSimulator:
 
     def qty(self, rng: random.Random) -> int:
         """A plausible quantity at one book level."""
-        lo, hi = _BOOK_LEVELS_QTY
-        return lo + int(rng.random() * (hi - lo))
+        return _QTY_LOW + int(rng.random() * _QTY_SPAN)
 
     def book(self, inst: Instrument) -> tuple[list[int], list[int], list[int], list[int]]:
         """Ten ask and bid levels (prices, quantities), best first; 0 beyond the daily limits."""

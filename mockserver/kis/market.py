@@ -17,88 +17,103 @@ from pathlib import Path
 from stockmon.mockserver.errors import ReplayError
 from stockmon.mockserver.kis.profile import Profile
 from stockmon.mockserver.simulator import Instrument, MarketSimulator, compare_sign
-from stockmon.spec import Layout
+from stockmon.spec import Layout, LayoutField
 
 _NEUTRAL = {"int": "0", "decimal": "0.00", "str": ""}
 
-# Field names of the trade records KisMarket._tick builds, in the order it builds them; a record
-# is laid out by the spec from these (fields the spec adds get a neutral value).
-_KR_TICK = (
-    "MKSC_SHRN_ISCD",
-    "STCK_CNTG_HOUR",
-    "STCK_PRPR",
-    "PRDY_VRSS_SIGN",
-    "PRDY_VRSS",
-    "PRDY_CTRT",
-    "WGHN_AVRG_STCK_PRC",
-    "STCK_OPRC",
-    "STCK_HGPR",
-    "STCK_LWPR",
-    "ASKP1",
-    "BIDP1",
-    "CNTG_VOL",
-    "ACML_VOL",
-    "ACML_TR_PBMN",
-    "SELN_CNTG_CSNU",
-    "SHNU_CNTG_CSNU",
-    "NTBY_CNTG_CSNU",
-    "CTTR",
-    "SELN_CNTG_SMTN",
-    "SHNU_CNTG_SMTN",
-    "CCLD_DVSN",
-    "SHNU_RATE",
-    "PRDY_VOL_VRSS_ACML_VOL_RATE",
-    "OPRC_HOUR",
-    "OPRC_VRSS_PRPR_SIGN",
-    "OPRC_VRSS_PRPR",
-    "HGPR_HOUR",
-    "HGPR_VRSS_PRPR_SIGN",
-    "HGPR_VRSS_PRPR",
-    "LWPR_HOUR",
-    "LWPR_VRSS_PRPR_SIGN",
-    "LWPR_VRSS_PRPR",
-    "BSOP_DATE",
-    "NEW_MKOP_CLS_CODE",
-    "TRHT_YN",
-    "ASKP_RSQN1",
-    "BIDP_RSQN1",
-    "TOTAL_ASKP_RSQN",
-    "TOTAL_BIDP_RSQN",
-    "VOL_TNRT",
-    "PRDY_SMNS_HOUR_ACML_VOL",
-    "PRDY_SMNS_HOUR_ACML_VOL_RATE",
-    "HOUR_CLS_CODE",
-    "MRKT_TRTM_CLS_CODE",
-    "VI_STND_PRC",
+# The trade record's fields KisMarket computes, each with its %-format ("usd": a US price, with
+# the spec's decimals), in two groups: the price group depends only on the price state (last,
+# open, high, low and their times, the date), the trade group changes with every trade. A record is
+# laid out by the spec from these (fields the spec adds get a neutral value) with a template
+# compiled once per layout: the price group is formatted once per price state and cached, the
+# trade group once per record. No str() per field: the frame is the mock's hot path.
+_KR_PRICE = (
+    ("MKSC_SHRN_ISCD", "%s"),
+    ("STCK_PRPR", "%d"),
+    ("PRDY_VRSS_SIGN", "%s"),
+    ("PRDY_VRSS", "%d"),
+    ("PRDY_CTRT", "%.2f"),
+    ("STCK_OPRC", "%d"),
+    ("STCK_HGPR", "%d"),
+    ("STCK_LWPR", "%d"),
+    ("ASKP1", "%d"),
+    ("BIDP1", "%d"),
+    ("OPRC_HOUR", "%s"),
+    ("OPRC_VRSS_PRPR_SIGN", "%s"),
+    ("OPRC_VRSS_PRPR", "%d"),
+    ("HGPR_HOUR", "%s"),
+    ("HGPR_VRSS_PRPR_SIGN", "%s"),
+    ("HGPR_VRSS_PRPR", "%d"),
+    ("LWPR_HOUR", "%s"),
+    ("LWPR_VRSS_PRPR_SIGN", "%s"),
+    ("LWPR_VRSS_PRPR", "%d"),
+    ("BSOP_DATE", "%s"),
+    ("VI_STND_PRC", "%d"),
 )
-_US_TICK = (
-    "RSYM",
-    "SYMB",
-    "ZDIV",
-    "TYMD",
-    "XYMD",
-    "XHMS",
-    "KYMD",
-    "KHMS",
-    "OPEN",
-    "HIGH",
-    "LOW",
-    "LAST",
-    "SIGN",
-    "DIFF",
-    "RATE",
-    "PBID",
-    "PASK",
-    "VBID",
-    "VASK",
-    "EVOL",
-    "TVOL",
-    "TAMT",
-    "BIVL",
-    "ASVL",
-    "STRN",
-    "MTYP",
+_KR_TRADE = (
+    ("STCK_CNTG_HOUR", "%s"),
+    ("WGHN_AVRG_STCK_PRC", "%.2f"),
+    ("CNTG_VOL", "%d"),
+    ("ACML_VOL", "%d"),
+    ("ACML_TR_PBMN", "%d"),
+    ("SELN_CNTG_CSNU", "%d"),
+    ("SHNU_CNTG_CSNU", "%d"),
+    ("NTBY_CNTG_CSNU", "%d"),
+    ("CTTR", "%.2f"),
+    ("SELN_CNTG_SMTN", "%d"),
+    ("SHNU_CNTG_SMTN", "%d"),
+    ("CCLD_DVSN", "%s"),
+    ("SHNU_RATE", "%.2f"),
+    ("ASKP_RSQN1", "%d"),
+    ("BIDP_RSQN1", "%d"),
+    ("TOTAL_ASKP_RSQN", "%d"),
+    ("TOTAL_BIDP_RSQN", "%d"),
+    ("PRDY_SMNS_HOUR_ACML_VOL", "%d"),
 )
+# Trade-record fields whose value never changes (written into the template as text).
+_KR_FIXED = {
+    "PRDY_VOL_VRSS_ACML_VOL_RATE": "0.00",
+    "NEW_MKOP_CLS_CODE": "20",
+    "TRHT_YN": "N",
+    "VOL_TNRT": "0.01",
+    "PRDY_SMNS_HOUR_ACML_VOL_RATE": "100.00",
+    "HOUR_CLS_CODE": "0",
+    "MRKT_TRTM_CLS_CODE": "",
+}
+_US_PRICE = (
+    ("RSYM", "%s"),
+    ("SYMB", "%s"),
+    ("TYMD", "%s"),
+    ("XYMD", "%s"),
+    ("KYMD", "%s"),
+    ("OPEN", "usd"),
+    ("HIGH", "usd"),
+    ("LOW", "usd"),
+    ("LAST", "usd"),
+    ("SIGN", "%s"),
+    ("DIFF", "usd"),
+    ("RATE", "%.2f"),
+    ("PBID", "usd"),
+    ("PASK", "usd"),
+)
+_US_TRADE = (
+    ("XHMS", "%s"),
+    ("KHMS", "%s"),
+    ("VBID", "%d"),
+    ("VASK", "%d"),
+    ("EVOL", "%d"),
+    ("TVOL", "%d"),
+    ("TAMT", "%d"),
+    ("BIVL", "%d"),
+    ("ASVL", "%d"),
+    ("STRN", "%.2f"),
+)
+_US_FIXED = {"MTYP": "1"}  # and ZDIV, the simulator's decimals (KisMarket._formats)
+# Price-group texts cached per instrument and layout (a price walk revisits a few levels).
+_PRICE_CACHE_MAX = 512
+
+Slots = tuple[tuple[str, str], ...]
+RecordText = Callable[[Instrument, float], str]
 
 
 class KisMarket:
@@ -110,7 +125,8 @@ class KisMarket:
         self._time_sec = -1
         self._time_cache = ("", "", "", "")
         self._plans: dict[str, list[tuple[str, str]]] = {}
-        self._tick_plans: dict[tuple[str, str], Callable[[tuple[str, ...]], tuple[str, ...]]] = {}
+        self._text_plans: dict[tuple[str, str], RecordText] = {}
+        self._heads: dict[tuple[str, int], str] = {}
 
     def _times(self, wall: float) -> tuple[str, str, str, str]:
         """(KST date, KST HHMMSS, NY date, NY HHMMSS), cached per wall second."""
@@ -130,104 +146,119 @@ class KisMarket:
     def _usd(self, cents: int) -> str:
         return f"{cents / 100:.{self.sim.us_decimals}f}"
 
+    def _formats(self, market: str) -> tuple[Slots, Slots, dict[str, str]]:
+        """The trade record's price group and trade group with their %-formats, and its fixed
+        fields (US prices formatted with the simulator's decimals)."""
+        if market == "KR":
+            return _KR_PRICE, _KR_TRADE, _KR_FIXED
+        usd = f"%.{self.sim.us_decimals}f"
+        price = tuple((name, usd if fmt == "usd" else fmt) for name, fmt in _US_PRICE)
+        return price, _US_TRADE, {**_US_FIXED, "ZDIV": str(self.sim.us_decimals)}
+
     def tick_values(self, inst: Instrument, wall: float) -> dict[str, str]:
         """Values of one trade record by field name (after one step)."""
-        names = _KR_TICK if inst.market == "KR" else _US_TICK
-        return dict(zip(names, self._tick(inst, wall), strict=True))
-
-    def _tick(self, inst: Instrument, wall: float) -> tuple[str, ...]:
-        """Values of one trade record (after one step), in the order of _KR_TICK or _US_TICK."""
+        price, trade, fixed = self._formats(inst.market)
         kdate, hms, ndate, nhms = self._times(wall)
-        self.sim.step(inst, hms)
-        ask1, bid1 = self.sim.level1(inst)
+        trade_values = self._trade(inst, hms, nhms)
+        values = zip(price + trade, self._price(inst, kdate, ndate) + trade_values, strict=True)
+        return {**{name: fmt % v for (name, fmt), v in values}, **fixed}
+
+    def _trade(self, inst: Instrument, hms: str, nhms: str) -> tuple[object, ...]:
+        """One trade of the instrument (a step), then the raw values of the record's trade group,
+        in the order of _KR_TRADE or _US_TRADE."""
+        sim = self.sim
+        sim.step(inst, hms)
         rng = inst.rng
-        ask_q1, bid_q1 = self.sim.qty(rng), self.sim.qty(rng)
+        ask_q1, bid_q1 = sim.qty(rng), sim.qty(rng)
         # Book totals drift slowly instead of summing ten levels on every trade.
-        tot_ask = inst.extra.get("tot_ask", ask_q1 * 10) + int((rng.random() - 0.5) * 200)
-        tot_bid = inst.extra.get("tot_bid", bid_q1 * 10) + int((rng.random() - 0.5) * 200)
-        inst.extra["tot_ask"], inst.extra["tot_bid"] = max(ask_q1, tot_ask), max(bid_q1, tot_bid)
-        asks, ask_q, bids, bid_q = [ask1], [ask_q1], [bid1], [bid_q1]
-        sum_ask, sum_bid = inst.extra["tot_ask"], inst.extra["tot_bid"]
-        diff = inst.last - inst.prev_close
-        rate = f"{diff * 100 / inst.prev_close:.2f}"
-        strength = f"{inst.buy_qty * 100 / max(1, inst.sell_qty):.2f}"
+        ask_total, bid_total = inst.book_ask_total, inst.book_bid_total
+        ask_total = (ask_q1 * 10 if ask_total < 0 else ask_total) + int((rng.random() - 0.5) * 200)
+        bid_total = (bid_q1 * 10 if bid_total < 0 else bid_total) + int((rng.random() - 0.5) * 200)
+        inst.book_ask_total = sum_ask = max(ask_q1, ask_total)
+        inst.book_bid_total = sum_bid = max(bid_q1, bid_total)
+        buy_qty, sell_qty, cum_vol = inst.buy_qty, inst.sell_qty, inst.cum_vol
+        strength = buy_qty * 100 / max(1, sell_qty)
         if inst.market == "KR":
-            avg = inst.cum_value / max(1, inst.cum_vol)
+            return (
+                hms,  # STCK_CNTG_HOUR
+                inst.cum_value / max(1, cum_vol),  # WGHN_AVRG_STCK_PRC
+                inst.last_vol,  # CNTG_VOL
+                cum_vol,  # ACML_VOL
+                inst.cum_value,  # ACML_TR_PBMN
+                inst.sell_count,  # SELN_CNTG_CSNU
+                inst.buy_count,  # SHNU_CNTG_CSNU
+                inst.buy_count - inst.sell_count,  # NTBY_CNTG_CSNU
+                strength,  # CTTR
+                sell_qty,  # SELN_CNTG_SMTN
+                buy_qty,  # SHNU_CNTG_SMTN
+                inst.last_side,  # CCLD_DVSN
+                buy_qty * 100 / max(1, cum_vol),  # SHNU_RATE
+                ask_q1,  # ASKP_RSQN1
+                bid_q1,  # BIDP_RSQN1
+                sum_ask,  # TOTAL_ASKP_RSQN
+                sum_bid,  # TOTAL_BIDP_RSQN
+                cum_vol,  # PRDY_SMNS_HOUR_ACML_VOL
+            )
+        return (
+            nhms,  # XHMS
+            hms,  # KHMS
+            bid_q1,  # VBID
+            ask_q1,  # VASK
+            inst.last_vol,  # EVOL
+            cum_vol,  # TVOL
+            inst.cum_value,  # TAMT
+            sell_qty,  # BIVL
+            buy_qty,  # ASVL
+            strength,  # STRN
+        )
+
+    def _price(self, inst: Instrument, kdate: str, ndate: str) -> tuple[object, ...]:
+        """Raw values of the record's price group, in the order of _KR_PRICE or _US_PRICE; they
+        depend only on the price state (:func:`_price_state`) and the last price."""
+        sim = self.sim
+        ask1, bid1 = sim.level1(inst)
+        last, prev = inst.last, inst.prev_close
+        diff = last - prev
+        if inst.market == "KR":
+            open_, high, low = inst.open, inst.high, inst.low
             return (
                 inst.key,  # MKSC_SHRN_ISCD
-                hms,  # STCK_CNTG_HOUR
-                str(inst.last),  # STCK_PRPR
-                self.sim.direction_code(inst),  # PRDY_VRSS_SIGN
-                str(diff),  # PRDY_VRSS
-                rate,  # PRDY_CTRT
-                f"{avg:.2f}",  # WGHN_AVRG_STCK_PRC
-                str(inst.open),  # STCK_OPRC
-                str(inst.high),  # STCK_HGPR
-                str(inst.low),  # STCK_LWPR
-                str(asks[0]),  # ASKP1
-                str(bids[0]),  # BIDP1
-                str(inst.last_vol),  # CNTG_VOL
-                str(inst.cum_vol),  # ACML_VOL
-                str(inst.cum_value),  # ACML_TR_PBMN
-                str(inst.sell_count),  # SELN_CNTG_CSNU
-                str(inst.buy_count),  # SHNU_CNTG_CSNU
-                str(inst.buy_count - inst.sell_count),  # NTBY_CNTG_CSNU
-                strength,  # CTTR
-                str(inst.sell_qty),  # SELN_CNTG_SMTN
-                str(inst.buy_qty),  # SHNU_CNTG_SMTN
-                inst.last_side,  # CCLD_DVSN
-                f"{inst.buy_qty * 100 / max(1, inst.cum_vol):.2f}",  # SHNU_RATE
-                "0.00",  # PRDY_VOL_VRSS_ACML_VOL_RATE
+                last,  # STCK_PRPR
+                sim.direction_code(inst),  # PRDY_VRSS_SIGN
+                diff,  # PRDY_VRSS
+                diff * 100 / prev,  # PRDY_CTRT
+                open_,  # STCK_OPRC
+                high,  # STCK_HGPR
+                low,  # STCK_LWPR
+                ask1,  # ASKP1
+                bid1,  # BIDP1
                 inst.open_hms,  # OPRC_HOUR
-                compare_sign(inst.last, inst.open),  # OPRC_VRSS_PRPR_SIGN
-                str(inst.last - inst.open),  # OPRC_VRSS_PRPR
+                compare_sign(last, open_),  # OPRC_VRSS_PRPR_SIGN
+                last - open_,  # OPRC_VRSS_PRPR
                 inst.high_hms,  # HGPR_HOUR
-                compare_sign(inst.last, inst.high),  # HGPR_VRSS_PRPR_SIGN
-                str(inst.last - inst.high),  # HGPR_VRSS_PRPR
+                compare_sign(last, high),  # HGPR_VRSS_PRPR_SIGN
+                last - high,  # HGPR_VRSS_PRPR
                 inst.low_hms,  # LWPR_HOUR
-                compare_sign(inst.last, inst.low),  # LWPR_VRSS_PRPR_SIGN
-                str(inst.last - inst.low),  # LWPR_VRSS_PRPR
+                compare_sign(last, low),  # LWPR_VRSS_PRPR_SIGN
+                last - low,  # LWPR_VRSS_PRPR
                 kdate,  # BSOP_DATE
-                "20",  # NEW_MKOP_CLS_CODE
-                "N",  # TRHT_YN
-                str(ask_q[0]),  # ASKP_RSQN1
-                str(bid_q[0]),  # BIDP_RSQN1
-                str(sum_ask),  # TOTAL_ASKP_RSQN
-                str(sum_bid),  # TOTAL_BIDP_RSQN
-                "0.01",  # VOL_TNRT
-                str(inst.cum_vol),  # PRDY_SMNS_HOUR_ACML_VOL
-                "100.00",  # PRDY_SMNS_HOUR_ACML_VOL_RATE
-                "0",  # HOUR_CLS_CODE
-                "",  # MRKT_TRTM_CLS_CODE
-                str(inst.prev_close),  # VI_STND_PRC
+                prev,  # VI_STND_PRC
             )
         return (
             inst.key,  # RSYM
             inst.symbol,  # SYMB
-            str(self.sim.us_decimals),  # ZDIV
             ndate,  # TYMD
             ndate,  # XYMD
-            nhms,  # XHMS
             kdate,  # KYMD
-            hms,  # KHMS
-            self._usd(inst.open),  # OPEN
-            self._usd(inst.high),  # HIGH
-            self._usd(inst.low),  # LOW
-            self._usd(inst.last),  # LAST
-            self.sim.direction_code(inst),  # SIGN
-            self._usd(abs(diff)),  # DIFF
-            rate,  # RATE
-            self._usd(bids[0]),  # PBID
-            self._usd(asks[0]),  # PASK
-            str(bid_q[0]),  # VBID
-            str(ask_q[0]),  # VASK
-            str(inst.last_vol),  # EVOL
-            str(inst.cum_vol),  # TVOL
-            str(inst.cum_value),  # TAMT
-            str(inst.sell_qty),  # BIVL
-            str(inst.buy_qty),  # ASVL
-            strength,  # STRN
-            "1",  # MTYP
+            inst.open / 100,  # OPEN
+            inst.high / 100,  # HIGH
+            inst.low / 100,  # LOW
+            last / 100,  # LAST
+            sim.direction_code(inst),  # SIGN
+            abs(diff) / 100,  # DIFF
+            diff * 100 / prev,  # RATE
+            bid1 / 100,  # PBID
+            ask1 / 100,  # PASK
         )
 
     def book_values(self, inst: Instrument, wall: float, layout: Layout) -> dict[str, str]:
@@ -280,10 +311,8 @@ class KisMarket:
         layout = self.profile.spec.layout(tr_id)
         inst = self.sim.instrument(key)
         if layout.kind == "tick":
-            pick = self._tick_plans.get((tr_id, inst.market))
-            if pick is None:
-                pick = self._tick_plan(tr_id, inst.market, layout)
-            return list(pick(self._tick(inst, wall)))
+            # No computed value holds the field separator (keys match a market pattern).
+            return self.record_text(tr_id, key, wall).split(self.profile.field_separator)
         values = self.book_values(inst, wall, layout)
         plan = self._plans.get(tr_id)
         if plan is None:
@@ -291,40 +320,89 @@ class KisMarket:
         get = values.get
         return [get(name, neutral) for name, neutral in plan]
 
-    def _tick_plan(
-        self, tr_id: str, market: str, layout: Layout
-    ) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
-        """Reorders a _tick tuple into the layout (neutral values appended for unknown fields)."""
-        names = _KR_TICK if market == "KR" else _US_TICK
-        where = {name: i for i, name in enumerate(names)}
-        extra: list[str] = []
-        index: list[int] = []
-        for f in layout.fields:
-            if f.name in where:
-                index.append(where[f.name])
+    def record_text(self, tr_id: str, key: str, wall: float) -> str:
+        """One record of a TR for a key as frame text (fields joined in the layout's order)."""
+        inst = self.sim.instrument(key)
+        plan = self._text_plans.get((tr_id, inst.market))
+        if plan is None:
+            plan = self._text_plan(tr_id, inst.market)
+        return plan(inst, wall)
+
+    def _text_plan(self, tr_id: str, market: str) -> RecordText:
+        """How a TR's record text is made for a market: a trade record fills a template compiled
+        from the layout (fixed and neutral fields written in); a book record joins its fields."""
+        layout = self.profile.spec.layout(tr_id)
+        sep = self.profile.field_separator
+        plan: RecordText
+        if layout.kind != "tick":
+
+            def plan(inst: Instrument, wall: float) -> str:
+                return sep.join(self.record(tr_id, inst.key, wall))
+
+        else:
+            plan = self._tick_plan(layout.fields, market)
+        self._text_plans[(tr_id, market)] = plan
+        return plan
+
+    def _tick_plan(self, fields: Sequence[LayoutField], market: str) -> RecordText:
+        """A trade record's text in two %-formats of one template: the first writes the price
+        group (``%%`` keeps the trade group's formats and the fixed texts for the second), cached
+        per price state and last price; the second writes the trade group."""
+        sep = self.profile.field_separator
+        price, trade, fixed = self._formats(market)
+        price_at = {name: i for i, (name, _) in enumerate(price)}
+        trade_at = {name: i for i, (name, _) in enumerate(trade)}
+        parts: list[str] = []
+        price_index: list[int] = []
+        trade_index: list[int] = []
+        for f in fields:
+            if f.name in price_at:
+                price_index.append(price_at[f.name])
+                parts.append(price[price_at[f.name]][1])
+            elif f.name in trade_at:
+                trade_index.append(trade_at[f.name])
+                parts.append(trade[trade_at[f.name]][1].replace("%", "%%"))
             else:
-                index.append(len(names) + len(extra))
-                extra.append(_NEUTRAL[f.type])
-        neutral = tuple(extra)
-        getter = operator.itemgetter(*index)
+                parts.append(fixed.get(f.name, _NEUTRAL[f.type]).replace("%", "%%%%"))
+        template = sep.join(parts)
+        pick_price, pick_trade = _picker(price_index, len(price)), _picker(trade_index, len(trade))
+        trade_whole = pick_trade is _same
+        times, trade_values, price_values = self._times, self._trade, self._price
+        # By instrument key: (price state, {last price: the template with the price group}).
+        cache: dict[str, tuple[tuple[object, ...], dict[int, str]]] = {}
 
-        def pick(values: tuple[str, ...]) -> tuple[str, ...]:
-            got = getter(values + neutral) if neutral else getter(values)
-            return got if isinstance(got, tuple) else (got,)
+        def plan(inst: Instrument, wall: float) -> str:
+            kdate, hms, ndate, nhms = times(wall)
+            values = trade_values(inst, hms, nhms)
+            state = (inst.high, inst.low, inst.high_hms, inst.low_hms, kdate, ndate)
+            entry = cache.get(inst.key)
+            if entry is None or entry[0] != state:
+                entry = cache[inst.key] = (state, {})
+            by_last = entry[1]
+            filled = by_last.get(inst.last)
+            if filled is None:
+                if len(by_last) >= _PRICE_CACHE_MAX:
+                    by_last.clear()
+                filled = by_last[inst.last] = template % pick_price(
+                    price_values(inst, kdate, ndate)
+                )
+            return filled % (values if trade_whole else pick_trade(values))
 
-        self._tick_plans[(tr_id, market)] = pick
-        return pick
+        return plan
 
     def frame(self, tr_id: str, key: str, n_records: int, wall: float) -> str:
         """A plain data frame ``0|TR|NNN|f^f^...`` holding ``n_records`` records of one key."""
-        p = self.profile
-        fields: list[str] = []
-        for _ in range(n_records):
-            fields.extend(self.record(tr_id, key, wall))
-        return (
-            f"{p.plain_flag}{p.part_separator}{tr_id}{p.part_separator}"
-            f"{n_records:0{p.count_digits}d}{p.part_separator}{p.field_separator.join(fields)}"
-        )
+        head = self._heads.get((tr_id, n_records))
+        if head is None:
+            p = self.profile
+            head = self._heads[(tr_id, n_records)] = (
+                f"{p.plain_flag}{p.part_separator}{tr_id}{p.part_separator}"
+                f"{n_records:0{p.count_digits}d}{p.part_separator}"
+            )
+        if n_records == 1:
+            return head + self.record_text(tr_id, key, wall)
+        records = [self.record_text(tr_id, key, wall) for _ in range(n_records)]
+        return head + self.profile.field_separator.join(records)
 
     def records_in_frame(self, rng: random.Random, max_records: int, probability: float) -> int:
         """How many records the next frame carries (multi-record frames are real, kis.md §2.4)."""
@@ -372,6 +450,23 @@ class KisMarket:
         }
         out[price_field] = self._usd(inst.last)
         return out
+
+
+def _picker(index: list[int], size: int) -> Callable[[tuple[object, ...]], tuple[object, ...]]:
+    """The values at ``index``, in that order, as a tuple (itemgetter returns one value bare);
+    ``size`` values in their own order are taken as they are, without a copy."""
+    if index == list(range(size)):
+        return _same
+    if len(index) == 1:
+        (only,) = index
+        return lambda values: (values[only],)
+    if not index:
+        return lambda values: ()
+    return operator.itemgetter(*index)
+
+
+def _same(values: tuple[object, ...]) -> tuple[object, ...]:
+    return values
 
 
 class ReplaySource:

@@ -15,10 +15,11 @@ import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
 
 from stockmon.mockserver import KisMock, KiwoomMock, KiwoomMockConfig, MockConfig, MockServer
 from stockmon.mockserver.config import CommonConfig
-from stockmon.mockserver.core import CoreBase
+from stockmon.mockserver.core import CoreBase, Send
 from stockmon.mockserver.kis.profile import load_profile
 from stockmon.mockserver.kis.session import ServerSession
 from stockmon.mockserver.kis.state import World
@@ -26,6 +27,7 @@ from stockmon.mockserver.kiwoom.market import KiwoomMarket
 from stockmon.mockserver.kiwoom.profile import load_kiwoom_profile
 from stockmon.mockserver.kiwoom.session import KiwoomServerSession
 from stockmon.mockserver.kiwoom.state import KiwoomWorld
+from stockmon.mockserver.server import text_frames
 from stockmon.mockserver.simulator import MarketSimulator
 from stockmon.mockserver.trace import Trace
 from stockmon.spec import latest_version, load_spec
@@ -186,3 +188,11 @@ def test_run_facts_the_judge_reads_are_public_properties() -> None:
     assert KisMock(MockConfig(unanswered_pingpong_grace_s=7.0)).unanswered_pingpong_grace_s == 7.0
     assert KiwoomMock(KiwoomMockConfig(env="prod")).token_required is True
     assert KiwoomMock(KiwoomMockConfig(env="mock")).token_required is False
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 300, 65535, 65536])
+def test_batched_text_frames_are_what_websockets_writes(size: int) -> None:
+    """The writer's own text-frame encoding is byte for byte websockets' server frame."""
+    text = "\u00e9" * (size // 2) + "a" * (size % 2)  # UTF-8 bytes: size
+    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    assert b"".join(text_frames([Send(text, "data")])) == expected

@@ -131,3 +131,21 @@ def test_limit_prices_hold_at_the_limit() -> None:
     inst.last = inst.upper
     ask, bid = sim.level1(inst)
     assert ask == inst.upper > bid
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32), us=st.booleans(), version=st.sampled_from(["1.0", "1.1", "1.2"]))
+def test_trade_frames_match_the_values_by_name(seed: int, us: bool, version: str) -> None:
+    """A trade frame (compiled template, cached price group) holds, field by field in the spec
+    layout's order, what tick_values gives by name for the same trade (neutral for the rest)."""
+    profile, spec = load_profile(version), load_spec(version)
+    framed = KisMarket(profile, MarketSimulator(spec, seed))
+    named = KisMarket(profile, MarketSimulator(spec, seed))
+    tr_id, key = ("HDFSCNT0", "DNASAAPL") if us else ("H0STCNT0", "005930")
+    layout = spec.layout(tr_id)
+    neutral = {"int": "0", "decimal": "0.00", "str": ""}
+    for i in range(300):  # long enough for new highs and lows (the cache's price state moves)
+        wall = WALL + i * 0.4
+        _, _, got = fields(framed.frame(tr_id, key, 1, wall))
+        values = named.tick_values(named.sim.instrument(key), wall)
+        assert got == [values.get(f.name, neutral[f.type]) for f in layout.fields]

@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from stockmon.mockserver import KisMock, MockConfig
+from stockmon.mockserver.trace import TextOut, Trace
 from stockmon.schemas import errors as schema_errors
 
 from .support import PING, get_approval, get_token, kr_quote, recv_control, recv_matching, sub
@@ -83,3 +84,14 @@ def test_trace_limit_keeps_newest() -> None:
         t.record(float(i), "mock", "mock", "event", "x", i=i)
     assert [r["seq"] for r in t.records()] == [3, 4, 5]
     assert [r["seq"] for r in t.records(since_seq=4)] == [5]
+
+
+def test_a_batch_of_frames_reads_as_single_records() -> None:
+    """record_texts_out stores a batch as the records record_text_out would, within the limit."""
+    one, batch = Trace(time_scale=2.0, limit=3), Trace(time_scale=2.0, limit=3)
+    sends = [TextOut(f"0|H0STCNT0|001|{i}", "data", None, "H0STCNT0", "005930") for i in range(5)]
+    for s in sends:
+        one.record_text_out(1.0, "ws", "c1", s.text, s.json, s.tr_id, s.tr_key, s.msg_cd, s.frame)
+    batch.record_texts_out(1.0, "ws", "c1", sends)
+    assert batch.records() == one.records()
+    assert [r["seq"] for r in batch.records()] == [3, 4, 5] and batch.dropped == 2
