@@ -198,6 +198,10 @@ def ticking(scale: float, per_real_s: float = 5.0) -> Callable[[Spec], Mapping[s
 # Non-normative: spec seconds a script lets pass after the situation it waited for, so late
 # misbehaviour (a second request, a storm) still lands in the trace.
 SETTLE_REAL_S = 1.5
+# How long a target may take to start and subscribe, in real seconds: process start, imports,
+# token and approval key on two busy cores (seven scenarios run at once) is not a clause, so the
+# bound is generous; it is a wait for an event, so a target that is quicker is not slowed down.
+STARTUP_REAL_S = 20.0
 
 
 def frames(scale: float, per_real_s: float = 5.0) -> float:
@@ -277,7 +281,7 @@ def start_and_subscribe(
     d.start()
     return d.wait_until(
         all_subscribed(d, exclude=exclude),
-        timeout_s if timeout_s is not None else 60 * d.time_scale / 10,
+        timeout_s if timeout_s is not None else STARTUP_REAL_S * d.time_scale,
         "every subscription confirmed on one socket",
     )
 
