@@ -9,7 +9,7 @@ approval key of WS-APPROVAL-KEY) valid for every task of every process that shar
 - **INVALID** (expired, missing, or rejected by the broker): callers wait, bounded by
   ``max_wait``, for one in-process refresh task, which in turn either refreshes under the lease or,
   while another process does, waits to be told (the store's change feed: Redis pub/sub published
-  by the fenced write) and re-reads the shared cache; the cache is re-read on the old jittered,
+  by the fenced write, carrying what it stored) and adopts that; the cache is re-read on the old jittered,
   capped backoff too, so a lost notification costs one poll delay, never the new token.
 
 A refresh is: acquire the lease (``SET NX PX``, lease.py) -> re-read the cache (someone may have
@@ -428,9 +428,12 @@ class SharedCredential:
                 delay = next(retries)  # the broker is failing: do not hammer it
             else:
                 # BUSY: another process is refreshing. Be told when it has stored the new
-                # credential; the cache is re-read after one poll delay at the latest.
+                # credential (the notice carries it: adopted without a cache read); the cache is
+                # re-read after one poll delay at the latest.
                 assert feed is not None
-                await feed.wait(min(next(polls), left))
+                self._adopt(await feed.wait(min(next(polls), left)))
+                if self._satisfied(blocking):
+                    return
                 continue
             await asyncio.sleep(min(delay, left))
 

@@ -11,17 +11,20 @@ lives in one slot (the scripts touch several)::
     stockmon:{<env>:kis:<digest>}:<kind>:lease:epoch   fencing counter of that lease (never expires)
     stockmon:{<env>:kis:<digest>}:<kind>:throttle      present while issuance must wait (TTL)
     stockmon:{<env>:kis:<digest>}:socket:lease         the market-data socket lease (+ :epoch)
-    stockmon:{<env>:kis:<digest>}:<kind>:changed       pub/sub channel: the new version, published
-                                                       by the write script after it stored it
+    stockmon:{<env>:kis:<digest>}:<kind>:changed       pub/sub channel: the stored hash as JSON,
+                                                       published by the write script after it
+                                                       stored it
 
 ``<kind>`` is ``token`` (REST access token) or ``approval`` (WebSocket approval key). The cache
 hash is the only place a credential value is stored; it expires with the credential.
 
 The write is fenced: one Lua script checks that the caller still holds the refresh lease, bumps
 the version, stores the credential and starts the issuance throttle window, all or nothing; then it
-publishes the version on ``<kind>:changed``, so processes waiting for the refresh are told instead
-of polling (:meth:`CredentialStore.changes`). A lost message costs only one poll delay: waiters
-keep re-reading the cache on their old backoff schedule, the notification only cuts a wait short.
+publishes what it stored on ``<kind>:changed``, so processes waiting for the refresh are told the
+new credential itself instead of polling and re-reading (:meth:`CredentialStore.changes`). Anyone
+who may subscribe may also read the hash, so the notice shows the value to nobody new. A lost or
+unreadable message (an older writer published only the version) costs one cache read or one poll
+delay: waiters keep re-reading the cache on their old backoff schedule.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stockmon.boundedjson import loads as bounded_json
 from stockmon.redaction import Secret
 from stockmon.reference.fleet.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
 from stockmon.reference.fleet.token_state import CachedCredential
@@ -55,7 +59,8 @@ redis.call('hset', KEYS[2], 'value', ARGV[2], 'expires_at', ARGV[3], 'issued_at'
            'refresh_after', ARGV[7], 'version', v)
 redis.call('pexpire', KEYS[2], ARGV[5])
 if tonumber(ARGV[6]) > 0 then redis.call('set', KEYS[4], '1', 'PX', ARGV[6]) end
-redis.call('publish', ARGV[8], v)
+redis.call('publish', ARGV[8], cjson.encode({value=ARGV[2], expires_at=ARGV[3],
+           issued_at=ARGV[4], refresh_after=ARGV[7], version=v}))
 return v
 """
 
@@ -97,10 +102,12 @@ class ChangeFeed(Protocol):
     A feed is made *before* the cache read it follows up: a write after it was made is noticed.
     """
 
-    async def wait(self, at_most: float) -> None:
+    async def wait(self, at_most: float) -> CachedCredential | None:
         """Return when a new credential may have been stored, or after ``at_most`` seconds.
 
-        May return early for no reason: the caller re-reads the cache anyway.
+        Returns the stored credential when the notice carried one (the caller adopts it if it is
+        newer, saving a cache read), else None. May return early for no reason: the caller
+        re-reads the cache then.
         """
         ...
 
@@ -108,9 +115,10 @@ class ChangeFeed(Protocol):
 class SleepFeed:
     """No notifications: every wait is the full timeout (stores that cannot tell, e.g. a file)."""
 
-    async def wait(self, at_most: float) -> None:
-        """Sleep ``at_most``."""
+    async def wait(self, at_most: float) -> CachedCredential | None:
+        """Sleep ``at_most``; nothing is ever carried."""
         await asyncio.sleep(at_most)
+        return None
 
 
 class CredentialStore(Protocol):
@@ -287,7 +295,8 @@ class RedisCredentialStore:
                         ready.set_result(None)
                         self._wakeups.bump_all()  # waiters that waited for this re-read now
                 elif msg["type"] == "pmessage":
-                    self._wakeups.bump(_text(msg["channel"])[head : -len(":changed")])
+                    kind = _text(msg["channel"])[head : -len(":changed")]
+                    self._wakeups.bump(kind, _carried(msg["data"]))
         except STORE_ERRORS as exc:
             # A broken listener is only a lost hint: waiters fall back to polling, and the next
             # waiter starts a new listener.
@@ -312,21 +321,32 @@ class RedisCredentialStore:
             task.exception()  # seen (a listener's errors were logged where they happened)
 
 
-class _Wakeups:
-    """One event per kind and write generation: a write sets it and starts the next one."""
+class _Generation:
+    """One write generation of a kind: set by the write, with the credential it stored if known."""
+
+    __slots__ = ("cred", "event")
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self.event = asyncio.Event()
+        self.cred: CachedCredential | None = None
 
-    def current(self, kind: str) -> asyncio.Event:
-        """The event the next write of ``kind`` sets."""
-        return self._events.setdefault(kind, asyncio.Event())
 
-    def bump(self, kind: str) -> None:
-        """A write of ``kind`` happened (or may have)."""
-        event = self._events.pop(kind, None)
-        if event is not None:
-            event.set()
+class _Wakeups:
+    """One generation per kind: a write sets it and starts the next one."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, _Generation] = {}
+
+    def current(self, kind: str) -> _Generation:
+        """The generation the next write of ``kind`` sets."""
+        return self._events.setdefault(kind, _Generation())
+
+    def bump(self, kind: str, cred: CachedCredential | None = None) -> None:
+        """A write of ``kind`` happened (or may have); ``cred`` is what it stored, if known."""
+        gen = self._events.pop(kind, None)
+        if gen is not None:
+            gen.cred = cred
+            gen.event.set()
 
     def bump_all(self) -> None:
         """Wake every waiter (the source of notices went away: they re-read and poll)."""
@@ -343,16 +363,20 @@ class _EventFeed:
         self._event = wakeups.current(kind)
         self._live = live  # whether notices arrive (and restarts their source if it stopped)
 
-    async def wait(self, at_most: float) -> None:
-        """Return once a write after the last wake-up happened, or after ``at_most``.
+    async def wait(self, at_most: float) -> CachedCredential | None:
+        """Return once a write after the last wake-up happened (with what it stored, when the
+        notice said), or after ``at_most``.
 
         While the source of notices is not yet live this returns as soon as it is, so the caller
         re-reads the cache: a write between the two would otherwise go unnoticed.
         """
         self._live()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), at_most)
+        gen = self._event
+        if not gen.event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.event.wait(), at_most)
         self._event = self._wakeups.current(self._kind)
+        return gen.cred if gen.event.is_set() else None
 
 
 class LocalCredentialStore:
@@ -395,7 +419,7 @@ class LocalCredentialStore:
         self._creds[kind] = w.cred.with_version(version)
         if w.throttle:
             self._throttle_until[kind] = self.leases.monotonic() + w.throttle
-        self._wakeups.bump(kind)
+        self._wakeups.bump(kind, self._creds[kind])
         return version
 
     def changes(self, kind: str) -> ChangeFeed:
@@ -413,6 +437,15 @@ class LocalCredentialStore:
         """Start (or extend) the throttle window."""
         until = self.leases.monotonic() + seconds
         self._throttle_until[kind] = max(until, self._throttle_until.get(kind, 0.0))
+
+
+def _carried(data: object) -> CachedCredential | None:
+    """The credential a change notice carries, or None (an older writer's bare version, junk)."""
+    try:
+        fields = bounded_json(data if isinstance(data, (bytes, str)) else str(data), what="notice")
+    except ValueError:
+        return None
+    return CachedCredential.from_stored(fields) if isinstance(fields, dict) else None
 
 
 def _glob_escape(text: str) -> str:

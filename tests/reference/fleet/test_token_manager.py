@@ -33,6 +33,7 @@ from stockmon.reference.errors import (
     NetworkError,
     TokenThrottledError,
 )
+from stockmon.reference.fleet import token_store
 from stockmon.reference.fleet.redis_conn import connect_redis
 from stockmon.reference.fleet.token_manager import SharedCredential, Tuning
 from stockmon.reference.fleet.token_state import TokenState
@@ -402,6 +403,44 @@ async def test_waiting_process_is_told_when_the_token_is_stored(
     waited, va, vb = await timed_second_caller(a, b)
     assert issuer.issued == 1 and va == vb
     assert waited < 1.0  # the issuance has 0.2 s left; the first poll would come after >= 2 s
+
+
+async def test_the_notice_carries_the_token_so_the_waiter_reads_no_cache(
+    clients: Clients,
+) -> None:
+    """A waiting process adopts the credential the pub/sub notice carries: no cache read after it."""
+    issuer = FakeIssuer(delay=0.3)
+    a = make_manager(clients.store(), issuer, FakeClock(), "a", tuning=SLOW_POLLS)
+    b = make_manager(clients.store(CountingStore), issuer, FakeClock(), "b", tuning=SLOW_POLLS)
+    b.store.changes("token")  # b's listener is live before the refresh (as in a running fleet)
+    first = asyncio.create_task(a.get())
+    await asyncio.sleep(0.1)  # a holds the lease; its issuance is in flight
+    CountingStore.reads = 0
+    got = await b.get()
+    stored = await first
+    assert (got.value.reveal(), got.version) == (stored.value.reveal(), stored.version)
+    assert issuer.issued == 1
+    # b's snapshot before the lease attempt, none after the notice
+    assert CountingStore.reads == 1, CountingStore.reads
+
+
+async def test_a_bare_version_notice_makes_the_waiter_read_the_cache(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice without the credential (an older writer's) still wakes the waiter, who reads it."""
+    bare = (
+        token_store._WRITE.split("redis.call('publish'")[0]
+        + "redis.call('publish', ARGV[8], v)\nreturn v"
+    )
+    monkeypatch.setattr(token_store, "_WRITE", bare)
+    issuer = FakeIssuer(delay=0.3)
+    a = make_manager(clients.store(), issuer, FakeClock(), "a", tuning=SLOW_POLLS)
+    b = make_manager(clients.store(CountingStore), issuer, FakeClock(), "b", tuning=SLOW_POLLS)
+    b.store.changes("token")
+    CountingStore.reads = 0
+    waited, va, vb = await timed_second_caller(a, b)
+    assert issuer.issued == 1 and va == vb and waited < 1.0  # told, not polled (polls are 4 s)
+    assert CountingStore.reads == 2, CountingStore.reads  # the snapshot, then the re-read
 
 
 class DeafStore(RedisCredentialStore):
