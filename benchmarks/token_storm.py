@@ -4,7 +4,8 @@ Setup per round: the fleet's token (seeded through the same code path, Redis cac
 process already holds it in memory from a warm-up call. At "go" every task of every process calls
 ``quote`` once. Exactly one token request must reach the mock per round; the other callers wait
 for it (in-process single flight; across processes they are told by Redis pub/sub when the new
-token is stored, with the cache re-read on a jittered backoff as the fallback).
+token is stored, the notice carrying it, with the cache re-read on a jittered backoff as the
+fallback). ``--calls token`` leaves the quotes out of the storm (a diagnostic of the wait alone).
 
 Baseline, same run, same procedure: one process with one task (its first call at expiry pays one
 issuance plus the quote). Extra latency of the storm's callers = their latency minus the baseline
@@ -26,6 +27,8 @@ import sys
 import time
 from typing import Any
 
+from _support import stream_env
+
 from stockmon.conformance.redis_server import PrivateRedis
 
 EXTRA_P99_TARGET_MS = 10.0  # time to token over one caller's, per round (issue 13)
@@ -37,7 +40,7 @@ from stockmon.reference.kis.quote import fetch_quote
 from stockmon.reference.wiring import open_kis
 from stockmon.settings import load_settings
 
-async def main(tasks):
+async def main(tasks, storm_quotes):
     loop = asyncio.get_running_loop()
     async with open_kis(load_settings()) as kis:
         print("ready", flush=True)
@@ -52,7 +55,8 @@ async def main(tasks):
                 try:
                     await kis.tokens.get()
                     token_ms = (time.perf_counter() - t0) * 1000
-                    await fetch_quote(kis.rest, "005930" if i % 2 == 0 else "DNASAAPL")
+                    if cmd == "warm" or storm_quotes:
+                        await fetch_quote(kis.rest, "005930" if i % 2 == 0 else "DNASAAPL")
                     return (time.perf_counter() - t0) * 1000, token_ms, None
                 except ClientError as exc:
                     return (time.perf_counter() - t0) * 1000, token_ms, f"{type(exc).__name__}: {exc}"
@@ -61,7 +65,7 @@ async def main(tasks):
                               "errors": [r[2] for r in res if r[2]],
                               "issued": kis.tokens.issued}), flush=True)
 
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(int(sys.argv[1]), sys.argv[2] == "quote"))
 """
 
 
@@ -72,13 +76,14 @@ class Worker:
         self.proc = proc
 
     @classmethod
-    async def start(cls, env: dict[str, str], tasks: int) -> Worker:
-        """Spawn and wait for ``ready``."""
+    async def start(cls, env: dict[str, str], tasks: int, calls: str) -> Worker:
+        """Spawn and wait for ``ready``; ``calls`` is what a storm's caller does (quote, token)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             WORKER,
             str(tasks),
+            calls,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -127,7 +132,12 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def storm(
-    mock: Any, redis_url: str, env: dict[str, str], processes: int, tasks: int, rounds: int
+    mock: Any,
+    env: dict[str, str],
+    processes: int,
+    tasks: int,
+    rounds: int,
+    calls: str = "quote",
 ) -> dict[str, Any]:
     """Run ``rounds`` storms with P x T callers; latencies and token requests per round."""
     from stockmon.reference.wiring import open_kis
@@ -135,11 +145,12 @@ async def storm(
 
     settings = load_settings({k: v for k, v in env.items() if k in mock.env() or k == "REDIS_URL"})
     token_path = settings.spec.rest["kis"]["token"]["path"]
-    workers = await asyncio.gather(*(Worker.start(env, tasks) for _ in range(processes)))
+    workers = await asyncio.gather(*(Worker.start(env, tasks, calls) for _ in range(processes)))
     latencies: list[float] = []
     token_waits: list[float] = []
     round_waits: list[list[float]] = []  # time to token of every caller, per measured round
     round_told: list[list[float]] = []  # each process's first caller: when the process knew
+    round_spread: list[list[float]] = []  # each process: last caller's time to token - first's
     warm: list[float] = []
     per_round: list[int] = []
     throttled = 0
@@ -163,6 +174,7 @@ async def storm(
                 await w.send("go")
             this_round: list[float] = []
             told: list[float] = []
+            spread: list[float] = []
             for w in workers:
                 r = await w.result()
                 if n:
@@ -170,10 +182,14 @@ async def storm(
                     token_waits.extend(r["token_ms"])
                     this_round.extend(r["token_ms"])
                     told.extend([min(r["token_ms"])] if r["token_ms"] else [])
+                    spread.extend(
+                        [max(r["token_ms"]) - min(r["token_ms"])] if r["token_ms"] else []
+                    )
                 errors.extend(r["errors"])
             if n:
                 round_waits.append(this_round)
                 round_told.append(told)
+                round_spread.append(spread)
             reqs = [
                 r
                 for r in mock.trace.records(mark)
@@ -193,6 +209,7 @@ async def storm(
         "token_waits": token_waits,
         "round_waits": round_waits,
         "round_told": round_told,
+        "round_spread": round_spread,
         "warm": warm,
         "token_requests_per_round": per_round,
         "throttled_responses": throttled,
@@ -220,15 +237,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             symbols=("005930", "DNASAAPL"),
         )
         async with KisMock(config) as mock:
-            base_env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("KIS_", "KIWOOM_", "STOCKMON_", "REDIS_"))
-            }
-            env = {**base_env, **mock.env(), "REDIS_URL": redis.url}
-            baseline = await storm(mock, redis.url, env, 1, 1, args.baseline_rounds)
+            env = stream_env(mock, REDIS_URL=redis.url)
+            baseline = await storm(mock, env, 1, 1, args.baseline_rounds, args.calls)
             redis_flush(redis)
-            fleet = await storm(mock, redis.url, env, args.processes, args.tasks, args.rounds)
+            fleet = await storm(mock, env, args.processes, args.tasks, args.rounds, args.calls)
     finally:
         redis.stop()
     base = summary(baseline["latencies"])
@@ -243,6 +255,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "token_storm",
         "processes": args.processes,
+        "storm_calls": args.calls,
         "tasks_per_process": args.tasks,
         "rounds": args.rounds,
         "time_scale": args.scale,
@@ -279,6 +292,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "slowest_process_first_caller_extra_ms": [
                 round(max(t) - base_tok["p50"], 2) for t in fleet["round_told"]
             ],
+            # Diagnostic: inside one process, how much later its last caller resumed than its
+            # first (all are woken at once; each resumed caller first spends its CPU on a quote).
+            "widest_in_process_spread_ms": [round(max(s), 2) for s in fleet["round_spread"]],
         },
         "target": f"every round: 1 token request, time-to-token p99 <= baseline p50 + "
         f"{EXTRA_P99_TARGET_MS} ms",
@@ -304,5 +320,12 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline-rounds", type=int, default=10)
     parser.add_argument("--scale", type=float, default=5000.0, help="spec seconds per real second")
+    parser.add_argument(
+        "--calls",
+        choices=("quote", "token"),
+        default="quote",
+        help="what each caller does at go: get the token and quote (the target), or only get the "
+        "token (a diagnostic: the token wait without the quotes' CPU)",
+    )
     ns = parser.parse_args()
     print(json.dumps(asyncio.run(main(ns)), indent=2))

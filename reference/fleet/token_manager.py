@@ -89,6 +89,9 @@ class Tuning:
     write_margin: float = 0.5  # lease validity kept back after the HTTP call for the fenced write
     poll_base: float = 0.01  # waiters' first poll of the shared cache
     poll_cap: float = 0.1  # waiters' longest poll: a refresh takes one HTTP call, so keep it short
+    # waiters' shortest poll while the store's notices arrive: then a re-read only covers a lost
+    # notice, and a fleet polling at poll_base slowed the refresh it waited for (token_storm.py)
+    told_poll: float = 0.25
     background_retry: float = 0.25  # STALE: pause between two background attempts of a process
     retry_base: float = 0.25  # failed issuance (network, 5xx): first pause before trying again
     retry_cap: float = 5.0  # failed issuance: longest pause
@@ -431,7 +434,10 @@ class SharedCredential:
                 # credential (the notice carries it: adopted without a cache read); the cache is
                 # re-read after one poll delay at the latest.
                 assert feed is not None
-                self._adopt(await feed.wait(min(next(polls), left)))
+                delay = next(polls)
+                if feed.live():
+                    delay = max(delay, self.tuning.told_poll)
+                self._adopt(await feed.wait(min(delay, left)))
                 if self._satisfied(blocking):
                     return
                 continue

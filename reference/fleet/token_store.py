@@ -111,6 +111,10 @@ class ChangeFeed(Protocol):
         """
         ...
 
+    def live(self) -> bool:
+        """Whether notices arrive now (then a waiter's cache re-read is only a fallback)."""
+        ...
+
 
 class SleepFeed:
     """No notifications: every wait is the full timeout (stores that cannot tell, e.g. a file)."""
@@ -119,6 +123,10 @@ class SleepFeed:
         """Sleep ``at_most``; nothing is ever carried."""
         await asyncio.sleep(at_most)
         return None
+
+    def live(self) -> bool:
+        """Never: polling is all there is."""
+        return False
 
 
 class CredentialStore(Protocol):
@@ -362,6 +370,10 @@ class _EventFeed:
         self._kind = kind
         self._event = wakeups.current(kind)
         self._live = live  # whether notices arrive (and restarts their source if it stopped)
+
+    def live(self) -> bool:
+        """Whether the source of notices is confirmed listening (restarting it if it stopped)."""
+        return self._live()
 
     async def wait(self, at_most: float) -> CachedCredential | None:
         """Return once a write after the last wake-up happened (with what it stored, when the

@@ -424,6 +424,22 @@ async def test_the_notice_carries_the_token_so_the_waiter_reads_no_cache(
     assert CountingStore.reads == 1, CountingStore.reads
 
 
+async def test_while_notices_arrive_a_waiter_rereads_the_cache_only_every_told_poll(
+    clients: Clients,
+) -> None:
+    """During a 0.7 s refresh elsewhere a told waiter re-reads at most every told_poll, not poll_base."""
+    issuer = FakeIssuer(delay=0.7)
+    tuning = dataclasses.replace(FAST, told_poll=0.25, max_wait=10.0)
+    a = make_manager(clients.store(), issuer, FakeClock(), "a", tuning=tuning)
+    b = make_manager(clients.store(CountingStore), issuer, FakeClock(), "b", tuning=tuning)
+    b.store.changes("token")
+    CountingStore.reads = 0
+    _waited, va, vb = await timed_second_caller(a, b)
+    assert issuer.issued == 1 and va == vb
+    # ~0.6 s of waiting: the first snapshot, then one re-read per >= 0.25 s (at poll_base: ~12)
+    assert CountingStore.reads <= 4, CountingStore.reads
+
+
 async def test_a_bare_version_notice_makes_the_waiter_read_the_cache(
     clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
