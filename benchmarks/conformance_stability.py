@@ -4,6 +4,7 @@
 For each run: wall time, exit code, and how many check verdicts differ from the first run (the
 baseline of this same benchmark run). The suite must never flake (verdict changes = 0) and one
 spec version must fit in the 90 s budget; ``wall_ratio_to_budget`` is each run's wall / budget.
+``target_met``: every run within 30 s (issue 13's figure for 1.1) and no verdict change.
 
     .venv/bin/python benchmarks/conformance_stability.py [--runs 10] [--spec 1.1] [--target CMD]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -22,7 +24,8 @@ from stockmon.conformance.cli import default_target
 from stockmon.conformance.runner import DEFAULT_JOBS, SuiteOptions, run_suite
 from stockmon.spec import latest_version
 
-BUDGET_S = 90.0
+BUDGET_S = 90.0  # what CI allows one spec version
+WALL_TARGET_S = 30.0  # issue 13: one full run of 1.1 on two cores, with 0 verdict changes
 
 
 def main() -> int:
@@ -55,6 +58,7 @@ def main() -> int:
                 "run": i + 1,
                 "wall_s": round(wall, 2),
                 "wall_ratio_to_budget": round(wall / BUDGET_S, 3),
+                "wall_target_met": wall <= WALL_TARGET_S,
                 "exit_code": result.exit_code,
                 "checks": len(verdicts),
                 "failed": sorted(k for k, v in verdicts.items() if v != "pass"),
@@ -78,6 +82,9 @@ def main() -> int:
         "max_wall_ratio_to_budget": round(max(walls) / BUDGET_S, 3),
         "verdict_changes": sum(r["verdict_changes_vs_run_1"] for r in runs),
         "flapping_checks": sorted(flapping),
+        "goal": f"every run <= {WALL_TARGET_S:.0f} s and 0 verdict changes",
+        "target_met": all(r["wall_target_met"] for r in runs) and not flapping,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(report, indent=2))
     return 0 if report["verdict_changes"] == 0 and max(walls) <= BUDGET_S else 1
