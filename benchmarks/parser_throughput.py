@@ -118,23 +118,29 @@ def ref_all(parser: FrameParser) -> Callable[[list[str]], int]:
     return run
 
 
+def rate(fn: Callable[[list[str]], int], frames: list[str]) -> float:
+    """Records/s of one run of ``fn`` over ``frames`` (it returns the records it read)."""
+    t0 = time.perf_counter()
+    n = fn(frames)
+    return n / (time.perf_counter() - t0)
+
+
 def best_rate(fn: Callable[[list[str]], int], frames: list[str], repeats: int) -> float:
     """Best records/s over ``repeats`` runs (the least disturbed by the other load on the box)."""
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = fn(frames)
-        dt = time.perf_counter() - t0
-        best = max(best, n / dt)
-    return best
+    return max(rate(fn, frames) for _ in range(repeats))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def frame_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The options of the parser benchmarks (the frames fed, how many runs), one set for all."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--records-per-frame", type=int, default=4)
     ap.add_argument("--frames", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = frame_args(argv, __doc__.splitlines()[0])
     spec = load_spec()
     parser = FrameParser(spec)
     names = spec.layout("H0STCNT0").names
