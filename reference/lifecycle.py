@@ -223,15 +223,25 @@ class SessionLifecycle:
     # ------------------------------------------------------------------ outputs
 
     def data_to_send(self) -> list[str]:
-        """Text frames to write, in order; the list is handed over (the core keeps none)."""
-        if not self._out:
+        """Text frames to write, in order, in a new list (the core keeps none)."""
+        out = self._out
+        if not out:
             return []
-        out, self._out = self._out, []
-        return out
+        frames = out.copy()
+        out.clear()
+        return frames
 
     def next_event(self) -> Event | None:
         """The next event for the shell, or None."""
         return self._events.popleft() if self._events else None
+
+    @property
+    def pending(self) -> tuple[list[str], deque[Event]]:
+        """The two output queues themselves (text frames, events), never replaced: a shell that
+        drains them once per received frame tests them in place rather than calling
+        ``data_to_send()`` and ``next_event()`` to find them empty. Read-only for the shell except
+        through those two calls or ``popleft()`` on the events."""
+        return self._out, self._events
 
     @property
     def last_inbound(self) -> float:
