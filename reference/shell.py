@@ -64,6 +64,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # At most this many malformed-frame warnings per session reach the log (all are counted).
 _MALFORMED_LOG_LIMIT = 20
 _CLOSE = object()
+_TEXT = Opcode.TEXT
 
 
 class Outcome(enum.Enum):
@@ -75,29 +76,30 @@ class Outcome(enum.Enum):
 
 
 class DirectConnection(ClientConnection):
-    """A ``ClientConnection`` that hands each whole text message to the shell as it is parsed.
+    """A ``ClientConnection`` that hands whole text messages to the shell as they are parsed.
 
     Why: websockets queues every frame for ``recv()`` (a queue, a future, two coroutines and a join
-    per message), which cost the stream about as much as parsing and printing it. Here a complete
-    (unfragmented) text frame that arrives with nothing queued before it is decoded and handed to
-    ``deliver`` from ``data_received``, in order, with the time the read arrived (one clock reading
-    for all the frames of one read). Everything else — fragments, binary frames, invalid UTF-8,
-    frames before :meth:`deliver_to` — goes to websockets' own queue and ``recv()`` as before, so
-    its close codes and errors are unchanged; ping/pong and the closing handshake are the
-    protocol's, below this. An exception from ``deliver`` stops the direct path and is raised from
-    the pending ``recv()``, as if the message had come from there.
+    per message), which cost the stream about as much as parsing and printing it. Here the complete
+    (unfragmented) text frames of one read that arrive with nothing queued before them are decoded
+    and handed to ``deliver`` in one list, in order, with one clock reading for the read, at the end
+    of ``data_received``. Everything else — fragments, binary frames, invalid UTF-8, frames before
+    :meth:`deliver_to`, and every frame after one of those until ``recv()`` has taken it — goes to
+    websockets' own queue and ``recv()`` as before, so order, close codes and errors are unchanged;
+    ping/pong and the closing handshake are the protocol's, below this. An exception from
+    ``deliver`` stops the direct path; it is raised from the pending ``recv()``, or else kept in
+    :attr:`failure` for the reader to raise.
     """
 
-    _deliver: Callable[[str, float], None] | None = None
+    _deliver: Callable[[list[str], float], None] | None = None
     _clock: Callable[[], float] = staticmethod(lambda: 0.0)
-    _now = 0.0
+    _batch: list[str] | None = None
     _queue: Sized = ()
     _failure: Exception | None = None
 
     def deliver_to(
-        self, deliver: Callable[[str, float], None] | None, clock: Callable[[], float]
+        self, deliver: Callable[[list[str], float], None] | None, clock: Callable[[], float]
     ) -> bool:
-        """Hand whole text messages and ``clock()`` at their read to ``deliver`` (None: stop).
+        """Hand each read's whole text messages and ``clock()`` to ``deliver`` (None: stop).
 
         False, and nothing changes, if this websockets' receive queue is not the one this class
         knows (then ``recv()`` reads everything, as on any connection)."""
@@ -115,18 +117,30 @@ class DirectConnection(ClientConnection):
         return self._failure
 
     def data_received(self, data: bytes) -> None:
-        """Bytes from the network: every frame in them arrived now."""
-        if self._deliver is not None:
-            self._now = self._clock()
-        super().data_received(data)
+        """Bytes from the network: websockets parses them, then their text goes to the shell."""
+        deliver = self._deliver
+        if deliver is None:
+            super().data_received(data)
+            return
+        now = self._clock()
+        batch = self._batch = []
+        try:
+            super().data_received(data)
+        finally:
+            self._batch = None
+        if batch:
+            try:
+                deliver(batch, now)
+            except Exception as exc:
+                self._fail(exc)
 
     def process_event(self, event: object) -> None:
-        """One parsed frame: a whole text message goes to the shell, the rest to websockets."""
-        deliver = self._deliver
+        """One parsed frame: a whole text message joins the read's batch, the rest websockets'."""
+        batch = self._batch
         if (
-            deliver is not None
+            batch is not None
             and type(event) is Frame
-            and event.opcode is Opcode.TEXT
+            and event.opcode is _TEXT
             and event.fin
             and not self._queue  # a message queued before it goes first
         ):
@@ -136,10 +150,7 @@ class DirectConnection(ClientConnection):
             except UnicodeDecodeError:
                 text = None  # recv() fails the connection with its own close code
             if text is not None:
-                try:
-                    deliver(text, self._now)
-                except Exception as exc:
-                    self._fail(exc)
+                batch.append(text)
                 return
         super().process_event(event)  # type: ignore[arg-type]
 
@@ -415,10 +426,10 @@ class StreamClient(CoreLoop):
         writer = asyncio.create_task(self._write(ws, self._outbox))
         watcher = asyncio.create_task(self._watch_gate())
         core, monotonic, pump = self.core, self.clock.monotonic, self._pump
-        text_received = core.text_received
+        text_received, texts_received = core.text_received, core.texts_received
 
-        def deliver(text: str, now: float) -> None:
-            text_received(text, now)
+        def deliver(texts: list[str], now: float) -> None:
+            texts_received(texts, now)
             pump()
 
         direct: DirectConnection | None = None
@@ -431,6 +442,8 @@ class StreamClient(CoreLoop):
                 else:
                     core.bytes_received(message, monotonic())
                 pump()
+                if direct is not None and direct.failure is not None:
+                    raise direct.failure  # a direct delivery failed while this one was queued
         except websockets.ConnectionClosed:
             pass
         finally:

@@ -32,14 +32,16 @@ async def server(script: Script) -> AsyncIterator[str]:
 
 
 async def read_all(
-    url: str, factory: type[ClientConnection], deliver: Callable[[str, float], None] | None = None
+    url: str,
+    factory: type[ClientConnection],
+    deliver: Callable[[list[str], float], None] | None = None,
 ) -> tuple[list[object], ClientConnection, BaseException | None]:
     """Every message in arrival order (direct ones and recv()'s), the connection, what recv raised."""
     got: list[object] = []
     raised: BaseException | None = None
     async with connect(url, compression=None, ping_interval=None, create_connection=factory) as ws:
         if isinstance(ws, DirectConnection):
-            assert ws.deliver_to(deliver or (lambda text, now: got.append(text)), lambda: 1.0)
+            assert ws.deliver_to(deliver or (lambda texts, now: got.extend(texts)), lambda: 1.0)
         await ws.send("reading")
         try:
             async for message in ws:
@@ -90,7 +92,9 @@ async def test_whole_text_messages_skip_recv() -> None:
         await ws.close()
 
     async with server(script) as url:
-        got, _, _ = await read_all(url, DirectConnection, lambda t, now: direct.append((t, now)))
+        got, _, _ = await read_all(
+            url, DirectConnection, lambda texts, now: direct.extend((t, now) for t in texts)
+        )
     assert direct == [("x", 1.0), ("y", 1.0), ("z", 1.0)]
     assert got == [b"bin"]
 
@@ -98,8 +102,8 @@ async def test_whole_text_messages_skip_recv() -> None:
 async def test_an_exception_in_deliver_is_raised_from_the_pending_recv() -> None:
     """A failing deliver stops the direct path and its exception comes out of recv()."""
 
-    def deliver(text: str, now: float) -> None:
-        raise ValueError(f"bad {text}")
+    def deliver(texts: list[str], now: float) -> None:
+        raise ValueError(f"bad {texts[0]}")
 
     async def script(ws: ServerConnection) -> None:
         await asyncio.sleep(0.05)  # the client is waiting in recv() by now
