@@ -64,6 +64,7 @@ class BrokerCore(Protocol):
     def subscribe(self, sub: Subscription, now: float) -> None: ...
     def unsubscribe(self, sub: Subscription, now: float) -> None: ...
     def text_received(self, text: str, now: float) -> None: ...
+    def texts_received(self, texts: list[str], now: float) -> None: ...
     def bytes_received(self, data: bytes, now: float) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
@@ -223,15 +224,25 @@ class SessionLifecycle:
     # ------------------------------------------------------------------ outputs
 
     def data_to_send(self) -> list[str]:
-        """Text frames to write, in order; the list is handed over (the core keeps none)."""
-        if not self._out:
+        """Text frames to write, in order, in a new list (the core keeps none)."""
+        out = self._out
+        if not out:
             return []
-        out, self._out = self._out, []
-        return out
+        frames = out.copy()
+        out.clear()
+        return frames
 
     def next_event(self) -> Event | None:
         """The next event for the shell, or None."""
         return self._events.popleft() if self._events else None
+
+    @property
+    def pending(self) -> tuple[list[str], deque[Event]]:
+        """The two output queues themselves (text frames, events), never replaced: a shell that
+        drains them once per received frame tests them in place rather than calling
+        ``data_to_send()`` and ``next_event()`` to find them empty. Read-only for the shell except
+        through those two calls or ``popleft()`` on the events."""
+        return self._out, self._events
 
     @property
     def last_inbound(self) -> float:
@@ -314,6 +325,11 @@ class SessionLifecycle:
             raise LocalProtocolError(f"text_received() in state {self.state.value}")
         self._last_inbound = now
         self._received(text)
+
+    def texts_received(self, texts: list[str], now: float) -> None:
+        """Text frames read at once, in order: ``text_received`` for each (a dialect may fuse it)."""
+        for text in texts:
+            self.text_received(text, now)
 
     def bytes_received(self, data: bytes, now: float) -> None:
         """One binary frame: read as the text it must be (strict UTF-8), else counted and dropped."""

@@ -30,11 +30,12 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sized
 from typing import Protocol, TypeVar
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
 
 from stockmon.errors import SettingsError
 from stockmon.reference.backoff import HEALTHY_SESSION_S, BackoffFactory, jittered_backoff
@@ -63,6 +64,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # At most this many malformed-frame warnings per session reach the log (all are counted).
 _MALFORMED_LOG_LIMIT = 20
 _CLOSE = object()
+_TEXT = Opcode.TEXT
 
 
 class Outcome(enum.Enum):
@@ -71,6 +73,93 @@ class Outcome(enum.Enum):
     CONNECTED = "connected"  # the socket is open
     CONNECT_FAILED = "connect_failed"  # the socket could not be opened
     CREDENTIAL_FAILED = "credential_failed"  # no credential (approval key, token) could be had
+
+
+class DirectConnection(ClientConnection):
+    """A ``ClientConnection`` that hands whole text messages to the shell as they are parsed.
+
+    Why: websockets queues every frame for ``recv()`` (a queue, a future, two coroutines and a join
+    per message), which cost the stream about as much as parsing and printing it. Here the complete
+    (unfragmented) text frames of one read that arrive with nothing queued before them are decoded
+    and handed to ``deliver`` in one list, in order, with one clock reading for the read, at the end
+    of ``data_received``. Everything else — fragments, binary frames, invalid UTF-8, frames before
+    :meth:`deliver_to`, and every frame after one of those until ``recv()`` has taken it — goes to
+    websockets' own queue and ``recv()`` as before, so order, close codes and errors are unchanged;
+    ping/pong and the closing handshake are the protocol's, below this. An exception from
+    ``deliver`` stops the direct path; it is raised from the pending ``recv()``, or else kept in
+    :attr:`failure` for the reader to raise.
+    """
+
+    _deliver: Callable[[list[str], float], None] | None = None
+    _clock: Callable[[], float] = staticmethod(lambda: 0.0)
+    _batch: list[str] | None = None
+    _queue: Sized = ()
+    _failure: Exception | None = None
+
+    def deliver_to(
+        self, deliver: Callable[[list[str], float], None] | None, clock: Callable[[], float]
+    ) -> bool:
+        """Hand each read's whole text messages and ``clock()`` to ``deliver`` (None: stop).
+
+        False, and nothing changes, if this websockets' receive queue is not the one this class
+        knows (then ``recv()`` reads everything, as on any connection)."""
+        frames = getattr(getattr(self, "recv_messages", None), "frames", None)
+        queue = getattr(frames, "queue", None)
+        if deliver is not None and (queue is None or not hasattr(frames, "get_waiter")):
+            return False
+        self._deliver, self._clock = deliver, clock
+        self._queue = queue if queue is not None else ()
+        return True
+
+    @property
+    def failure(self) -> Exception | None:
+        """What ``deliver`` raised, if it did (the direct path is off since)."""
+        return self._failure
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the network: websockets parses them, then their text goes to the shell."""
+        deliver = self._deliver
+        if deliver is None:
+            super().data_received(data)
+            return
+        now = self._clock()
+        batch = self._batch = []
+        try:
+            super().data_received(data)
+        finally:
+            self._batch = None
+        if batch:
+            try:
+                deliver(batch, now)
+            except Exception as exc:
+                self._fail(exc)
+
+    def process_event(self, event: object) -> None:
+        """One parsed frame: a whole text message joins the read's batch, the rest websockets'."""
+        batch = self._batch
+        if (
+            batch is not None
+            and type(event) is Frame
+            and event.opcode is _TEXT
+            and event.fin
+            and not self._queue  # a message queued before it goes first
+        ):
+            data = event.data
+            try:
+                text = data.decode() if type(data) is bytes or type(data) is bytearray else None
+            except UnicodeDecodeError:
+                text = None  # recv() fails the connection with its own close code
+            if text is not None:
+                batch.append(text)
+                return
+        super().process_event(event)  # type: ignore[arg-type]
+
+    def _fail(self, exc: Exception) -> None:
+        self._deliver = None
+        self._failure = exc
+        waiter = getattr(self.recv_messages.frames, "get_waiter", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
 
 
 class ShellClock(Protocol):
@@ -176,6 +265,7 @@ class StreamClient(CoreLoop):
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.core = core
+        self._core_out, self._core_events = core.pending
         self.ws_url = ws_url
         self.url_variable = url_variable
         self.credentials = credentials
@@ -294,6 +384,7 @@ class StreamClient(CoreLoop):
                     close_timeout=CLOSE_TIMEOUT_S,
                     max_size=MAX_MESSAGE_BYTES,
                     compression=None,
+                    create_connection=DirectConnection,
                 )
             )
         except (websockets.InvalidURI, ValueError) as exc:
@@ -326,25 +417,43 @@ class StreamClient(CoreLoop):
             self.on_outcome(outcome)
 
     async def _serve(self, ws: ClientConnection) -> None:
-        """Read until the socket closes; a writer task sends in order; a watcher guards the gate."""
+        """Read until the socket closes; a writer task sends in order; a watcher guards the gate.
+
+        Whole text messages come straight from the connection (:class:`DirectConnection`); this
+        loop reads whatever websockets still queues (and everything, on another connection class).
+        """
         assert self._outbox is not None
         writer = asyncio.create_task(self._write(ws, self._outbox))
         watcher = asyncio.create_task(self._watch_gate())
-        core, monotonic = self.core, self.clock.monotonic
-        text_received = core.text_received
+        core, monotonic, pump = self.core, self.clock.monotonic, self._pump
+        text_received, texts_received = core.text_received, core.texts_received
+
+        def deliver(texts: list[str], now: float) -> None:
+            texts_received(texts, now)
+            pump()
+
+        direct: DirectConnection | None = None
+        if isinstance(ws, DirectConnection) and ws.deliver_to(deliver, monotonic):
+            direct = ws
         try:
             async for message in ws:
                 if isinstance(message, str):
                     text_received(message, monotonic())
                 else:
                     core.bytes_received(message, monotonic())
-                self._pump()
+                pump()
+                if direct is not None and direct.failure is not None:
+                    raise direct.failure  # a direct delivery failed while this one was queued
         except websockets.ConnectionClosed:
             pass
         finally:
+            if direct is not None:
+                direct.deliver_to(None, monotonic)
             watcher.cancel()
             writer.cancel()
             await asyncio.gather(writer, watcher, return_exceptions=True)
+        if direct is not None and direct.failure is not None:  # raised with no recv() pending
+            raise direct.failure
 
     async def _write(self, ws: ClientConnection, outbox: asyncio.Queue[object]) -> None:
         while True:
@@ -379,24 +488,27 @@ class StreamClient(CoreLoop):
     def _pump(self) -> None:
         """Flush the core's outputs: frames to the writer, events to the sink, re-arm the timer.
 
-        This runs once per received frame, so it does the least it can: the timer is re-armed only
-        after something other than data happened. Data only ever moves the idle deadline later,
-        and a timer that fires early is harmless (the core does nothing and the timer is re-armed).
-        The sink is flushed once the loop is idle (see :meth:`_flush_soon`).
+        This runs once per received frame, so it does the least it can: the core's queues are
+        tested in place (``core.pending``) and the timer is re-armed only after something other
+        than data happened. Data only ever moves the idle deadline later, and a timer that fires
+        early is harmless (the core does nothing and the timer is re-armed). The sink is flushed
+        once the loop is idle (see :meth:`_flush_soon`).
         """
         core = self.core
-        out = core.data_to_send()
-        changed = bool(out)
-        if out:
+        changed = False
+        if self._core_out:
+            changed = True
+            out = core.data_to_send()
             if self._outbox is not None:
                 for text in out:
                     self._outbox.put_nowait(text)
             else:
                 log.debug("dropped %d frame(s) queued with no socket open", len(out))
-        ev = core.next_event()
-        if ev is not None:
+        events = self._core_events
+        if events:
             sink = self.sink
-            while ev is not None:
+            while events:
+                ev = events.popleft()
                 if type(ev) is DataReceived:
                     try:
                         sink.event(ev)
@@ -405,7 +517,6 @@ class StreamClient(CoreLoop):
                 else:
                     changed = True
                     self._control_event(ev)
-                ev = core.next_event()
             if not self._flush_pending:
                 self._flush_soon()
         if changed or self._timer_at is None:

@@ -84,6 +84,7 @@ _ECHO_MEMORY = 16
 _APPROVAL_HEADER = "approval_key"
 # DataReceived(frame, source) without the Python-level __new__ of a named tuple (once per frame)
 _new_tuple = tuple.__new__
+_OPEN = ConnState.OPEN
 
 _C, _E = ConnState, ConnEvent
 CONNECTION_TRANSITIONS: Mapping[tuple[ConnState, ConnEvent], ConnState] = MappingProxyType(
@@ -330,9 +331,29 @@ class SessionCore(SessionLifecycle):
             self._last_heartbeat = now
             self.stats.pings_sent += 1
 
+    def texts_received(self, texts: list[str], now: float) -> None:
+        """Text frames read at once, in order; the data frames of an open session in one loop.
+
+        The hot path of the client: each is what ``text_received`` does with a data frame in
+        OPEN (everything else goes through it), without two calls per frame."""
+        flags, parse, stats, append = self._data_flags, self._parse, self.stats, self._events.append
+        for text in texts:
+            if text[:1] not in flags or self.state is not _OPEN:
+                self.text_received(text, now)
+                continue
+            self._last_inbound = now
+            try:
+                frame = parse(text)
+            except FrameError as exc:
+                self._malformed(exc, text)
+                continue
+            stats.frames += 1
+            stats.records += frame.count
+            append(_new_tuple(DataReceived, (frame, SOURCE)))
+
     def _received(self, text: str) -> None:
         """One text frame from the peer: data, control answer, PINGPONG or nonsense."""
-        if text[:1] in self._data_flags:  # the hot path: keep it short
+        if text[:1] in self._data_flags:
             try:
                 frame = self._parse(text)
             except FrameError as exc:

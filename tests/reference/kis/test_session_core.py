@@ -23,6 +23,7 @@ from stockmon.reference.events import (
     BrokerErrorReceived,
     CloseSocket,
     DataReceived,
+    MalformedFrame,
     OpenSocket,
     StatusChanged,
 )
@@ -542,3 +543,39 @@ def test_data_frames_become_data_events() -> None:
     prices = [r.price for r in ev.records.records]  # type: ignore[attr-defined]
     assert prices == [int(r[layout.index("STCK_PRPR")]) for r in recs]
     assert isinstance(w.statuses()[0], StatusChanged)
+
+
+def _seen(w: Wire) -> list[object]:
+    """What the core left for the shell, comparable across two cores (frames as their lines)."""
+    w.drain()
+    seen: list[object] = [tuple(w.sent), w.core.stats, w.core.last_inbound, w.core.state]
+    for ev in w.events:
+        if isinstance(ev, DataReceived):
+            seen.append(ev.records.json_lines(ev.source))
+        elif isinstance(ev, MalformedFrame):
+            seen.append((type(ev.error), str(ev.error), ev.excerpt))
+        else:
+            seen.append(ev)
+    return seen
+
+
+def test_texts_received_leaves_what_text_received_for_each_leaves() -> None:
+    """A read's frames given at once (the shell's hot path) equal one text_received per frame."""
+    layout = SPEC.layout(KR.tr_id)
+    texts = [
+        data_frame(SPEC, KR.tr_id, [sample_fields(layout, KR.tr_key, 0)]),
+        f"0|{KR.tr_id}|001|not^enough^fields",
+        server_ping(SPEC),
+        data_frame(SPEC, KR.tr_id, [sample_fields(layout, KR.tr_key, n) for n in range(2)]),
+        "neither data nor JSON",
+        ack(SPEC, US.tr_id, US.tr_key, subscribe_code(SPEC)),
+        data_frame(SPEC, KR.tr_id, [sample_fields(layout, KR.tr_key, 3)]),
+    ]
+    one, batch = wire(SPEC, KR, US), wire(SPEC, KR, US)
+    for text in texts:
+        one.core.text_received(text, 5.0)
+    batch.core.texts_received(texts, 5.0)
+    one.core.text_received(texts[0], 7.0)  # a read of data frames only
+    batch.core.texts_received(texts[:1], 7.0)
+    assert _seen(batch) == _seen(one)
+    assert len(batch.data()) == 4 and len(batch.malformed()) == 2
