@@ -166,15 +166,18 @@ class Record:
         self._f = fields
         self._o = offset
 
+    # The role reads below are declarations: record_class() compiles each TR's own, with the
+    # positions bound (see _role_reads).
+
     @property
     def key(self) -> str:
         """The record's key (the tr_key it belongs to: ``005930``, ``DNASAAPL``)."""
-        return self._f[self._o + self._i_key]
+        raise NotImplementedError
 
     @property
     def time(self) -> str:
         """The record's time field as sent (``HHMMSS``)."""
-        return self._f[self._o + self._i_time]
+        raise NotImplementedError
 
     def raw(self, name: str) -> str:
         """A field's text exactly as it arrived."""
@@ -250,7 +253,7 @@ class TickRecord(Record):
     @property
     def volume(self) -> int:
         """This trade's volume."""
-        return _int_at(self, self._i_volume)
+        raise NotImplementedError
 
 
 class OrderbookRecord(Record):
@@ -287,7 +290,7 @@ class KrTick(TickRecord):
     @property
     def price(self) -> int:
         """Trade price in KRW."""
-        return _int_at(self, self._i_price)
+        raise NotImplementedError
 
 
 class UsTick(TickRecord):
@@ -298,7 +301,7 @@ class UsTick(TickRecord):
     @property
     def price(self) -> Decimal:
         """Last price in USD, exact."""
-        return _dec_at(self, self._i_price)
+        raise NotImplementedError
 
 
 class KrOrderbook(OrderbookRecord):
@@ -385,7 +388,39 @@ def record_class(layout: Layout, field_separator: str) -> type[Record]:
         attrs["_i_asks"] = pairs("ask_prices", "ask_quantities")
         attrs["_i_bids"] = pairs("bid_prices", "bid_quantities")
     attrs["_rows"] = staticmethod(_compile_rows(attrs, len(layout.fields), layout.kind))
+    attrs.update(_role_reads(attrs, base))
     return type(f"{layout.tr_id}Record", (base,), attrs)
+
+
+def _role_reads(attrs: Mapping[str, Any], base: type[Record]) -> dict[str, property]:
+    """The key and time (and a trade's price and volume) properties of one TR, positions bound
+    as closure constants: the records path's reads with no class-attribute lookup and, for an int,
+    no second call unless the text is not plain digits."""
+
+    def text(index: int) -> Callable[[Record], str]:
+        return lambda rec: rec._f[rec._o + index]
+
+    def integer(index: int) -> Callable[[Record], int]:
+        def read(rec: Record) -> int:
+            value = rec._f[rec._o + index]
+            if value.isdigit() and value.isascii():
+                return int(value)
+            return _int_at(rec, index)  # the strict rules, or FrameError naming the field
+
+        return read
+
+    def decimal(index: int) -> Callable[[Record], Decimal]:
+        return lambda rec: _dec_at(rec, index)
+
+    def prop(name: str, read: Callable[[Record], Any]) -> tuple[str, property]:
+        return name, property(read, doc=getattr(base, name).__doc__)
+
+    reads = [prop("key", text(attrs["_i_key"])), prop("time", text(attrs["_i_time"]))]
+    if "_i_price" in attrs:
+        ip = attrs["_i_price"]
+        price = integer(ip) if attrs["_price_conv"] is ascii_int else decimal(ip)
+        reads += [prop("price", price), prop("volume", integer(attrs["_i_volume"]))]
+    return dict(reads)
 
 
 def _compile_rows(
@@ -401,27 +436,23 @@ def _compile_rows(
     """
     conv = attrs["_price_conv"]
     int_price = conv is ascii_int
+    fast_conv = int if int_price else conv
     ik, it = attrs["_i_key"], attrs["_i_time"]
     if kind == "tick":
         ip, iv = attrs["_i_price"], attrs["_i_volume"]
 
         def ticks(f: list[str], count: int, ascii_only: bool) -> list[Any]:
-            span = range(0, count * width, width)
+            # f holds exactly count x width fields (parse() checked), so a stride slice is one
+            # role of every record, taken in C; one digit test covers a role's texts joined (an
+            # empty text among them fails in int(), as a bad value should)
             if ascii_only:
-                if int_price:
-                    rows = [
-                        (f[o + ik], f[o + it], int(p), int(v))
-                        for o in span
-                        if (p := f[o + ip]).isdigit() and (v := f[o + iv]).isdigit()
-                    ]
-                else:
-                    rows = [
-                        (f[o + ik], f[o + it], conv(f[o + ip]), int(v))
-                        for o in span
-                        if (v := f[o + iv]).isdigit()
-                    ]
-                if len(rows) == count:
-                    return rows
+                prices, volumes = f[ip::width], f[iv::width]
+                if "".join(volumes).isdigit() and (not int_price or "".join(prices).isdigit()):
+                    keys, times = f[ik::width], f[it::width]
+                    return list(
+                        zip(keys, times, map(fast_conv, prices), map(int, volumes), strict=True)
+                    )
+            span = range(0, count * width, width)
             return [(f[o + ik], f[o + it], conv(f[o + ip]), ascii_int(f[o + iv])) for o in span]
 
         return ticks
@@ -429,7 +460,6 @@ def _compile_rows(
     int_positions = [q for _, q in (*asks, *bids)] + (
         [p for p, _ in (*asks, *bids)] if int_price else []
     )
-    fast_conv = int if int_price else conv
 
     def books(f: list[str], count: int, ascii_only: bool) -> list[Any]:
         span = range(0, count * width, width)
@@ -460,12 +490,14 @@ class Frame:
     """
 
     __slots__ = ("_fields", "count", "payload")
-    _fields: list[str]
+    _fields: list[str] | None
     record_type: ClassVar[type[Record]]
 
     def __init__(self, count: int, payload: str) -> None:
         self.count = count
         self.payload = payload
+        # None until split: testing it is cheaper than catching an unset slot's AttributeError
+        self._fields = None
 
     @property
     def tr_id(self) -> str:
@@ -480,11 +512,10 @@ class Frame:
     @property
     def fields(self) -> list[str]:
         """Every field of every record, in wire order (split once, on first use)."""
-        try:
-            return self._fields
-        except AttributeError:
-            self._fields = self.payload.split(self.record_type.field_separator)
-            return self._fields
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = self.payload.split(self.record_type.field_separator)
+        return fields
 
     @property
     def records(self) -> list[Record]:
