@@ -401,6 +401,7 @@ def _role_reads(attrs: Mapping[str, Any], base: type[Record]) -> dict[str, prope
         return lambda rec: rec._f[rec._o + index]
 
     def integer(index: int) -> Callable[[Record], int]:
+        # _int_at's first test inlined: one call fewer for every plain int read
         def read(rec: Record) -> int:
             value = rec._f[rec._o + index]
             if value.isdigit() and value.isascii():
@@ -430,8 +431,8 @@ def _compile_rows(
 
     ``ascii_only`` is the frame's ``payload.isascii()`` (O(1) in CPython). Then ``str.isdigit()`` is
     exactly ``[0-9]+``, and a value that passes it is what the builtin ``int()`` converts with no
-    liberty (no sign, space, ``_`` or non-ASCII digit): the fast path tests each int with one C
-    method and builds rows with the builtin. Anything else (a sign, a bad value) takes the strict
+    liberty (no sign, space, ``_`` or non-ASCII digit): the fast path tests the ints (of a role,
+    or of a book record, joined) with one C method and builds rows with the builtin. Anything else (a sign, a bad value) takes the strict
     path, where every int goes through :func:`ascii_int` and a bad one raises.
     """
     conv = attrs["_price_conv"]
@@ -443,8 +444,8 @@ def _compile_rows(
 
         def ticks(f: list[str], count: int, ascii_only: bool) -> list[Any]:
             # f holds exactly count x width fields (parse() checked), so a stride slice is one
-            # role of every record, taken in C; one digit test covers a role's texts joined (an
-            # empty text among them fails in int(), as a bad value should)
+            # role of every record, taken in C (an empty text in a joined role fails in int(), as
+            # a bad value should)
             if ascii_only:
                 prices, volumes = f[ip::width], f[iv::width]
                 if "".join(volumes).isdigit() and (not int_price or "".join(prices).isdigit()):
