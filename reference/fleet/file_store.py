@@ -23,7 +23,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from stockmon.redaction import Secret
-from stockmon.reference.fleet.lease import Grant, Lease, TimedLease
+from stockmon.reference.fleet.lease import Grant, Lease, TimedLease, new_lease_value
 from stockmon.reference.fleet.token_state import CachedCredential
-from stockmon.reference.fleet.token_store import ChangeFeed, SleepFeed, StoreWrite, app_key_digest
+from stockmon.reference.fleet.token_store import (
+    ChangeFeed,
+    Claim,
+    SleepFeed,
+    StoreWrite,
+    app_key_digest,
+    claim_in_steps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +135,7 @@ class FileCredentialStore:
 
     async def try_acquire(self, kind: str, ttl: float, holder: str) -> FileLease | None:
         """Take the refresh lease of ``kind`` unless a live one is in the file."""
-        if not ttl > 0:
-            raise ValueError(f"lease TTL must be > 0, got {ttl!r}")
+        base = new_lease_value(holder, ttl)
         start = time.monotonic()
         with self._locked() as data:
             entry = self._entry(data, kind)
@@ -138,10 +143,14 @@ class FileCredentialStore:
             if isinstance(held, list) and len(held) == 2 and float(held[1]) > self._wall():
                 return None
             epoch = int(entry.get("epoch", 0)) + 1
-            value = f"{holder}/{secrets.token_hex(20)}@{epoch}"
+            value = f"{base}@{epoch}"
             entry["epoch"] = epoch
             entry["lease"] = [value, self._wall() + ttl]
         return FileLease(self, kind, Grant(f"{kind}:lease", value, ttl, start, epoch, holder))
+
+    async def claim(self, kind: str, ttl: float, holder: str, seen: int) -> Claim:
+        """In steps: two snapshots around the lease (each one lock of the file)."""
+        return await claim_in_steps(self, kind, ttl, holder, seen)
 
     def _holds(self, data: dict[str, Any], kind: str, value: str) -> bool:
         held = data.get(kind, {}).get("lease")

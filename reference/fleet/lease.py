@@ -58,15 +58,22 @@ log = logging.getLogger(__name__)
 _DRIFT_FACTOR = 0.01
 _DRIFT_CONSTANT_S = 0.002
 
-_ACQUIRE = """
-if redis.call('exists', KEYS[1]) == 1 then return 0 end
-local epoch = redis.call('incr', KEYS[2])
-redis.call('set', KEYS[1], ARGV[1] .. '@' .. epoch, 'PX', ARGV[2])
-return epoch
+# The acquisition itself, as a Lua function: the scripts below and those that acquire as one
+# step with something else (the token store's claim) call it. 0 when held, else the new epoch.
+ACQUIRE_LUA = """
+local function acquire(key, epoch_key, value, ttl_ms)
+  if redis.call('exists', key) == 1 then return 0 end
+  local epoch = redis.call('incr', epoch_key)
+  redis.call('set', key, value .. '@' .. epoch, 'PX', ttl_ms)
+  return epoch
+end
 """
+_ACQUIRE = ACQUIRE_LUA + "return acquire(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
 # Outage mode (FLEET-REDIS-OUTAGE). KEYS: key, epoch counter, quarantine. ARGV: value, TTL ms,
 # quarantine ms (-1: not known yet -> answer -1 when Redis lost its state). 0: held, -2: quarantined.
-_ACQUIRE_QUARANTINED = """
+_ACQUIRE_QUARANTINED = (
+    ACQUIRE_LUA
+    + """
 if redis.call('exists', KEYS[1]) == 1 then return 0 end
 if redis.call('exists', KEYS[3]) == 1 then return -2 end
 if redis.call('exists', KEYS[2]) == 0 then
@@ -77,10 +84,9 @@ if redis.call('exists', KEYS[2]) == 0 then
     return -2
   end
 end
-local epoch = redis.call('incr', KEYS[2])
-redis.call('set', KEYS[1], ARGV[1] .. '@' .. epoch, 'PX', ARGV[2])
-return epoch
+return acquire(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 """
+)
 # Fenced reassert. KEYS: key, epoch counter. ARGV: value, TTL ms, our epoch. Extends our key, or
 # rewrites it when it is gone and nobody acquired since; 0 when another holds it or did.
 _REASSERT = """
@@ -258,10 +264,10 @@ class RedisLease(TimedLease):
         if self._reassert:
             keys = (self._key, epoch_key(self._key))
             answer = await self._redis.eval(
-                _REASSERT, 2, *keys, self.value, _ms(self.ttl), self._epoch
+                _REASSERT, 2, *keys, self.value, lease_ms(self.ttl), self._epoch
             )
             return bool(answer)
-        return bool(await self._redis.eval(_RENEW, 1, self._key, self.value, _ms(self.ttl)))
+        return bool(await self._redis.eval(_RENEW, 1, self._key, self.value, lease_ms(self.ttl)))
 
     async def release(self) -> None:
         """Compare-and-DEL in a task of its own, so cancelling the caller cannot interrupt it."""
@@ -295,27 +301,53 @@ async def try_acquire(
     ``quarantine`` > 0 is outage mode (FLEET-REDIS-OUTAGE): on a Redis that lost its state nobody
     acquires until the server has been up that long, and the lease renews by fenced reassert.
     """
+    base = new_lease_value(holder, ttl)
+    sent = monotonic()
+    if quarantine > 0:
+        keys = (key, epoch_key(key), quarantine_key(key))
+        epoch = await redis.eval(_ACQUIRE_QUARANTINED, 3, *keys, base, lease_ms(ttl), -1)
+        if epoch == -1:  # Redis lost its state: quarantine what is left of its first moments
+            sent = monotonic()
+            left = lease_ms(quarantine) - 1000 * await server_uptime_s(redis)
+            epoch = await redis.eval(
+                _ACQUIRE_QUARANTINED, 3, *keys, base, lease_ms(ttl), max(0, left)
+            )
+        if int(epoch) <= 0:
+            return None
+    else:
+        epoch = await redis.eval(_ACQUIRE, 2, key, epoch_key(key), base, lease_ms(ttl))
+        if not epoch:
+            return None
+    return granted(redis, key, base, ttl, sent, int(epoch), holder, monotonic, quarantine > 0)
+
+
+def new_lease_value(holder: str, ttl: float) -> str:
+    """What an acquisition stores before its epoch (``holder/token``); checks the TTL and name.
+
+    Every acquisition has a fresh random token, so no two ever share a value.
+    """
     if not ttl > 0:
         raise ValueError(f"lease TTL must be > 0, got {ttl!r}")
     if "/" in holder or "@" in holder:
         raise ValueError(f"holder name may not contain '/' or '@': {holder!r}")
-    base = f"{holder}/{secrets.token_hex(20)}"
-    sent = monotonic()
-    if quarantine > 0:
-        keys = (key, epoch_key(key), quarantine_key(key))
-        epoch = await redis.eval(_ACQUIRE_QUARANTINED, 3, *keys, base, _ms(ttl), -1)
-        if epoch == -1:  # Redis lost its state: quarantine what is left of its first moments
-            sent = monotonic()
-            left = _ms(quarantine) - 1000 * await server_uptime_s(redis)
-            epoch = await redis.eval(_ACQUIRE_QUARANTINED, 3, *keys, base, _ms(ttl), max(0, left))
-        if int(epoch) <= 0:
-            return None
-    else:
-        epoch = await redis.eval(_ACQUIRE, 2, key, epoch_key(key), base, _ms(ttl))
-        if not epoch:
-            return None
-    grant = Grant(key, f"{base}@{int(epoch)}", ttl, sent, int(epoch), holder)
-    return RedisLease(redis, grant, monotonic, reassert=quarantine > 0)
+    return f"{holder}/{secrets.token_hex(20)}"
+
+
+def granted(
+    redis: Redis,
+    key: str,
+    base: str,
+    ttl: float,
+    sent: float,
+    epoch: int,
+    holder: str,
+    monotonic: Monotonic = time.monotonic,
+    reassert: bool = False,
+) -> RedisLease:
+    """The lease a script's acquisition (``ACQUIRE_LUA``) granted: ``base`` stored with ``epoch``,
+    its validity counted from ``sent``, when the acquire was sent."""
+    grant = Grant(key, f"{base}@{epoch}", ttl, sent, epoch, holder)
+    return RedisLease(redis, grant, monotonic, reassert=reassert)
 
 
 def epoch_key(key: str) -> str:
@@ -358,14 +390,15 @@ class LocalLeases:
         self._epochs: dict[str, int] = {}
 
     def try_acquire(self, key: str, ttl: float, holder: str) -> LocalLease | None:
-        """Grant ``key`` unless a live lease holds it."""
+        """Grant ``key`` unless a live lease holds it (TTL and name checked as for Redis)."""
+        base = new_lease_value(holder, ttl)
         now = self._monotonic()
         held = self._held.get(key)
         if held is not None and held[1] > now:
             return None
         epoch = self._epochs.get(key, 0) + 1
         self._epochs[key] = epoch
-        value = f"{holder}/{secrets.token_hex(20)}@{epoch}"
+        value = f"{base}@{epoch}"
         self._held[key] = (value, now + ttl)
         return LocalLease(self, Grant(key, value, ttl, now, epoch, holder))
 
@@ -428,11 +461,13 @@ class LocalLease(_Held):
             self._table.release(self._key, self.value)
 
 
-def _ms(seconds: float) -> int:
+def lease_ms(seconds: float) -> int:
+    """A lease TTL in the milliseconds Redis takes (at least 1)."""
     return max(1, round(seconds * 1000))
 
 
 __all__ = [
+    "ACQUIRE_LUA",
     "Lease",
     "LeaseInfo",
     "LocalLease",
@@ -443,6 +478,9 @@ __all__ = [
     "current_holder",
     "drift_allowance",
     "epoch_key",
+    "granted",
+    "lease_ms",
+    "new_lease_value",
     "parse_lease_value",
     "quarantine_key",
     "quarantine_left",

@@ -12,10 +12,13 @@ approval key of WS-APPROVAL-KEY) valid for every task of every process that shar
   by the fenced write, carrying what it stored) and adopts that; the cache is re-read on the old jittered,
   capped backoff too, so a lost notification costs one poll delay, never the new token.
 
-A refresh is: acquire the lease (``SET NX PX``, lease.py) -> re-read the cache (someone may have
-refreshed meanwhile) -> check the shared throttle window -> issue, the HTTP call bounded by the
-lease's remaining validity -> fenced write (one Lua script: still our lease? bump version, store,
-start the throttle window) -> release (compare-and-delete, shielded from cancellation).
+A refresh is: claim (one Lua script: read the cache and the shared throttle window, and take the
+lease — ``SET NX PX``, lease.py — unless a window is open or somebody stored a newer credential
+than ours, which is adopted instead) -> issue, the HTTP call bounded by the lease's remaining
+validity -> fenced write (one Lua script: still our lease? bump version, store, start the throttle
+window, publish) -> release (compare-and-delete, shielded from cancellation). Reading the cache
+in the acquiring step is the lock pattern's double-check without a round trip of its own: the
+refresh's critical path is two round trips and the HTTP call (token_storm.py measures it).
 
 The issuance throttle (TOKEN-KIS-THROTTLE) is shared too: a successful issuance starts a window
 of ``min_interval_s`` in the store, and an EGW00133 answer starts one; nobody issues inside it,
@@ -41,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import random
@@ -443,30 +447,38 @@ class SharedCredential:
                 continue
             await asyncio.sleep(min(delay, left))
 
-    async def _settled(self, blocking: bool) -> tuple[_Outcome, float] | None:
-        """DONE when the cache already satisfies us, THROTTLED while issuance is forbidden."""
-        # One snapshot: a write starts the throttle window in the same step, so a throttle seen
-        # with an unsatisfying cache is a real one (no write can fall between the two reads).
-        cred, wait = await self._store(lambda: self.store.snapshot(self.kind))
-        self._adopt(cred)
-        if self._satisfied(blocking):
-            return _Outcome.DONE, 0.0
-        if wait <= 0:
-            return None
-        return _Outcome.THROTTLED, wait
-
     async def _attempt(self, blocking: bool) -> tuple[_Outcome, float]:
+        """One claim (cache, throttle and lease in one step), then the refresh if it got the lease."""
+        local = self._local
+        seen = local.version if local is not None else 0
         try:
-            early = await self._settled(blocking)
-            if early is not None:
-                return early
-            lease = await self._store(
-                lambda: self.store.try_acquire(self.kind, self.tuning.lease_ttl, self.holder)
-            )
+            # Twice at most: a newer credential than ours that still does not do (e.g. STALE and
+            # due) is claimed against once more; a third writer meanwhile means BUSY (poll).
+            for _ in range(2):
+                claim = await self._store(
+                    functools.partial(
+                        self.store.claim, self.kind, self.tuning.lease_ttl, self.holder, seen
+                    )
+                )
+                self._adopt(claim.cred)
+                lease = claim.lease
+                if self._satisfied(blocking):
+                    if lease is not None:  # cannot happen with the claim's own check; be safe
+                        await lease.release()
+                    return _Outcome.DONE, 0.0
+                if lease is not None:
+                    break
+                if claim.throttle > 0:
+                    # One step: a write starts the throttle window in the same step as it stores,
+                    # so a throttle seen with an unsatisfying cache is a real one.
+                    return _Outcome.THROTTLED, claim.throttle
+                if claim.version <= seen:
+                    return _Outcome.BUSY, 0.0  # nothing newer stored: somebody holds the lease
+                seen = claim.version
+            else:
+                return _Outcome.BUSY, 0.0
         except _StoreDown:
             return _Outcome.STORE_DOWN, 0.0
-        if lease is None:
-            return _Outcome.BUSY, 0.0
         try:
             return await self._refresh_under(lease, blocking)
         except _StoreDown:
@@ -475,10 +487,7 @@ class SharedCredential:
             await lease.release()
 
     async def _refresh_under(self, lease: Lease, blocking: bool) -> tuple[_Outcome, float]:
-        # Double-check: the previous holder may have written just before we acquired.
-        early = await self._settled(blocking)
-        if early is not None:
-            return early
+        # No double-check here: the claim read the cache in the step that took the lease.
         budget = lease.remaining() - self.tuning.write_margin
         if budget <= 0:
             return _Outcome.FAILED, 0.0

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,7 +44,18 @@ from redis.exceptions import RedisError
 
 from stockmon.boundedjson import loads as bounded_json
 from stockmon.redaction import Secret
-from stockmon.reference.fleet.lease import Lease, LocalLease, LocalLeases, RedisLease, try_acquire
+from stockmon.reference.fleet.lease import (
+    ACQUIRE_LUA,
+    Lease,
+    LocalLease,
+    LocalLeases,
+    RedisLease,
+    epoch_key,
+    granted,
+    lease_ms,
+    new_lease_value,
+    try_acquire,
+)
 from stockmon.reference.fleet.token_state import CachedCredential
 
 log = logging.getLogger(__name__)
@@ -67,6 +79,18 @@ return v
 _SNAPSHOT = """
 return {redis.call('hgetall', KEYS[1]), redis.call('pttl', KEYS[2])}
 """
+# The claim (CredentialStore.claim). KEYS: cache hash, throttle, lease, lease epoch. ARGV: the
+# version the caller has seen, the lease value, its TTL ms. -> {hash, throttle PTTL, epoch or 0}
+_CLAIM = (
+    ACQUIRE_LUA
+    + """
+local h = redis.call('hgetall', KEYS[1])
+local t = redis.call('pttl', KEYS[2])
+local v = tonumber(redis.call('hget', KEYS[1], 'version')) or 0
+if t > 0 or v > tonumber(ARGV[1]) then return {h, t, 0} end
+return {h, t, acquire(KEYS[3], KEYS[4], ARGV[2], ARGV[3])}
+"""
+)
 
 # The listener's read timeout (below the client's socket timeout; a timeout just reads again).
 _LISTEN_POLL_S = 0.5
@@ -94,6 +118,40 @@ class StoreWrite:
     cred: CachedCredential
     keep_for: float
     throttle: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim saw and got: the cache, the throttle's seconds left, the version stored
+    (0: none, or unreadable), and the refresh lease when the claim took it."""
+
+    cred: CachedCredential | None
+    throttle: float
+    version: int
+    lease: Lease | None = None
+
+
+async def claim_in_steps(
+    store: CredentialStore, kind: str, ttl: float, holder: str, seen: int
+) -> Claim:
+    """:meth:`CredentialStore.claim` of a store without scripts: snapshot, lease, snapshot again.
+
+    The second snapshot is the lock pattern's double-check: a write made between the first one and
+    the acquisition is seen, and the lease given back.
+    """
+    cred, wait = await store.snapshot(kind)
+    version = cred.version if cred is not None else 0
+    if wait > 0 or version > seen:
+        return Claim(cred, wait, version)
+    lease = await store.try_acquire(kind, ttl, holder)
+    if lease is None:
+        return Claim(cred, wait, version)
+    cred, wait = await store.snapshot(kind)
+    version = cred.version if cred is not None else 0
+    if wait > 0 or version > seen:
+        await lease.release()
+        return Claim(cred, wait, version)
+    return Claim(cred, wait, version, lease)
 
 
 class ChangeFeed(Protocol):
@@ -155,6 +213,16 @@ class CredentialStore(Protocol):
         """One attempt at the refresh lease of ``kind``."""
         ...
 
+    async def claim(self, kind: str, ttl: float, holder: str, seen: int) -> Claim:
+        """One step: read the cache and the throttle, and take the refresh lease unless it is held,
+        a throttle window is open or the cache holds a version newer than ``seen`` (somebody
+        refreshed since the caller looked: it adopts that instead).
+
+        With the lease, the cache returned is the one the refresh replaces: no write falls between
+        the read and the acquisition (the lock pattern's double-check, in the same step).
+        """
+        ...
+
     async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
         """Fenced write; returns the new version, or None when ``lease`` is no longer ours."""
         ...
@@ -209,8 +277,29 @@ class RedisCredentialStore:
         fields, pttl = await self.redis.eval(
             _SNAPSHOT, 2, self.key(kind), self.key(kind, "throttle")
         )
-        raw = dict(zip(fields[::2], fields[1::2], strict=True))
-        return self._parse(kind, raw), int(pttl) / 1000 if int(pttl) > 0 else 0.0
+        return self._parse(kind, _pairs(fields)), _seconds(pttl)
+
+    async def claim(self, kind: str, ttl: float, holder: str, seen: int) -> Claim:
+        """One script (``_CLAIM``): the snapshot and, unless told otherwise, the acquisition."""
+        key = self.key(kind, "lease")
+        base = new_lease_value(holder, ttl)
+        sent = time.monotonic()
+        fields, pttl, epoch = await self.redis.eval(
+            _CLAIM,
+            4,
+            self.key(kind),
+            self.key(kind, "throttle"),
+            key,
+            epoch_key(key),
+            seen,
+            base,
+            lease_ms(ttl),
+        )
+        raw = _pairs(fields)
+        stored = raw.get("version", "")
+        version = int(stored) if stored.isdigit() else 0  # what the script compared (tonumber)
+        lease = granted(self.redis, key, base, ttl, sent, int(epoch), holder) if epoch else None
+        return Claim(self._parse(kind, raw), _seconds(pttl), version, lease)
 
     def _parse(self, kind: str, raw: dict[Any, Any]) -> CachedCredential | None:
         if not raw:
@@ -422,6 +511,10 @@ class LocalCredentialStore:
         """Process-local lease."""
         return self.leases.try_acquire(f"{kind}:lease", ttl, holder)
 
+    async def claim(self, kind: str, ttl: float, holder: str, seen: int) -> Claim:
+        """In steps (nothing else runs between them in one process)."""
+        return await claim_in_steps(self, kind, ttl, holder, seen)
+
     async def write(self, lease: Lease, kind: str, w: StoreWrite) -> int | None:
         """Fenced by the local lease table."""
         if not isinstance(lease, LocalLease) or not self.leases.holds(lease.key, lease.value):
@@ -460,6 +553,17 @@ def _carried(data: object) -> CachedCredential | None:
     return CachedCredential.from_stored(fields) if isinstance(fields, dict) else None
 
 
+def _pairs(fields: list[Any]) -> dict[str, str]:
+    """An HGETALL reply (flat field, value list) as text."""
+    return {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
+
+
+def _seconds(pttl: Any) -> float:
+    """A PTTL reply in seconds; 0 for a key without one or absent (-1, -2)."""
+    ms = int(pttl)
+    return ms / 1000 if ms > 0 else 0.0
+
+
 def _glob_escape(text: str) -> str:
     """``text`` as a literal inside a Redis glob pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -475,10 +579,12 @@ __all__ = [
     "STORE_ERRORS",
     "TOKEN",
     "ChangeFeed",
+    "Claim",
     "CredentialStore",
     "LocalCredentialStore",
     "RedisCredentialStore",
     "SleepFeed",
     "app_key_digest",
+    "claim_in_steps",
     "key_prefix",
 ]
