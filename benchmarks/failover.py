@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
-
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig, kiwoom_beside
 from stockmon.redaction import Secret
@@ -36,7 +34,7 @@ from stockmon.reference.kis.auth import DirectApprovalKeyProvider, KisAuthClient
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.output import EventSink, JsonLinesSink
-from stockmon.reference.rest import BrokerHttp
+from stockmon.reference.rest import BrokerHttp, new_http
 from stockmon.reference.seams import SharedCredentialSource
 from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.settings import Subscription
@@ -74,7 +72,7 @@ async def failover_once(scale: float) -> dict[str, float]:
     spec = load_spec(latest_version())
     async with (
         KisMock(MockConfig(time_scale=scale, tick_rate_hz=5.0 / scale)) as kis,
-        httpx.AsyncClient() as http,
+        new_http() as http,
     ):
         kw = kiwoom_beside(kis, tick_rate_hz=5.0 / scale)
         await kw.start()

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
-import httpx
+import aiohttp
 import websockets
+import yarl
 from websockets.uri import parse_uri
 
 from stockmon.clock import ScaledClock
@@ -27,6 +28,7 @@ from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.lifecycle import SessionLifecycle
 from stockmon.reference.output import EventSink
+from stockmon.reference.rest import new_http
 from stockmon.reference.seams import ConnectGate, CredentialSource
 from stockmon.reference.shell import Outcome, StreamClient
 from stockmon.reference.wiring import check_kiwoom, kis_seams, kiwoom_seams
@@ -40,7 +42,7 @@ DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
 LOGIN_TIMEOUT_REAL_S = 10.0
 
 SeamsFactory = Callable[
-    [Settings, httpx.AsyncClient, ScaledClock, EventSink, bool],
+    [Settings, aiohttp.ClientSession, ScaledClock, EventSink, bool],
     AbstractAsyncContextManager[tuple[CredentialSource, ConnectGate]],
 ]
 
@@ -67,9 +69,12 @@ class Broker:
             ) from None
         rest = _setting(settings, self.rest_url_variable)
         try:
-            httpx.URL(rest)
-        except (httpx.InvalidURL, ValueError) as exc:
+            url = yarl.URL(rest)  # the REST client's own URL parser (aiohttp's)
+            host, _port = url.host, url.port  # the port raises when out of range
+        except ValueError as exc:
             raise SettingsError(f"{self.rest_url_variable}={rest!r} is not a URL: {exc}") from None
+        if not host:
+            raise SettingsError(f"{self.rest_url_variable}={rest!r} is not a URL: it has no host")
 
     def client(
         self,
@@ -151,7 +156,7 @@ class Mode:
         started: Callable[[Client], None],
     ) -> None:
         """Stream until the client ``started`` is handed is stopped."""
-        async with httpx.AsyncClient() as http, contextlib.AsyncExitStack() as stack:
+        async with new_http() as http, contextlib.AsyncExitStack() as stack:
             primary, *backup = self.brokers
             seams = primary.seams(settings, http, clock, sink, True)
             credentials, gate = await stack.enter_async_context(seams)

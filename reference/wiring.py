@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 from redis.asyncio import Redis
 
 from stockmon.clock import Clock, ScaledClock
@@ -53,7 +53,7 @@ from stockmon.reference.kis.quote import snapshot_quotes
 from stockmon.reference.kis.rest import KisRestClient
 from stockmon.reference.kiwoom.auth import KiwoomAuthClient
 from stockmon.reference.output import EventSink, status_reporter
-from stockmon.reference.rest import BrokerHttp, request_timeout_s
+from stockmon.reference.rest import BrokerHttp, new_http, request_timeout_s
 from stockmon.reference.seams import (
     ConnectGate,
     CredentialSource,
@@ -80,7 +80,7 @@ class KisContext:
     holder: str
     redis: Redis | None
     store: CredentialStore
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     auth: KisAuthClient
     tokens: SharedCredential
     approval: SharedCredential
@@ -98,7 +98,7 @@ async def open_kis(
     clock: Clock | None = None,
     holder: str | None = None,
     tuning: Tuning | None = None,
-    http: httpx.AsyncClient | None = None,
+    http: aiohttp.ClientSession | None = None,
 ) -> AsyncIterator[KisContext]:
     """Build a :class:`KisContext` from the settings; SettingsError for a bad configuration."""
     app_key, app_secret = settings.require_kis()
@@ -114,7 +114,7 @@ async def open_kis(
     else:
         store = FileCredentialStore(cache_file(settings.cache_dir, settings.env, app_key))
     own_http = http is None
-    client = http or httpx.AsyncClient()
+    client = http or new_http()
     conn = BrokerHttp(
         client,
         settings.kis_rest_url,
@@ -138,12 +138,12 @@ async def open_kis(
         await approval.aclose()
         await store.aclose()
         if own_http:
-            await client.aclose()
+            await client.close()
         if redis is not None:
             await redis.aclose()
 
 
-def single_process_seams(settings: Settings, http: httpx.AsyncClient) -> Seams:
+def single_process_seams(settings: Settings, http: aiohttp.ClientSession) -> Seams:
     """Approval keys fetched directly and a gate that always grants (no REDIS_URL)."""
     app_key, app_secret = settings.require_kis()
     conn = BrokerHttp(
@@ -161,12 +161,12 @@ def single_process_seams(settings: Settings, http: httpx.AsyncClient) -> Seams:
 @asynccontextmanager
 async def kis_seams(
     settings: Settings,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     clock: ScaledClock,
     sink: EventSink,
     own_gate: bool = True,
     *,
-    single_process: Callable[[Settings, httpx.AsyncClient], Seams] = single_process_seams,
+    single_process: Callable[[Settings, aiohttp.ClientSession], Seams] = single_process_seams,
     holder: str | None = None,
 ) -> AsyncIterator[Seams]:
     """The approval-key source and connect gate of a KIS stream, plus its REST side (see above);
@@ -236,7 +236,7 @@ def uses_kiwoom_token(settings: Settings) -> bool:
 @asynccontextmanager
 async def kiwoom_seams(
     settings: Settings,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     clock: ScaledClock,
     sink: EventSink,
     own_gate: bool = True,

@@ -15,8 +15,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from stockmon.redaction import Secret
 from stockmon.reference.errors import RemoteProtocolError
 from stockmon.reference.kis.rest import RestErrorRules, error_from_body
@@ -28,7 +26,6 @@ _APPROVAL_CLAUSE = "WS-APPROVAL-KEY"
 # Real seconds one approval request may take. Not normative.
 DEFAULT_TIMEOUT_S = 10.0
 # HTTP statuses that mean "your credentials are wrong" rather than "try again later".
-_AUTH_STATUSES = frozenset({httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN})
 
 
 class KisAuthClient:
@@ -88,12 +85,12 @@ class KisAuthClient:
         return key, body
 
     async def _post(self, path: str, payload: dict[str, str], budget: float) -> Mapping[str, Any]:
-        resp, body = await self._conn.call("POST", path, budget, json=payload)
-        err = error_from_body(resp.status_code, body, self._rules)
+        status, body = await self._conn.call("POST", path, budget, json=payload)
+        err = error_from_body(status, body, self._rules)
         if err is not None:
             raise err
         if not isinstance(body, Mapping):
-            raise RemoteProtocolError(f"POST {path}: HTTP {resp.status_code} without a JSON object")
+            raise RemoteProtocolError(f"POST {path}: HTTP {status} without a JSON object")
         return body
 
 

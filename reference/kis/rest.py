@@ -1,4 +1,4 @@
-"""KIS REST client on httpx: error bodies as typed errors and the auth-failure policy (POL-AUTH-FAILED).
+"""KIS REST client: error bodies as typed errors and the auth-failure policy (POL-AUTH-FAILED).
 
 Every request carries the KIS headers (names from ``spec.rest["kis"]["headers"]``: authorization
 ``Bearer <token>``, appkey, appsecret, tr_id, custtype). An answer is turned into data or into a
@@ -209,7 +209,7 @@ class KisRestClient:
         body: Mapping[str, Any] | None,
         cred: Credential,
     ) -> Mapping[str, Any]:
-        resp, data = await self._conn.call(
+        status, data = await self._conn.call(
             method,
             path,
             self._timeout,
@@ -217,7 +217,7 @@ class KisRestClient:
             json=dict(body) if body is not None else None,
             headers=self._headers(tr_id, cred),
         )
-        err = error_from_body(resp.status_code, data, self._rules)
+        err = error_from_body(status, data, self._rules)
         if err is not None:
             raise err
         if not isinstance(data, Mapping):

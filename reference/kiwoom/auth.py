@@ -90,8 +90,8 @@ class KiwoomAuthClient:
             "appkey": self._app_key.reveal(),
             self._secret_field: self._app_secret.reveal(),
         }
-        resp, body = await self._conn.call("POST", self._path, budget, json=payload)
-        err = self.error_of(resp.status_code, body)
+        status, body = await self._conn.call("POST", self._path, budget, json=payload)
+        err = self.error_of(status, body)
         if err is not None:
             raise err
         assert isinstance(body, Mapping)

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock
@@ -70,7 +70,7 @@ async def until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 def auth_for(
     m: KiwoomMock,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     *,
     wall: Callable[[], float],
     scale: float = SCALE,
@@ -83,7 +83,7 @@ def auth_for(
 
 
 def tokens_for(
-    m: KiwoomMock, http: httpx.AsyncClient, clock: ScaledClock
+    m: KiwoomMock, http: aiohttp.ClientSession, clock: ScaledClock
 ) -> SharedCredentialSource:
     """A token source issuing from the mock through the shared token manager (local store)."""
     auth = auth_for(m, http, wall=clock.wall)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, KiwoomMock, MockConfig, MockThread, kiwoom_beside
@@ -246,7 +246,9 @@ def most_open_sockets(records: list[dict[str, Any]]) -> int:
     return most
 
 
-def direct_approval(mock: Any, http: httpx.AsyncClient, spec: Spec) -> DirectApprovalKeyProvider:
+def direct_approval(
+    mock: Any, http: aiohttp.ClientSession, spec: Spec
+) -> DirectApprovalKeyProvider:
     """The single-process approval-key source against a KIS mock."""
     conn = BrokerHttp(http, mock.rest_url, Secret(mock.app_key), Secret(mock.app_secret))
     return DirectApprovalKeyProvider(KisAuthClient(conn, spec))

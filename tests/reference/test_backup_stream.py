@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from backup_support import SCALE, SPEC, SUBS, ListSink, running, tokens_for, until
 from stream_support import kiwoom_client
@@ -14,6 +13,7 @@ from stream_support import kiwoom_client
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock, KiwoomMockConfig
 from stockmon.reference.events import StatusChanged
+from stockmon.reference.rest import new_http
 from stockmon.reference.shell import StreamClient
 from stockmon.settings import Subscription
 
@@ -27,7 +27,7 @@ async def prod_client(
     """A prod-environment Kiwoom mock and a client of it with a real token provider (not run)."""
     async with (
         KiwoomMock(KiwoomMockConfig(time_scale=SCALE, env="prod", tick_rate_hz=tick_rate_hz)) as m,
-        httpx.AsyncClient() as http,
+        new_http() as http,
     ):
         clock, sink = ScaledClock(SCALE), ListSink()
         tokens = tokens_for(m, http, clock)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 import websockets
 from stream_support import code, direct_approval, kis_client
@@ -22,6 +22,7 @@ from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.backoff import BackoffFactory, jittered_backoff
 from stockmon.reference.output import JsonLinesSink
+from stockmon.reference.rest import new_http
 from stockmon.reference.seams import ConnectGate
 from stockmon.reference.shell import StreamClient
 from stockmon.schemas import errors as schema_errors
@@ -43,7 +44,7 @@ class Run:
     """A mock and a client streaming from it in this event loop."""
 
     def __init__(
-        self, mock: KisMock, client: StreamClient, out: io.StringIO, http: httpx.AsyncClient
+        self, mock: KisMock, client: StreamClient, out: io.StringIO, http: aiohttp.ClientSession
     ):
         self.mock, self.client, self.out, self.http = mock, client, out, http
         self.task: asyncio.Task[None] | None = None
@@ -148,7 +149,7 @@ async def start_run(
     backoff: BackoffFactory | None = None,
     healthy_after_s: float = 60.0,
 ) -> Run:
-    http = httpx.AsyncClient()
+    http = new_http()
     out = io.StringIO()
     spec = load_spec(spec_version)
     client = kis_client(
@@ -179,7 +180,7 @@ async def run(request: pytest.FixtureRequest) -> AsyncIterator[Run]:
         finally:
             if r.task is not None and not r.task.done():
                 await r.stop()
-            await r.http.aclose()
+            await r.http.close()
             assert max_open_sockets(mock.trace.records()) <= 1, "two sockets were open at once"
 
 
@@ -389,7 +390,7 @@ async def test_appkey_in_use_backs_off_and_never_opens_a_second_socket() -> None
     spec = load_spec("1.1")
     limits = spec.clause("WS-SESSION-LIMITS")
     async with KisMock(MockConfig(time_scale=SCALE, tick_rate_hz=0.5)) as mock:
-        http = httpx.AsyncClient()
+        http = new_http()
         approval = direct_approval(mock, http, spec)
         key = await approval.credential()
         sub = spec.clause("PKT-SUBSCRIBE").mapping("header")
@@ -428,8 +429,8 @@ async def test_appkey_in_use_backs_off_and_never_opens_a_second_socket() -> None
             )
         finally:
             await r.stop()
-            await r.http.aclose()
-            await http.aclose()
+            await r.http.close()
+            await http.close()
 
 
 # ---------------------------------------------------------------- seams: ConnectGate, back-off
@@ -478,7 +479,7 @@ async def test_connect_gate_loss_closes_waits_and_reopens() -> None:
             assert any(s["reason"] == "connect_gate_lost" for s in r.statuses())
         finally:
             await r.stop()
-            await r.http.aclose()
+            await r.http.close()
         assert gate.log[-1] == "release"
 
 
@@ -504,7 +505,7 @@ async def test_backoff_starts_over_only_after_a_healthy_session() -> None:
             assert len(made) == 2, "a short session reset the back-off"
         finally:
             await r.stop()
-            await r.http.aclose()
+            await r.http.close()
 
 
 # ---------------------------------------------------------------- spec 1.0
@@ -528,7 +529,7 @@ async def test_spec_1_0_streams_and_resubscribes_without_a_release_packet() -> N
             await r.until(lambda: r.client.core.stats.frames > 4, what="data")
         finally:
             await r.stop()
-            await r.http.aclose()
+            await r.http.close()
         printed = [e for e in r.events() if e["type"] != "status"]
         spec = r.spec if r.spec.has("PKT-DATA-FRAME") else load_spec("1.1")
         records = mock.trace.records()

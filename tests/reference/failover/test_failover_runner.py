@@ -6,7 +6,6 @@ import asyncio
 from functools import partial
 from typing import Any
 
-import httpx
 import pytest
 from backup_support import SCALE, SPEC, SUBS, ListSink, running, until
 from stream_support import direct_approval, kis_client, kiwoom_client, most_open_sockets
@@ -17,6 +16,7 @@ from stockmon.redaction import Secret
 from stockmon.reference.events import DataReceived
 from stockmon.reference.failover.runner import FailoverStream
 from stockmon.reference.output import EventSink
+from stockmon.reference.rest import new_http
 from stockmon.reference.shell import StreamClient
 from stockmon.settings import Subscription
 
@@ -52,7 +52,7 @@ async def test_failover_to_kiwoom_and_back_never_two_sockets() -> None:
     scale = 100.0
     async with (
         KisMock(MockConfig(time_scale=scale, tick_rate_hz=0.05)) as kis,
-        httpx.AsyncClient() as http,
+        new_http() as http,
     ):
         kw = kiwoom_beside(kis, tick_rate_hz=0.05)
         await kw.start()
@@ -144,7 +144,7 @@ async def test_two_replicas_fail_over_with_one_lease_for_both_brokers(redis_url:
     scale = 50.0
     async with (
         KisMock(MockConfig(time_scale=scale, tick_rate_hz=0.1)) as kis,
-        httpx.AsyncClient() as http,
+        new_http() as http,
     ):
         kw = kiwoom_beside(kis, tick_rate_hz=0.1)
         await kw.start()

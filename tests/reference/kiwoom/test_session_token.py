@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 from backup_support import SCALE, SPEC, auth_for
 
@@ -15,6 +14,7 @@ from stockmon.reference.errors import AuthError, BrokerError, TokenThrottledErro
 from stockmon.reference.fleet.token_manager import token_manager
 from stockmon.reference.fleet.token_state import TokenPolicy
 from stockmon.reference.kiwoom.auth import REMAINING_FIELD
+from stockmon.reference.rest import new_http
 from stockmon.reference.seams import SharedCredentialSource
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,7 +25,7 @@ async def test_token_expiry_read_from_expires_dt_in_kst() -> None:
     """TOKEN-KIWOOM-SESSION: the remaining validity comes from expires_dt (KST), not assumed."""
     async with (
         KiwoomMock(KiwoomMockConfig(time_scale=SCALE, token_validity_s=5000)) as m,
-        httpx.AsyncClient() as http,
+        new_http() as http,
     ):
         # the client's spec wall clock, here the mock's own (at scale 1 both are the real clock)
         auth = auth_for(m, http, wall=lambda: m.world.wall(m.now()))
@@ -36,7 +36,7 @@ async def test_token_expiry_read_from_expires_dt_in_kst() -> None:
 
 async def test_kiwoom_error_envelope_becomes_typed_errors() -> None:
     """[8001:...] -> AuthError (no retry helps); 429 -> TokenThrottledError; [8005:...] -> retryable."""
-    async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
+    async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, new_http() as http:
         bad = auth_for(m, http, wall=lambda: 0.0, scale=1.0, app_secret="x" * 43)
         with pytest.raises(AuthError) as e1:
             await bad.issue_token(5.0)
@@ -62,7 +62,7 @@ async def test_a_fleet_issues_one_kiwoom_token_under_the_lock(redis_url: str) ->
     from stockmon.reference.fleet.redis_conn import connect_redis
     from stockmon.reference.fleet.token_store import RedisCredentialStore, key_prefix
 
-    async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, httpx.AsyncClient() as http:
+    async with KiwoomMock(KiwoomMockConfig(time_scale=SCALE)) as m, new_http() as http:
         clock = ScaledClock(SCALE)
         auth = auth_for(m, http, wall=clock.wall)
         prefix = key_prefix("mock", Secret(m.app_key), "kiwoom")
