@@ -462,12 +462,10 @@ class SharedCredential:
                 )
                 self._adopt(claim.cred)
                 lease = claim.lease
-                if self._satisfied(blocking):
-                    if lease is not None:  # cannot happen with the claim's own check; be safe
-                        await lease.release()
-                    return _Outcome.DONE, 0.0
                 if lease is not None:
-                    break
+                    break  # the cache holds no version past ours: it cannot satisfy us either
+                if self._satisfied(blocking):
+                    return _Outcome.DONE, 0.0
                 if claim.throttle > 0:
                     # One step: a write starts the throttle window in the same step as it stores,
                     # so a throttle seen with an unsatisfying cache is a real one.
