@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from stream_support import data_frame, sample_fields
 
 from stockmon.reference.errors import FrameError
+from stockmon.reference.kis import frames as frames_module
 from stockmon.reference.kis.frames import (
     Frame,
     FrameParser,
@@ -145,6 +146,8 @@ def _good(n: int = 1) -> str:
         ("0|H0STCNT0|000|", "count"),
         ("0|H0STCNT0|002|" + _good().split("|", 3)[3], "carries"),
         (_good() + "^extra", "carries"),
+        (_good(3) + "^extra", "carries"),
+        (_good(3).rsplit("^", 1)[0], "carries"),
     ],
 )
 def test_structural_errors_raise_frame_error(text: str, why: str) -> None:
@@ -194,6 +197,26 @@ def test_ascii_digits_only_in_every_typed_path() -> None:
         frame.records[0].to_dict()
     fields[layout.index(layout.role("volume"))] = "-17"
     assert PARSER.parse(data_frame(SPEC, "H0STCNT0", [fields])).ticks()[0][3] == -17
+
+
+def test_remembered_int_reads_stay_exact_strict_and_bounded() -> None:
+    """Int reads remembered across records give int(text), never let a bad text in, and stay bounded."""
+    layout = SPEC.layout("H0STCNT0")
+    i_vol = layout.index(layout.role("volume"))
+    rows = [sample_fields(layout, "005930", i) for i in range(3)]
+    for fields, vol in zip(rows, ["17", "17", "１７"], strict=True):
+        fields[i_vol] = vol
+    recs = PARSER.parse(data_frame(SPEC, "H0STCNT0", rows)).records
+    assert [recs[0].volume, recs[1].volume] == [17, 17]  # type: ignore[attr-defined]
+    for _ in range(2):  # a refused text is refused every time: it was never remembered
+        with pytest.raises(FrameError, match="CNTG_VOL"):
+            _ = recs[2].volume  # type: ignore[attr-defined]
+    limit = frames_module._MAX_KNOWN_INTS
+    for n in range(limit + 10):
+        rows[0][i_vol] = str(n + 1)
+        (rec,) = PARSER.parse(data_frame(SPEC, "H0STCNT0", rows[:1])).records
+        assert rec.volume == n + 1  # type: ignore[attr-defined]
+    assert 0 < len(frames_module._KNOWN_INTS) <= limit
 
 
 def test_unknown_field_name_is_a_key_error() -> None:
