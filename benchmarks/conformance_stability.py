@@ -62,6 +62,13 @@ def main() -> int:
                 "exit_code": result.exit_code,
                 "checks": len(verdicts),
                 "failed": sorted(k for k, v in verdicts.items() if v != "pass"),
+                # what each non-passing check said, so a flake can be diagnosed from this output
+                "failures": {
+                    f"{r.scenario}::{r.check.name}": f"{r.verdict.outcome.value}: "
+                    f"{r.verdict.summary}"[:500]
+                    for r in result.results
+                    if not r.verdict.ok
+                },
                 "verdict_changes_vs_run_1": len(changed),
                 "changed": changed,
             }

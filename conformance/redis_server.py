@@ -7,6 +7,8 @@ canary the secret check looks for), and a temporary directory removed afterwards
 
 from __future__ import annotations
 
+import contextlib
+import io
 import secrets
 import shutil
 import socket
@@ -20,6 +22,12 @@ from stockmon.conformance.errors import ResourceError
 # Non-normative: how long a fresh redis-server may take to answer PING on a loaded machine.
 _START_TIMEOUT_S = 15.0
 SENTINEL_SERVICE = "stockmon"  # the master name a ``sentinel_of`` server monitors
+# Non-normative: free ports tried by a first start whose port was taken meanwhile.
+_PORT_ATTEMPTS = 5
+
+
+class _PortTaken(ResourceError):
+    """The server's port was in use when it tried to bind."""
 
 
 def free_port() -> int:
@@ -57,6 +65,7 @@ class PrivateRedis:
         self.password = "canary-redis-" + secrets.token_hex(12) if password else ""
         self._dir = tempfile.mkdtemp(prefix=prefix)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False  # once it has run, its port is what clients know: never moved
         self._cluster = cluster
         self._bus_port = free_port() if cluster else 0
         self._sentinel_of = sentinel_of
@@ -68,10 +77,31 @@ class PrivateRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start (or restart) the server and wait until it answers an authenticated PING."""
+        """Start (or restart) the server and wait until it answers an authenticated PING.
+
+        A free port can be taken between :func:`free_port` and the server's bind (an outgoing
+        connection gets its port from the same range), so a first start that finds its port in
+        use moves to another; a restart keeps its port (clients know it) and fails instead.
+        """
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self._start_once()
+            except _PortTaken as exc:
+                if self._started or attempt == _PORT_ATTEMPTS - 1:
+                    raise ResourceError(str(exc)) from None
+                self.port = free_port()
+                if self._cluster:
+                    self._bus_port = free_port()
+                continue
+            self._started = True
+            return
+
+    def _start_once(self) -> None:
         args = f"--port {self.port} --bind 127.0.0.1 --appendonly no --daemonize no"
         auth_args = ["--requirepass", self.password] if self.password else []
+        log = Path(self._dir) / "redis.log"  # its own log, read when it exits at start
         cmd = [self._binary, *args.split(), *auth_args, "--save", "", "--dir", self._dir]
+        cmd += ["--logfile", str(log)]
         if self._cluster:
             nodes = Path(self._dir) / "nodes.conf"
             cmd += ["--cluster-enabled", "yes", "--cluster-config-file", str(nodes)]
@@ -80,7 +110,7 @@ class PrivateRedis:
         if self._sentinel_of is not None:
             conf = Path(self._dir) / "sentinel.conf"
             conf.write_text(
-                f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+                f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\nlogfile {log}\n"
                 f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self._sentinel_of} 1\n",
                 encoding="utf-8",
             )
@@ -90,12 +120,11 @@ class PrivateRedis:
         auth = (f"AUTH {self.password}\r\n" if self.password else "").encode() + b"PING\r\n"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(
-                    errors="replace"
-                )
-                raise ResourceError(
-                    f"redis-server exited at start (port {self.port}): {err.strip()[-200:]}"
-                )
+                proc, self._proc = self._proc, None
+                with proc.stderr or contextlib.nullcontext(io.BytesIO()) as stderr:
+                    err = stderr.read().decode(errors="replace") + _tail(log)
+                why = f"redis-server exited at start (port {self.port}): {err.strip()[-300:]}"
+                raise (_PortTaken if "already in use" in err else ResourceError)(why)
             if _answers_pong(self.port, auth):
                 return
             time.sleep(0.05)
@@ -124,6 +153,16 @@ class PrivateRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _tail(path: Path, size: int = 2048) -> str:
+    """The end of a log file, or nothing if it was never written."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _answers_pong(port: int, probe: bytes) -> bool:
