@@ -5,15 +5,19 @@ is the part that was the same for the KIS token, approval and quote calls and th
 
 The client is aiohttp: with its C HTTP parser a warm quote against the mock costs 0.9-1.1 ms of
 client CPU where httpx took 2.3-2.7 ms, and that CPU is most of the wait when a fleet's callers all
-resume at once (token_storm.py). The body is read up to the JSON bound only.
+resume at once (token_storm.py). The body is read up to the JSON bound only, and a call makes no
+thread-pool hop (the environment's proxy is looked up once per broker).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from stockmon.boundedjson import DEFAULT_MAX_CHARS
 from stockmon.boundedjson import loads as bounded_json
@@ -64,9 +68,51 @@ async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
 def new_http() -> aiohttp.ClientSession:
     """The pooled HTTP client of one run (call inside the running loop; close it when done).
 
-    Proxy settings of the environment apply (``trust_env``), as they did with httpx.
+    Without ``trust_env``: with it aiohttp looks up ``~/.netrc`` and the proxy variables in a
+    thread for every request (two thread-pool hops per call, measured in the quote path). The
+    proxy is resolved once per broker instead (:func:`env_proxy`); netrc is never read, so no
+    netrc password is ever sent to a broker.
     """
-    return aiohttp.ClientSession(trust_env=True)
+    return aiohttp.ClientSession(trust_env=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvProxy:
+    """The environment's proxy for one base URL, and where its credentials go: on the request
+    itself for an ``http`` target (the proxy reads it), on the CONNECT request for ``https`` (so
+    they never travel inside the tunnel to the broker)."""
+
+    url: URL
+    request_headers: Mapping[str, str] | None = None
+    tunnel_headers: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:  # the credentials are a secret
+        return f"EnvProxy({str(self.url.with_user(None))!r})"
+
+    def apply(self, kwargs: dict[str, Any]) -> None:
+        """Add this proxy to one request's keyword arguments."""
+        kwargs["proxy"] = self.url
+        if self.tunnel_headers is not None:
+            kwargs["proxy_headers"] = self.tunnel_headers
+        if self.request_headers is not None:
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), **self.request_headers}
+
+
+def env_proxy(url: str) -> EnvProxy | None:
+    """The proxy the environment names for ``url`` (``HTTP_PROXY``/``HTTPS_PROXY``, ``NO_PROXY``),
+    found as aiohttp's ``trust_env`` would; None for none (or a URL that does not parse, which the
+    request itself then reports)."""
+    try:
+        target = URL(url)
+        proxy, auth = get_env_proxy_for_url(target)
+    except (LookupError, ValueError):
+        return None
+    if auth is None:
+        return EnvProxy(proxy)
+    headers = {"Proxy-Authorization": auth.encode()}
+    if target.scheme == "https":
+        return EnvProxy(proxy, tunnel_headers=headers)
+    return EnvProxy(proxy, request_headers=headers)
 
 
 async def call_json(
@@ -116,6 +162,11 @@ class BrokerHttp:
     app_secret: Secret
     variable: str = "the REST URL variable"  # what a malformed base URL is blamed on
     request_timeout: float | None = None  # REST-TIMEOUT: caps every call's budget (real seconds)
+    # the environment's proxy for base_url, looked up once (its auth is a secret: not in the repr)
+    proxy: EnvProxy | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "proxy", env_proxy(self.base_url))
 
     def __repr__(self) -> str:
         return f"BrokerHttp({self.base_url!r})"
@@ -128,6 +179,8 @@ class BrokerHttp:
         url = self.base_url.rstrip("/") + path
         if self.request_timeout is not None:
             budget_s = min(budget_s, self.request_timeout)
+        if self.proxy is not None:
+            self.proxy.apply(kwargs)
         try:
             return await call_json(self.http, method, url, f"{method} {path}", budget_s, **kwargs)
         except _BAD_URL:
