@@ -7,8 +7,6 @@ canary the secret check looks for), and a temporary directory removed afterwards
 
 from __future__ import annotations
 
-import contextlib
-import io
 import secrets
 import shutil
 import socket
@@ -86,9 +84,9 @@ class PrivateRedis:
         for attempt in range(_PORT_ATTEMPTS):
             try:
                 self._start_once()
-            except _PortTaken as exc:
+            except _PortTaken:
                 if self._started or attempt == _PORT_ATTEMPTS - 1:
-                    raise ResourceError(str(exc)) from None
+                    raise
                 self.port = free_port()
                 if self._cluster:
                     self._bus_port = free_port()
@@ -121,7 +119,8 @@ class PrivateRedis:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 proc, self._proc = self._proc, None
-                with proc.stderr or contextlib.nullcontext(io.BytesIO()) as stderr:
+                assert proc.stderr is not None  # piped above
+                with proc.stderr as stderr:
                     err = stderr.read().decode(errors="replace") + _tail(log)
                 why = f"redis-server exited at start (port {self.port}): {err.strip()[-300:]}"
                 raise (_PortTaken if "already in use" in err else ResourceError)(why)

@@ -9,8 +9,9 @@ This is the client's hot path, so the work is split in two:
   positions are precomputed class attributes. The key and time (texts) are slots filled when a
   record is made; reading ``record.price`` is one list index and one ``int()`` / ``Decimal()`` (an
   int text read before is a dict lookup). A frame of several records is split when parsed, since
-  every reader of it needs the fields; a one-record frame only when a reader asks. A value that does not convert raises :class:`FrameError` at that point,
-  naming the field (``Frame.validate()`` converts everything up front when a caller wants that).
+  every reader of it needs the fields; a one-record frame only when a reader asks. A value that
+  does not convert raises :class:`FrameError` at that point, naming the field
+  (``Frame.validate()`` converts everything up front when a caller wants that).
 
 Numbers: ``int`` fields become ``int`` and ``decimal`` fields become :class:`decimal.Decimal`, never
 ``float``: US prices such as ``187.2300`` are decimal quantities that a binary float cannot hold
@@ -118,10 +119,10 @@ class FrameGrammar:
 # that passed the strict test get in, so a hit is exactly int(text). Bounded: emptied when full.
 _KNOWN_INTS: dict[str, int] = {}
 _MAX_KNOWN_INTS = 16384  # not normative: about 2 MB at most
-known_int = _KNOWN_INTS.get
+_known_int = _KNOWN_INTS.get
 
 
-def remember_int(text: str) -> int:
+def _remember_int(text: str) -> int:
     """``int(text)`` of a text that passed the strict test, remembered for the next read."""
     value = int(text)
     if len(_KNOWN_INTS) >= _MAX_KNOWN_INTS:
@@ -167,6 +168,8 @@ class Record:
     # slot read is far cheaper than a property call on the records path); typed fields stay lazy
     __slots__ = ("_f", "_o", "key", "time")
 
+    _f: list[str]  # the frame's fields (shared by its records, not copied)
+    _o: int  # where this record's fields begin in them
     key: str  # the tr_key the record belongs to: ``005930``, ``DNASAAPL``
     time: str  # the record's time field as sent (``HHMMSS``)
     tr_id: ClassVar[str]
@@ -189,11 +192,9 @@ class Record:
     _width: ClassVar[int]  # fields per record
 
     def __init__(self, fields: list[str], offset: int) -> None:
-        # record_class() compiles each TR's own, with the key and time positions bound
-        self._f = fields
-        self._o = offset
-        self.key = fields[offset + self._i_key]
-        self.time = fields[offset + self._i_time]
+        """A declaration: record_class() compiles each TR's own (_compile_init), with the key and
+        time positions bound."""
+        raise NotImplementedError
 
     def raw(self, name: str) -> str:
         """A field's text exactly as it arrived."""
@@ -432,11 +433,11 @@ def _role_reads(attrs: Mapping[str, Any], base: type[Record]) -> dict[str, prope
         # a text read before is one dict lookup; else _int_at's first test inlined (one call fewer)
         def read(rec: Record) -> int:
             value = rec._f[rec._o + index]
-            known = known_int(value)
+            known = _known_int(value)
             if known is not None:
                 return known
             if value.isdigit() and value.isascii():
-                return remember_int(value)
+                return _remember_int(value)
             return _int_at(rec, index)  # the strict rules, or FrameError naming the field
 
         return read
@@ -553,7 +554,7 @@ class Frame:
     def records(self) -> list[Record]:
         """The records in wire order."""
         cls = self.record_type
-        fields = self._fields or self.fields
+        fields = self.fields
         # parse() checked len(fields) == count x width; map() over a class makes them in C
         offsets = range(0, len(fields), cls._width)
         return list(map(cls, repeat(fields, self.count), offsets))
