@@ -1,6 +1,6 @@
-"""The REST side of every mock: a small asyncio HTTP/1.1 server on h11, and the REST app base.
+"""The REST side of every mock: a small asyncio HTTP/1.1 server on httptools, and the REST app base.
 
-One connection task per TCP connection feeds bytes to h11, hands each complete request
+One connection task per TCP connection feeds bytes to httptools (llhttp, in C), hands each complete request
 (:class:`HttpRequest`) to an async handler and writes its :class:`HttpResponse`; malformed HTTP
 gets 400 and a close, never a crash. A dialect's REST app (:class:`RestAppBase`) registers its
 routes and answers in its broker's envelope; :func:`traced_call` is the shell's side of a request.
@@ -14,12 +14,14 @@ import functools
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-import h11
+import httptools
 
 from stockmon.boundedjson import loads as bounded_json
 from stockmon.mockserver.world import Token, WorldBase
@@ -114,9 +116,128 @@ def _gone_if_eof(watch: asyncio.Future[bytes], *, req: HttpRequest) -> None:
         req.gone.set()
 
 
-# Non-normative limits: KIS requests are tiny.
+# Non-normative limits: KIS requests are tiny. A request head (line and headers) and a body are
+# each bounded by MAX_BODY; the head is checked after every read, so at most one READ_CHUNK more
+# is ever held.
 MAX_BODY = 1024 * 1024
 READ_CHUNK = 65536
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+
+
+class _BadRequest(Exception):
+    """Bytes that are not an acceptable request: answered with ``status`` and a close."""
+
+    def __init__(self, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.status = status
+
+
+@dataclass(slots=True)
+class _Incoming:
+    request: HttpRequest
+    keep_alive: bool
+    http10: bool
+
+
+class _Requests:
+    """One connection's parser: the callbacks of httptools (llhttp, in C) collecting each
+    complete request in order, so pipelined requests are answered one after the other."""
+
+    def __init__(self, conn: str) -> None:
+        self.conn = conn
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: deque[_Incoming] = deque()
+        self.begun = False  # a request's first byte is in
+        self.head_done = False  # ... and its request line and headers
+        self.head_bytes = 0
+        self.closed = False  # nothing after this point is HTTP (an upgrade) or acceptable
+        self.error: _BadRequest | None = None  # answered once the requests before it are
+        self.reading: asyncio.Future[bytes] | None = None  # the read in flight, if any
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._body = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``: complete requests go to ``ready``, bad bytes to ``error``."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closed = True  # the upgrade request is answered as any other, then the close
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, _BadRequest) else _BadRequest(f"{exc}"))
+        except httptools.HttpParserError as exc:
+            self._fail(_BadRequest(f"bad HTTP request: {exc}"))
+        if self.begun and not self.head_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_BODY:
+                self._fail(_BadRequest("request head too large"))
+
+    def _fail(self, error: _BadRequest) -> None:
+        self.closed = True
+        if self.error is None:
+            self.error = error
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        """A request starts."""
+        self.begun, self.head_done, self.head_bytes = True, False, 0
+        self._url = bytearray()
+        self._headers = {}
+        self._body = bytearray()
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target."""
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header (names lower-case; a repeated name keeps its last value)."""
+        self._headers[name.decode("latin-1").lower()] = value.decode("utf-8", "replace")
+
+    def on_headers_complete(self) -> None:
+        """The head is in: from here a request is late, not idle."""
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body, bounded."""
+        self._body += body
+        if len(self._body) > MAX_BODY:
+            raise _BadRequest("request body too large")
+
+    def on_message_complete(self) -> None:
+        """A whole request: queued for the handler."""
+        parts = urlsplit(self._url.decode("latin-1"))
+        parser = self.parser
+        req = HttpRequest(
+            method=parser.get_method().decode("latin-1").upper(),
+            path=parts.path,
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers=self._headers,
+            body=bytes(self._body),
+            conn=self.conn,
+        )
+        self.ready.append(
+            _Incoming(req, parser.should_keep_alive(), parser.get_http_version() == "1.0")
+        )
+        self.begun = self.head_done = False
+
+
+def _head(status: int, headers: list[tuple[str, str]], close: bool) -> bytes:
+    """A response's status line and headers; a header that could split the response is refused."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    for name, value in headers:
+        if _BAD_VALUE.search(name) or _BAD_VALUE.search(value) or ":" in name or not name:
+            raise ValueError(f"response header {name!r} is not sendable")
+        lines.append(f"{name}: {value}")
+    if close:
+        lines.append("connection: close")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode()
 
 
 class HttpServer:
@@ -151,165 +272,143 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        conn = self.conn_id()
-        h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+        incoming = _Requests(self.conn_id())
         served = False
-        # The read that watches the connection while a request is answered. It is never
-        # cancelled: what it reads (the next request, or b"" when the client has gone) is the
-        # next request's first read, so no byte is lost and no two reads ever overlap.
-        watch: asyncio.Future[bytes] | None = None
         try:
             while True:
-                req = await self._read_request(h, reader, writer, conn, served, watch)
-                if req is None:
+                item = await self._next_request(incoming, reader, writer, served)
+                if item is None:
                     break
                 served = True
-                watch = asyncio.ensure_future(reader.read(READ_CHUNK))
+                req = item.request
+                # The read that watches the connection while a request is answered. It is never
+                # cancelled: what it reads (the next request, or b"" when the client has gone) is
+                # the next request's first read, so no byte is lost and no two reads overlap.
+                if incoming.reading is None:
+                    incoming.reading = asyncio.ensure_future(reader.read(READ_CHUNK))
+                watch = incoming.reading
                 watch.add_done_callback(functools.partial(_gone_if_eof, req=req))
                 try:
                     resp = await self.handler(req)
                 except Exception:
                     log.exception("REST handler failed on %s %s", req.method, req.path)
-                    resp = HttpResponse(
-                        500, {"rt_cd": "1", "msg_cd": "MOCK0500", "msg1": "mock internal error"}
-                    )
-                if watch.done():
-                    early = watch.result()  # the next request, pipelined, or b"" (gone)
-                    watch = None
-                    if not early:
-                        break
-                    h.receive_data(early)
-                await self._write(h, writer, resp)
-                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-                    break
-                try:
-                    h.start_next_cycle()
-                except h11.LocalProtocolError:
+                    resp = _internal_error()
+                if watch.done() and not watch.result():
+                    break  # the client has gone: nobody to answer
+                # the last request before an upgrade ends the connection; the requests before
+                # bytes that are not HTTP are answered on it, then the 400 ends it
+                close = not item.keep_alive or (
+                    incoming.closed and not incoming.ready and incoming.error is None
+                )
+                await self._write(writer, resp, close, item)
+                if close:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
             pass
         finally:
-            if watch is not None and not watch.done():
-                watch.cancel()  # the connection is done with: nothing more is read from it
+            if incoming.reading is not None and not incoming.reading.done():
+                incoming.reading.cancel()  # the connection is done with: nothing more is read
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    async def _read_request(
+    async def _next_request(
         self,
-        h: h11.Connection,
+        incoming: _Requests,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        conn: str,
-        served: bool = False,
-        pending: asyncio.Future[bytes] | None = None,
-    ) -> HttpRequest | None:
-        head: h11.Request | None = None
-        body = bytearray()
-        while True:
+        served: bool,
+    ) -> _Incoming | None:
+        """The next complete request, or None when the connection is to end (after saying why)."""
+        while not incoming.ready:
+            if incoming.error is not None:
+                await self._bad_request(writer, incoming.error.msg, incoming.error.status)
+                return None
+            if incoming.closed:
+                return None
+            # idle keep-alive between requests may last; a request once begun must be quick
+            idle = served and not incoming.begun
             try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._bad_request(h, writer, f"bad HTTP request: {exc}")
+                async with asyncio.timeout(self.idle_timeout_s if idle else self.request_timeout_s):
+                    data = await (
+                        reader.read(READ_CHUNK) if incoming.reading is None else incoming.reading
+                    )
+                incoming.reading = None
+            except TimeoutError:
+                if incoming.head_done:  # a head without its body: say why before closing
+                    await self._bad_request(writer, "request not complete in time", 408)
                 return None
-            if event is h11.NEED_DATA:
-                # idle keep-alive between requests may last; a request once begun must be quick
-                idle = head is None and not body and h.their_state is h11.IDLE and served
-                try:
-                    async with asyncio.timeout(
-                        self.idle_timeout_s if idle else self.request_timeout_s
-                    ):
-                        data = await (reader.read(READ_CHUNK) if pending is None else pending)
-                    pending = None
-                except TimeoutError:
-                    if head is not None:  # a head without its body: say why before closing
-                        await self._bad_request(h, writer, "request not complete in time", 408)
-                    return None
-                try:
-                    h.receive_data(data)
-                except h11.RemoteProtocolError as exc:
-                    await self._bad_request(h, writer, f"bad HTTP request: {exc}")
-                    return None
-                if not data and h.their_state is h11.IDLE:
-                    return None
-                continue
-            if isinstance(event, h11.Request):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY:
-                    await self._bad_request(h, writer, "request body too large")
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                target = head.target.decode("latin-1")
-                parts = urlsplit(target)
-                headers: dict[str, str] = {}
-                for name, value in head.headers:
-                    headers[name.decode("latin-1").lower()] = value.decode("utf-8", "replace")
-                return HttpRequest(
-                    method=head.method.decode("latin-1").upper(),
-                    path=parts.path,
-                    query=dict(parse_qsl(parts.query, keep_blank_values=True)),
-                    headers=headers,
-                    body=bytes(body),
-                    conn=conn,
-                )
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            if not data:
                 return None
+            incoming.feed(data)
+        return incoming.ready.popleft()
 
-    async def _bad_request(
-        self, h: h11.Connection, writer: asyncio.StreamWriter, msg: str, status: int = 400
-    ) -> None:
-        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            resp = HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
-            with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
-                await self._write(h, writer, resp)
+    async def _bad_request(self, writer: asyncio.StreamWriter, msg: str, status: int = 400) -> None:
+        resp = HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
+        with contextlib.suppress(ConnectionError):
+            await self._write(writer, resp, True, None)
 
     async def _write(
-        self, h: h11.Connection, writer: asyncio.StreamWriter, resp: HttpResponse
+        self,
+        writer: asyncio.StreamWriter,
+        resp: HttpResponse,
+        close: bool,
+        item: _Incoming | None,
     ) -> None:
+        """Send ``resp`` (to the request ``item``; None for an answer to bytes that were not
+        one); a HEAD gets the head only, an HTTP/1.0 client a streamed body without chunks."""
+        head_only = item is not None and item.request.method == "HEAD"
+        http10 = item is not None and item.http10
         if resp.chunks is not None:
-            await self._write_chunked(h, writer, resp, resp.chunks)
+            await self._write_chunked(writer, resp, resp.chunks, head_only, http10)
             return
         payload = resp.encode()
-        headers = [
+        fields = [
             ("content-type", resp.content_type),
             ("content-length", str(len(payload))),
             *resp.headers.items(),
         ]
-        data = h.send(h11.Response(status_code=resp.status, headers=headers))
-        data = (
-            (data or b"")
-            + (h.send(h11.Data(data=payload)) or b"")
-            + (h.send(h11.EndOfMessage()) or b"")
-        )
-        writer.write(data)
+        try:
+            head = _head(resp.status, fields, close)
+        except ValueError:
+            log.exception("REST answer not sendable")
+            payload = _internal_error().encode()
+            fields = [("content-type", resp.content_type), ("content-length", str(len(payload)))]
+            head = _head(500, fields, close)
+        writer.write(head if head_only else head + payload)
         await writer.drain()
 
     async def _write_chunked(
         self,
-        h: h11.Connection,
         writer: asyncio.StreamWriter,
         resp: HttpResponse,
         chunks: AsyncIterator[bytes],
+        head_only: bool,
+        http10: bool,
     ) -> None:
-        """Send a streamed body chunk by chunk, draining between chunks (bounded memory)."""
-        headers = [
-            ("content-type", resp.content_type),
-            ("transfer-encoding", "chunked"),
-            *resp.headers.items(),
-        ]
-        writer.write(h.send(h11.Response(status_code=resp.status, headers=headers)) or b"")
+        """Send a streamed body chunk by chunk, draining between chunks (bounded memory); an
+        HTTP/1.0 client cannot read chunks: it gets the bytes and the close ends them."""
+        fields = [("content-type", resp.content_type), *resp.headers.items()]
+        if not http10:
+            fields.append(("transfer-encoding", "chunked"))
+        writer.write(_head(resp.status, fields, http10))
+        if head_only:
+            await writer.drain()
+            return
         async for chunk in chunks:
             if chunk:
-                writer.write(h.send(h11.Data(data=chunk)) or b"")
+                writer.write(chunk if http10 else b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 await writer.drain()
-        writer.write(h.send(h11.EndOfMessage()) or b"")
+        if not http10:
+            writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+def _internal_error() -> HttpResponse:
+    return HttpResponse(500, {"rt_cd": "1", "msg_cd": "MOCK0500", "msg1": "mock internal error"})
 
 
 Route = Callable[[HttpRequest, Any, float], HttpResponse]

@@ -242,6 +242,8 @@ async def _main(mode: Mode, settings: Settings, host: str, port: int) -> None:
         log_level="info",
         lifespan="off",
         timeout_graceful_shutdown=int(grace),
+        # h11 by choice: httptools is installed (the mocks use it) and would be uvicorn's "auto"
+        http="h11",
         ws="websockets-sansio",
     )
 
