@@ -105,6 +105,23 @@ def mock_rest(data: bytes) -> None:
     dumps({"body": traced_body(parsed, is_json)}).encode("utf-8", "backslashreplace")
 
 
+def mock_http(data: bytes) -> None:
+    """The mocks' HTTP parser fed any bytes in two reads: requests or one recorded error, never
+    a raise; the head it holds stays bounded; every request is typed, its answer's head encodes."""
+    from stockmon.mockserver.httpserver import MAX_BODY, READ_CHUNK, _head, _Requests
+
+    incoming = _Requests("rest-1")
+    cut = data[0] if data else 0
+    for part in (data[1 : 1 + cut], data[1 + cut :]):
+        incoming.feed(part)
+        if incoming.begun and not incoming.head_done and incoming.error is None:
+            assert incoming.head_bytes <= MAX_BODY + READ_CHUNK
+    for item in incoming.ready:
+        req = item.request
+        assert isinstance(req.path, str) and all(isinstance(v, str) for v in req.headers.values())
+        _head(200, [("content-length", str(len(req.body)))], not item.keep_alive)
+
+
 @functools.cache
 def _scenario_file() -> Path:
     return Path(tempfile.mkdtemp(prefix="stockmon-fuzz-")) / "scenario.yaml"
@@ -125,5 +142,6 @@ TARGETS: dict[str, Target] = {
     "control_frame": control_frame,
     "mock_ws": mock_ws,
     "mock_rest": mock_rest,
+    "mock_http": mock_http,
     "scenario_loader": scenario_loader,
 }
