@@ -155,12 +155,17 @@ async def test_an_upgrade_request_is_answered_then_closed(server: tuple[HttpServ
             "request body too large",
         ),
         (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", "bad HTTP request"),
+        # RFC 9110 §9.1: methods are case-sensitive (h11 took "get"; llhttp refuses it)
+        (b"get / HTTP/1.1\r\n\r\n", "bad HTTP request"),
+        # a bare LF after the version (llhttp requires CRLF there, even when lenient)
+        (b"GET / HTTP/1.1\nHost: x\n\n", "bad HTTP request"),
     ],
 )
 async def test_oversized_or_malformed_requests_get_400(
     server: tuple[HttpServer, int], request_bytes: bytes, why: str
 ) -> None:
-    """A head or body over the bound, or a malformed header, gets 400 naming why, and a close."""
+    """A head or body over the bound, a malformed header, a lower-case method or a bare LF
+    gets 400 naming why, and a close."""
     _, port = server
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
