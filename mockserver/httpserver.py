@@ -1,9 +1,11 @@
-"""The REST side of every mock: a small asyncio HTTP/1.1 server on httptools, and the REST app base.
+"""The REST side of every mock: a small asyncio HTTP/1.1 server on httptools, and the REST app
+base.
 
-One connection task per TCP connection feeds bytes to httptools (llhttp, in C), hands each complete request
-(:class:`HttpRequest`) to an async handler and writes its :class:`HttpResponse`; malformed HTTP
-gets 400 and a close, never a crash. A dialect's REST app (:class:`RestAppBase`) registers its
-routes and answers in its broker's envelope; :func:`traced_call` is the shell's side of a request.
+One connection task per TCP connection feeds bytes to httptools (llhttp, in C), hands each
+complete request (:class:`HttpRequest`) to an async handler and writes its :class:`HttpResponse`;
+malformed HTTP gets 400 and a close, never a crash. A dialect's REST app (:class:`RestAppBase`)
+registers its routes and answers in its broker's envelope; :func:`traced_call` is the shell's side
+of a request.
 """
 
 from __future__ import annotations

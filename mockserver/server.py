@@ -1,8 +1,8 @@
 """The mock-server base: listeners, live sessions, the batched writer, the control plane.
 
 Every broker's mock is a :class:`MockServer` (``kis.mock.KisMock``, ``kiwoom.mock.KiwoomMock``):
-REST on httptools, WebSocket on ``websockets``, protocol decisions in the dialect's sans-I/O core and
-REST app. The asyncio shell owns sockets and time: spec time is ``trace.now() * time_scale`` for
+REST on httptools, WebSocket on ``websockets``, protocol decisions in the dialect's sans-I/O core
+and REST app. The asyncio shell owns sockets and time: spec time is ``trace.now() * time_scale`` for
 every period, window and lifetime, read once per step and handed to the core with its input.
 """
 
