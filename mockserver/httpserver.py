@@ -167,8 +167,11 @@ class _Requests:
         except httptools.HttpParserUpgrade:
             self.closed = True  # the upgrade request is answered as any other, then the close
         except httptools.HttpParserCallbackError as exc:
+            # a bound of ours, or a target urlsplit refuses (``http://[::1/``): say which
             cause = exc.__context__
-            self._fail(cause if isinstance(cause, _BadRequest) else _BadRequest(f"{exc}"))
+            if not isinstance(cause, _BadRequest):
+                cause = _BadRequest(f"bad HTTP request: {cause or exc}")
+            self._fail(cause)
         except httptools.HttpParserError as exc:
             self._fail(_BadRequest(f"bad HTTP request: {exc}"))
         if self.begun and not self.head_done:

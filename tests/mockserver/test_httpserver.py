@@ -159,6 +159,8 @@ async def test_an_upgrade_request_is_answered_then_closed(server: tuple[HttpServ
         (b"get / HTTP/1.1\r\n\r\n", "bad HTTP request"),
         # a bare LF after the version (llhttp requires CRLF there, even when lenient)
         (b"GET / HTTP/1.1\nHost: x\n\n", "bad HTTP request"),
+        # a target the URL splitter refuses is named, not reported as a callback's failure
+        (b"GET http://[::1/x HTTP/1.1\r\n\r\n", "bad HTTP request: Invalid IPv6 URL"),
     ],
 )
 async def test_oversized_or_malformed_requests_get_400(
