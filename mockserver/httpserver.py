@@ -131,7 +131,6 @@ class _BadRequest(Exception):
 
     def __init__(self, msg: str, status: int = 400) -> None:
         super().__init__(msg)
-        self.msg = msg
         self.status = status
 
 
@@ -222,9 +221,10 @@ class _Requests:
             body=bytes(self._body),
             conn=self.conn,
         )
-        self.ready.append(
-            _Incoming(req, parser.should_keep_alive(), parser.get_http_version() == "1.0")
-        )
+        # an HTTP/1.0 connection serves one request, as with h11 (and a streamed answer to it
+        # is ended by the close)
+        http10 = parser.get_http_version() == "1.0"
+        self.ready.append(_Incoming(req, parser.should_keep_alive() and not http10, http10))
         self.begun = self.head_done = False
 
 
@@ -297,7 +297,7 @@ class HttpServer:
                     resp = await self.handler(req)
                 except Exception:
                     log.exception("REST handler failed on %s %s", req.method, req.path)
-                    resp = _internal_error()
+                    resp = _mock_error(500, "mock internal error")
                 if watch.done() and not watch.result():
                     break  # the client has gone: nobody to answer
                 # the last request before an upgrade ends the connection; the requests before
@@ -330,7 +330,7 @@ class HttpServer:
         """The next complete request, or None when the connection is to end (after saying why)."""
         while not incoming.ready:
             if incoming.error is not None:
-                await self._bad_request(writer, incoming.error.msg, incoming.error.status)
+                await self._bad_request(writer, str(incoming.error), incoming.error.status)
                 return None
             if incoming.closed:
                 return None
@@ -352,9 +352,8 @@ class HttpServer:
         return incoming.ready.popleft()
 
     async def _bad_request(self, writer: asyncio.StreamWriter, msg: str, status: int = 400) -> None:
-        resp = HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
         with contextlib.suppress(ConnectionError):
-            await self._write(writer, resp, True, None)
+            await self._write(writer, _mock_error(status, msg), True, None)
 
     async def _write(
         self,
@@ -364,56 +363,39 @@ class HttpServer:
         item: _Incoming | None,
     ) -> None:
         """Send ``resp`` (to the request ``item``; None for an answer to bytes that were not
-        one); a HEAD gets the head only, an HTTP/1.0 client a streamed body without chunks."""
+        one); a HEAD gets the head only. A streamed body goes chunk by chunk, draining between
+        chunks (bounded memory); to an HTTP/1.0 client, which cannot read chunks, as bytes that
+        the close ends."""
         head_only = item is not None and item.request.method == "HEAD"
-        http10 = item is not None and item.http10
-        if resp.chunks is not None:
-            await self._write_chunked(writer, resp, resp.chunks, head_only, http10)
-            return
-        payload = resp.encode()
-        fields = [
-            ("content-type", resp.content_type),
-            ("content-length", str(len(payload))),
-            *resp.headers.items(),
-        ]
+        chunked = resp.chunks is not None and not (item is not None and item.http10)
+        payload = b"" if resp.chunks is not None else resp.encode()
+        fields = [("content-type", resp.content_type)]
+        if resp.chunks is None:
+            fields.append(("content-length", str(len(payload))))
+        elif chunked:
+            fields.append(("transfer-encoding", "chunked"))
         try:
-            head = _head(resp.status, fields, close)
+            head = _head(resp.status, [*fields, *resp.headers.items()], close)
         except ValueError:
             log.exception("REST answer not sendable")
-            payload = _internal_error().encode()
-            fields = [("content-type", resp.content_type), ("content-length", str(len(payload)))]
-            head = _head(500, fields, close)
+            await self._write(writer, _mock_error(500, "mock internal error"), close, item)
+            return
         writer.write(head if head_only else head + payload)
         await writer.drain()
-
-    async def _write_chunked(
-        self,
-        writer: asyncio.StreamWriter,
-        resp: HttpResponse,
-        chunks: AsyncIterator[bytes],
-        head_only: bool,
-        http10: bool,
-    ) -> None:
-        """Send a streamed body chunk by chunk, draining between chunks (bounded memory); an
-        HTTP/1.0 client cannot read chunks: it gets the bytes and the close ends them."""
-        fields = [("content-type", resp.content_type), *resp.headers.items()]
-        if not http10:
-            fields.append(("transfer-encoding", "chunked"))
-        writer.write(_head(resp.status, fields, http10))
-        if head_only:
-            await writer.drain()
+        if resp.chunks is None or head_only:
             return
-        async for chunk in chunks:
+        async for chunk in resp.chunks:
             if chunk:
-                writer.write(chunk if http10 else b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
                 await writer.drain()
-        if not http10:
+        if chunked:
             writer.write(b"0\r\n\r\n")
-        await writer.drain()
+            await writer.drain()
 
 
-def _internal_error() -> HttpResponse:
-    return HttpResponse(500, {"rt_cd": "1", "msg_cd": "MOCK0500", "msg1": "mock internal error"})
+def _mock_error(status: int, msg: str) -> HttpResponse:
+    """The mock's own answer to what no route handles: the KIS envelope, ``MOCK0<status>``."""
+    return HttpResponse(status, {"rt_cd": "1", "msg_cd": f"MOCK0{status}", "msg1": msg})
 
 
 Route = Callable[[HttpRequest, Any, float], HttpResponse]

@@ -115,9 +115,14 @@ async def test_pipelined_requests_are_answered_in_order_then_garbage_gets_400(
 async def test_http10_and_connection_close_end_the_connection(
     server: tuple[HttpServer, int],
 ) -> None:
-    """An HTTP/1.0 request, and one saying Connection: close, get one answer and the close."""
+    """An HTTP/1.0 request (keep-alive or not) and one saying Connection: close get one answer
+    and the close."""
     _, port = server
-    for request in (b"GET /a HTTP/1.0\r\n\r\n", b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n"):
+    for request in (
+        b"GET /a HTTP/1.0\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",  # one request, as h11 served
+        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ):
         answers = _responses(await _exchange(port, request + b"GET /b HTTP/1.1\r\n\r\n"))
         assert len(answers) == 1
         assert answers[0][1]["connection"] == "close"
