@@ -161,7 +161,9 @@ class SharedCredential:
         self._rejected: CachedCredential | None = None
         self._task: asyncio.Task[None] | None = None
         self._reading: asyncio.Task[None] | None = None  # the cache read in flight (_sync)
-        self._usable: asyncio.Future[None] | None = None  # set when a credential is adopted
+        # one future per waiting caller: resolved when a credential is adopted, when the refresh
+        # task ends, or by its own timer (so a cancelled caller cancels only its own)
+        self._waiters: list[asyncio.Future[None]] = []
         self._next_background = 0.0
         self._outage = _Outage(self._store_delays())
         self._skew_warned = False
@@ -275,11 +277,15 @@ class SharedCredential:
     def _use(self, cred: CachedCredential) -> None:
         changed = self._local is None or self._local.value.reveal() != cred.value.reveal()
         self._local = cred
-        usable, self._usable = self._usable, None
-        if usable is not None and not usable.done() and not usable.get_loop().is_closed():
-            usable.set_result(None)
+        self._wake()
         if changed and self.on_change is not None:
             self.on_change(cred)
+
+    def _wake(self) -> None:
+        """Resolve every waiting caller's future (each resumes on the next loop turn)."""
+        for waiter in self._waiters:
+            if not waiter.done() and not waiter.get_loop().is_closed():
+                waiter.set_result(None)
 
     def _store_delays(self) -> Iterator[float]:
         return backoff_delays(
@@ -352,6 +358,7 @@ class SharedCredential:
     def _task_done(self, task: asyncio.Task[None], blocking: bool) -> None:
         if self._task is task:
             self._task = None
+        self._wake()  # its waiters look again: a failure is theirs, a success already woke them
         if task.cancelled():
             return
         exc = task.exception()  # retrieved here even when every waiter has given up
@@ -372,18 +379,21 @@ class SharedCredential:
             if left <= 0:
                 raise CredentialUnavailableError(self._unavailable_reason())
             task = self._task if self._task is not None else self._start_task(blocking=True)
-            # Woken by the refresh's end or by a usable credential, whichever is first: the
-            # holder's waiters need not wait for its lease release.
+            # Woken by the refresh's end or by a usable credential, whichever is first (the
+            # holder's waiters need not wait for its lease release), or by the timer: at most
+            # outage_wait at a time, so a store outage that begins meanwhile shortens the limit.
+            # A future of its own, resolved directly: one loop turn from the adoption to this
+            # caller, where asyncio.wait took two (token_storm.py's waiters resume in turn).
             loop = asyncio.get_running_loop()
-            if self._usable is None or self._usable.done() or self._usable.get_loop() is not loop:
-                self._usable = loop.create_future()
-            # At most outage_wait at a time: a store outage that begins meanwhile shortens the limit.
-            done, _ = await asyncio.wait(
-                (task, self._usable),
-                timeout=min(left, self.tuning.outage_wait),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            failure = task.exception() if task in done and not task.cancelled() else None
+            waiter: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(min(left, self.tuning.outage_wait), _resolve, waiter)
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiters.remove(waiter)
+            failure = task.exception() if task.done() and not task.cancelled() else None
             if failure is not None and self.state() is TokenState.INVALID:
                 raise failure  # e.g. a bad app key: no retry can help, every waiter hears it
 
@@ -552,6 +562,12 @@ class SharedCredential:
         with contextlib.suppress(_StoreDown):
             await self._store(lambda: self.store.set_throttle(self.kind, exc.retry_after))
         return _Outcome.THROTTLED, exc.retry_after
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    """A waiting caller's timer: wake it to look again."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

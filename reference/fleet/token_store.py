@@ -474,8 +474,11 @@ class _EventFeed:
         self._live()
         gen = self._event
         if not gen.event.is_set():
+            # A timeout scope, not wait_for: on 3.11 wait_for runs the wait in a task of its own,
+            # two loop turns more between the notice and the refresh task (token_storm.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gen.event.wait(), at_most)
+                async with asyncio.timeout(at_most):
+                    await gen.event.wait()
         self._event = self._wakeups.current(self._kind)
         return gen.cred if gen.event.is_set() else None
 

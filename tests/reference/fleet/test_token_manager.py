@@ -203,6 +203,18 @@ async def test_waiters_get_the_token_before_the_holder_releases_its_lease(
 # --- TOKEN-KIS-REFRESH: STALE is refreshed by one process, nobody waits ----------------------
 
 
+async def test_a_cancelled_waiter_leaves_the_other_waiters_waiting(clients: Clients) -> None:
+    """Cancelling one waiting caller ends that caller only: the rest get the token, none is left."""
+    m = make_manager(clients.store(), FakeIssuer(delay=0.1), FakeClock(), "solo")
+    callers = [asyncio.create_task(m.get()) for _ in range(4)]
+    await asyncio.sleep(0.02)  # all four wait for the issuance
+    callers[0].cancel()
+    done = await asyncio.gather(*callers, return_exceptions=True)
+    assert isinstance(done[0], asyncio.CancelledError)
+    assert {c.value.reveal() for c in done[1:]} == {"tok-0001-0123456789abcdef"}  # type: ignore[union-attr]
+    assert m._waiters == []  # no future of a gone caller is kept
+
+
 async def test_stale_token_is_served_without_waiting(clients: Clients) -> None:
     """Inside the window callers get the old token at once while one process refreshes."""
     clock = FakeClock()
