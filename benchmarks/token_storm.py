@@ -150,12 +150,9 @@ async def storm(
     settings = load_settings({k: v for k, v in env.items() if k in mock.env() or k == "REDIS_URL"})
     token_path = settings.spec.rest["kis"]["token"]["path"]
     workers = await asyncio.gather(*(Worker.start(env, tasks, calls) for _ in range(processes)))
-    latencies: list[float] = []
-    token_waits: list[float] = []
     round_waits: list[list[float]] = []  # time to token of every caller, per measured round
     round_told: list[list[float]] = []  # each process's first caller: when the process knew
     round_spread: list[list[float]] = []  # each process: last caller's time to token - first's
-    warm: list[float] = []
     round_warm: list[list[float]] = []  # the warm burst before each measured round
     round_calls: list[list[float]] = []  # each storm caller's whole call (token and quote)
     per_round: list[int] = []
@@ -172,7 +169,6 @@ async def storm(
             for w in workers:
                 r = await w.result()
                 if n:
-                    warm.extend(r["ms"])
                     warm_round.extend(r["ms"])
                 errors.extend(r["errors"])
             # Wait past the token's expiry (and the issuance throttle window).
@@ -187,9 +183,7 @@ async def storm(
             for w in workers:
                 r = await w.result()
                 if n:
-                    latencies.extend(r["ms"])
                     calls.extend(r["ms"])
-                    token_waits.extend(r["token_ms"])
                     this_round.extend(r["token_ms"])
                     told.extend([min(r["token_ms"])] if r["token_ms"] else [])
                     spread.extend(
@@ -217,14 +211,15 @@ async def storm(
     finally:
         await asyncio.gather(*(w.close() for w in workers))
     return {
-        "latencies": latencies,
-        "token_waits": token_waits,
+        # every measured round's values in one list each (the rounds' lists are the data)
+        "latencies": [ms for c in round_calls for ms in c],
+        "token_waits": [ms for w in round_waits for ms in w],
         "round_waits": round_waits,
         "round_told": round_told,
         "round_warm": round_warm,
         "round_calls": round_calls,
         "round_spread": round_spread,
-        "warm": warm,
+        "warm": [ms for w in round_warm for ms in w],
         "token_requests_per_round": per_round,
         "throttled_responses": throttled,
         "errors": errors,

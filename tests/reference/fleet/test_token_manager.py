@@ -200,9 +200,6 @@ async def test_waiters_get_the_token_before_the_holder_releases_its_lease(
     assert time.monotonic() - t0 < 0.8  # the release alone takes 1 s
 
 
-# --- TOKEN-KIS-REFRESH: STALE is refreshed by one process, nobody waits ----------------------
-
-
 async def test_a_cancelled_waiter_leaves_the_other_waiters_waiting(clients: Clients) -> None:
     """Cancelling one waiting caller ends that caller only: the rest get the token, none is left."""
     m = make_manager(clients.store(), FakeIssuer(delay=0.1), FakeClock(), "solo")
@@ -213,6 +210,9 @@ async def test_a_cancelled_waiter_leaves_the_other_waiters_waiting(clients: Clie
     assert isinstance(done[0], asyncio.CancelledError)
     assert {c.value.reveal() for c in done[1:]} == {"tok-0001-0123456789abcdef"}  # type: ignore[union-attr]
     assert m._waiters == []  # no future of a gone caller is kept
+
+
+# --- TOKEN-KIS-REFRESH: STALE is refreshed by one process, nobody waits ----------------------
 
 
 async def test_stale_token_is_served_without_waiting(clients: Clients) -> None:
