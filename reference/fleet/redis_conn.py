@@ -86,7 +86,8 @@ def _sentinel_master(rest: str, tls: bool, common: dict[str, Any]) -> Redis:
         host, _, port = item.rpartition(":")
         sentinels.append((host or item, int(port) if host else 26379))
     timeouts = {k: common[k] for k in ("socket_timeout", "socket_connect_timeout")}
-    manager = Sentinel(sentinels, sentinel_kwargs=timeouts, ssl=tls, **common)  # type: ignore[no-untyped-call]
+    # untyped before redis-py 8.2, typed since: the ignore may be unused
+    manager = Sentinel(sentinels, sentinel_kwargs=timeouts, ssl=tls, **common)  # type: ignore[no-untyped-call,unused-ignore]
     master = manager.master_for(
         service, redis_class=SentinelMaster, db=int(db or 0), password=password
     )

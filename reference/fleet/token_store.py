@@ -402,7 +402,8 @@ class RedisCredentialStore:
             if ready.done():  # it was live: its waiters re-read and poll (never a busy loop)
                 self._wakeups.bump_all()
             with contextlib.suppress(*STORE_ERRORS):
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                # untyped before redis-py 8.2, typed since: the ignore may be unused
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call,unused-ignore]
 
     async def aclose(self) -> None:
         """Stop the change listener (before the Redis client is closed), in bounded time."""
