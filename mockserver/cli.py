@@ -156,7 +156,7 @@ def _config(args: argparse.Namespace) -> MockConfig:
     if args.symbols:
         profile = load_profile(args.spec)
         symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
-        bad = [s for s in symbols if profile.market_of_key(s) is None]
+        bad = [s for s in symbols if profile.spec.market_of(s) is None]
         if bad:
             raise UsageError(
                 f"--symbols: {', '.join(bad)} match no market key pattern (e.g. 005930, DNASAAPL)"

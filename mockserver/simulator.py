@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,7 +95,6 @@ class MarketSimulator:
         # Starting levels of well-known keys (mock_profile.instruments; absent before 1.2).
         self._known: dict[str, dict[str, Any]] = dict(profile.get("instruments") or {})
         self._sessions: dict[str, dict[str, str]] = dict(profile.get("sessions") or {})
-        self.key_patterns = {m: re.compile(str(v["key_pattern"])) for m, v in spec.markets.items()}
         kr = spec.markets["KR"]
         self._tick_bands: list[tuple[float, int]] = [
             (math.inf if upper is None else float(upper), int(size))
@@ -112,7 +110,7 @@ class MarketSimulator:
         self.ny = _zone(str(us["timezone"]), -5)
         self._instruments: dict[str, Instrument] = {}
         for key in symbols:
-            if self.market_of_key(key) is not None:
+            if spec.market_of(key) is not None:
                 self.instrument(key)
 
     def zone(self, market: str) -> tzinfo:
@@ -130,18 +128,11 @@ class MarketSimulator:
 
     def market_states(self, wall: float) -> dict[str, str]:
         """``open`` or ``closed`` per market (for /_mock/state)."""
-        return {m: "open" if self.is_open(m, wall) else "closed" for m in self.key_patterns}
+        return {m: "open" if self.is_open(m, wall) else "closed" for m in self.spec.key_patterns}
 
     def lot(self, key: str) -> int:
         """The lot a key's trades come in (mock_profile.instruments, else 1)."""
         return max(1, int(self._known.get(key, {}).get("lot", 1)))
-
-    def market_of_key(self, key: str) -> str | None:
-        """Which market's key pattern a tr_key matches (KR, US), or None."""
-        for market, pattern in self.key_patterns.items():
-            if pattern.match(key):
-                return market
-        return None
 
     # --- KRX price grid -------------------------------------------------------------------
     def tick_size(self, price: int) -> int:
@@ -177,7 +168,7 @@ class MarketSimulator:
         """The instrument of a key, created on first use (any key matching a market pattern)."""
         inst = self._instruments.get(key)
         if inst is None:
-            market = self.market_of_key(key)
+            market = self.spec.market_of(key)
             if market is None:
                 raise ValueError(f"{key!r} matches no market key pattern")
             rng = random.Random(f"{self.seed}:{key}")

@@ -16,10 +16,9 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
@@ -41,6 +40,7 @@ from stockmon.reference.events import (
     Row,
     StatusChanged,
 )
+from stockmon.spec import Spec
 
 log = logging.getLogger(__name__)
 
@@ -202,15 +202,19 @@ class LiveTable:
         self,
         console: Console | TextIO,
         *,
-        zones: Mapping[str, str] | None = None,
+        spec: Spec | None = None,
         min_interval_s: float = 0.2,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         local_zone: tzinfo | None = None,
     ) -> None:
         self.console = console if isinstance(console, Console) else Console(file=console)
-        # key pattern -> exchange zone (the spec's markets.<market>.timezone)
-        self._zones = {k: ZoneInfo(v) for k, v in (zones or {}).items()}
+        # a key's market (the spec's key patterns) -> its exchange zone (markets.<m>.timezone)
+        self._market_of: Callable[[str], str | None] = (
+            spec.market_of if spec is not None else lambda key: None
+        )
+        markets = spec.markets if spec is not None else {}
+        self._zones = {m: ZoneInfo(str(v["timezone"])) for m, v in markets.items()}
         self._rows: dict[tuple[str, str], tuple[Row, int]] = {}  # row, direction (-1, 0, 1)
         self._status = "starting"
         self._interval = min_interval_s
@@ -291,7 +295,7 @@ class LiveTable:
 
     def _time(self, hhmmss: str, key: str, now: datetime) -> str:
         """``HHMMSS`` of the key's exchange, in the local zone (dated when not today)."""
-        zone = next((z for pattern, z in self._zones.items() if re.match(pattern, key)), None)
+        zone = self._zones.get(self._market_of(key) or "")
         if zone is None or len(hhmmss) < 6 or not hhmmss[:6].isdigit():
             return hhmmss
         at = (

@@ -86,8 +86,7 @@ async def _main(mode: Mode, settings: Settings, fmt: str, duration: float | None
     json_sink: JsonLinesSink | None = None
     table: LiveTable | None = None
     if fmt == "table":
-        zones = {str(m["key_pattern"]): str(m["timezone"]) for m in settings.spec.markets.values()}
-        sink = table = LiveTable(sys.stdout, zones=zones)
+        sink = table = LiveTable(sys.stdout, spec=settings.spec)
     else:
         sink = json_sink = JsonLinesSink(sys.stdout, on_broken=stop_soon)
     signals = (signal.SIGINT, signal.SIGTERM)

@@ -193,6 +193,9 @@ def build_spec(data: Mapping[str, Any], digest: str) -> Spec:
         mock_profile=freeze(data["mock_profile"]),
         digest=digest,
         raw=freeze(data),
+        key_patterns=MappingProxyType(
+            {m: re.compile(str(v["key_pattern"])) for m, v in data["markets"].items()}
+        ),
     )
 
 

@@ -7,6 +7,7 @@ bad spec edit never becomes a silent default in the client, the mock or the chec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -248,6 +249,30 @@ class Spec:
     mock_profile: Mapping[str, Any]
     digest: str
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    # markets.<market>.key_pattern compiled once, in the spec's market order: what every part
+    # that tells a key's market (mock, client, gateway, settings) matches against
+    key_patterns: Mapping[str, re.Pattern[str]] = field(repr=False, compare=False)
+
+    def key_match(self, key: str, market: str | None = None) -> tuple[str, re.Match[str]] | None:
+        """The market whose key pattern the whole of ``key`` matches, and the match (the first
+        in the spec's order; only ``market``'s when given); None when none does.
+
+        The whole key: a pattern's ``$`` alone would let a trailing newline through.
+        """
+        if market is not None:
+            pattern = self.key_patterns.get(market)
+            m = pattern.fullmatch(key) if pattern is not None else None
+            return (market, m) if m is not None else None
+        for name, pattern in self.key_patterns.items():
+            m = pattern.fullmatch(key)
+            if m is not None:
+                return name, m
+        return None
+
+    def market_of(self, key: str) -> str | None:
+        """The market a key belongs to by the key patterns (KR, US), or None."""
+        found = self.key_match(key)
+        return found[0] if found is not None else None
 
     @property
     def clause_ids(self) -> tuple[str, ...]:

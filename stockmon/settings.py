@@ -133,9 +133,9 @@ def parse_subscriptions(raw: str, spec: Spec) -> tuple[Subscription, ...]:
         if tr_id not in spec.layouts:
             raise SettingsError(f"STOCKMON_SUBSCRIPTIONS: unknown TR {tr_id!r}; known: {known}")
         market = spec.layouts[tr_id].market
-        pattern = spec.markets[market]["key_pattern"]
-        if not re.match(pattern, key):
+        if spec.key_match(key, market) is None:
             hint = suggest_key(key, spec, market)
+            pattern = spec.key_patterns[market].pattern
             raise SettingsError(
                 f"STOCKMON_SUBSCRIPTIONS: {key!r} is not a {market} key for {tr_id}"
                 + (f"; did you mean {tr_id}:{hint}?" if hint else f" (pattern {pattern})")
@@ -172,11 +172,11 @@ def _literal_prefixes(pattern: str, limit: int = 256) -> list[str]:
 
 def suggest_key(key: str, spec: Spec, market: str | None = None) -> str | None:
     """The first well-formed key the spec's key patterns make of ``key`` (``AAPL`` -> DNASAAPL)."""
-    markets = [market] if market else list(spec.markets)
+    markets = [market] if market else list(spec.key_patterns)
     for name in markets:
-        pattern = str(spec.markets[name]["key_pattern"])
-        for candidate in (key.upper(), *(p + key.upper() for p in _literal_prefixes(pattern))):
-            if candidate != key and re.match(pattern, candidate):
+        prefixes = _literal_prefixes(spec.key_patterns[name].pattern)
+        for candidate in (key.upper(), *(p + key.upper() for p in prefixes)):
+            if candidate != key and spec.key_match(candidate, name) is not None:
                 return candidate
     return None
 

@@ -15,7 +15,6 @@ drop, and makes every REST auth failure IGW00221.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +81,6 @@ class Profile(BrokerProfile):
     field_separator: str
     count_digits: int
     plain_flag: str
-    key_patterns: Mapping[str, re.Pattern[str]]
 
     def ws_code(self, name: str) -> WsCode:
         """The code the mock answers with for a named situation (``already_subscribed`` ...)."""
@@ -94,10 +92,6 @@ class Profile(BrokerProfile):
             if code in s.codes["rest"]:
                 return str(s.rest_code(code)["msg1"])
         raise SpecError(f"no REST code {code!r} in spec {self.spec.version}")
-
-    def market_of_key(self, key: str) -> str | None:
-        """Which market's key pattern a tr_key matches (KR, US), or None."""
-        return next((m for m, pattern in self.key_patterns.items() if pattern.match(key)), None)
 
 
 def load_profile(version: str | None = None) -> Profile:
@@ -171,5 +165,4 @@ def load_profile(version: str | None = None) -> Profile:
         field_separator=frame.string("field_separator"),
         count_digits=frame.integer("count_digits"),
         plain_flag=frame.string("plain_flag"),
-        key_patterns={m: re.compile(str(v["key_pattern"])) for m, v in spec.markets.items()},
     )

@@ -191,7 +191,7 @@ class RestApp(RestAppBase):
         if market == "KR":
             if query.get(str(q["market_param"])) != q["market_value"]:
                 return None
-            return raw if self.p.key_patterns["KR"].match(raw) else None
+            return raw if self.p.spec.key_match(raw, "KR") else None
         exchanges: Mapping[str, str] = self.p.spec.markets["US"]["exchanges"]
         excd = query.get(str(q["exchange_param"]), "")
         short = next((k for k, v in exchanges.items() if excd in (k, v)), None)
@@ -199,4 +199,4 @@ class RestApp(RestAppBase):
             return None
         # The realtime key of the free US feed: D + exchange + symbol (protocol/kis.md §2.6).
         key = f"D{short}{raw}"
-        return key if self.p.key_patterns["US"].match(key) else None
+        return key if self.p.spec.key_match(key, "US") else None

@@ -185,7 +185,7 @@ class ServerSession(CoreBase):
             self._error("invalid_tr_id", ack_tr_id, ack_key)
             return
         market = self.profile.spec.layouts[tr_id].market
-        if not self.profile.key_patterns[market].match(tr_key):
+        if self.profile.spec.key_match(tr_key, market) is None:
             self._error("invalid_tr_key", tr_id, tr_key)
             return
         if tr_type == self.profile.subscribe_tr_type:
@@ -289,7 +289,7 @@ class ServerSession(CoreBase):
         )
         max_records, prob = s.max_records_per_frame, s.multi_record_probability
         sim = world.sim  # a closed market (mock --market hours) sends no data
-        regs = [r for r in self.registrations if sim.is_open(sim.market_of_key(r[1]) or "", wall)]
+        regs = [r for r in self.registrations if sim.is_open(sim.spec.market_of(r[1]) or "", wall)]
         for _ in range(rounds):
             for tr_id, tr_key in regs:
                 text: str | None = None

@@ -49,7 +49,10 @@ class KiwoomMarket:
 
     def serves(self, type_code: str, item: str) -> bool:
         """Whether a registration can produce data (a layout for the type, a KR code)."""
-        return type_code in self.profile.layouts and bool(self.profile.kr_key.match(item))
+        return (
+            type_code in self.profile.layouts
+            and self.profile.spec.key_match(item, "KR") is not None
+        )
 
     def signed(self, inst: Instrument, price: int) -> str:
         """A price with its direction sign against the previous close (0 stays ``0``)."""

@@ -8,7 +8,6 @@ newest version supplies it. Where the selected version speaks, it wins.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +81,6 @@ class KiwoomProfile(BrokerProfile):
     login_timeout_s: float
     layouts: Mapping[str, KiwoomLayout]
     type_names: Mapping[str, str]
-    kr_key: re.Pattern[str]
 
     def rest_error(self, name: str) -> RestError:
         """A named REST error answer (``invalid_token``, ``throttled`` ...)."""
@@ -118,7 +116,6 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
     names = need(mp, "type_names", where_m)
     login_failure = need(mp, "login_failure", where_m)
     reg_failure = need(mp, "reg_failure", where_m)
-    kr = spec.markets["KR"]["key_pattern"]
     return KiwoomProfile(
         spec=spec,
         token_path=str(need(rest, "token", where_r)["path"]),
@@ -160,5 +157,4 @@ def load_kiwoom_profile(version: str | None = None) -> KiwoomProfile:
         login_timeout_s=float(need(mp, "login_timeout_s", where_m)),
         layouts=layouts,
         type_names={str(k): str(v) for k, v in names.items()},
-        kr_key=re.compile(str(kr)),
     )

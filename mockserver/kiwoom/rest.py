@@ -112,6 +112,6 @@ class KiwoomRestApp(RestAppBase):
         if api_id != q["api_id"]:
             return self._error(p.rest_error("bad_request"), echo)
         item = body.get(str(q["key_field"])) if isinstance(body, dict) else None
-        if not isinstance(item, str) or not p.kr_key.match(item):
+        if not isinstance(item, str) or p.spec.key_match(item, "KR") is None:
             return self._error(p.rest_error("bad_request"), echo)
         return self._ok(dict(self.market.quote(item)), {**echo, **_CONT})

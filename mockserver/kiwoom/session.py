@@ -286,7 +286,7 @@ class KiwoomServerSession(CoreBase):
         regs = [
             pair
             for pair in self.registrations
-            if self.market.serves(*pair) and sim.is_open(sim.market_of_key(pair[1]) or "", wall)
+            if self.market.serves(*pair) and sim.is_open(sim.spec.market_of(pair[1]) or "", wall)
         ]
         if not regs:
             return

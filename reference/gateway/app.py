@@ -71,6 +71,11 @@ class Gateway:
     _built_with: tuple[Subscription, ...] = ()
     _synced: tuple[object, set[Subscription]] | None = None
 
+    @property
+    def key_patterns(self) -> dict[str, str]:
+        """Every market's key pattern, as an unknown key's answer states them."""
+        return {m: p.pattern for m, p in self.spec.key_patterns.items()}
+
     def __post_init__(self) -> None:
         self._built_with = tuple(self.subscriptions)  # what the ingest's client starts from
 
@@ -244,7 +249,7 @@ def build_app(gw: Gateway) -> Starlette:
             snap.string("unknown_key_error"),
             f"no {what} for this key",
             key=key,
-            key_patterns=gw.hub.enricher.key_patterns(),
+            key_patterns=gw.key_patterns,
         )
 
     def latest_of(event_type: str, field_name: str) -> Handler:
@@ -287,8 +292,8 @@ def build_app(gw: Gateway) -> Starlette:
         layout = spec.layouts.get(tr_id) or spec.kiwoom_layouts.get(tr_id)
         if layout is None:
             return invalid(f"tr_id {tr_id!r} is not a layout of spec {spec.version}")
-        if gw.hub.enricher.market_of(key) != layout.market:
-            pattern = gw.hub.enricher.key_patterns()[layout.market]
+        if spec.key_match(key, layout.market) is None:
+            pattern = gw.key_patterns[layout.market]
             return invalid(f"key does not match the {layout.market} pattern {pattern}")
         return Subscription(tr_id, key)
 
@@ -574,15 +579,14 @@ class StreamEndpoint:
             return
         op, keys = request["type"], list(request["keys"])
         echo = {"id": request["id"]} if "id" in request else {}
-        enricher = self.gw.hub.enricher
-        bad = [k for k in keys if enricher.market_of(k) is None]
+        bad = [k for k in keys if self.gw.spec.market_of(k) is None]
         missing = [
             k
             for k in keys
             if k not in bad and k not in self.gw.ingested_keys() and op != "unsubscribe"
         ]
         refusals = (
-            ("unknown_key", "no market's key pattern matches", bad, enricher.key_patterns()),
+            ("unknown_key", "no market's key pattern matches", bad, self.gw.key_patterns),
             (
                 "not_ingested",
                 "not among the broker subscriptions (POST /v1/subscriptions)",

@@ -9,7 +9,6 @@ KIS and Kiwoom records both expose their raw fields, so a tick of either carries
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -42,7 +41,7 @@ class Enricher:
         self._roles = c.mapping("change_roles")
         self._negative = set(c.strings("negative_sign_codes"))
         self._zero = set(c.strings("zero_sign_codes"))
-        self._patterns = {m: re.compile(v["key_pattern"]) for m, v in spec.markets.items()}
+        self._spec = spec
         self._zones = {m: ZoneInfo(v["timezone"]) for m, v in spec.markets.items()}
         # both dialects' layouts: a Kiwoom record's roles name FIDs, a KIS one's field names
         self._layouts: dict[str, Mapping[str, Any]] = {
@@ -50,20 +49,9 @@ class Enricher:
         }
         self._layouts.update((t, lay.roles) for t, lay in kiwoom_layouts(spec).items())
 
-    def market_of(self, key: str) -> str | None:
-        """The market whose key pattern the key matches (None: no market's)."""
-        for market, pattern in self._patterns.items():
-            if pattern.match(key):
-                return market
-        return None
-
-    def key_patterns(self) -> dict[str, str]:
-        """Every market's key pattern (the body of an unknown_key answer)."""
-        return {m: p.pattern for m, p in self._patterns.items()}
-
     def enrich(self, obj: dict[str, Any], record: RawRecord | None, received: datetime) -> None:
         """Add timestamp (and the tick fields when the record's raw fields are known) in place."""
-        market = self.market_of(str(obj.get("key", "")))
+        market = self._spec.market_of(str(obj.get("key", "")))
         if market is None:
             return
         zone = self._zones[market]

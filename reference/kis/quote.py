@@ -60,14 +60,13 @@ class QuoteRequest:
 
 def market_of(key: str, spec: Spec) -> tuple[str, re.Match[str]]:
     """The market whose key pattern matches ``key``, and the match; UsageError if none does."""
-    for market, info in spec.markets.items():
-        m = re.match(str(info["key_pattern"]), key)
-        if m:
-            return market, m
+    found = spec.key_match(key)
+    if found is not None:
+        return found
     hint = suggest_key(key, spec)
     if hint is not None:
         raise UsageError(f"{key!r} is not a symbol key: did you mean {hint}?")
-    known = "; ".join(f"{mk}: {info['key_pattern']}" for mk, info in spec.markets.items())
+    known = "; ".join(f"{mk}: {p.pattern}" for mk, p in spec.key_patterns.items())
     raise UsageError(f"{key!r} is not a known symbol key ({known})")
 
 

@@ -13,9 +13,8 @@ silently.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stockmon.settings import Subscription
 from stockmon.spec import KiwoomLayout, Spec, broker_clause, broker_data, kiwoom_layouts
@@ -45,7 +44,7 @@ class KiwoomRules:
     # (market, kind) -> Kiwoom type code
     types: Mapping[tuple[str, str], str]
     kis_layouts: Mapping[str, tuple[str, str]]  # KIS tr_id -> (market, kind)
-    key_patterns: Mapping[str, re.Pattern[str]]
+    spec: Spec = field(repr=False, compare=False)  # its key patterns tell a key's market
 
     @classmethod
     def from_spec(cls, spec: Spec) -> KiwoomRules:
@@ -80,7 +79,7 @@ class KiwoomRules:
             layouts=layouts,
             types=types,
             kis_layouts={t: (lay.market, lay.kind) for t, lay in spec.layouts.items()},
-            key_patterns={m: re.compile(str(v["key_pattern"])) for m, v in spec.markets.items()},
+            spec=spec,
         )
 
     def token_required(self, env: str) -> bool:
@@ -93,8 +92,7 @@ class KiwoomRules:
         if mk is None:
             return None
         code = self.types.get(mk)
-        pattern = self.key_patterns.get(mk[0])
-        if code is None or pattern is None or not pattern.match(sub.tr_key):
+        if code is None or self.spec.key_match(sub.tr_key, mk[0]) is None:
             return None
         return code
 

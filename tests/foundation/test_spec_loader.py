@@ -142,3 +142,41 @@ def test_released_version_matches_its_lock(version: str) -> None:
     spec = load_spec(version)
     assert spec.status == "released"
     assert lock[version] == spec.digest
+
+
+@pytest.mark.parametrize("version", available_versions())
+def test_key_patterns_are_the_markets_patterns_compiled(version: str) -> None:
+    """Spec.key_patterns holds markets.<m>.key_pattern of every market, in the spec's order."""
+    spec = load_spec(version)
+    assert list(spec.key_patterns) == list(spec.markets)
+    assert {m: p.pattern for m, p in spec.key_patterns.items()} == {
+        m: v["key_pattern"] for m, v in spec.markets.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "market"),
+    [("005930", "KR"), ("DNASAAPL", "US"), ("RBAQTSLA", "US"), ("00593", None), ("AAPL", None)],
+)
+def test_a_keys_market_is_told_by_the_key_patterns(key: str, market: str | None) -> None:
+    """market_of names the market whose pattern matches the key, None when no market's does."""
+    spec = load_spec()
+    assert spec.market_of(key) == market
+    found = spec.key_match(key)
+    assert (found[0] if found else None) == market
+    assert found is None or found[1].group(0) == key
+
+
+@pytest.mark.parametrize("key", ["005930\n", " 005930", "005930 ", "DNASAAPL\n", "005930\x00"])
+def test_only_the_whole_key_matches(key: str) -> None:
+    """A key with anything around it has no market: a pattern's `$` alone admits a trailing newline."""
+    spec = load_spec()
+    assert spec.market_of(key) is None
+
+
+def test_key_match_of_one_market_checks_that_market_only() -> None:
+    """key_match(key, market) matches against that market's pattern alone (unknown market: None)."""
+    spec = load_spec()
+    assert spec.key_match("005930", "KR") is not None
+    assert spec.key_match("005930", "US") is None
+    assert spec.key_match("005930", "JP") is None

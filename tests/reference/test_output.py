@@ -143,7 +143,6 @@ class TestJsonLines:
         assert all(schema_ok(o) for o in out)
 
 
-ZONES = {str(m["key_pattern"]): str(m["timezone"]) for m in SPEC.markets.values()}
 # 2026-12-02 01:00:00 UTC: 10:00 in Seoul, 20:00 the day before in New York.
 WALL = 1796173200.0
 
@@ -153,7 +152,7 @@ def live(height: int = 24, width: int = 80) -> tuple[LiveTable, Console]:
     console = Console(width=width, height=height, record=True, color_system="truecolor")
     table = LiveTable(
         console,
-        zones=ZONES,
+        spec=SPEC,
         monotonic=itertools.count(0.0, 1.0).__next__,
         wall=lambda: WALL,
         local_zone=UTC,

@@ -174,6 +174,7 @@ async def test_parse_errors_get_their_code(mock: KisMock, packet: str, name: str
     [
         ("H0XXXXX0", "005930", "P", "1", "invalid_tr_id"),
         ("H0STCNT0", "DNASAAPL", "P", "1", "invalid_tr_key"),
+        ("H0STCNT0", "005930\n", "P", "1", "invalid_tr_key"),  # the whole key, not `$`
         ("H0STCNT0", "005930", "Z", "1", "invalid_custtype"),
         ("H0STCNT0", "005930", "P", "7", "invalid_tr_type"),
     ],
@@ -187,7 +188,8 @@ async def test_semantic_errors_get_their_code(
     tr_type: str,
     name: str,
 ) -> None:
-    """Unknown tr_id, a key of the wrong market, bad custtype/tr_type get their OPSP code."""
+    """Unknown tr_id, a key of the wrong market (or with a newline after it), bad custtype or
+    tr_type get their OPSP code."""
     ak = await get_approval(client, mock)
     async with connect(mock.ws_url) as ws:
         await ws.send(sub(ak, tr_id, key, tr_type=tr_type, custtype=custtype))
