@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
-import aiohttp
 import websockets
-import yarl
 from websockets.uri import parse_uri
 
 from stockmon.clock import ScaledClock
 from stockmon.errors import SettingsError
 from stockmon.reference.failover.runner import Client, FailoverStream
+from stockmon.reference.httpclient import HttpClient, InvalidUrl, parse_url
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
 from stockmon.reference.lifecycle import SessionLifecycle
@@ -42,7 +41,7 @@ DEFAULT_SUBSCRIPTIONS = "H0STCNT0:005930,HDFSCNT0:DNASAAPL"
 LOGIN_TIMEOUT_REAL_S = 10.0
 
 SeamsFactory = Callable[
-    [Settings, aiohttp.ClientSession, ScaledClock, EventSink, bool],
+    [Settings, HttpClient, ScaledClock, EventSink, bool],
     AbstractAsyncContextManager[tuple[CredentialSource, ConnectGate]],
 ]
 
@@ -69,12 +68,9 @@ class Broker:
             ) from None
         rest = _setting(settings, self.rest_url_variable)
         try:
-            url = yarl.URL(rest)  # the REST client's own URL parser (aiohttp's)
-            host, _port = url.host, url.port  # the port raises when out of range
-        except ValueError as exc:
+            parse_url(rest)  # the REST client's own URL parser
+        except InvalidUrl as exc:
             raise SettingsError(f"{self.rest_url_variable}={rest!r} is not a URL: {exc}") from None
-        if not host:
-            raise SettingsError(f"{self.rest_url_variable}={rest!r} is not a URL: it has no host")
 
     def client(
         self,

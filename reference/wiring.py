@@ -22,7 +22,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiohttp
 from redis.asyncio import Redis
 
 from stockmon.clock import Clock, ScaledClock
@@ -48,6 +47,7 @@ from stockmon.reference.fleet.token_store import (
     RedisCredentialStore,
     key_prefix,
 )
+from stockmon.reference.httpclient import HttpClient
 from stockmon.reference.kis.auth import DirectApprovalKeyProvider, KisAuthClient
 from stockmon.reference.kis.quote import snapshot_quotes
 from stockmon.reference.kis.rest import KisRestClient
@@ -80,7 +80,7 @@ class KisContext:
     holder: str
     redis: Redis | None
     store: CredentialStore
-    http: aiohttp.ClientSession
+    http: HttpClient
     auth: KisAuthClient
     tokens: SharedCredential
     approval: SharedCredential
@@ -98,7 +98,7 @@ async def open_kis(
     clock: Clock | None = None,
     holder: str | None = None,
     tuning: Tuning | None = None,
-    http: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
 ) -> AsyncIterator[KisContext]:
     """Build a :class:`KisContext` from the settings; SettingsError for a bad configuration."""
     app_key, app_secret = settings.require_kis()
@@ -143,7 +143,7 @@ async def open_kis(
             await redis.aclose()
 
 
-def single_process_seams(settings: Settings, http: aiohttp.ClientSession) -> Seams:
+def single_process_seams(settings: Settings, http: HttpClient) -> Seams:
     """Approval keys fetched directly and a gate that always grants (no REDIS_URL)."""
     app_key, app_secret = settings.require_kis()
     conn = BrokerHttp(
@@ -161,12 +161,12 @@ def single_process_seams(settings: Settings, http: aiohttp.ClientSession) -> Sea
 @asynccontextmanager
 async def kis_seams(
     settings: Settings,
-    http: aiohttp.ClientSession,
+    http: HttpClient,
     clock: ScaledClock,
     sink: EventSink,
     own_gate: bool = True,
     *,
-    single_process: Callable[[Settings, aiohttp.ClientSession], Seams] = single_process_seams,
+    single_process: Callable[[Settings, HttpClient], Seams] = single_process_seams,
     holder: str | None = None,
 ) -> AsyncIterator[Seams]:
     """The approval-key source and connect gate of a KIS stream, plus its REST side (see above);
@@ -236,7 +236,7 @@ def uses_kiwoom_token(settings: Settings) -> bool:
 @asynccontextmanager
 async def kiwoom_seams(
     settings: Settings,
-    http: aiohttp.ClientSession,
+    http: HttpClient,
     clock: ScaledClock,
     sink: EventSink,
     own_gate: bool = True,

@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
-
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KiwoomMock
 from stockmon.redaction import Secret
@@ -16,6 +14,7 @@ from stockmon.reference.events import DataReceived, Event
 from stockmon.reference.fleet.token_manager import token_manager
 from stockmon.reference.fleet.token_state import TokenPolicy
 from stockmon.reference.fleet.token_store import LocalCredentialStore
+from stockmon.reference.httpclient import HttpClient
 from stockmon.reference.kiwoom.auth import KiwoomAuthClient
 from stockmon.reference.kiwoom.frames import KiwoomFrame, KiwoomTick
 from stockmon.reference.rest import BrokerHttp
@@ -70,7 +69,7 @@ async def until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 def auth_for(
     m: KiwoomMock,
-    http: aiohttp.ClientSession,
+    http: HttpClient,
     *,
     wall: Callable[[], float],
     scale: float = SCALE,
@@ -82,9 +81,7 @@ def auth_for(
     return KiwoomAuthClient(conn, SPEC, wall=wall, scale=scale)
 
 
-def tokens_for(
-    m: KiwoomMock, http: aiohttp.ClientSession, clock: ScaledClock
-) -> SharedCredentialSource:
+def tokens_for(m: KiwoomMock, http: HttpClient, clock: ScaledClock) -> SharedCredentialSource:
     """A token source issuing from the mock through the shared token manager (local store)."""
     auth = auth_for(m, http, wall=clock.wall)
     return SharedCredentialSource(

@@ -12,8 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, KiwoomMock, MockConfig, MockThread, kiwoom_beside
 from stockmon.redaction import Secret
@@ -25,6 +23,7 @@ from stockmon.reference.events import (
     OpenSocket,
     StatusChanged,
 )
+from stockmon.reference.httpclient import HttpClient
 from stockmon.reference.kis.auth import DirectApprovalKeyProvider, KisAuthClient
 from stockmon.reference.kis.session import SessionCore
 from stockmon.reference.kiwoom.session import KiwoomSessionCore
@@ -246,9 +245,7 @@ def most_open_sockets(records: list[dict[str, Any]]) -> int:
     return most
 
 
-def direct_approval(
-    mock: Any, http: aiohttp.ClientSession, spec: Spec
-) -> DirectApprovalKeyProvider:
+def direct_approval(mock: Any, http: HttpClient, spec: Spec) -> DirectApprovalKeyProvider:
     """The single-process approval-key source against a KIS mock."""
     conn = BrokerHttp(http, mock.rest_url, Secret(mock.app_key), Secret(mock.app_secret))
     return DirectApprovalKeyProvider(KisAuthClient(conn, spec))

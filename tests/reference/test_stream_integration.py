@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 import websockets
 from stream_support import code, direct_approval, kis_client
@@ -21,6 +20,7 @@ from stream_support import code, direct_approval, kis_client
 from stockmon.clock import ScaledClock
 from stockmon.mockserver import KisMock, MockConfig
 from stockmon.reference.backoff import BackoffFactory, jittered_backoff
+from stockmon.reference.httpclient import HttpClient
 from stockmon.reference.output import JsonLinesSink
 from stockmon.reference.rest import new_http
 from stockmon.reference.seams import ConnectGate
@@ -43,9 +43,7 @@ pytestmark = pytest.mark.timeout(60)
 class Run:
     """A mock and a client streaming from it in this event loop."""
 
-    def __init__(
-        self, mock: KisMock, client: StreamClient, out: io.StringIO, http: aiohttp.ClientSession
-    ):
+    def __init__(self, mock: KisMock, client: StreamClient, out: io.StringIO, http: HttpClient):
         self.mock, self.client, self.out, self.http = mock, client, out, http
         self.task: asyncio.Task[None] | None = None
 
