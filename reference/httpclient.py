@@ -3,10 +3,12 @@
 Why not aiohttp, which it replaces: a warm quote against the mock took 225-254 us of client CPU
 with aiohttp 3.14 and 133-153 us with this client (the same calls, one machine, 2026-12-04); what
 is left is mostly the kernel's and the event loop's. That CPU is what a fleet's callers queue
-behind when they all resume at once after a token refresh (benchmarks/token_storm.py). What a broker's REST side needs is small and fixed: JSON requests to one base URL, kept
-alive, over TLS, maybe through the environment's proxy (a CONNECT tunnel for https), each bounded
-in time and in bytes; that is all this does. The HTTP parsing is llhttp (C, Node's parser), as in
-the mocks' server (mockserver/httpserver.py); a response is never trusted: its head and body are
+behind when they all resume at once after a token refresh (benchmarks/token_storm.py).
+
+What a broker's REST side needs is small and fixed: JSON requests to one base URL, kept alive,
+over TLS, maybe through the environment's proxy (a CONNECT tunnel for https), each bounded in time
+and in bytes; that is all this does. The HTTP parsing is llhttp (C, Node's parser), as in the
+mocks' server (mockserver/httpserver.py); a response is never trusted: its head and body are
 bounded, and anything llhttp rejects ends the connection with a :class:`HttpError`.
 """
 
