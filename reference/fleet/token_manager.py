@@ -500,7 +500,10 @@ class SharedCredential:
         if budget <= 0:
             return _Outcome.FAILED, 0.0
         try:
-            value, body = await asyncio.wait_for(self._issuer(budget), budget)
+            # a timeout scope, not wait_for: on 3.11 wait_for runs the issuer in a task of its
+            # own, loop turns between the broker's answer and the fenced write (token_storm.py)
+            async with asyncio.timeout(budget):
+                value, body = await self._issuer(budget)
         except TokenThrottledError as exc:
             return await self._throttled(exc)
         except AuthError as exc:
