@@ -202,7 +202,6 @@ class _Connection(asyncio.Protocol):
         self.received = 0  # bytes of the current answer so far
         self.framed = False  # the answer says where its body ends (length or chunked)
         self.headed = False  # the answer's head is complete
-        self.uses = 0  # requests sent on this connection
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -269,7 +268,6 @@ class _Connection(asyncio.Protocol):
         self.waiter, self.response, self.limit = loop.create_future(), Response(), limit
         self.head_size, self.received, self.headed, self.framed = 0, 0, False, False
         self.reusable = False
-        self.uses += 1
         self.transport.write(head + body if body else head)
         return await self.waiter
 
@@ -301,13 +299,8 @@ class _TunnelReply(asyncio.Protocol):
     """The proxy's answer to CONNECT: its head only (a tunnel's 2xx carries no body)."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.buffer = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 from aiohttp import web
+from http_support import aiohttp_server
 
 from stockmon.errors import SettingsError
 from stockmon.redaction import Secret
@@ -279,16 +280,8 @@ async def tls_server(ca: trustme.CA) -> AsyncIterator[tuple[int, list[dict[str, 
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1]), seen
-    finally:
-        await runner.cleanup()
+    async with aiohttp_server(handle, ctx) as port:
+        yield port, seen
 
 
 def trust(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from http_support import aiohttp_server
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import NetworkError
@@ -37,17 +38,8 @@ async def server() -> AsyncIterator[tuple[int, Seen]]:
         )
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    try:
+    async with aiohttp_server(handle) as port:
         yield port, seen
-    finally:
-        await runner.cleanup()
 
 
 def _closed_port() -> int:
