@@ -4,14 +4,19 @@ This is the client's hot path, so the work is split in two:
 
 * :meth:`FrameParser.parse` checks the *structure* eagerly — the parts, the flag, a TR that has a
   layout, the count, and that the number of ``^``-separated fields is exactly count x fields per
-  record. That costs two ``str.split`` calls and one small object per record, no per-field work.
-* Values are converted *lazily*, when a field is read, through per-TR record classes whose field
+  record. For a trade frame that check and the reading are one C-level pass: a regular expression
+  compiled per TR and record count from the layout's roles (:func:`role_pattern`) matches the whole
+  payload only when it holds exactly count x width fields, and captures just the key, time, price
+  and volume texts of every record. Splitting the payload into all its fields was 57 % of a record's
+  cost (46 fields per H0STCNT0 record, four of them read); the match takes half of that. An order
+  book needs most of its fields, so its frames are split.
+* Values are converted *lazily*, when a field is read, through per-TR record classes whose role
   positions are precomputed class attributes. The key and time (texts) are slots filled when a
-  record is made; reading ``record.price`` is one list index and one ``int()`` / ``Decimal()`` (an
-  int text read before is a dict lookup). A frame of several records is split when parsed, since
-  every reader of it needs the fields; a one-record frame only when a reader asks. A value that
-  does not convert raises :class:`FrameError` at that point, naming the field
-  (``Frame.validate()`` converts everything up front when a caller wants that).
+  record is made; reading ``record.price`` is one tuple index and one ``int()`` / ``Decimal()`` (an
+  int text read before is a dict lookup). The full field list is split only when a reader asks for
+  a field that is not a role (:meth:`Record.raw`, :meth:`Record.to_dict`). A value that does not
+  convert raises :class:`FrameError` at that point, naming the field (``Frame.validate()`` converts
+  everything up front when a caller wants that).
 
 Numbers: ``int`` fields become ``int`` and ``decimal`` fields become :class:`decimal.Decimal`, never
 ``float``: US prices such as ``187.2300`` are decimal quantities that a binary float cannot hold
@@ -28,7 +33,7 @@ broker that 1.1 wrote down, so a 1.0 parser borrows it from the newest version t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
@@ -132,6 +137,7 @@ def _remember_int(text: str) -> int:
 
 
 def _bad_value(rec: Record, index: int) -> FrameError:
+    """The error of layout field ``index`` of ``rec``, naming the field and quoting its text."""
     name = rec.layout.fields[index].name
     raw = rec._f[rec._o + index]
     return FrameError(
@@ -140,36 +146,41 @@ def _bad_value(rec: Record, index: int) -> FrameError:
     )
 
 
-def _int_at(rec: Record, index: int) -> int:
-    text = rec._f[rec._o + index]
+def _int_at(rec: Record, at: int) -> int:
+    """The int at position ``at`` of the record's texts (``Record._g``), strictly converted."""
+    text = rec._g[rec._i + at]
     if text.isdigit() and text.isascii():  # the common case without a second call
         return int(text)
     try:
         return ascii_int(text)
     except ValueError:
-        raise _bad_value(rec, index) from None
+        raise _bad_value(rec, rec._g_fields[at]) from None
 
 
-def _dec_at(rec: Record, index: int) -> Decimal:
+def _dec_at(rec: Record, at: int) -> Decimal:
+    """The decimal at position ``at`` of the record's texts, strictly converted."""
     try:
-        return ascii_decimal(rec._f[rec._o + index])
+        return ascii_decimal(rec._g[rec._i + at])
     except (ValueError, InvalidOperation):
-        raise _bad_value(rec, index) from None
+        raise _bad_value(rec, rec._g_fields[at]) from None
 
 
 class Record:
-    """One record of a data frame: a view on the frame's field list (no copy), typed on access.
+    """One record of a data frame: a view on the frame's texts (no copy), typed on access.
 
     Subclasses per TR are built by :class:`FrameParser` from the spec's layout; their class
     attributes hold the precomputed positions, so the spec, not this code, decides where a field is.
+    A record reads its roles from ``_g``, the texts its frame captured: for a trade, the role texts
+    of every record (``_stride`` per record, from the frame's match); for an order book, every field.
     """
 
     # key and time are plain slots, set when the record is made (texts, nothing to convert, and a
     # slot read is far cheaper than a property call on the records path); typed fields stay lazy
-    __slots__ = ("_f", "_o", "key", "time")
+    __slots__ = ("_fr", "_g", "_i", "key", "time")
 
-    _f: list[str]  # the frame's fields (shared by its records, not copied)
-    _o: int  # where this record's fields begin in them
+    _fr: Frame  # the frame: its full field list, split on demand, for raw(), get() and to_dict()
+    _g: Sequence[str]  # the frame's role texts (shared by its records, not copied)
+    _i: int  # where this record's texts begin in them
     key: str  # the tr_key the record belongs to: ``005930``, ``DNASAAPL``
     time: str  # the record's time field as sent (``HHMMSS``)
     tr_id: ClassVar[str]
@@ -183,18 +194,33 @@ class Record:
     _int_names: ClassVar[tuple[str, ...]]
     _dec_names: ClassVar[tuple[str, ...]]
     # (fields, count) -> the typed rows of ticks() / books(), compiled per TR by record_class()
-    _rows: ClassVar[Callable[[list[str], int, bool], list[Any]]]
+    _rows: ClassVar[Callable[[Sequence[str], int, bool], list[Any]]]
     _int_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _dec_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _num_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
+    # positions of the key and time roles in a record's texts
     _i_key: ClassVar[int]
     _i_time: ClassVar[int]
     _width: ClassVar[int]  # fields per record
+    _stride: ClassVar[int]  # texts per record in _g
+    _g_fields: ClassVar[tuple[int, ...]]  # position in a record's texts -> its layout field index
+    # a tick frame's texts from its fields, when it was split instead of matched
+    _texts_of: ClassVar[Callable[[list[str]], Sequence[str]]]
 
-    def __init__(self, fields: list[str], offset: int) -> None:
+    def __init__(self, frame: Frame, texts: Sequence[str], offset: int) -> None:
         """A declaration: record_class() compiles each TR's own (_compile_init), with the key and
         time positions bound."""
         raise NotImplementedError
+
+    @property
+    def _f(self) -> list[str]:
+        """Every field of the frame (split on the first call of any of its records)."""
+        return self._fr.fields
+
+    @property
+    def _o(self) -> int:
+        """Where this record's fields begin in :attr:`_f`."""
+        return self._i // self._stride * self._width
 
     def raw(self, name: str) -> str:
         """A field's text exactly as it arrived."""
@@ -282,7 +308,7 @@ class OrderbookRecord(Record):
     _i_bids: ClassVar[tuple[tuple[int, int], ...]]
     _price_conv: ClassVar[Callable[[str], int | Decimal]]
 
-    def _price_at(self, index: int) -> int | Decimal:
+    def _price_at(self, at: int) -> int | Decimal:
         raise NotImplementedError
 
     def _levels(self, positions: tuple[tuple[int, int], ...]) -> list[Level]:
@@ -326,8 +352,8 @@ class KrOrderbook(OrderbookRecord):
 
     __slots__ = ()
 
-    def _price_at(self, index: int) -> int:
-        return _int_at(self, index)
+    def _price_at(self, at: int) -> int:
+        return _int_at(self, at)
 
 
 class UsOrderbook(OrderbookRecord):
@@ -335,8 +361,8 @@ class UsOrderbook(OrderbookRecord):
 
     __slots__ = ()
 
-    def _price_at(self, index: int) -> Decimal:
-        return _dec_at(self, index)
+    def _price_at(self, at: int) -> Decimal:
+        return _dec_at(self, at)
 
 
 # (kind, market) -> record base; a new TR of a known kind and market needs only a layout in the spec.
@@ -365,7 +391,15 @@ def record_class(layout: Layout, field_separator: str) -> type[Record]:
     if base is None:
         raise ValueError(f"no record type for a {layout.market} {layout.kind} ({layout.tr_id})")
     converters = tuple(_CONVERTERS[f.type] for f in layout.fields)
+    width = len(layout.fields)
     i_key, i_time = layout.index(layout.role("key")), layout.index(layout.role("time"))
+    if layout.kind == "tick":
+        # a trade record's texts are its role fields in wire order (what role_pattern captures)
+        i_price, i_volume = layout.index(layout.role("price")), layout.index(layout.role("volume"))
+        g_fields = tuple(sorted({i_key, i_time, i_price, i_volume}))
+    else:
+        g_fields = tuple(range(width))  # an order book's texts are all its fields
+    at = {index: n for n, index in enumerate(g_fields)}.__getitem__
     attrs: dict[str, object] = {
         "__slots__": (),
         "tr_id": layout.tr_id,
@@ -385,20 +419,22 @@ def record_class(layout: Layout, field_separator: str) -> type[Record]:
         "_num_get": staticmethod(
             _getter([i for i, f in enumerate(layout.fields) if f.type in ("int", "decimal")])
         ),
-        "_i_key": i_key,
-        "_i_time": i_time,
-        "_width": len(layout.fields),
+        "_i_key": at(i_key),
+        "_i_time": at(i_time),
+        "_width": width,
+        "_stride": len(g_fields),
+        "_g_fields": g_fields,
+        "_texts_of": staticmethod(_texts_picker(g_fields, width)),
     }
     if layout.kind == "tick":
-        price_field = layout.fields[layout.index(layout.role("price"))]
-        attrs["_price_conv"] = _CONVERTERS[price_field.type]
-        attrs["_i_price"] = layout.index(layout.role("price"))
-        attrs["_i_volume"] = layout.index(layout.role("volume"))
+        attrs["_price_conv"] = _CONVERTERS[layout.fields[i_price].type]
+        attrs["_i_price"] = at(i_price)
+        attrs["_i_volume"] = at(i_volume)
     else:
 
         def pairs(prices: str, quantities: str) -> tuple[tuple[int, int], ...]:
             return tuple(
-                (layout.index(p), layout.index(q))
+                (at(layout.index(p)), at(layout.index(q)))
                 for p, q in zip(layout.role_list(prices), layout.role_list(quantities), strict=True)
             )
 
@@ -406,20 +442,54 @@ def record_class(layout: Layout, field_separator: str) -> type[Record]:
         attrs["_price_conv"] = _CONVERTERS[first_ask.type]
         attrs["_i_asks"] = pairs("ask_prices", "ask_quantities")
         attrs["_i_bids"] = pairs("bid_prices", "bid_quantities")
-    attrs["_rows"] = staticmethod(_compile_rows(attrs, len(layout.fields), layout.kind))
-    attrs["__init__"] = _compile_init(i_key, i_time)
+    attrs["_rows"] = staticmethod(_compile_rows(attrs, len(g_fields), layout.kind))
+    attrs["__init__"] = _compile_init(at(i_key), at(i_time))
     attrs.update(_role_reads(attrs, base))
     return type(f"{layout.tr_id}Record", (base,), attrs)
 
 
-def _compile_init(ik: int, it: int) -> Callable[[Record, list[str], int], None]:
+def _texts_picker(g_fields: tuple[int, ...], width: int) -> Callable[[list[str]], Sequence[str]]:
+    """The texts of a record type from a frame's fields: the fields themselves when a record reads
+    all of them, else its role fields of every record (a frame split rather than matched)."""
+    if g_fields == tuple(range(width)):
+        return lambda fields: fields
+
+    def texts(fields: list[str]) -> Sequence[str]:
+        return [fields[o + i] for o in range(0, len(fields), width) for i in g_fields]
+
+    return texts
+
+
+def matchable(record_type: type[Record]) -> bool:
+    """Whether frames of ``record_type`` are read by a :func:`role_pattern`: its records read only
+    some of their fields (a trade), and the field separator is one character."""
+    return len(record_type.field_separator) == 1 and record_type._stride < record_type._width
+
+
+def role_pattern(record_type: type[Record], count: int) -> re.Pattern[str]:
+    """The pattern that matches a payload of exactly ``count`` records of a :func:`matchable`
+    ``record_type`` and captures their texts (``_g_fields``).
+
+    Possessive ``[^^]*+`` fields: the match is one linear pass in C and cannot backtrack, so a
+    hostile payload costs no more than a split of it."""
+    sep = record_type.field_separator
+    field = f"[^{re.escape(sep)}]*+"
+    capture = set(record_type._g_fields)
+    one = re.escape(sep).join(
+        f"({field})" if i in capture else field for i in range(record_type._width)
+    )
+    return re.compile(re.escape(sep).join([one] * count))
+
+
+def _compile_init(ik: int, it: int) -> Callable[[Record, Frame, Sequence[str], int], None]:
     """A TR's ``Record.__init__`` with its key and time positions bound as closure constants."""
 
-    def __init__(self: Record, fields: list[str], offset: int) -> None:
-        self._f = fields
-        self._o = offset
-        self.key = fields[offset + ik]
-        self.time = fields[offset + it]
+    def __init__(self: Record, frame: Frame, texts: Sequence[str], offset: int) -> None:
+        self._fr = frame
+        self._g = texts
+        self._i = offset
+        self.key = texts[offset + ik]
+        self.time = texts[offset + it]
 
     return __init__
 
@@ -432,7 +502,7 @@ def _role_reads(attrs: Mapping[str, Any], base: type[Record]) -> dict[str, prope
     def integer(index: int) -> Callable[[Record], int]:
         # a text read before is one dict lookup; else _int_at's first test inlined (one call fewer)
         def read(rec: Record) -> int:
-            value = rec._f[rec._o + index]
+            value = rec._g[rec._i + index]
             known = _known_int(value)
             if known is not None:
                 return known
@@ -458,8 +528,9 @@ def _role_reads(attrs: Mapping[str, Any], base: type[Record]) -> dict[str, prope
 
 def _compile_rows(
     attrs: Mapping[str, Any], width: int, kind: str
-) -> Callable[[list[str], int, bool], list[Any]]:
-    """The hot-path row builder of one TR, positions bound as closure constants.
+) -> Callable[[Sequence[str], int, bool], list[Any]]:
+    """The hot-path row builder of one TR over a frame's texts (``width`` per record), positions
+    bound as closure constants.
 
     ``ascii_only`` is the frame's ``payload.isascii()`` (O(1) in CPython). Then ``str.isdigit()`` is
     exactly ``[0-9]+``, and a value that passes it is what the builtin ``int()`` converts with no
@@ -474,8 +545,8 @@ def _compile_rows(
     if kind == "tick":
         ip, iv = attrs["_i_price"], attrs["_i_volume"]
 
-        def ticks(f: list[str], count: int, ascii_only: bool) -> list[Any]:
-            # f holds exactly count x width fields (parse() checked), so a stride slice is one
+        def ticks(f: Sequence[str], count: int, ascii_only: bool) -> list[Any]:
+            # f holds exactly count x width texts (parse() checked), so a stride slice is one
             # role of every record, taken in C (an empty text in a joined role fails in int(), as
             # a bad value should)
             if ascii_only:
@@ -494,7 +565,7 @@ def _compile_rows(
         [p for p, _ in (*asks, *bids)] if int_price else []
     )
 
-    def books(f: list[str], count: int, ascii_only: bool) -> list[Any]:
+    def books(f: Sequence[str], count: int, ascii_only: bool) -> list[Any]:
         span = range(0, count * width, width)
         plain = ascii_only and all(
             "".join([f[o + i] for i in int_positions]).isdigit() for o in span
@@ -517,20 +588,28 @@ class Frame:
     """One parsed data frame: its TR, record count and the records (views, typed on access).
 
     The payload is kept as it arrived and split into fields only when a caller needs them all
-    (:attr:`fields`): the JSON line of a one-record frame needs a handful of leading fields only.
-    Each TR has its own subclass (:func:`frame_class`), which carries the record class and the
-    TR's compiled :meth:`json_lines`.
+    (:attr:`fields`); a trade frame's readers mostly need only the role texts its match captured
+    (:attr:`texts`). Each TR has its own subclass (:func:`frame_class`), which carries the record
+    class and the TR's compiled :meth:`json_lines`.
     """
 
-    __slots__ = ("_fields", "count", "payload")
+    __slots__ = ("_fields", "_texts", "count", "payload")
     _fields: list[str] | None
+    _texts: Sequence[str] | None
     record_type: ClassVar[type[Record]]
 
-    def __init__(self, count: int, payload: str, fields: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        payload: str,
+        fields: list[str] | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> None:
         self.count = count
         self.payload = payload
         # None until split: testing it is cheaper than catching an unset slot's AttributeError
         self._fields = fields
+        self._texts = texts
 
     @property
     def tr_id(self) -> str:
@@ -551,13 +630,25 @@ class Frame:
         return fields
 
     @property
+    def texts(self) -> Sequence[str]:
+        """The texts the records read: a trade's role fields, ``_stride`` per record (captured by
+        the frame's match, or picked from the fields), or an order book's fields."""
+        texts = self._texts
+        if texts is None:
+            texts = self._texts = self.record_type._texts_of(self.fields)
+        return texts
+
+    @property
     def records(self) -> list[Record]:
         """The records in wire order."""
         cls = self.record_type
-        fields = self.fields
-        # parse() checked len(fields) == count x width; map() over a class makes them in C
-        offsets = range(0, len(fields), cls._width)
-        return list(map(cls, repeat(fields, self.count), offsets))
+        texts = self._texts
+        if texts is None:
+            texts = self.texts
+        n = self.count
+        # parse() checked the field count, so texts holds n x _stride; map() over a class makes
+        # the records in C
+        return list(map(cls, repeat(self, n), repeat(texts, n), range(0, len(texts), cls._stride)))
 
     def ticks(self) -> list[TickRow]:
         """``(key, time, price, volume)`` of every record of a tick frame, typed.
@@ -566,7 +657,7 @@ class Frame:
         value raises FrameError naming the field, exactly as the record properties do.
         """
         try:
-            return self.record_type._rows(self.fields, self.count, self.ascii_only)
+            return self.record_type._rows(self.texts, self.count, self.ascii_only)
         except (ValueError, InvalidOperation):
             self._raise_bad()
         except AttributeError:
@@ -575,7 +666,7 @@ class Frame:
     def books(self) -> list[BookRow]:
         """``(key, time, asks, bids)`` of every record of an order-book frame, typed."""
         try:
-            return self.record_type._rows(self.fields, self.count, self.ascii_only)
+            return self.record_type._rows(self.texts, self.count, self.ascii_only)
         except (ValueError, InvalidOperation):
             self._raise_bad()
 
@@ -638,21 +729,17 @@ def frame_class(record_type: type[Record]) -> type[Frame]:
     json_lines: Callable[[Frame, str], str]
     if kind == "tick":
         assert issubclass(record_type, TickRecord)
-        # A one-record frame with integer prices is printed from the leading fields only (split off
-        # up to the last one printed). On an ASCII payload a key and time of letters and digits need
-        # no JSON escaping, and digits without a leading zero are what int() would print, so those
-        # texts go into the line as they are; anything else takes the general path below.
+        # A one-record frame with integer prices is printed from its role texts as they are: on an
+        # ASCII payload a key and time of letters and digits need no JSON escaping, and digits
+        # without a leading zero are what int() would print; anything else takes the general path.
         one = record_type._price_conv is ascii_int
         ik, it = record_type._i_key, record_type._i_time
         ip, iv = record_type._i_price, record_type._i_volume
-        splits = max(ik, it, ip, iv) + 1
-        sep = record_type.field_separator
 
         def ticks(frame: Frame, source: str) -> str:
             head = heads.get(source) or head_of(source)
-            payload = frame.payload
-            if one and frame.count == 1 and payload.isascii():
-                f = payload.split(sep, splits)
+            if one and frame.count == 1 and frame.payload.isascii():
+                f = frame.texts
                 k, t, p, v = f[ik], f[it], f[ip], f[iv]
                 if (
                     k.isalnum()
@@ -687,6 +774,20 @@ def frame_class(record_type: type[Record]) -> type[Frame]:
     return type(f"{tr_id}Frame", (Frame,), attrs)
 
 
+class _Matchers(dict[str, Callable[[str], "re.Match[str] | None"]]):
+    """Frame head -> the ``fullmatch`` of its role pattern, compiled on the first frame of that TR
+    and count (a pattern of 64 records takes milliseconds to compile; most counts never occur)."""
+
+    def __init__(self, heads: Mapping[str, tuple[type[Frame], int, int, bool]]) -> None:
+        super().__init__()
+        self._heads = heads
+
+    def __missing__(self, head: str) -> Callable[[str], re.Match[str] | None]:
+        frame_type, count, _, _ = self._heads[head]
+        match = self[head] = role_pattern(frame_type.record_type, count).fullmatch
+        return match
+
+
 class FrameParser:
     """Parses data frames of one spec version; build once, call :meth:`parse` per frame."""
 
@@ -708,15 +809,22 @@ class FrameParser:
         # Every valid count text ("001" ...) mapped to its value: one dict lookup validates and
         # converts it (a zero count is not valid: a frame carries at least one record).
         self._counts = {f"{n:0{g.count_digits}d}": n for n in range(1, 10**g.count_digits)}
-        # "flag|TR|count" -> (frame class, count, fields) for the plain frames of up to
-        # _FAST_COUNTS records: parse()'s one lookup (larger counts take the part-by-part path)
+        # "flag|TR|count" -> (frame class, count, fields, matches) for the plain frames of up to
+        # _FAST_COUNTS records: parse()'s one lookup (larger counts take the part-by-part path);
+        # ``matches`` says the TR's frames are matched by a role pattern, compiled on first use
         sep = g.part_separator
         self._heads = {
-            sep.join((g.plain_flag, tr_id, text)): (cls, n, n * width)
+            sep.join((g.plain_flag, tr_id, text)): (
+                cls,
+                n,
+                n * width,
+                matchable(cls.record_type),
+            )
             for tr_id, (cls, width) in self._entries.items()
             for text, n in self._counts.items()
             if n <= _FAST_COUNTS
         }
+        self._matchers = _Matchers(self._heads)
 
     @property
     def record_types(self) -> Mapping[str, type[Record]]:
@@ -731,13 +839,18 @@ class FrameParser:
         head, _, payload = text.rpartition(self._sep)
         entry = self._heads.get(head)
         if entry is not None and len(text) <= MAX_FRAME_CHARS:
-            frame_type, count, n_fields = entry
-            if count == 1:
-                # a one-record frame is split only if it must be (json_lines needs a few fields)
+            frame_type, count, n_fields, matches = entry
+            if matches:
+                # the field count checked and the role texts taken in one pass
+                m = self._matchers[head](payload)
+                if m is not None:
+                    return frame_type(count, payload, None, m.groups())
+            elif count == 1:
+                # a one-record frame is split only if it must be
                 if payload.count(self._fsep) + 1 == n_fields:
                     return frame_type(count, payload)
             else:
-                # every reader of a larger frame splits it, so split now and count the list
+                # every reader of a larger book frame splits it, so split now and count the list
                 fields = payload.split(self._fsep)
                 if len(fields) == n_fields:
                     return frame_type(count, payload, fields)

@@ -279,3 +279,82 @@ def test_fuzz_mutated_valid_frames_only_frame_error(
     head = data.draw(st.sampled_from(["0", "1", "x", "0|", ""]))
     text = f"{head}|{tr_id}|{count:03d}|" + "^".join(flat)
     assert _outcome(text) in ("parsed", "frame_error")
+
+
+# ---------------------------------------------------------------- trade frames: the role match
+
+
+def _split_reading(frame: Frame) -> list[tuple[str, ...]]:
+    """Every record's role texts as the fields of the split payload give them (the reference)."""
+    cls = frame.record_type
+    fields = frame.payload.split(cls.field_separator)
+    width = cls._width
+    return [
+        tuple(fields[o + i] for i in cls._g_fields) for o in range(0, frame.count * width, width)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tr_id=st.sampled_from(["H0STCNT0", "HDFSCNT0"]),
+    count=st.sampled_from([1, 2, 3, 4, 64, 65]),
+    junk=st.lists(st.text(alphabet="^\n|a1-.\u00e9", max_size=6), min_size=1, max_size=6),
+    at=st.data(),
+)
+def test_role_match_reads_what_the_split_fields_say(
+    tr_id: str, count: int, junk: list[str], at: st.DataObject
+) -> None:
+    """A trade frame is accepted exactly when its split has count x width fields, and every
+    record's key, time, price and volume texts are those fields, whatever the texts hold."""
+    layout = SPEC.layout(tr_id)
+    flat = [f for i in range(count) for f in sample_fields(layout, KEYS[tr_id], i)]
+    for text in junk:
+        flat[at.draw(st.integers(0, len(flat) - 1))] = text
+    payload = "^".join(flat)
+    text = f"0|{tr_id}|{count:03d}|{payload}"
+    right_count = payload.count("^") + 1 == count * len(layout.fields)
+    if not right_count:
+        with pytest.raises(FrameError, match="carries"):
+            PARSER.parse(text)
+        return
+    frame = PARSER.parse(text)
+    want = _split_reading(frame)
+    assert [tuple(frame.texts[n * 4 : n * 4 + 4]) for n in range(count)] == want
+    ik, it = (layout.index(layout.role(r)) for r in ("key", "time"))
+    assert [(r.key, r.time) for r in frame.records] == [
+        (flat[n * len(layout.fields) + ik], flat[n * len(layout.fields) + it]) for n in range(count)
+    ]
+
+
+def test_bad_value_in_a_later_record_names_its_field_and_text() -> None:
+    """A bad volume in record 3 of 4 is reported with its own field name, position and text,
+    by the record property, by Frame.ticks() and by to_dict() (role and field offsets agree)."""
+    layout = SPEC.layout("H0STCNT0")
+    recs = [sample_fields(layout, f"00593{i}", i) for i in range(4)]
+    iv = layout.index(layout.role("volume"))
+    recs[2][iv] = "12x4"
+    frame = PARSER.parse(data_frame(SPEC, "H0STCNT0", recs))
+    name = layout.fields[iv].name
+    want = f"field {name} \\(#{iv}\\) is not a valid int: '12x4'"
+    rec = frame.records[2]
+    assert (rec.key, rec.raw(name)) == ("005932", "12x4")
+    assert frame.records[3].raw(layout.fields[5].name) == recs[3][5]
+    with pytest.raises(FrameError, match=want):
+        _ = rec.volume  # type: ignore[attr-defined]
+    with pytest.raises(FrameError, match=want):
+        frame.ticks()
+    with pytest.raises(FrameError, match=want):
+        rec.to_dict()
+    assert frame.records[1].volume == int(recs[1][iv])  # type: ignore[attr-defined]
+
+
+def test_frames_beyond_the_head_table_read_the_same() -> None:
+    """A frame of more records than the head table holds takes the part-by-part path and reads
+    the same roles as a matched one."""
+    layout = SPEC.layout("H0STCNT0")
+    count = frames_module._FAST_COUNTS + 3
+    recs = [sample_fields(layout, f"{i:06d}", i) for i in range(count)]
+    frame = PARSER.parse(data_frame(SPEC, "H0STCNT0", recs))
+    matched = PARSER.parse(data_frame(SPEC, "H0STCNT0", recs[:4]))
+    assert frame.ticks()[:4] == matched.ticks()
+    assert [r.key for r in frame.records] == [f"{i:06d}" for i in range(count)]
