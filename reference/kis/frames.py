@@ -193,7 +193,7 @@ class Record:
     _names: ClassVar[tuple[str, ...]]
     _int_names: ClassVar[tuple[str, ...]]
     _dec_names: ClassVar[tuple[str, ...]]
-    # (fields, count) -> the typed rows of ticks() / books(), compiled per TR by record_class()
+    # (texts, count, ascii_only) -> the typed rows of ticks() / books(), compiled per TR
     _rows: ClassVar[Callable[[Sequence[str], int, bool], list[Any]]]
     _int_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
     _dec_get: ClassVar[Callable[[list[str]], tuple[str, ...]]]
@@ -204,7 +204,7 @@ class Record:
     _width: ClassVar[int]  # fields per record
     _stride: ClassVar[int]  # texts per record in _g
     _g_fields: ClassVar[tuple[int, ...]]  # position in a record's texts -> its layout field index
-    # a tick frame's texts from its fields, when it was split instead of matched
+    # a frame's texts from its fields (a trade frame split instead of matched; a book's are its fields)
     _texts_of: ClassVar[Callable[[list[str]], Sequence[str]]]
 
     def __init__(self, frame: Frame, texts: Sequence[str], offset: int) -> None:
@@ -451,7 +451,7 @@ def record_class(layout: Layout, field_separator: str) -> type[Record]:
 def _texts_picker(g_fields: tuple[int, ...], width: int) -> Callable[[list[str]], Sequence[str]]:
     """The texts of a record type from a frame's fields: the fields themselves when a record reads
     all of them, else its role fields of every record (a frame split rather than matched)."""
-    if g_fields == tuple(range(width)):
+    if len(g_fields) == width:  # g_fields is sorted and within the record
         return lambda fields: fields
 
     def texts(fields: list[str]) -> Sequence[str]:
@@ -472,13 +472,11 @@ def role_pattern(record_type: type[Record], count: int) -> re.Pattern[str]:
 
     Possessive ``[^^]*+`` fields: the match is one linear pass in C and cannot backtrack, so a
     hostile payload costs no more than a split of it."""
-    sep = record_type.field_separator
-    field = f"[^{re.escape(sep)}]*+"
+    sep = re.escape(record_type.field_separator)
+    field = f"[^{sep}]*+"
     capture = set(record_type._g_fields)
-    one = re.escape(sep).join(
-        f"({field})" if i in capture else field for i in range(record_type._width)
-    )
-    return re.compile(re.escape(sep).join([one] * count))
+    one = sep.join(f"({field})" if i in capture else field for i in range(record_type._width))
+    return re.compile(sep.join([one] * count))
 
 
 def _compile_init(ik: int, it: int) -> Callable[[Record, Frame, Sequence[str], int], None]:
