@@ -21,6 +21,7 @@ shares) meet without importing each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -38,6 +39,15 @@ def parse_kst(text: str, fmt: str, utc_offset_s: int) -> float:
     """POSIX timestamp of a broker wall time written without a zone (KST for KIS and Kiwoom)."""
     naive = datetime.strptime(text, fmt)  # the zone is not in the text; it comes from the spec
     return naive.replace(tzinfo=timezone(timedelta(seconds=utc_offset_s))).timestamp()
+
+
+def prime_format(fmt: str) -> None:
+    """Parse one sample of ``fmt`` now, at start-up: a process' first ``strptime`` imports
+    ``_strptime`` and compiles the format (about 3 ms), which would otherwise fall inside its first
+    refresh, on the critical path of every caller waiting for it (token_storm.py)."""
+    # a format that cannot read its own output fails at the first response, named there
+    with contextlib.suppress(ValueError):
+        datetime.strptime(datetime(2000, 1, 2, 3, 4, 5).strftime(fmt), fmt)
 
 
 def expiry_at(text: str, fmt: str, utc_offset_s: int, field: str) -> float:

@@ -28,7 +28,7 @@ from typing import Any
 
 from stockmon.redaction import Secret
 from stockmon.reference.errors import RemoteProtocolError
-from stockmon.reference.seams import expiry_at, parse_kst
+from stockmon.reference.seams import expiry_at, parse_kst, prime_format
 from stockmon.spec import Spec, broker_clause, broker_data
 
 # The relative validity (spec seconds) the Kiwoom issuer adds to its response; not a Kiwoom field.
@@ -120,6 +120,10 @@ class TokenPolicy:
     prefer_earliest: bool
     scale: float
     reuse_window: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.expired_format:
+            prime_format(self.expired_format)  # not inside the first refresh
 
     @classmethod
     def for_token(cls, spec: Spec, scale: float = 1.0) -> TokenPolicy:

@@ -199,3 +199,34 @@ def test_approval_key_policy_has_no_throttle_and_the_token_window() -> None:
     assert policy.throttle_interval is None
     assert policy.refresh_window == WINDOW
     assert policy.expiry_fields == ()
+
+
+def test_policy_compiles_the_expiry_format_before_the_first_refresh() -> None:
+    """Building the policy compiles the expiry format, so the first refresh pays no 3 ms strptime."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, _strptime\n"
+        "from stockmon.reference.fleet.token_state import TokenPolicy\n"
+        "from stockmon.spec import load_spec\n"
+        "fmt = load_spec('1.1').clause('TOKEN-KIS-EXPIRY').string('expired_format')\n"
+        "before = fmt in _strptime._regex_cache\n"
+        "TokenPolicy.for_token(load_spec('1.1'))\n"
+        "print(before, fmt in _strptime._regex_cache)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_format_that_cannot_read_its_own_output_is_left_to_the_first_response() -> None:
+    """Priming a format strptime cannot parse back raises nothing; the response names it then."""
+    policy = TokenPolicy.for_token(SPEC)
+    bad = TokenPolicy(
+        **{**{f: getattr(policy, f) for f in policy.__slots__}, "expired_format": "%Y-%Q"}
+    )
+    body = {REL: 100, ABS: "2026-x"}
+    with pytest.raises(RemoteProtocolError, match=ABS):
+        expiry_from_response(body, 0.0, bad)
