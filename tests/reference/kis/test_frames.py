@@ -358,3 +358,57 @@ def test_frames_beyond_the_head_table_read_the_same() -> None:
     matched = PARSER.parse(data_frame(SPEC, "H0STCNT0", recs[:4]))
     assert frame.ticks()[:4] == matched.ticks()
     assert [r.key for r in frame.records] == [f"{i:06d}" for i in range(count)]
+
+
+MATCHED = sorted(t for t, r in PARSER.record_types.items() if frames_module.matchable(r))
+
+
+def _ops(node: object) -> set[str]:
+    """Every opcode name in a pattern parsed by the stdlib's own parser, nested ones too."""
+    from re import _constants, _parser  # the regex engine's view of the pattern (3.11+)
+
+    if isinstance(node, _parser.SubPattern):
+        node = node.data
+    if not isinstance(node, (list, tuple)):
+        return set()
+    found: set[str] = set()
+    for item in node:
+        if (
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[0], _constants._NamedIntConstant)
+        ):
+            found.add(str(item[0]))
+            found |= _ops(item[1])
+        else:
+            found |= _ops(item)
+    return found
+
+
+@pytest.mark.parametrize("tr_id", MATCHED)
+def test_role_patterns_cannot_backtrack(tr_id: str) -> None:
+    """Every role pattern repeats only possessively and has no any-character node, so a hostile
+    payload is one linear pass (a greedy ``.*`` field would make a near-miss payload explode)."""
+    from re import _parser
+
+    assert MATCHED, "no TR is read by a role pattern"
+    record_type = PARSER.record_types[tr_id]
+    for count in (1, 2, frames_module._FAST_COUNTS):
+        pattern = frames_module.role_pattern(record_type, count).pattern
+        ops = _ops(_parser.parse(pattern))
+        assert "POSSESSIVE_REPEAT" in ops, pattern[:80]
+        assert not {"MAX_REPEAT", "MIN_REPEAT", "ANY"} & ops, (count, pattern[:80])
+
+
+@pytest.mark.timeout(20)
+def test_near_miss_payloads_of_the_largest_matched_count_are_frame_errors() -> None:
+    """A payload one field short or one field long of the largest matched count, with fields of
+    separator-free junk, is a FrameError naming the field count, in one linear pass."""
+    layout = SPEC.layout("H0STCNT0")
+    count = frames_module._FAST_COUNTS
+    recs = [["x" * 50] * len(layout.fields) for _ in range(count)]
+    good = data_frame(SPEC, "H0STCNT0", recs)
+    short, long_ = good.rsplit("^", 1)[0], good + "^x"
+    for text in (short, long_):
+        with pytest.raises(FrameError, match="carries"):
+            PARSER.parse(text)
